@@ -1,0 +1,625 @@
+
+/*
+ * Copyright (C) The sandbox gateway authors
+ *
+ * ngx_http_sandbox_module: an nginx-native gateway for AI-agent sandboxes.
+ *
+ * This file holds the module definition, its directives, configuration,
+ * variables and process hooks; each concern lives in src/:
+ *
+ *   sandbox_path.c, sandbox_token.c   pure parsers (no nginx headers)
+ *   ngx_http_sandbox_redis.c          the non-blocking Redis client
+ *   ngx_http_sandbox_auth.c           bearer keys, digests, the admin key
+ *   ngx_http_sandbox_route.c          the access phase: auth and routing
+ *   ngx_http_sandbox_balancer.c       per-request peer for upstream{}
+ *   ngx_http_sandbox_cache.c          the shared-memory cache
+ *   ngx_http_sandbox_events.c         invalidations from Redis pub/sub
+ *   ngx_http_sandbox_status.c         counters as JSON
+ *   ngx_http_sandbox_json.c           JSON answers and error pages
+ *   ngx_http_sandbox_api.c            the management and admin API
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_sandbox_module.h"
+
+
+static ngx_int_t ngx_http_sandbox_add_variables(ngx_conf_t *cf);
+static ngx_int_t ngx_http_sandbox_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static void *ngx_http_sandbox_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_sandbox_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_http_sandbox_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_sandbox_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static char *ngx_http_sandbox_redis_addr(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_sandbox_error(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_sandbox_api(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_sandbox_status(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_sandbox_cache_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_http_sandbox_init(ngx_conf_t *cf);
+static ngx_int_t ngx_http_sandbox_init_process(ngx_cycle_t *cycle);
+static void ngx_http_sandbox_exit_process(ngx_cycle_t *cycle);
+
+
+ngx_http_sandbox_redis_t  *ngx_http_sandbox_worker_redis;
+
+
+static ngx_command_t  ngx_http_sandbox_commands[] = {
+
+    { ngx_string("sandbox_redis"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_sandbox_redis_addr,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("sandbox_redis_password"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_sandbox_main_conf_t, redis_password),
+      NULL },
+
+    { ngx_string("sandbox_redis_connect_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_sandbox_main_conf_t, redis_connect_timeout),
+      NULL },
+
+    { ngx_string("sandbox_redis_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_sandbox_main_conf_t, redis_timeout),
+      NULL },
+
+    { ngx_string("sandbox_admin_key_file"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_sandbox_admin_key_file,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("sandbox_cache_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_sandbox_cache_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("sandbox_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_sandbox_loc_conf_t, cache),
+      NULL },
+
+    { ngx_string("sandbox_cache_ttl"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_sandbox_loc_conf_t, cache_ttl.ttl),
+      NULL },
+
+    { ngx_string("sandbox_cache_negative_ttl"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_sandbox_loc_conf_t, cache_ttl.negative_ttl),
+      NULL },
+
+    { ngx_string("sandbox_cache_grace"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_sandbox_loc_conf_t, cache_ttl.grace),
+      NULL },
+
+    { ngx_string("sandbox_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_sandbox_status,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("sandbox_route"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_sandbox_loc_conf_t, route),
+      NULL },
+
+    { ngx_string("sandbox_auth"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_sandbox_loc_conf_t, auth),
+      NULL },
+
+    { ngx_string("sandbox_retry_after"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_sandbox_loc_conf_t, retry_after),
+      NULL },
+
+    { ngx_string("sandbox_error"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_sandbox_error,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("sandbox_api"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_sandbox_api,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("sandbox_balancer"),
+      NGX_HTTP_UPS_CONF|NGX_CONF_NOARGS,
+      ngx_http_sandbox_balancer,
+      0,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_sandbox_module_ctx = {
+    ngx_http_sandbox_add_variables,        /* preconfiguration */
+    ngx_http_sandbox_init,                 /* postconfiguration */
+
+    ngx_http_sandbox_create_main_conf,     /* create main configuration */
+    ngx_http_sandbox_init_main_conf,       /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_sandbox_create_loc_conf,      /* create location configuration */
+    ngx_http_sandbox_merge_loc_conf        /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_sandbox_module = {
+    NGX_MODULE_V1,
+    &ngx_http_sandbox_module_ctx,          /* module context */
+    ngx_http_sandbox_commands,             /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    ngx_http_sandbox_init_process,         /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_http_sandbox_exit_process,         /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+typedef enum {
+    NGX_HTTP_SANDBOX_VAR_USER = 0,
+    NGX_HTTP_SANDBOX_VAR_NAME,
+    NGX_HTTP_SANDBOX_VAR_ADDR,
+    NGX_HTTP_SANDBOX_VAR_KEY_ID,
+    NGX_HTTP_SANDBOX_VAR_URI,
+    NGX_HTTP_SANDBOX_VAR_CACHE_STATUS
+} ngx_http_sandbox_var_e;
+
+
+static ngx_http_variable_t  ngx_http_sandbox_vars[] = {
+
+    { ngx_string("sandbox_user"), NULL, ngx_http_sandbox_variable,
+      NGX_HTTP_SANDBOX_VAR_USER, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("sandbox_name"), NULL, ngx_http_sandbox_variable,
+      NGX_HTTP_SANDBOX_VAR_NAME, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("sandbox_addr"), NULL, ngx_http_sandbox_variable,
+      NGX_HTTP_SANDBOX_VAR_ADDR, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("sandbox_key_id"), NULL, ngx_http_sandbox_variable,
+      NGX_HTTP_SANDBOX_VAR_KEY_ID, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("sandbox_uri"), NULL, ngx_http_sandbox_variable,
+      NGX_HTTP_SANDBOX_VAR_URI, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("sandbox_cache_status"), NULL, ngx_http_sandbox_variable,
+      NGX_HTTP_SANDBOX_VAR_CACHE_STATUS, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+      ngx_http_null_variable
+};
+
+
+static ngx_int_t
+ngx_http_sandbox_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_http_sandbox_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_sandbox_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_str_t               *s;
+    ngx_http_sandbox_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r->main, ngx_http_sandbox_module);
+
+    if (ctx == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    switch (data) {
+
+    case NGX_HTTP_SANDBOX_VAR_USER:
+        s = &ctx->user;
+        break;
+
+    case NGX_HTTP_SANDBOX_VAR_NAME:
+        s = &ctx->name;
+        break;
+
+    case NGX_HTTP_SANDBOX_VAR_ADDR:
+        s = &ctx->addr_text;
+        break;
+
+    case NGX_HTTP_SANDBOX_VAR_KEY_ID:
+        s = &ctx->key_id;
+        break;
+
+    case NGX_HTTP_SANDBOX_VAR_URI:
+        s = &ctx->uri;
+        break;
+
+    default: /* NGX_HTTP_SANDBOX_VAR_CACHE_STATUS */
+        s = &ctx->cache_status;
+        break;
+    }
+
+    if (s->len == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->len = s->len;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+    v->data = s->data;
+
+    return NGX_OK;
+}
+
+
+static void *
+ngx_http_sandbox_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_sandbox_main_conf_t  *smcf;
+
+    smcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_sandbox_main_conf_t));
+    if (smcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     smcf->redis_addr = NULL;
+     *     smcf->redis_password = { 0, NULL };
+     *     smcf->admin_key_file = { 0, NULL };
+     */
+
+    smcf->redis_connect_timeout = NGX_CONF_UNSET_MSEC;
+    smcf->redis_timeout = NGX_CONF_UNSET_MSEC;
+    smcf->admin_key_set = NGX_CONF_UNSET;
+
+    return smcf;
+}
+
+
+static char *
+ngx_http_sandbox_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_sandbox_main_conf_t *smcf = conf;
+
+    ngx_str_t  name = ngx_string("request_id");
+
+    ngx_conf_init_msec_value(smcf->redis_connect_timeout, 1000);
+    ngx_conf_init_msec_value(smcf->redis_timeout, 1000);
+    ngx_conf_init_value(smcf->admin_key_set, 0);
+
+    smcf->request_id_index = ngx_http_get_variable_index(cf, &name);
+    if (smcf->request_id_index == NGX_ERROR) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_sandbox_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_sandbox_loc_conf_t  *slcf;
+
+    slcf = ngx_palloc(cf->pool, sizeof(ngx_http_sandbox_loc_conf_t));
+    if (slcf == NULL) {
+        return NULL;
+    }
+
+    slcf->route = NGX_CONF_UNSET;
+    slcf->auth = NGX_CONF_UNSET;
+    slcf->retry_after = NGX_CONF_UNSET;
+    slcf->cache = NGX_CONF_UNSET;
+    slcf->cache_ttl.ttl = NGX_CONF_UNSET_MSEC;
+    slcf->cache_ttl.negative_ttl = NGX_CONF_UNSET_MSEC;
+    slcf->cache_ttl.grace = NGX_CONF_UNSET_MSEC;
+
+    return slcf;
+}
+
+
+static char *
+ngx_http_sandbox_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_sandbox_loc_conf_t *prev = parent;
+    ngx_http_sandbox_loc_conf_t *conf = child;
+
+    ngx_http_sandbox_main_conf_t  *smcf;
+
+    ngx_conf_merge_value(conf->route, prev->route, 0);
+    ngx_conf_merge_value(conf->auth, prev->auth, 1);
+    ngx_conf_merge_sec_value(conf->retry_after, prev->retry_after, 5);
+    ngx_conf_merge_value(conf->cache, prev->cache, 1);
+    ngx_conf_merge_msec_value(conf->cache_ttl.ttl, prev->cache_ttl.ttl,
+                              60000);
+    ngx_conf_merge_msec_value(conf->cache_ttl.negative_ttl,
+                              prev->cache_ttl.negative_ttl, 5000);
+
+    /*
+     * no grace by default: past its TTL an entry is only as good as Redis
+     * says, so a revocation whose message was lost is bounded by the TTL
+     */
+
+    ngx_conf_merge_msec_value(conf->cache_ttl.grace, prev->cache_ttl.grace,
+                              0);
+
+    if (conf->route) {
+        smcf = ngx_http_conf_get_module_main_conf(cf,
+                                                  ngx_http_sandbox_module);
+
+        if (smcf->redis_addr == NULL) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"sandbox_route\" requires \"sandbox_redis\"");
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_sandbox_redis_addr(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_sandbox_main_conf_t *smcf = conf;
+
+    ngx_str_t  *value;
+    ngx_url_t   u;
+
+    if (smcf->redis_addr) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+
+    u.url = value[1];
+    u.default_port = 6379;
+    u.no_resolve = 1;
+
+    if (ngx_parse_url(cf->pool, &u) != NGX_OK) {
+        if (u.err) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "%s in \"%V\" of the \"sandbox_redis\" "
+                               "directive", u.err, &u.url);
+        }
+
+        return NGX_CONF_ERROR;
+    }
+
+    /* workers must never resolve names: IP literals and unix: paths only */
+
+    if (u.naddrs == 0 || u.addrs == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"sandbox_redis\" needs an IP address or a "
+                           "unix: path, not \"%V\"", &u.url);
+        return NGX_CONF_ERROR;
+    }
+
+    smcf->redis_addr = &u.addrs[0];
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_sandbox_error(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_sandbox_error_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_sandbox_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_sandbox_api_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_sandbox_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_sandbox_status_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_sandbox_cache_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_sandbox_main_conf_t *smcf = conf;
+
+    u_char     *p;
+    ssize_t     size;
+    ngx_str_t  *value, name, s;
+
+    if (smcf->cache_zone) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    p = (u_char *) ngx_strchr(value[1].data, ':');
+
+    if (p == NULL || p == value[1].data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid zone \"%V\", expected name:size",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    name.data = value[1].data;
+    name.len = p - value[1].data;
+
+    s.data = p + 1;
+    s.len = value[1].data + value[1].len - s.data;
+
+    size = ngx_parse_size(&s);
+
+    if (size == NGX_ERROR || size < (ssize_t) (8 * ngx_pagesize)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zone \"%V\" needs a size of at least %uz",
+                           &value[1], 8 * ngx_pagesize);
+        return NGX_CONF_ERROR;
+    }
+
+    smcf->cache_zone = ngx_http_sandbox_cache_zone_add(cf, &name, size);
+    if (smcf->cache_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_sandbox_init(ngx_conf_t *cf)
+{
+    ngx_http_handler_pt        *h;
+    ngx_http_core_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_ACCESS_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_sandbox_access_handler;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_sandbox_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_sandbox_main_conf_t   *smcf;
+    ngx_http_sandbox_redis_conf_t   rc;
+
+    /* cache manager and loader processes serve no requests */
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    smcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_sandbox_module);
+
+    if (smcf == NULL || smcf->redis_addr == NULL) {
+        return NGX_OK;
+    }
+
+    ngx_memzero(&rc, sizeof(ngx_http_sandbox_redis_conf_t));
+
+    rc.addr = smcf->redis_addr;
+    rc.password = smcf->redis_password;
+    rc.connect_timeout = smcf->redis_connect_timeout;
+    rc.timeout = smcf->redis_timeout;
+
+    if (smcf->cache_zone) {
+        rc.stats = &ngx_http_sandbox_cache_stats(smcf->cache_zone)->redis;
+    }
+
+    ngx_http_sandbox_worker_redis = ngx_http_sandbox_redis_create(&rc,
+                                                                  cycle->log);
+    if (ngx_http_sandbox_worker_redis == NULL) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_sandbox_events_init(cycle, smcf);
+}
+
+
+static void
+ngx_http_sandbox_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_sandbox_events_exit();
+
+    ngx_http_sandbox_redis_destroy(ngx_http_sandbox_worker_redis);
+    ngx_http_sandbox_worker_redis = NULL;
+}

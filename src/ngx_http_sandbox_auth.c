@@ -1,0 +1,166 @@
+
+/*
+ * Copyright (C) The sandbox gateway authors
+ *
+ * Bearer key extraction and hashing.  Keys are only ever compared as
+ * SHA-256 hex digests: Redis stores digests, and the admin key read from
+ * its file is hashed at configuration time and the clear text dropped.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <openssl/evp.h>
+
+#include "ngx_http_sandbox_module.h"
+#include "sandbox_token.h"
+
+
+/*
+ * Returns NGX_OK with the key, or NGX_HTTP_UNAUTHORIZED with the message
+ * the original proxy used for that case.
+ */
+
+ngx_int_t
+ngx_http_sandbox_auth_bearer(ngx_http_request_t *r, ngx_str_t *key,
+    const char **message)
+{
+    int               rc;
+    size_t            off, len;
+    ngx_table_elt_t  *h;
+
+    h = r->headers_in.authorization;
+
+    if (h == NULL) {
+        *message = "Missing Authorization header";
+        return NGX_HTTP_UNAUTHORIZED;
+    }
+
+    rc = sbx_token_parse(h->value.data, h->value.len, &off, &len);
+
+    if (rc == SBX_TOKEN_EMPTY) {
+        *message = "Empty API key";
+        return NGX_HTTP_UNAUTHORIZED;
+    }
+
+    if (rc != SBX_TOKEN_OK) {
+        *message = "Invalid Authorization header format. "
+                   "Expected: Bearer <api-key>";
+        return NGX_HTTP_UNAUTHORIZED;
+    }
+
+    key->data = h->value.data + off;
+    key->len = len;
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_sandbox_sha256_hex(u_char *dst, u_char *src, size_t len)
+{
+    u_char        md[EVP_MAX_MD_SIZE];
+    unsigned int  mdlen;
+
+    mdlen = 0;
+
+    if (EVP_Digest(src, len, md, &mdlen, EVP_sha256(), NULL) != 1
+        || mdlen != 32)
+    {
+        /* cannot happen with a sane libcrypto; never match anything */
+        ngx_memset(dst, 'x', NGX_HTTP_SANDBOX_SHA256_HEX_LEN);
+        return;
+    }
+
+    ngx_hex_dump(dst, md, 32);
+}
+
+
+char *
+ngx_http_sandbox_admin_key_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_sandbox_main_conf_t *smcf = conf;
+
+    u_char           *p, *last;
+    size_t            len;
+    ssize_t           n;
+    ngx_str_t        *value;
+    ngx_file_t        file;
+    ngx_file_info_t   fi;
+    u_char            buf[1024];
+
+    if (smcf->admin_key_set != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    smcf->admin_key_file = value[1];
+
+    if (ngx_conf_full_name(cf->cycle, &smcf->admin_key_file, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&file, sizeof(ngx_file_t));
+    file.name = smcf->admin_key_file;
+    file.log = cf->log;
+
+    file.fd = ngx_open_file(file.name.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (file.fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_open_file_n " \"%V\" failed", &file.name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_fd_info(file.fd, &fi) != NGX_FILE_ERROR
+        && (ngx_file_access(&fi) & 0004))
+    {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "admin key file \"%V\" is world-readable",
+                           &file.name);
+    }
+
+    n = ngx_read_file(&file, buf, sizeof(buf), 0);
+
+    if (ngx_close_file(file.fd) == NGX_FILE_ERROR) {
+        ngx_log_error(NGX_LOG_ALERT, cf->log, ngx_errno,
+                      ngx_close_file_n " \"%V\" failed", &file.name);
+    }
+
+    if (n == NGX_ERROR) {
+        return NGX_CONF_ERROR;
+    }
+
+    /* the key is the first line, surrounding white space ignored */
+
+    p = buf;
+    last = buf + n;
+
+    while (p < last && (*p == ' ' || *p == '\t')) {
+        p++;
+    }
+
+    len = 0;
+    while (p + len < last && p[len] != CR && p[len] != LF
+           && p[len] != ' ' && p[len] != '\t')
+    {
+        len++;
+    }
+
+    if (len < 16 || (size_t) n == sizeof(buf)) {
+        ngx_explicit_memzero(buf, sizeof(buf));
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "admin key in \"%V\" must be 16 to 1000 "
+                           "characters", &file.name);
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_http_sandbox_sha256_hex(smcf->admin_key_hash, p, len);
+    ngx_explicit_memzero(buf, sizeof(buf));
+
+    smcf->admin_key_set = 1;
+
+    return NGX_CONF_OK;
+}

@@ -1,0 +1,811 @@
+
+/*
+ * Copyright (C) The sandbox gateway authors
+ *
+ * A shared-memory cache of what Redis said about API keys and routes, so a
+ * warm request makes no Redis round trip.  Layout as in limit_req: a slab
+ * pool, an rbtree keyed by a CRC32 of the entry key, and an LRU queue that
+ * is trimmed when the slab runs out of room.
+ *
+ * Every entry records the zone's generation when it was filled; bumping the
+ * generation (after a lost subscription, or on "flush") turns every entry
+ * into a miss in O(1).  Single entries are dropped by the invalidation
+ * messages the API and the sync daemon publish on sbx:events.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_sandbox_cache.h"
+
+
+#define NGX_HTTP_SANDBOX_CACHE_KEY    'k'
+#define NGX_HTTP_SANDBOX_CACHE_ROUTE  'r'
+
+/* room for "r" + user + "/" + name, both DNS labels */
+#define NGX_HTTP_SANDBOX_CACHE_KEY_MAX  160
+
+
+typedef struct {
+    ngx_rbtree_t                     rbtree;
+    ngx_rbtree_node_t                sentinel;
+    ngx_queue_t                      lru;
+    ngx_uint_t                       generation;
+    ngx_uint_t                       subscribers;
+    ngx_msec_t                       heartbeat;
+    ngx_http_sandbox_cache_stats_t   stats;
+} ngx_http_sandbox_cache_sh_t;
+
+
+typedef struct {
+    ngx_http_sandbox_cache_sh_t     *sh;
+    ngx_slab_pool_t                 *shpool;
+} ngx_http_sandbox_cache_ctx_t;
+
+
+typedef struct {
+    ngx_rbtree_node_t                node;
+    ngx_queue_t                      queue;
+    ngx_msec_t                       expire;
+    ngx_uint_t                       generation;
+    u_short                          klen;
+    u_short                          vlen;
+    u_char                           ulen;
+    u_char                           data[1];   /* key, value, owner */
+} ngx_http_sandbox_cache_node_t;
+
+
+static ngx_int_t ngx_http_sandbox_cache_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
+static void ngx_http_sandbox_cache_rbtree_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static ngx_http_sandbox_cache_node_t *ngx_http_sandbox_cache_lookup(
+    ngx_http_sandbox_cache_ctx_t *ctx, u_char *key, size_t len,
+    uint32_t hash);
+static ngx_int_t ngx_http_sandbox_cache_get(ngx_shm_zone_t *zone,
+    ngx_pool_t *pool, u_char *key, size_t klen, ngx_str_t *value,
+    ngx_msec_t grace);
+static void ngx_http_sandbox_cache_put(ngx_shm_zone_t *zone, u_char *key,
+    size_t klen, u_char *value, size_t vlen, ngx_str_t *owner,
+    ngx_msec_t ttl);
+static void ngx_http_sandbox_cache_delete(ngx_shm_zone_t *zone, u_char *key,
+    size_t klen);
+static void ngx_http_sandbox_cache_delete_owner(ngx_shm_zone_t *zone,
+    u_char *user, size_t len);
+static void ngx_http_sandbox_cache_free_node(ngx_http_sandbox_cache_ctx_t *ctx,
+    ngx_http_sandbox_cache_node_t *cn);
+static void ngx_http_sandbox_cache_expire(ngx_http_sandbox_cache_ctx_t *ctx,
+    ngx_uint_t force);
+static size_t ngx_http_sandbox_cache_route_key(u_char *buf, ngx_str_t *user,
+    ngx_str_t *name);
+
+
+ngx_shm_zone_t *
+ngx_http_sandbox_cache_zone_add(ngx_conf_t *cf, ngx_str_t *name, size_t size)
+{
+    ngx_shm_zone_t                *shm_zone;
+    ngx_http_sandbox_cache_ctx_t  *ctx;
+
+    ctx = ngx_pcalloc(cf->pool, sizeof(ngx_http_sandbox_cache_ctx_t));
+    if (ctx == NULL) {
+        return NULL;
+    }
+
+    shm_zone = ngx_shared_memory_add(cf, name, size, &ngx_http_module);
+    if (shm_zone == NULL) {
+        return NULL;
+    }
+
+    if (shm_zone->data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "duplicate zone \"%V\"", name);
+        return NULL;
+    }
+
+    shm_zone->init = ngx_http_sandbox_cache_init_zone;
+    shm_zone->data = ctx;
+
+    return shm_zone;
+}
+
+
+static ngx_int_t
+ngx_http_sandbox_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_http_sandbox_cache_ctx_t  *octx = data;
+
+    size_t                         len;
+    ngx_http_sandbox_cache_ctx_t  *ctx;
+
+    ctx = shm_zone->data;
+
+    /* on reload the zone and its entries carry over */
+
+    if (octx) {
+        ctx->sh = octx->sh;
+        ctx->shpool = octx->shpool;
+        return NGX_OK;
+    }
+
+    ctx->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (shm_zone->shm.exists) {
+        ctx->sh = ctx->shpool->data;
+        return NGX_OK;
+    }
+
+    ctx->sh = ngx_slab_calloc(ctx->shpool,
+                              sizeof(ngx_http_sandbox_cache_sh_t));
+    if (ctx->sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->shpool->data = ctx->sh;
+
+    ngx_rbtree_init(&ctx->sh->rbtree, &ctx->sh->sentinel,
+                    ngx_http_sandbox_cache_rbtree_insert);
+    ngx_queue_init(&ctx->sh->lru);
+
+    len = sizeof(" in sandbox cache zone \"\"") + shm_zone->shm.name.len;
+
+    ctx->shpool->log_ctx = ngx_slab_alloc(ctx->shpool, len);
+    if (ctx->shpool->log_ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(ctx->shpool->log_ctx, " in sandbox cache zone \"%V\"%Z",
+                &shm_zone->shm.name);
+
+    /* a full zone evicts the oldest entries; that is not worth an alert */
+
+    ctx->shpool->log_nomem = 0;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_sandbox_cache_rbtree_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+{
+    ngx_rbtree_node_t              **p;
+    ngx_http_sandbox_cache_node_t   *cn, *cnt;
+
+    for ( ;; ) {
+
+        if (node->key < temp->key) {
+            p = &temp->left;
+
+        } else if (node->key > temp->key) {
+            p = &temp->right;
+
+        } else { /* node->key == temp->key */
+
+            cn = (ngx_http_sandbox_cache_node_t *) node;
+            cnt = (ngx_http_sandbox_cache_node_t *) temp;
+
+            p = (ngx_memn2cmp(cn->data, cnt->data, cn->klen, cnt->klen) < 0)
+                ? &temp->left : &temp->right;
+        }
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}
+
+
+static ngx_http_sandbox_cache_node_t *
+ngx_http_sandbox_cache_lookup(ngx_http_sandbox_cache_ctx_t *ctx, u_char *key,
+    size_t len, uint32_t hash)
+{
+    ngx_int_t                       rc;
+    ngx_rbtree_node_t              *node, *sentinel;
+    ngx_http_sandbox_cache_node_t  *cn;
+
+    node = ctx->sh->rbtree.root;
+    sentinel = ctx->sh->rbtree.sentinel;
+
+    while (node != sentinel) {
+
+        if (hash < node->key) {
+            node = node->left;
+            continue;
+        }
+
+        if (hash > node->key) {
+            node = node->right;
+            continue;
+        }
+
+        cn = (ngx_http_sandbox_cache_node_t *) node;
+
+        rc = ngx_memn2cmp(key, cn->data, len, cn->klen);
+
+        if (rc == 0) {
+            return cn;
+        }
+
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    return NULL;
+}
+
+
+static ngx_int_t
+ngx_http_sandbox_cache_get(ngx_shm_zone_t *zone, ngx_pool_t *pool,
+    u_char *key, size_t klen, ngx_str_t *value, ngx_msec_t grace)
+{
+    ngx_int_t                       rc;
+    ngx_msec_int_t                  left;
+    ngx_http_sandbox_cache_ctx_t   *ctx;
+    ngx_http_sandbox_cache_node_t  *cn;
+
+    ctx = zone->data;
+    rc = NGX_HTTP_SANDBOX_CACHE_MISS;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    cn = ngx_http_sandbox_cache_lookup(ctx, key, klen,
+                                       ngx_crc32_short(key, klen));
+
+    if (cn == NULL) {
+        goto done;
+    }
+
+    left = (ngx_msec_int_t) (cn->expire - ngx_current_msec);
+
+    if (cn->generation != ctx->sh->generation
+        || left + (ngx_msec_int_t) grace <= 0)
+    {
+        ngx_http_sandbox_cache_free_node(ctx, cn);
+        goto done;
+    }
+
+    /* copy out under the lock: shared memory is never used after it */
+
+    value->data = ngx_pnalloc(pool, cn->vlen);
+    if (value->data == NULL) {
+        goto done;
+    }
+
+    ngx_memcpy(value->data, cn->data + cn->klen, cn->vlen);
+    value->len = cn->vlen;
+
+    if (left > 0) {
+        ngx_queue_remove(&cn->queue);
+        ngx_queue_insert_head(&ctx->sh->lru, &cn->queue);
+        rc = NGX_HTTP_SANDBOX_CACHE_HIT;
+
+    } else {
+        rc = NGX_HTTP_SANDBOX_CACHE_STALE;
+    }
+
+done:
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    switch (rc) {
+    case NGX_HTTP_SANDBOX_CACHE_HIT:
+        (void) ngx_atomic_fetch_add(&ctx->sh->stats.hits, 1);
+        break;
+    default:
+        (void) ngx_atomic_fetch_add(&ctx->sh->stats.misses, 1);
+    }
+
+    return rc;
+}
+
+
+static void
+ngx_http_sandbox_cache_put(ngx_shm_zone_t *zone, u_char *key, size_t klen,
+    u_char *value, size_t vlen, ngx_str_t *owner, ngx_msec_t ttl)
+{
+    size_t                          size;
+    uint32_t                        hash;
+    ngx_http_sandbox_cache_ctx_t   *ctx;
+    ngx_http_sandbox_cache_node_t  *cn;
+
+    if (ttl == 0 || klen > 0xffff || vlen > 0xffff || owner->len > 0xff) {
+        return;
+    }
+
+    ctx = zone->data;
+    hash = ngx_crc32_short(key, klen);
+    size = offsetof(ngx_http_sandbox_cache_node_t, data)
+           + klen + vlen + owner->len;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    cn = ngx_http_sandbox_cache_lookup(ctx, key, klen, hash);
+
+    if (cn) {
+        ngx_http_sandbox_cache_free_node(ctx, cn);
+    }
+
+    ngx_http_sandbox_cache_expire(ctx, 0);
+
+    cn = ngx_slab_alloc_locked(ctx->shpool, size);
+
+    while (cn == NULL && !ngx_queue_empty(&ctx->sh->lru)) {
+        ngx_http_sandbox_cache_expire(ctx, 1);
+        cn = ngx_slab_alloc_locked(ctx->shpool, size);
+    }
+
+    if (cn == NULL) {
+        ngx_shmtx_unlock(&ctx->shpool->mutex);
+        return;
+    }
+
+    cn->node.key = hash;
+    cn->expire = ngx_current_msec + ttl;
+    cn->generation = ctx->sh->generation;
+    cn->klen = (u_short) klen;
+    cn->vlen = (u_short) vlen;
+    cn->ulen = (u_char) owner->len;
+
+    ngx_memcpy(cn->data, key, klen);
+    ngx_memcpy(cn->data + klen, value, vlen);
+    ngx_memcpy(cn->data + klen + vlen, owner->data, owner->len);
+
+    ngx_rbtree_insert(&ctx->sh->rbtree, &cn->node);
+    ngx_queue_insert_head(&ctx->sh->lru, &cn->queue);
+
+    ctx->sh->stats.entries++;
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+}
+
+
+static void
+ngx_http_sandbox_cache_delete(ngx_shm_zone_t *zone, u_char *key, size_t klen)
+{
+    ngx_http_sandbox_cache_ctx_t   *ctx;
+    ngx_http_sandbox_cache_node_t  *cn;
+
+    ctx = zone->data;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    cn = ngx_http_sandbox_cache_lookup(ctx, key, klen,
+                                       ngx_crc32_short(key, klen));
+    if (cn) {
+        ngx_http_sandbox_cache_free_node(ctx, cn);
+        ctx->sh->stats.invalidations++;
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+}
+
+
+/*
+ * A user changed (deactivated, deleted): drop every entry it owns.  This
+ * walks the whole zone, which is fine for an event that rare.
+ */
+
+static void
+ngx_http_sandbox_cache_delete_owner(ngx_shm_zone_t *zone, u_char *user,
+    size_t len)
+{
+    ngx_queue_t                    *q, *next;
+    ngx_http_sandbox_cache_ctx_t   *ctx;
+    ngx_http_sandbox_cache_node_t  *cn;
+
+    ctx = zone->data;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    for (q = ngx_queue_head(&ctx->sh->lru);
+         q != ngx_queue_sentinel(&ctx->sh->lru);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        cn = ngx_queue_data(q, ngx_http_sandbox_cache_node_t, queue);
+
+        if (ngx_memn2cmp(cn->data + cn->klen + cn->vlen, user, cn->ulen, len)
+            == 0)
+        {
+            ngx_http_sandbox_cache_free_node(ctx, cn);
+            ctx->sh->stats.invalidations++;
+        }
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+}
+
+
+static void
+ngx_http_sandbox_cache_free_node(ngx_http_sandbox_cache_ctx_t *ctx,
+    ngx_http_sandbox_cache_node_t *cn)
+{
+    ngx_queue_remove(&cn->queue);
+    ngx_rbtree_delete(&ctx->sh->rbtree, &cn->node);
+    ngx_slab_free_locked(ctx->shpool, cn);
+
+    ctx->sh->stats.entries--;
+}
+
+
+/*
+ * Drops up to two entries from the cold end that nobody may use any more;
+ * with force, the coldest entry goes whatever its age (LRU eviction).
+ */
+
+static void
+ngx_http_sandbox_cache_expire(ngx_http_sandbox_cache_ctx_t *ctx,
+    ngx_uint_t force)
+{
+    ngx_uint_t                      n;
+    ngx_queue_t                    *q;
+    ngx_http_sandbox_cache_node_t  *cn;
+
+    for (n = 0; n < 2; n++) {
+
+        if (ngx_queue_empty(&ctx->sh->lru)) {
+            return;
+        }
+
+        q = ngx_queue_last(&ctx->sh->lru);
+        cn = ngx_queue_data(q, ngx_http_sandbox_cache_node_t, queue);
+
+        if (force) {
+            ngx_http_sandbox_cache_free_node(ctx, cn);
+            ctx->sh->stats.evictions++;
+            return;
+        }
+
+        /* an hour past expiry no grace period reaches it any more */
+
+        if (cn->generation == ctx->sh->generation
+            && (ngx_msec_int_t) (ngx_current_msec - cn->expire) < 3600000)
+        {
+            return;
+        }
+
+        ngx_http_sandbox_cache_free_node(ctx, cn);
+    }
+}
+
+
+/* keys */
+
+ngx_int_t
+ngx_http_sandbox_cache_get_key(ngx_shm_zone_t *zone, ngx_pool_t *pool,
+    u_char *digest, ngx_http_sandbox_key_t *key,
+    ngx_http_sandbox_cache_ttl_t *ttl)
+{
+    u_char     *p, *last;
+    size_t      idlen;
+    ngx_int_t   rc;
+    ngx_str_t   v;
+    u_char      buf[1 + 64];
+
+    buf[0] = NGX_HTTP_SANDBOX_CACHE_KEY;
+    ngx_memcpy(buf + 1, digest, 64);
+
+    rc = ngx_http_sandbox_cache_get(zone, pool, buf, sizeof(buf), &v,
+                                    ttl->grace);
+    if (rc == NGX_HTTP_SANDBOX_CACHE_MISS) {
+        return rc;
+    }
+
+    /* value: state, expires, id length, id, user */
+
+    p = v.data;
+    last = v.data + v.len;
+
+    if (v.len < 1 + sizeof(time_t) + 1) {
+        return NGX_HTTP_SANDBOX_CACHE_MISS;
+    }
+
+    key->state = *p++;
+    ngx_memcpy(&key->expires, p, sizeof(time_t));
+    p += sizeof(time_t);
+    idlen = *p++;
+
+    if ((size_t) (last - p) < idlen) {
+        return NGX_HTTP_SANDBOX_CACHE_MISS;
+    }
+
+    key->id.data = p;
+    key->id.len = idlen;
+    key->user.data = p + idlen;
+    key->user.len = last - p - idlen;
+
+    return rc;
+}
+
+
+void
+ngx_http_sandbox_cache_put_key(ngx_shm_zone_t *zone, u_char *digest,
+    ngx_http_sandbox_key_t *key, ngx_http_sandbox_cache_ttl_t *ttl)
+{
+    u_char   *p;
+    size_t    idlen;
+    u_char    buf[1 + 64];
+    u_char    val[1 + sizeof(time_t) + 1 + 255 + 255];
+
+    buf[0] = NGX_HTTP_SANDBOX_CACHE_KEY;
+    ngx_memcpy(buf + 1, digest, 64);
+
+    idlen = ngx_min(key->id.len, 255);
+
+    if (key->user.len > 255) {
+        return;
+    }
+
+    p = val;
+    *p++ = (u_char) key->state;
+    p = ngx_cpymem(p, &key->expires, sizeof(time_t));
+    *p++ = (u_char) idlen;
+    p = ngx_cpymem(p, key->id.data, idlen);
+    p = ngx_cpymem(p, key->user.data, key->user.len);
+
+    ngx_http_sandbox_cache_put(zone, buf, sizeof(buf), val, p - val,
+                               &key->user,
+                               key->state == NGX_HTTP_SANDBOX_KEY_VALID
+                               ? ttl->ttl : ttl->negative_ttl);
+}
+
+
+/* routes */
+
+static size_t
+ngx_http_sandbox_cache_route_key(u_char *buf, ngx_str_t *user,
+    ngx_str_t *name)
+{
+    u_char  *p;
+
+    if (user->len + name->len + 2 > NGX_HTTP_SANDBOX_CACHE_KEY_MAX) {
+        return 0;
+    }
+
+    p = buf;
+    *p++ = NGX_HTTP_SANDBOX_CACHE_ROUTE;
+    p = ngx_cpymem(p, user->data, user->len);
+    *p++ = '/';
+    p = ngx_cpymem(p, name->data, name->len);
+
+    return p - buf;
+}
+
+
+ngx_int_t
+ngx_http_sandbox_cache_get_route(ngx_shm_zone_t *zone, ngx_pool_t *pool,
+    ngx_str_t *user, ngx_str_t *name, ngx_http_sandbox_route_t *route,
+    ngx_http_sandbox_cache_ttl_t *ttl)
+{
+    size_t     klen;
+    ngx_int_t  rc;
+    ngx_str_t  v;
+    u_char     buf[NGX_HTTP_SANDBOX_CACHE_KEY_MAX];
+
+    klen = ngx_http_sandbox_cache_route_key(buf, user, name);
+    if (klen == 0) {
+        return NGX_HTTP_SANDBOX_CACHE_MISS;
+    }
+
+    rc = ngx_http_sandbox_cache_get(zone, pool, buf, klen, &v, ttl->grace);
+
+    if (rc == NGX_HTTP_SANDBOX_CACHE_MISS || v.len == 0) {
+        return NGX_HTTP_SANDBOX_CACHE_MISS;
+    }
+
+    route->state = v.data[0];
+    route->addr.data = v.data + 1;
+    route->addr.len = v.len - 1;
+
+    return rc;
+}
+
+
+void
+ngx_http_sandbox_cache_put_route(ngx_shm_zone_t *zone, ngx_str_t *user,
+    ngx_str_t *name, ngx_http_sandbox_route_t *route,
+    ngx_http_sandbox_cache_ttl_t *ttl)
+{
+    size_t   klen;
+    u_char   buf[NGX_HTTP_SANDBOX_CACHE_KEY_MAX];
+    u_char   val[1 + NGX_SOCKADDR_STRLEN];
+
+    klen = ngx_http_sandbox_cache_route_key(buf, user, name);
+
+    if (klen == 0 || route->addr.len > NGX_SOCKADDR_STRLEN) {
+        return;
+    }
+
+    val[0] = (u_char) route->state;
+    ngx_memcpy(val + 1, route->addr.data, route->addr.len);
+
+    ngx_http_sandbox_cache_put(zone, buf, klen, val, 1 + route->addr.len,
+                               user,
+                               route->state == NGX_HTTP_SANDBOX_ROUTE_READY
+                               ? ttl->ttl : ttl->negative_ttl);
+}
+
+
+void
+ngx_http_sandbox_cache_drop_route(ngx_shm_zone_t *zone, ngx_str_t *user,
+    ngx_str_t *name)
+{
+    size_t  klen;
+    u_char  buf[NGX_HTTP_SANDBOX_CACHE_KEY_MAX];
+
+    klen = ngx_http_sandbox_cache_route_key(buf, user, name);
+
+    if (klen) {
+        ngx_http_sandbox_cache_delete(zone, buf, klen);
+    }
+}
+
+
+void
+ngx_http_sandbox_cache_flush(ngx_shm_zone_t *zone)
+{
+    ngx_http_sandbox_cache_ctx_t  *ctx;
+
+    ctx = zone->data;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+    ctx->sh->generation++;
+    ctx->sh->stats.flushes++;
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+}
+
+
+/*
+ * A subscriber (re)joined sbx:events.  Messages published while nobody was
+ * listening are lost, so unless another subscriber has been live all along
+ * (a reload overlaps old and new workers), everything cached is suspect.
+ */
+
+ngx_uint_t
+ngx_http_sandbox_cache_subscribed(ngx_shm_zone_t *zone, ngx_msec_t live)
+{
+    ngx_uint_t                     flush;
+    ngx_http_sandbox_cache_ctx_t  *ctx;
+
+    ctx = zone->data;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    flush = ctx->sh->subscribers == 0
+            || (ngx_msec_int_t) (ngx_current_msec - ctx->sh->heartbeat)
+               > (ngx_msec_int_t) live;
+
+    if (flush) {
+        ctx->sh->generation++;
+        ctx->sh->stats.flushes++;
+    }
+
+    ctx->sh->subscribers++;
+    ctx->sh->heartbeat = ngx_current_msec;
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    return flush;
+}
+
+
+void
+ngx_http_sandbox_cache_unsubscribed(ngx_shm_zone_t *zone)
+{
+    ngx_http_sandbox_cache_ctx_t  *ctx;
+
+    ctx = zone->data;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    if (ctx->sh->subscribers) {
+        ctx->sh->subscribers--;
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+}
+
+
+void
+ngx_http_sandbox_cache_heartbeat(ngx_shm_zone_t *zone)
+{
+    ngx_http_sandbox_cache_ctx_t  *ctx;
+
+    ctx = zone->data;
+    ctx->sh->heartbeat = ngx_current_msec;
+}
+
+
+/*
+ * Messages of the sbx:events channel (docs/redis-data-model.md):
+ * "key <sha256hex>", "user <name>", "route <user> <name>", "flush".
+ */
+
+void
+ngx_http_sandbox_cache_event(ngx_shm_zone_t *zone, u_char *msg, size_t len,
+    ngx_log_t *log)
+{
+    u_char     *p, *last, *sp;
+    ngx_str_t   user, name;
+    u_char      buf[1 + 64];
+
+    last = msg + len;
+
+    if (len == 5 && ngx_strncmp(msg, "flush", 5) == 0) {
+        ngx_http_sandbox_cache_flush(zone);
+        return;
+    }
+
+    if (len == 4 + 64 && ngx_strncmp(msg, "key ", 4) == 0) {
+        buf[0] = NGX_HTTP_SANDBOX_CACHE_KEY;
+        ngx_memcpy(buf + 1, msg + 4, 64);
+        ngx_http_sandbox_cache_delete(zone, buf, sizeof(buf));
+        return;
+    }
+
+    if (len > 5 && ngx_strncmp(msg, "user ", 5) == 0) {
+        ngx_http_sandbox_cache_delete_owner(zone, msg + 5, len - 5);
+        return;
+    }
+
+    if (len > 6 && ngx_strncmp(msg, "route ", 6) == 0) {
+        p = msg + 6;
+        sp = ngx_strlchr(p, last, ' ');
+
+        if (sp != NULL && sp > p && sp + 1 < last) {
+            user.data = p;
+            user.len = sp - p;
+            name.data = sp + 1;
+            name.len = last - sp - 1;
+
+            ngx_http_sandbox_cache_drop_route(zone, &user, &name);
+            return;
+        }
+    }
+
+    /* an unknown message may mean a newer writer: be safe, drop it all */
+
+    ngx_log_error(NGX_LOG_WARN, log, 0,
+                  "sandbox: unknown invalidation \"%*s\", flushing cache",
+                  ngx_min(len, 128), msg);
+
+    ngx_http_sandbox_cache_flush(zone);
+}
+
+
+ngx_http_sandbox_cache_stats_t *
+ngx_http_sandbox_cache_stats(ngx_shm_zone_t *zone)
+{
+    ngx_http_sandbox_cache_ctx_t  *ctx;
+
+    ctx = zone->data;
+
+    return &ctx->sh->stats;
+}
+
+
+size_t
+ngx_http_sandbox_cache_size(ngx_shm_zone_t *zone)
+{
+    return zone->shm.size;
+}
+
+
+ngx_uint_t
+ngx_http_sandbox_cache_generation(ngx_shm_zone_t *zone)
+{
+    ngx_http_sandbox_cache_ctx_t  *ctx;
+
+    ctx = zone->data;
+
+    return ctx->sh->generation;
+}

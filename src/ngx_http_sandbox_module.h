@@ -1,0 +1,131 @@
+
+/*
+ * Copyright (C) The sandbox gateway authors
+ *
+ * Shared declarations of ngx_http_sandbox_module: configuration, the
+ * per-request context, and the entry points each part offers the others.
+ */
+
+
+#ifndef _NGX_HTTP_SANDBOX_MODULE_H_INCLUDED_
+#define _NGX_HTTP_SANDBOX_MODULE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <jansson.h>
+
+#include "sandbox_path.h"
+#include "ngx_http_sandbox_redis.h"
+#include "ngx_http_sandbox_cache.h"
+
+
+#define NGX_HTTP_SANDBOX_SHA256_HEX_LEN  64
+
+
+typedef struct {
+    ngx_addr_t                     *redis_addr;
+    ngx_str_t                       redis_password;
+    ngx_msec_t                      redis_connect_timeout;
+    ngx_msec_t                      redis_timeout;
+
+    ngx_str_t                       admin_key_file;
+    u_char                          admin_key_hash[
+                                        NGX_HTTP_SANDBOX_SHA256_HEX_LEN];
+    ngx_flag_t                      admin_key_set;
+
+    ngx_shm_zone_t                 *cache_zone;
+
+    ngx_int_t                       request_id_index;
+} ngx_http_sandbox_main_conf_t;
+
+
+typedef struct {
+    ngx_flag_t                      route;
+    ngx_flag_t                      auth;
+    time_t                          retry_after;
+    ngx_flag_t                      cache;
+    ngx_http_sandbox_cache_ttl_t    cache_ttl;
+} ngx_http_sandbox_loc_conf_t;
+
+
+typedef enum {
+    NGX_HTTP_SANDBOX_NEW = 0,
+    NGX_HTTP_SANDBOX_PENDING,
+    NGX_HTTP_SANDBOX_DONE
+} ngx_http_sandbox_state_e;
+
+
+typedef struct {
+    ngx_http_sandbox_state_e        state;
+
+    /* the decision: NGX_OK to forward, else an HTTP status to answer */
+    ngx_int_t                       status;
+    const char                     *error;
+    const char                     *message;
+
+    sbx_form_t                      form;
+    ngx_str_t                       path_user;
+    ngx_str_t                       user;
+    ngx_str_t                       name;
+    ngx_str_t                       key_id;
+    ngx_str_t                       uri;
+    u_char                          key_hash[NGX_HTTP_SANDBOX_SHA256_HEX_LEN];
+    unsigned                        authenticated:1;
+    unsigned                        not_ready:1;
+
+    ngx_str_t                       addr_text;
+    ngx_addr_t                     *addr;
+
+    /* what Redis or the cache said, and where it came from */
+    ngx_http_sandbox_key_t          key;
+    ngx_http_sandbox_route_t        route;
+    ngx_int_t                       key_cached;
+    ngx_int_t                       route_cached;
+    ngx_str_t                       cache_status;
+
+    void                           *op;
+} ngx_http_sandbox_ctx_t;
+
+
+extern ngx_module_t               ngx_http_sandbox_module;
+extern ngx_http_sandbox_redis_t  *ngx_http_sandbox_worker_redis;
+extern ngx_http_sandbox_redis_t  *ngx_http_sandbox_events_redis;
+
+
+/* auth */
+ngx_int_t ngx_http_sandbox_auth_bearer(ngx_http_request_t *r, ngx_str_t *key,
+    const char **message);
+void ngx_http_sandbox_sha256_hex(u_char *dst, u_char *src, size_t len);
+char *ngx_http_sandbox_admin_key_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+/* route: access-phase handler and upstream header hygiene */
+ngx_int_t ngx_http_sandbox_access_handler(ngx_http_request_t *r);
+
+/* invalidation events: the sbx:events subscriber of worker 0 */
+ngx_int_t ngx_http_sandbox_events_init(ngx_cycle_t *cycle,
+    ngx_http_sandbox_main_conf_t *smcf);
+void ngx_http_sandbox_events_exit(void);
+
+/* status: content handler of "sandbox_status" */
+ngx_int_t ngx_http_sandbox_status_handler(ngx_http_request_t *r);
+
+/* balancer */
+char *ngx_http_sandbox_balancer(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+/* management and admin API: content handler of "sandbox_api" */
+ngx_int_t ngx_http_sandbox_api_handler(ngx_http_request_t *r);
+
+/* JSON answers */
+ngx_int_t ngx_http_sandbox_send_json(ngx_http_request_t *r,
+    ngx_uint_t status, json_t *body);
+ngx_int_t ngx_http_sandbox_send_error(ngx_http_request_t *r,
+    ngx_uint_t status, const char *error, const char *message);
+ngx_int_t ngx_http_sandbox_error_handler(ngx_http_request_t *r);
+
+
+#endif /* _NGX_HTTP_SANDBOX_MODULE_H_INCLUDED_ */

@@ -1,0 +1,86 @@
+
+/*
+ * Copyright (C) The sandbox gateway authors
+ *
+ * A non-blocking, pipelined Redis client for nginx workers.  nginx owns the
+ * socket (ngx_event_connect_peer), hiredis is used only to format commands
+ * and to parse replies, so the event loop, timers and logging are nginx's.
+ */
+
+
+#ifndef _NGX_HTTP_SANDBOX_REDIS_H_INCLUDED_
+#define _NGX_HTTP_SANDBOX_REDIS_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_event.h>
+#include <ngx_event_connect.h>
+
+#include <hiredis/hiredis.h>
+
+
+typedef struct ngx_http_sandbox_redis_s     ngx_http_sandbox_redis_t;
+typedef struct ngx_http_sandbox_redis_op_s  ngx_http_sandbox_redis_op_t;
+
+/* reply is NULL when the command failed: timeout, link lost, not sent */
+typedef void (*ngx_http_sandbox_redis_handler_pt)(void *data,
+    redisReply *reply);
+
+/*
+ * Sees every reply first on a subscriber link: returns NGX_OK when the
+ * reply was a pushed message it consumed, NGX_DECLINED when the reply
+ * answers the oldest pending command (SUBSCRIBE, PING)
+ */
+typedef ngx_int_t (*ngx_http_sandbox_redis_push_pt)(void *data,
+    redisReply *reply);
+
+/* called each time a connection becomes ready to carry commands */
+typedef void (*ngx_http_sandbox_redis_ready_pt)(
+    ngx_http_sandbox_redis_t *rd, void *data);
+
+
+/* counters; they may live in shared memory, so they are atomics */
+typedef struct {
+    ngx_atomic_t                         commands;
+    ngx_atomic_t                         replies;
+    ngx_atomic_t                         failures;
+    ngx_atomic_t                         connects;
+    ngx_atomic_t                         latency_total;
+    ngx_atomic_t                         latency_max;
+} ngx_http_sandbox_redis_stats_t;
+
+
+typedef struct {
+    ngx_addr_t                          *addr;
+    ngx_str_t                            password;
+    ngx_msec_t                           connect_timeout;
+    ngx_msec_t                           timeout;
+    ngx_http_sandbox_redis_ready_pt      ready;
+    ngx_http_sandbox_redis_push_pt       push;
+    void                                *data;
+    ngx_http_sandbox_redis_stats_t      *stats;    /* NULL: private */
+} ngx_http_sandbox_redis_conf_t;
+
+
+ngx_http_sandbox_redis_t *ngx_http_sandbox_redis_create(
+    ngx_http_sandbox_redis_conf_t *conf, ngx_log_t *log);
+void ngx_http_sandbox_redis_destroy(ngx_http_sandbox_redis_t *rd);
+
+/*
+ * Queues a command.  Returns NULL when the link is down, so that callers
+ * fail fast instead of waiting behind a dead connection.  A NULL handler
+ * makes the command fire-and-forget.
+ */
+ngx_http_sandbox_redis_op_t *ngx_http_sandbox_redis_command(
+    ngx_http_sandbox_redis_t *rd, ngx_uint_t argc, const char **argv,
+    const size_t *argvlen, ngx_http_sandbox_redis_handler_pt handler,
+    void *data);
+
+/* the handler of a cancelled command is never called */
+void ngx_http_sandbox_redis_cancel(ngx_http_sandbox_redis_op_t *op);
+
+ngx_uint_t ngx_http_sandbox_redis_ready(ngx_http_sandbox_redis_t *rd);
+
+
+#endif /* _NGX_HTTP_SANDBOX_REDIS_H_INCLUDED_ */

@@ -1,0 +1,994 @@
+
+/*
+ * Copyright (C) The sandbox gateway authors
+ *
+ * The access-phase handler: it parses /<user>/<sandbox>/... or
+ * /proxy/<name>/..., authenticates the bearer key, and finds the pod
+ * address, then lets the request go on to proxy_pass (the balancer picks
+ * the address up from the request context) or answers with JSON.
+ *
+ * The first entry may suspend the request for one Redis round trip; the
+ * reply resumes the phases, and the re-entered handler returns the stored
+ * decision, as auth_request does.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_sandbox_module.h"
+#include "ngx_http_sandbox_redis.h"
+#include "sandbox_path.h"
+
+
+/*
+ * One round trip answers both questions.  ARGV: key digest ("" when
+ * authentication is off), the user named in the path ("" for /proxy/),
+ * the sandbox name.  The route of another user is never looked up.
+ */
+
+static const char  ngx_http_sandbox_lookup_lua[] =
+    "local res, user = {'anon'}, ARGV[2]\n"
+    "if ARGV[1] ~= '' then\n"
+    "  local k = redis.call('HMGET', 'sbx:key:' .. ARGV[1],\n"
+    "                       'user', 'id', 'expires_at', 'active')\n"
+    "  if not k[1] then return {'nokey'} end\n"
+    "  local ua = redis.call('HGET', 'sbx:user:' .. k[1], 'active')\n"
+    "  res = {'key', k[1], k[2] or '', k[3] or '0', k[4] or '1', ua or ''}\n"
+    "  if user == '' then user = k[1] end\n"
+    "  if user ~= k[1] then return res end\n"
+    "end\n"
+    "local id = user .. ':' .. ARGV[3]\n"
+    "local r = redis.call('HMGET', 'sbx:route:' .. id,\n"
+    "                     'addr', 'ready', 'suspended')\n"
+    "if r[1] or r[2] then\n"
+    "  res[#res + 1] = 'route'\n"
+    "  res[#res + 1] = r[1] or ''\n"
+    "  res[#res + 1] = r[2] or '0'\n"
+    "  res[#res + 1] = r[3] or '0'\n"
+    "elseif redis.call('EXISTS', 'sbx:sandbox:' .. id) == 1 then\n"
+    "  res[#res + 1] = 'pending'\n"
+    "else\n"
+    "  res[#res + 1] = 'none'\n"
+    "end\n"
+    "return res\n";
+
+
+static ngx_int_t ngx_http_sandbox_start(ngx_http_request_t *r,
+    ngx_http_sandbox_ctx_t *ctx, ngx_http_sandbox_loc_conf_t *slcf);
+static ngx_int_t ngx_http_sandbox_parse(ngx_http_request_t *r,
+    ngx_http_sandbox_ctx_t *ctx);
+static ngx_uint_t ngx_http_sandbox_from_cache(ngx_http_request_t *r,
+    ngx_http_sandbox_ctx_t *ctx, ngx_http_sandbox_loc_conf_t *slcf);
+static ngx_int_t ngx_http_sandbox_lookup(ngx_http_request_t *r,
+    ngx_http_sandbox_ctx_t *ctx);
+static void ngx_http_sandbox_lookup_handler(void *data, redisReply *reply);
+static void ngx_http_sandbox_lookup_cleanup(void *data);
+static void ngx_http_sandbox_lookup_failed(ngx_http_request_t *r,
+    ngx_http_sandbox_ctx_t *ctx);
+static ngx_int_t ngx_http_sandbox_parse_reply(ngx_http_request_t *r,
+    ngx_http_sandbox_ctx_t *ctx, redisReply *reply);
+static ngx_int_t ngx_http_sandbox_parse_route(ngx_http_request_t *r,
+    ngx_http_sandbox_ctx_t *ctx, redisReply **el, size_t n);
+static void ngx_http_sandbox_decide(ngx_http_request_t *r,
+    ngx_http_sandbox_ctx_t *ctx);
+static ngx_int_t ngx_http_sandbox_decide_key(ngx_http_sandbox_ctx_t *ctx);
+static void ngx_http_sandbox_decide_route(ngx_http_request_t *r,
+    ngx_http_sandbox_ctx_t *ctx);
+static void ngx_http_sandbox_deny(ngx_http_sandbox_ctx_t *ctx,
+    ngx_int_t status, const char *error, const char *message);
+static void ngx_http_sandbox_not_ready(ngx_http_sandbox_ctx_t *ctx,
+    const char *message);
+static void ngx_http_sandbox_not_found(ngx_http_sandbox_ctx_t *ctx);
+static ngx_int_t ngx_http_sandbox_finish(ngx_http_request_t *r,
+    ngx_http_sandbox_ctx_t *ctx);
+static ngx_int_t ngx_http_sandbox_set_uri(ngx_http_request_t *r,
+    ngx_http_sandbox_ctx_t *ctx, u_char *rest, size_t len);
+static ngx_int_t ngx_http_sandbox_forward_headers(ngx_http_request_t *r,
+    ngx_http_sandbox_ctx_t *ctx);
+static ngx_int_t ngx_http_sandbox_push_header(ngx_http_request_t *r,
+    ngx_list_t *list, const char *name, ngx_str_t *value);
+static ngx_int_t ngx_http_sandbox_str_copy(ngx_http_request_t *r,
+    ngx_str_t *dst, redisReply *reply);
+static ngx_int_t ngx_http_sandbox_reply_is(redisReply *reply,
+    const char *s);
+
+
+ngx_int_t
+ngx_http_sandbox_access_handler(ngx_http_request_t *r)
+{
+    ngx_http_sandbox_ctx_t       *ctx;
+    ngx_http_sandbox_loc_conf_t  *slcf;
+
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_sandbox_module);
+
+    if (!slcf->route) {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_sandbox_module);
+
+    if (ctx == NULL) {
+        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_sandbox_ctx_t));
+        if (ctx == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_http_set_ctx(r, ctx, ngx_http_sandbox_module);
+
+        if (ngx_http_sandbox_start(r, ctx, slcf) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    if (ctx->state == NGX_HTTP_SANDBOX_PENDING) {
+        return NGX_AGAIN;
+    }
+
+    return ngx_http_sandbox_finish(r, ctx);
+}
+
+
+static ngx_int_t
+ngx_http_sandbox_start(ngx_http_request_t *r, ngx_http_sandbox_ctx_t *ctx,
+    ngx_http_sandbox_loc_conf_t *slcf)
+{
+    ngx_int_t    rc;
+    ngx_str_t    key;
+    const char  *message;
+
+    ctx->state = NGX_HTTP_SANDBOX_DONE;
+    ngx_str_set(&ctx->cache_status, "BYPASS");
+
+    /* authentication comes first, as in the original proxy */
+
+    if (slcf->auth) {
+        rc = ngx_http_sandbox_auth_bearer(r, &key, &message);
+
+        if (rc != NGX_OK) {
+            ngx_http_sandbox_deny(ctx, rc, "Unauthorized", message);
+            return NGX_OK;
+        }
+
+        ngx_http_sandbox_sha256_hex(ctx->key_hash, key.data, key.len);
+        ctx->authenticated = 1;
+    }
+
+    rc = ngx_http_sandbox_parse(r, ctx);
+
+    if (rc != NGX_OK) {
+        return rc == NGX_DECLINED ? NGX_OK : NGX_ERROR;
+    }
+
+    if (!slcf->auth && ctx->form == SBX_FORM_PROXY) {
+        ngx_http_sandbox_deny(ctx, NGX_HTTP_UNAUTHORIZED, "Unauthorized",
+                              "Missing Authorization header");
+        return NGX_OK;
+    }
+
+    if (ngx_http_sandbox_from_cache(r, ctx, slcf)) {
+        ngx_str_set(&ctx->cache_status, "HIT");
+        return NGX_OK;
+    }
+
+    return ngx_http_sandbox_lookup(r, ctx);
+}
+
+
+static ngx_int_t
+ngx_http_sandbox_parse(ngx_http_request_t *r, ngx_http_sandbox_ctx_t *ctx)
+{
+    int          rc;
+    u_char      *raw;
+    size_t       raw_len;
+    sbx_path_t   path;
+
+    /* the raw path, without the query, to catch what normalizing hid */
+
+    raw = r->unparsed_uri.data;
+    raw_len = r->unparsed_uri.len;
+
+    if (r->args_start && r->args_start > raw
+        && r->args_start <= raw + raw_len)
+    {
+        raw_len = r->args_start - 1 - raw;
+    }
+
+    if (r->internal || r->valid_unparsed_uri == 0) {
+        raw = NULL;
+        raw_len = 0;
+    }
+
+    rc = sbx_path_parse(r->uri.data, r->uri.len, raw, raw_len, &path);
+
+    switch (rc) {
+
+    case SBX_PATH_OK:
+        break;
+
+    case SBX_PATH_BAD_NAME:
+        ngx_http_sandbox_deny(ctx, NGX_HTTP_BAD_REQUEST, "Bad Request",
+                              "Invalid user or sandbox name: names must be "
+                              "DNS-1123 labels");
+        return NGX_DECLINED;
+
+    case SBX_PATH_TRICK:
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "sandbox: rejected path \"%V\"", &r->unparsed_uri);
+        ngx_http_sandbox_deny(ctx, NGX_HTTP_BAD_REQUEST, "Invalid path",
+                              "Encoded separators and dot segments are not "
+                              "allowed in sandbox paths");
+        return NGX_DECLINED;
+
+    default:
+        ngx_http_sandbox_deny(ctx, NGX_HTTP_BAD_REQUEST, "Invalid path",
+                              "Expected format: /{username}/{sandboxname}/"
+                              "{endpoint} or /proxy/{sandboxname}/{endpoint}");
+        return NGX_DECLINED;
+    }
+
+    ctx->form = path.form;
+    ctx->name.data = r->uri.data + path.name_off;
+    ctx->name.len = path.name_len;
+
+    if (path.form == SBX_FORM_USER) {
+        ctx->path_user.data = r->uri.data + path.user_off;
+        ctx->path_user.len = path.user_len;
+    }
+
+    return ngx_http_sandbox_set_uri(r, ctx, r->uri.data + path.rest_off,
+                                    path.rest_len);
+}
+
+
+/*
+ * Answers from the shared cache when it can.  A stale entry (past its TTL,
+ * within the grace period) is kept aside for the case Redis fails.
+ */
+
+static ngx_uint_t
+ngx_http_sandbox_from_cache(ngx_http_request_t *r,
+    ngx_http_sandbox_ctx_t *ctx, ngx_http_sandbox_loc_conf_t *slcf)
+{
+    ngx_str_t                     *user;
+    ngx_http_sandbox_main_conf_t  *smcf;
+
+    smcf = ngx_http_get_module_main_conf(r, ngx_http_sandbox_module);
+
+    if (smcf->cache_zone == NULL || !slcf->cache) {
+        return 0;
+    }
+
+    ngx_str_set(&ctx->cache_status, "MISS");
+
+    user = &ctx->path_user;
+
+    if (ctx->authenticated) {
+        ctx->key_cached = ngx_http_sandbox_cache_get_key(smcf->cache_zone,
+                                                         r->pool,
+                                                         ctx->key_hash,
+                                                         &ctx->key,
+                                                         &slcf->cache_ttl);
+
+        if (ctx->key_cached == NGX_HTTP_SANDBOX_CACHE_MISS) {
+            return 0;
+        }
+
+        /* a refused key, or another user's path, needs no route */
+
+        if (ctx->key_cached == NGX_HTTP_SANDBOX_CACHE_HIT
+            && ngx_http_sandbox_decide_key(ctx) != NGX_OK)
+        {
+            return 1;
+        }
+
+        user = &ctx->key.user;
+    }
+
+    ctx->route_cached = ngx_http_sandbox_cache_get_route(smcf->cache_zone,
+                                                         r->pool, user,
+                                                         &ctx->name,
+                                                         &ctx->route,
+                                                         &slcf->cache_ttl);
+
+    if (ctx->route_cached != NGX_HTTP_SANDBOX_CACHE_HIT
+        || (ctx->authenticated
+            && ctx->key_cached != NGX_HTTP_SANDBOX_CACHE_HIT))
+    {
+        return 0;
+    }
+
+    ngx_http_sandbox_decide_route(r, ctx);
+
+    return 1;
+}
+
+
+static ngx_int_t
+ngx_http_sandbox_lookup(ngx_http_request_t *r, ngx_http_sandbox_ctx_t *ctx)
+{
+    ngx_str_t           *user;
+    const char          *argv[6];
+    size_t               argvlen[6];
+    ngx_http_cleanup_t  *cln;
+
+    cln = ngx_http_cleanup_add(r, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* a cached key only needs its route: skip the key part of the script */
+
+    user = &ctx->path_user;
+
+    if (ctx->key_cached == NGX_HTTP_SANDBOX_CACHE_HIT) {
+        user = &ctx->key.user;
+    }
+
+    argv[0] = "EVAL";
+    argvlen[0] = 4;
+    argv[1] = ngx_http_sandbox_lookup_lua;
+    argvlen[1] = sizeof(ngx_http_sandbox_lookup_lua) - 1;
+    argv[2] = "0";
+    argvlen[2] = 1;
+    argv[3] = (const char *) ctx->key_hash;
+    argvlen[3] = (ctx->authenticated
+                  && ctx->key_cached != NGX_HTTP_SANDBOX_CACHE_HIT)
+                 ? NGX_HTTP_SANDBOX_SHA256_HEX_LEN : 0;
+    argv[4] = (const char *) user->data;
+    argvlen[4] = user->len;
+    argv[5] = (const char *) ctx->name.data;
+    argvlen[5] = ctx->name.len;
+
+    ctx->op = ngx_http_sandbox_redis_command(ngx_http_sandbox_worker_redis,
+                                             6, argv, argvlen,
+                                             ngx_http_sandbox_lookup_handler,
+                                             r);
+
+    if (ctx->op == NULL) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "sandbox: redis unavailable");
+        ngx_http_sandbox_lookup_failed(r, ctx);
+        return NGX_OK;
+    }
+
+    cln->handler = ngx_http_sandbox_lookup_cleanup;
+    cln->data = ctx;
+
+    ctx->state = NGX_HTTP_SANDBOX_PENDING;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_sandbox_lookup_cleanup(void *data)
+{
+    ngx_http_sandbox_ctx_t *ctx = data;
+
+    /* the request is going away: its reply must find nobody */
+
+    if (ctx->state == NGX_HTTP_SANDBOX_PENDING && ctx->op) {
+        ngx_http_sandbox_redis_cancel(ctx->op);
+        ctx->op = NULL;
+        ctx->state = NGX_HTTP_SANDBOX_DONE;
+    }
+}
+
+
+static void
+ngx_http_sandbox_lookup_handler(void *data, redisReply *reply)
+{
+    ngx_http_request_t *r = data;
+
+    ngx_connection_t              *c;
+    ngx_http_sandbox_ctx_t        *ctx;
+    ngx_http_sandbox_loc_conf_t   *slcf;
+    ngx_http_sandbox_main_conf_t  *smcf;
+
+    c = r->connection;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_sandbox_module);
+
+    ctx->op = NULL;
+    ctx->state = NGX_HTTP_SANDBOX_DONE;
+
+    if (ngx_http_sandbox_parse_reply(r, ctx, reply) != NGX_OK) {
+        ngx_http_sandbox_lookup_failed(r, ctx);
+
+    } else {
+        smcf = ngx_http_get_module_main_conf(r, ngx_http_sandbox_module);
+        slcf = ngx_http_get_module_loc_conf(r, ngx_http_sandbox_module);
+
+        if (smcf->cache_zone && slcf->cache) {
+            if (ctx->authenticated
+                && ctx->key_cached != NGX_HTTP_SANDBOX_CACHE_HIT)
+            {
+                ngx_http_sandbox_cache_put_key(smcf->cache_zone,
+                                               ctx->key_hash, &ctx->key,
+                                               &slcf->cache_ttl);
+            }
+
+            if (ctx->route.state) {
+                ngx_http_sandbox_cache_put_route(smcf->cache_zone,
+                                                 ctx->authenticated
+                                                 ? &ctx->key.user
+                                                 : &ctx->path_user,
+                                                 &ctx->name, &ctx->route,
+                                                 &slcf->cache_ttl);
+            }
+        }
+
+        ngx_http_sandbox_decide(r, ctx);
+    }
+
+    /* resume the phases where the access handler suspended them */
+
+    r->write_event_handler = ngx_http_core_run_phases;
+    ngx_http_core_run_phases(r);
+    ngx_http_run_posted_requests(c);
+}
+
+
+/*
+ * Redis is down or did not answer: fall back on stale cache entries if the
+ * grace period allows, else fail fast with a 503.
+ */
+
+static void
+ngx_http_sandbox_lookup_failed(ngx_http_request_t *r,
+    ngx_http_sandbox_ctx_t *ctx)
+{
+    ngx_http_sandbox_main_conf_t  *smcf;
+
+    if ((!ctx->authenticated || ctx->key_cached != NGX_HTTP_SANDBOX_CACHE_MISS)
+        && ctx->route_cached != NGX_HTTP_SANDBOX_CACHE_MISS)
+    {
+        smcf = ngx_http_get_module_main_conf(r, ngx_http_sandbox_module);
+        (void) ngx_atomic_fetch_add(
+                       &ngx_http_sandbox_cache_stats(smcf->cache_zone)->stale,
+                       1);
+
+        ngx_str_set(&ctx->cache_status, "STALE");
+        ngx_http_sandbox_decide(r, ctx);
+        return;
+    }
+
+    ngx_http_sandbox_deny(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                          "Service Unavailable",
+                          "Sandbox registry unavailable");
+}
+
+
+static ngx_int_t
+ngx_http_sandbox_parse_reply(ngx_http_request_t *r,
+    ngx_http_sandbox_ctx_t *ctx, redisReply *reply)
+{
+    size_t                   n;
+    redisReply             **el;
+    ngx_http_sandbox_key_t  *key;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements == 0)
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "sandbox: route lookup failed");
+        return NGX_ERROR;
+    }
+
+    el = reply->element;
+    n = reply->elements;
+    key = &ctx->key;
+
+    /* whatever the cache held is superseded by this answer */
+
+    ngx_memzero(&ctx->route, sizeof(ngx_http_sandbox_route_t));
+
+    if (ngx_http_sandbox_reply_is(el[0], "nokey")) {
+        ngx_memzero(key, sizeof(ngx_http_sandbox_key_t));
+        key->state = NGX_HTTP_SANDBOX_KEY_UNKNOWN;
+        return NGX_OK;
+    }
+
+    if (!ngx_http_sandbox_reply_is(el[0], "key")) {
+        return ngx_http_sandbox_parse_route(r, ctx, el + 1, n - 1);
+    }
+
+    /* "key", user, id, expires_at, active, user's active ("" = no user) */
+
+    if (n < 6) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_sandbox_str_copy(r, &key->user, el[1]) != NGX_OK
+        || ngx_http_sandbox_str_copy(r, &key->id, el[2]) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    key->expires = 0;
+
+    if (el[3]->type == REDIS_REPLY_STRING && el[3]->len > 0) {
+        key->expires = ngx_atotm((u_char *) el[3]->str, el[3]->len);
+
+        if (key->expires == NGX_ERROR) {
+            key->expires = 1;     /* unreadable expiry: treat as expired */
+        }
+    }
+
+    if (ngx_http_sandbox_reply_is(el[4], "0")) {
+        key->state = NGX_HTTP_SANDBOX_KEY_INACTIVE;
+
+    } else if (ngx_http_sandbox_reply_is(el[5], "")) {
+        key->state = NGX_HTTP_SANDBOX_KEY_UNKNOWN;
+
+    } else if (!ngx_http_sandbox_reply_is(el[5], "1")) {
+        key->state = NGX_HTTP_SANDBOX_KEY_USER_INACTIVE;
+
+    } else {
+        key->state = NGX_HTTP_SANDBOX_KEY_VALID;
+    }
+
+    return ngx_http_sandbox_parse_route(r, ctx, el + 6, n - 6);
+}
+
+
+static ngx_int_t
+ngx_http_sandbox_parse_route(ngx_http_request_t *r,
+    ngx_http_sandbox_ctx_t *ctx, redisReply **el, size_t n)
+{
+    ngx_http_sandbox_route_t  *route;
+
+    route = &ctx->route;
+
+    /* no route part: the key was refused or belongs to another user */
+
+    if (n == 0) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_sandbox_reply_is(el[0], "none")) {
+        route->state = NGX_HTTP_SANDBOX_ROUTE_NONE;
+        return NGX_OK;
+    }
+
+    if (ngx_http_sandbox_reply_is(el[0], "pending")) {
+        route->state = NGX_HTTP_SANDBOX_ROUTE_PENDING;
+        return NGX_OK;
+    }
+
+    /* "route", addr, ready, suspended */
+
+    if (n < 4 || !ngx_http_sandbox_reply_is(el[0], "route")) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_sandbox_str_copy(r, &route->addr, el[1]) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    route->state = (ngx_http_sandbox_reply_is(el[2], "1")
+                    && !ngx_http_sandbox_reply_is(el[3], "1"))
+                   ? NGX_HTTP_SANDBOX_ROUTE_READY
+                   : NGX_HTTP_SANDBOX_ROUTE_NOT_READY;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_sandbox_decide(ngx_http_request_t *r, ngx_http_sandbox_ctx_t *ctx)
+{
+    if (ctx->authenticated && ngx_http_sandbox_decide_key(ctx) != NGX_OK) {
+        return;
+    }
+
+    ngx_http_sandbox_decide_route(r, ctx);
+}
+
+
+static ngx_int_t
+ngx_http_sandbox_decide_key(ngx_http_sandbox_ctx_t *ctx)
+{
+    ngx_http_sandbox_key_t  *key;
+
+    key = &ctx->key;
+
+    switch (key->state) {
+
+    case NGX_HTTP_SANDBOX_KEY_VALID:
+        break;
+
+    case NGX_HTTP_SANDBOX_KEY_INACTIVE:
+        ngx_http_sandbox_deny(ctx, NGX_HTTP_UNAUTHORIZED, "Unauthorized",
+                              "API key is inactive");
+        return NGX_DECLINED;
+
+    case NGX_HTTP_SANDBOX_KEY_USER_INACTIVE:
+        ngx_http_sandbox_deny(ctx, NGX_HTTP_UNAUTHORIZED, "Unauthorized",
+                              "User account is inactive");
+        return NGX_DECLINED;
+
+    default: /* NGX_HTTP_SANDBOX_KEY_UNKNOWN */
+        ngx_http_sandbox_deny(ctx, NGX_HTTP_UNAUTHORIZED, "Unauthorized",
+                              "Invalid API key");
+        return NGX_DECLINED;
+    }
+
+    if (key->expires > 0 && key->expires <= ngx_time()) {
+        ngx_http_sandbox_deny(ctx, NGX_HTTP_UNAUTHORIZED, "Unauthorized",
+                              "API key has expired");
+        return NGX_DECLINED;
+    }
+
+    ctx->user = key->user;
+    ctx->key_id = key->id;
+
+    /* another user's sandbox looks exactly like a missing one */
+
+    if (ctx->form == SBX_FORM_USER
+        && (ctx->user.len != ctx->path_user.len
+            || ngx_strncmp(ctx->user.data, ctx->path_user.data,
+                           ctx->user.len) != 0))
+    {
+        ngx_http_sandbox_not_found(ctx);
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_sandbox_decide_route(ngx_http_request_t *r,
+    ngx_http_sandbox_ctx_t *ctx)
+{
+    ngx_addr_t                *addr;
+    ngx_http_sandbox_route_t  *route;
+
+    route = &ctx->route;
+
+    if (!ctx->authenticated) {
+        ctx->user = ctx->path_user;
+    }
+
+    switch (route->state) {
+
+    case NGX_HTTP_SANDBOX_ROUTE_READY:
+        break;
+
+    case NGX_HTTP_SANDBOX_ROUTE_PENDING:
+        ngx_http_sandbox_not_ready(ctx, "Sandbox service not ready");
+        return;
+
+    case NGX_HTTP_SANDBOX_ROUTE_NOT_READY:
+        ngx_http_sandbox_not_ready(ctx, "Sandbox not ready");
+        return;
+
+    default: /* NGX_HTTP_SANDBOX_ROUTE_NONE */
+        ngx_http_sandbox_not_found(ctx);
+        return;
+    }
+
+    addr = ngx_pcalloc(r->pool, sizeof(ngx_addr_t));
+    if (addr == NULL) {
+        ngx_http_sandbox_deny(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                              "Internal server error", "Out of memory");
+        return;
+    }
+
+    /* IP literals only: a worker never resolves names */
+
+    if (route->addr.len == 0
+        || ngx_parse_addr_port(r->pool, addr, route->addr.data,
+                               route->addr.len)
+           != NGX_OK
+        || ngx_inet_get_port(addr->sockaddr) == 0)
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "sandbox: route of \"%V/%V\" has an invalid address "
+                      "\"%V\"", &ctx->user, &ctx->name, &route->addr);
+        ngx_http_sandbox_not_ready(ctx, "Sandbox service not ready");
+        return;
+    }
+
+    addr->name = route->addr;
+    ctx->addr = addr;
+    ctx->addr_text = route->addr;
+    ctx->status = NGX_OK;
+}
+
+
+static void
+ngx_http_sandbox_deny(ngx_http_sandbox_ctx_t *ctx, ngx_int_t status,
+    const char *error, const char *message)
+{
+    ctx->status = status;
+    ctx->error = error;
+    ctx->message = message;
+}
+
+
+static void
+ngx_http_sandbox_not_ready(ngx_http_sandbox_ctx_t *ctx, const char *message)
+{
+    ngx_http_sandbox_deny(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                          "Service Unavailable", message);
+    ctx->not_ready = 1;
+}
+
+
+static void
+ngx_http_sandbox_not_found(ngx_http_sandbox_ctx_t *ctx)
+{
+    /*
+     * /proxy/ keeps the original proxy's 403, which real clients depend on;
+     * either way the answer never depends on whether the sandbox exists
+     */
+
+    if (ctx->form == SBX_FORM_PROXY) {
+        ngx_http_sandbox_deny(ctx, NGX_HTTP_FORBIDDEN, "Forbidden",
+                              "You do not have access to this sandbox");
+
+    } else {
+        ngx_http_sandbox_deny(ctx, NGX_HTTP_NOT_FOUND, "Not Found",
+                              "Sandbox not found");
+    }
+}
+
+
+static ngx_int_t
+ngx_http_sandbox_finish(ngx_http_request_t *r, ngx_http_sandbox_ctx_t *ctx)
+{
+    ngx_int_t                     rc;
+    ngx_table_elt_t              *h;
+    ngx_http_sandbox_loc_conf_t  *slcf;
+
+    if (ctx->status == NGX_OK) {
+        if (ngx_http_sandbox_forward_headers(r, ctx) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return NGX_OK;
+    }
+
+    if (ctx->status == NGX_HTTP_UNAUTHORIZED) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "WWW-Authenticate");
+        ngx_str_set(&h->value, "Bearer");
+        r->headers_out.www_authenticate = h;
+    }
+
+    if (ctx->not_ready) {
+        slcf = ngx_http_get_module_loc_conf(r, ngx_http_sandbox_module);
+
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "Retry-After");
+        h->value.data = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
+        if (h->value.data == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->value.len = ngx_sprintf(h->value.data, "%T", slcf->retry_after)
+                       - h->value.data;
+    }
+
+    rc = ngx_http_sandbox_send_error(r, ctx->status, ctx->error,
+                                     ctx->message);
+
+    ngx_http_finalize_request(r, rc);
+
+    return NGX_DONE;
+}
+
+
+static ngx_int_t
+ngx_http_sandbox_set_uri(ngx_http_request_t *r, ngx_http_sandbox_ctx_t *ctx,
+    u_char *rest, size_t len)
+{
+    u_char     *p;
+    uintptr_t   escape;
+
+    if (len == 0) {
+        rest = (u_char *) "/";
+        len = 1;
+    }
+
+    /* r->uri is decoded: encode it again as proxy_pass itself would */
+
+    escape = 2 * ngx_escape_uri(NULL, rest, len, NGX_ESCAPE_URI);
+
+    p = ngx_pnalloc(r->pool, len + escape + 1 + r->args.len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->uri.data = p;
+
+    if (escape) {
+        p = (u_char *) ngx_escape_uri(p, rest, len, NGX_ESCAPE_URI);
+
+    } else {
+        p = ngx_cpymem(p, rest, len);
+    }
+
+    if (r->args.len) {
+        *p++ = '?';
+        p = ngx_cpymem(p, r->args.data, r->args.len);
+    }
+
+    ctx->uri.len = p - ctx->uri.data;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The sandbox must never see the client's key nor any X-Sandbox-* header
+ * the client made up; it gets the authenticated user and a request id from
+ * the gateway instead.  The header list is rebuilt rather than patched, so
+ * no proxy configuration can forward what was removed.
+ */
+
+static ngx_int_t
+ngx_http_sandbox_forward_headers(ngx_http_request_t *r,
+    ngx_http_sandbox_ctx_t *ctx)
+{
+    ngx_str_t                      name;
+    ngx_uint_t                     i;
+    ngx_list_t                     list;
+    ngx_list_part_t               *part;
+    ngx_table_elt_t               *h, *nh;
+    ngx_http_variable_value_t     *vv;
+    ngx_http_sandbox_main_conf_t  *smcf;
+
+    part = &r->headers_in.headers.part;
+
+    if (ngx_list_init(&list, r->pool, part->nelts + 4,
+                      sizeof(ngx_table_elt_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        name = h[i].key;
+
+        if ((name.len == sizeof("Authorization") - 1
+             && ngx_strncasecmp(name.data, (u_char *) "Authorization",
+                                name.len) == 0)
+            || (name.len == sizeof("X-Request-Id") - 1
+                && ngx_strncasecmp(name.data, (u_char *) "X-Request-Id",
+                                   name.len) == 0)
+            || (name.len >= sizeof("X-Sandbox-") - 1
+                && ngx_strncasecmp(name.data, (u_char *) "X-Sandbox-",
+                                   sizeof("X-Sandbox-") - 1) == 0))
+        {
+            continue;
+        }
+
+        nh = ngx_list_push(&list);
+        if (nh == NULL) {
+            return NGX_ERROR;
+        }
+
+        *nh = h[i];
+    }
+
+    if (ctx->user.len
+        && ngx_http_sandbox_push_header(r, &list, "X-Sandbox-User",
+                                        &ctx->user)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    smcf = ngx_http_get_module_main_conf(r, ngx_http_sandbox_module);
+
+    vv = ngx_http_get_indexed_variable(r, smcf->request_id_index);
+
+    if (vv && !vv->not_found) {
+        name.data = vv->data;
+        name.len = vv->len;
+
+        if (ngx_http_sandbox_push_header(r, &list, "X-Request-Id", &name)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    r->headers_in.headers = list;
+    r->headers_in.authorization = NULL;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_sandbox_push_header(ngx_http_request_t *r, ngx_list_t *list,
+    const char *name, ngx_str_t *value)
+{
+    size_t            len;
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(list);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    len = ngx_strlen(name);
+
+    h->key.data = (u_char *) name;
+    h->key.len = len;
+    h->value = *value;
+
+    h->lowcase_key = ngx_pnalloc(r->pool, len);
+    if (h->lowcase_key == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = ngx_hash_strlow(h->lowcase_key, h->key.data, len);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_sandbox_str_copy(ngx_http_request_t *r, ngx_str_t *dst,
+    redisReply *reply)
+{
+    dst->len = 0;
+    dst->data = (u_char *) "";
+
+    if (reply->type != REDIS_REPLY_STRING || reply->len == 0) {
+        return NGX_OK;
+    }
+
+    dst->data = ngx_pnalloc(r->pool, reply->len);
+    if (dst->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(dst->data, reply->str, reply->len);
+    dst->len = reply->len;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_sandbox_reply_is(redisReply *reply, const char *s)
+{
+    size_t  len;
+
+    len = ngx_strlen(s);
+
+    return (reply->type == REDIS_REPLY_STRING
+            || reply->type == REDIS_REPLY_STATUS)
+           && (size_t) reply->len == len
+           && ngx_strncmp(reply->str, s, len) == 0;
+}
