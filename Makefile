@@ -44,7 +44,7 @@ $(NGX_BUILD)/objs/Makefile: config
 
 $(MODULE): $(NGX_BUILD)/objs/Makefile $(MODULE_SRCS)
 	$(MAKE) -C $(NGX_BUILD) -f objs/Makefile modules
-	cp $(NGX_BUILD)/objs/ngx_http_sandbox_module.so $@
+	install -m 755 $(NGX_BUILD)/objs/ngx_http_sandbox_module.so $@
 
 syncd:
 	@if [ -f src/syncd/Makefile ]; then $(MAKE) -C src/syncd; fi

@@ -48,6 +48,7 @@ static char *ngx_http_sandbox_cache_zone(ngx_conf_t *cf, ngx_command_t *cmd,
 static ngx_int_t ngx_http_sandbox_init(ngx_conf_t *cf);
 static ngx_int_t ngx_http_sandbox_init_process(ngx_cycle_t *cycle);
 static void ngx_http_sandbox_exit_process(ngx_cycle_t *cycle);
+static void ngx_http_sandbox_exit_master(ngx_cycle_t *cycle);
 
 
 ngx_http_sandbox_redis_t  *ngx_http_sandbox_worker_redis;
@@ -168,7 +169,7 @@ static ngx_command_t  ngx_http_sandbox_commands[] = {
       NULL },
 
     { ngx_string("sandbox_balancer"),
-      NGX_HTTP_UPS_CONF|NGX_CONF_NOARGS,
+      NGX_HTTP_UPS_CONF|NGX_CONF_ANY,
       ngx_http_sandbox_balancer,
       0,
       0,
@@ -204,7 +205,7 @@ ngx_module_t  ngx_http_sandbox_module = {
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
     ngx_http_sandbox_exit_process,         /* exit process */
-    NULL,                                  /* exit master */
+    ngx_http_sandbox_exit_master,          /* exit master */
     NGX_MODULE_V1_PADDING
 };
 
@@ -215,7 +216,8 @@ typedef enum {
     NGX_HTTP_SANDBOX_VAR_ADDR,
     NGX_HTTP_SANDBOX_VAR_KEY_ID,
     NGX_HTTP_SANDBOX_VAR_URI,
-    NGX_HTTP_SANDBOX_VAR_CACHE_STATUS
+    NGX_HTTP_SANDBOX_VAR_CACHE_STATUS,
+    NGX_HTTP_SANDBOX_VAR_REQUEST_ID
 } ngx_http_sandbox_var_e;
 
 
@@ -238,6 +240,9 @@ static ngx_http_variable_t  ngx_http_sandbox_vars[] = {
 
     { ngx_string("sandbox_cache_status"), NULL, ngx_http_sandbox_variable,
       NGX_HTTP_SANDBOX_VAR_CACHE_STATUS, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("sandbox_request_id"), NULL, ngx_http_sandbox_variable,
+      NGX_HTTP_SANDBOX_VAR_REQUEST_ID, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
       ngx_http_null_variable
 };
@@ -298,8 +303,12 @@ ngx_http_sandbox_variable(ngx_http_request_t *r,
         s = &ctx->uri;
         break;
 
-    default: /* NGX_HTTP_SANDBOX_VAR_CACHE_STATUS */
+    case NGX_HTTP_SANDBOX_VAR_CACHE_STATUS:
         s = &ctx->cache_status;
+        break;
+
+    default: /* NGX_HTTP_SANDBOX_VAR_REQUEST_ID */
+        s = &ctx->request_id;
         break;
     }
 
@@ -349,16 +358,9 @@ ngx_http_sandbox_init_main_conf(ngx_conf_t *cf, void *conf)
 {
     ngx_http_sandbox_main_conf_t *smcf = conf;
 
-    ngx_str_t  name = ngx_string("request_id");
-
     ngx_conf_init_msec_value(smcf->redis_connect_timeout, 1000);
     ngx_conf_init_msec_value(smcf->redis_timeout, 1000);
     ngx_conf_init_value(smcf->admin_key_set, 0);
-
-    smcf->request_id_index = ngx_http_get_variable_index(cf, &name);
-    if (smcf->request_id_index == NGX_ERROR) {
-        return NGX_CONF_ERROR;
-    }
 
     return NGX_CONF_OK;
 }
@@ -580,6 +582,8 @@ ngx_http_sandbox_init_process(ngx_cycle_t *cycle)
     ngx_http_sandbox_main_conf_t   *smcf;
     ngx_http_sandbox_redis_conf_t   rc;
 
+    ngx_http_sandbox_request_id_init();
+
     /* cache manager and loader processes serve no requests */
 
     if (ngx_process != NGX_PROCESS_WORKER
@@ -619,7 +623,15 @@ static void
 ngx_http_sandbox_exit_process(ngx_cycle_t *cycle)
 {
     ngx_http_sandbox_events_exit();
+    ngx_http_sandbox_sha256_cleanup();
 
     ngx_http_sandbox_redis_destroy(ngx_http_sandbox_worker_redis);
     ngx_http_sandbox_worker_redis = NULL;
+}
+
+
+static void
+ngx_http_sandbox_exit_master(ngx_cycle_t *cycle)
+{
+    ngx_http_sandbox_sha256_cleanup();
 }

@@ -58,6 +58,16 @@ ngx_http_sandbox_auth_bearer(ngx_http_request_t *r, ngx_str_t *key,
 }
 
 
+/*
+ * OpenSSL 3 looks an algorithm up by name on every EVP_sha256() digest
+ * (locks, string compares); on the hot path the fetched method and a
+ * context are kept per process instead.
+ */
+
+static EVP_MD      *ngx_http_sandbox_sha256;
+static EVP_MD_CTX  *ngx_http_sandbox_sha256_ctx;
+
+
 void
 ngx_http_sandbox_sha256_hex(u_char *dst, u_char *src, size_t len)
 {
@@ -66,7 +76,17 @@ ngx_http_sandbox_sha256_hex(u_char *dst, u_char *src, size_t len)
 
     mdlen = 0;
 
-    if (EVP_Digest(src, len, md, &mdlen, EVP_sha256(), NULL) != 1
+    if (ngx_http_sandbox_sha256 == NULL) {
+        ngx_http_sandbox_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+        ngx_http_sandbox_sha256_ctx = EVP_MD_CTX_new();
+    }
+
+    if (ngx_http_sandbox_sha256 == NULL
+        || ngx_http_sandbox_sha256_ctx == NULL
+        || EVP_DigestInit_ex(ngx_http_sandbox_sha256_ctx,
+                             ngx_http_sandbox_sha256, NULL) != 1
+        || EVP_DigestUpdate(ngx_http_sandbox_sha256_ctx, src, len) != 1
+        || EVP_DigestFinal_ex(ngx_http_sandbox_sha256_ctx, md, &mdlen) != 1
         || mdlen != 32)
     {
         /* cannot happen with a sane libcrypto; never match anything */
@@ -75,6 +95,17 @@ ngx_http_sandbox_sha256_hex(u_char *dst, u_char *src, size_t len)
     }
 
     ngx_hex_dump(dst, md, 32);
+}
+
+
+void
+ngx_http_sandbox_sha256_cleanup(void)
+{
+    EVP_MD_CTX_free(ngx_http_sandbox_sha256_ctx);
+    EVP_MD_free(ngx_http_sandbox_sha256);
+
+    ngx_http_sandbox_sha256_ctx = NULL;
+    ngx_http_sandbox_sha256 = NULL;
 }
 
 

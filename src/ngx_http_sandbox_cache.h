@@ -106,6 +106,7 @@ void ngx_http_sandbox_cache_heartbeat(ngx_shm_zone_t *zone);
 ngx_http_sandbox_cache_stats_t *ngx_http_sandbox_cache_stats(
     ngx_shm_zone_t *zone);
 size_t ngx_http_sandbox_cache_size(ngx_shm_zone_t *zone);
+size_t ngx_http_sandbox_cache_used(ngx_shm_zone_t *zone);
 ngx_uint_t ngx_http_sandbox_cache_generation(ngx_shm_zone_t *zone);
 
 

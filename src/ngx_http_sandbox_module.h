@@ -37,8 +37,6 @@ typedef struct {
     ngx_flag_t                      admin_key_set;
 
     ngx_shm_zone_t                 *cache_zone;
-
-    ngx_int_t                       request_id_index;
 } ngx_http_sandbox_main_conf_t;
 
 
@@ -72,6 +70,7 @@ typedef struct {
     ngx_str_t                       name;
     ngx_str_t                       key_id;
     ngx_str_t                       uri;
+    ngx_str_t                       request_id;
     u_char                          key_hash[NGX_HTTP_SANDBOX_SHA256_HEX_LEN];
     unsigned                        authenticated:1;
     unsigned                        not_ready:1;
@@ -99,11 +98,13 @@ extern ngx_http_sandbox_redis_t  *ngx_http_sandbox_events_redis;
 ngx_int_t ngx_http_sandbox_auth_bearer(ngx_http_request_t *r, ngx_str_t *key,
     const char **message);
 void ngx_http_sandbox_sha256_hex(u_char *dst, u_char *src, size_t len);
+void ngx_http_sandbox_sha256_cleanup(void);
 char *ngx_http_sandbox_admin_key_file(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
 /* route: access-phase handler and upstream header hygiene */
 ngx_int_t ngx_http_sandbox_access_handler(ngx_http_request_t *r);
+void ngx_http_sandbox_request_id_init(void);
 
 /* invalidation events: the sbx:events subscriber of worker 0 */
 ngx_int_t ngx_http_sandbox_events_init(ngx_cycle_t *cycle,

@@ -8,6 +8,10 @@
  * pipeline naturally.  Replies come back in order and are matched against
  * a FIFO of pending operations.
  *
+ * The link is never marked idle: a worker that is shutting down still
+ * finishes the requests it has, and they may need Redis; exit_process
+ * closes it.
+ *
  * RESP carries no request ids, so a reply that does not arrive in time
  * cannot be skipped: on timeout the link is declared broken, every pending
  * operation fails, and a cancelable timer reconnects with backoff.  While
@@ -209,7 +213,6 @@ ngx_http_sandbox_redis_command(ngx_http_sandbox_redis_t *rd, ngx_uint_t argc,
     (void) ngx_atomic_fetch_add(&rd->stats->commands, 1);
 
     c = rd->peer.connection;
-    c->idle = 0;
 
     if (!c->read->timer_set) {
         ngx_add_timer(c->read, rd->conf.timeout);
@@ -327,8 +330,6 @@ ngx_http_sandbox_redis_connected(ngx_http_sandbox_redis_t *rd)
 
     rd->state = NGX_HTTP_SANDBOX_REDIS_UP;
     rd->backoff = NGX_HTTP_SANDBOX_REDIS_BACKOFF_MIN;
-
-    c->idle = ngx_queue_empty(&rd->pending);
 
     if (rd->conf.ready) {
         rd->conf.ready(rd, rd->conf.data);
@@ -450,7 +451,6 @@ ngx_http_sandbox_redis_read_handler(ngx_event_t *rev)
     rd = c->data;
 
     if (c->close) {
-        /* graceful shutdown closes idle connections this way */
         ngx_http_sandbox_redis_fail(rd, NULL);
         return;
     }
@@ -595,12 +595,6 @@ ngx_http_sandbox_redis_arm_timer(ngx_http_sandbox_redis_t *rd)
     if (ngx_queue_empty(&rd->pending)) {
         if (c->read->timer_set) {
             ngx_del_timer(c->read);
-        }
-
-        c->idle = 1;
-
-        if (ngx_exiting) {
-            ngx_http_sandbox_redis_fail(rd, NULL);
         }
 
         return;

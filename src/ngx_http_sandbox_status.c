@@ -66,8 +66,9 @@ ngx_http_sandbox_status_cache(ngx_shm_zone_t *zone)
 
     st = ngx_http_sandbox_cache_stats(zone);
 
-    return json_pack("{sI sI sI sI sI sI sI sI sI}",
+    return json_pack("{sI sI sI sI sI sI sI sI sI sI}",
                      "size", (json_int_t) ngx_http_sandbox_cache_size(zone),
+                     "used", (json_int_t) ngx_http_sandbox_cache_used(zone),
                      "entries", (json_int_t) st->entries,
                      "hits", (json_int_t) st->hits,
                      "misses", (json_int_t) st->misses,

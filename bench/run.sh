@@ -1,0 +1,309 @@
+#!/bin/bash
+# Benchmark: the gateway side by side with plain nginx, in one run on one
+# machine, written to bench/RESULTS.md.
+#
+#   bench/run.sh [-d seconds] [-c connections] [-n entries] [-r rounds]
+#                [-p pods]
+#
+# One nginx with one worker serves three ports that differ only in what
+# the issue compares: (1) plain proxy_pass with keepalive to the runtime,
+# (2) the gateway with authentication and routing, cache warm, (3) the
+# gateway with the cache off.  The "sandbox runtime" is a second nginx
+# answering /v1/shell/exec with a fixed AIO-shaped JSON body, so that the
+# runtime is never the bottleneck being measured.  wrk (one thread) drives
+# each in turn, the configurations interleaved for -r rounds, and the median
+# round of each is reported, so drift in the machine's speed hits all alike.
+# All of it shares this machine's cores.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+DUR=10
+CONN=32
+N=100000
+ROUNDS=3
+PODS=1000
+while getopts "d:c:n:r:p:" o; do
+    case $o in
+        d) DUR=$OPTARG ;;
+        c) CONN=$OPTARG ;;
+        n) N=$OPTARG ;;
+        r) ROUNDS=$OPTARG ;;
+        p) PODS=$OPTARG ;;
+        *) echo "usage: $0 [-d seconds] [-c connections] [-n entries] [-r rounds] [-p pods]"; exit 2 ;;
+    esac
+done
+
+MODULE=$ROOT/build/ngx_http_sandbox_module.so
+[ -f "$MODULE" ] || make -C "$ROOT" module
+command -v wrk >/dev/null || { echo "wrk missing: apt-get install wrk"; exit 1; }
+
+DIR=$(mktemp -d /tmp/sandbox-bench.XXXXXX)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    [ -n "${SBX_BENCH_LEAVE:-}" ] || rm -rf "$DIR"
+}
+trap cleanup EXIT
+
+free_port() {
+    perl -MIO::Socket::IP -e \
+        'print IO::Socket::IP->new(LocalAddr=>"127.0.0.1",LocalPort=>0,Listen=>1)->sockport'
+}
+
+REDIS=$(free_port); RT=$(free_port); RT2=$(free_port)
+P_PLAIN=$(free_port); P_WARM=$(free_port); P_COLD=$(free_port)
+P_STATUS=$(free_port)
+
+redis-server --port "$REDIS" --bind 127.0.0.1 --save '' --appendonly no \
+    --logfile "$DIR/redis.log" &
+pids+=($!)
+
+# pod i of the many-pods run: its own loopback address
+pod_addr() { echo "127.0.$((1 + $1 / 250)).$((1 + $1 % 250)):$RT"; }
+
+mkdir -p "$DIR/rt" "$DIR/gw"
+cat > "$DIR/rt/nginx.conf" <<EOF
+worker_processes 1;
+pid $DIR/rt/nginx.pid;
+error_log $DIR/rt/error.log error;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    server {
+        listen 127.0.0.1:$RT;
+$(for i in $(seq 0 $((PODS - 1))); do echo "        listen $(pod_addr "$i");"; done)
+        location / {
+            default_type application/json;
+            return 200 '{"success":true,"message":"Operation successful","data":{"session_id":"s1","command":"true","status":"completed","output":"ok\\n","exit_code":0}}';
+        }
+    }
+    server {
+        listen 127.0.0.1:$RT2;
+        location / { return 200 'second\n'; }
+    }
+}
+EOF
+/usr/sbin/nginx -p "$DIR/rt/" -c "$DIR/rt/nginx.conf" -g 'daemon off;' &
+pids+=($!)
+
+cat > "$DIR/gw/nginx.conf" <<EOF
+load_module $MODULE;
+worker_processes 1;
+pid $DIR/gw/nginx.pid;
+error_log $DIR/gw/error.log warn;
+events { worker_connections 8192; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    sandbox_redis 127.0.0.1:$REDIS;
+    sandbox_cache_zone bench:128m;
+
+    upstream plain_pool { server 127.0.0.1:$RT; keepalive 64; }
+    upstream sandbox_pods { sandbox_balancer ${SBX_BENCH_BALANCER:-keepalive=1024}; }
+
+    server {
+        listen 127.0.0.1:$P_PLAIN;
+        location / {
+            proxy_pass http://plain_pool;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+    server {
+        listen 127.0.0.1:$P_WARM;
+        location / {
+            sandbox_route on;
+            proxy_pass http://sandbox_pods\$sandbox_uri;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+    server {
+        listen 127.0.0.1:$P_COLD;
+        location / {
+            sandbox_route on;
+            sandbox_cache off;
+            proxy_pass http://sandbox_pods\$sandbox_uri;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+    server {
+        listen 127.0.0.1:$P_STATUS;
+        location / { sandbox_status; }
+    }
+}
+EOF
+
+for _ in $(seq 50); do redis-cli -p "$REDIS" ping >/dev/null 2>&1 && break; sleep 0.1; done
+
+# deterministic keys: the loader and the wrk script derive the same ones
+key_of() { printf 'sk_live_%032d' "$1"; }
+rcli() { redis-cli -p "$REDIS" "$@" >/dev/null; }
+
+seed_user() {   # user index
+    local k h
+    k=$(key_of "$1"); h=$(printf %s "$k" | sha256sum | cut -d' ' -f1)
+    rcli HSET "sbx:user:u$1" username "u$1" active 1
+    rcli HSET "sbx:key:$h" user "u$1" id "k$1" expires_at 0 active 1
+    rcli HSET "sbx:route:u$1:sb" addr "127.0.0.1:$RT" ready 1 suspended 0 rv 1
+}
+seed_user 0
+
+/usr/sbin/nginx -p "$DIR/gw/" -c "$DIR/gw/nginx.conf" -g 'daemon off;' &
+pids+=($!)
+for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$P_PLAIN/" && break; sleep 0.1; done
+curl -s -o /dev/null "http://127.0.0.1:$P_PLAIN/" \
+    || { echo "the gateway did not start:"; cat "$DIR/gw/error.log"; exit 1; }
+
+KEY0=$(key_of 0)
+URI=/v1/shell/exec
+
+# wrk, one thread: prints "rps p50_ms p99_ms errors"
+bench() {   # url [extra wrk args...]
+    local url=$1; shift
+    wrk -t1 -c"$CONN" -d1s "$@" "$url" >/dev/null 2>&1 || true   # warm up
+    wrk -t1 -c"$CONN" -d"${DUR}s" --latency "$@" "$url" > "$DIR/wrk.out" 2>&1
+    perl -ne '
+        sub ms { my ($v, $u) = @_; $u eq "us" ? $v / 1000 : $u eq "s" ? $v * 1000 : $v }
+        $rps = $1 if /^Requests\/sec:\s+([\d.]+)/;
+        $p50 = ms($1, $2) if /^\s+50%\s+([\d.]+)(us|ms|s)/;
+        $p99 = ms($1, $2) if /^\s+99%\s+([\d.]+)(us|ms|s)/;
+        $err += $1 if /Non-2xx or 3xx responses:\s+(\d+)/;
+        $err += $1 + $2 + $3 + $4 if /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/;
+        END { printf "%.0f %.3f %.3f %d\n", $rps, $p50, $p99, $err || 0 }' "$DIR/wrk.out"
+}
+
+# the median (by requests/s) of the lines in a file
+median() { sort -n "$1" | awk '{ l[NR] = $0 } END { print l[int((NR + 1) / 2)] }'; }
+
+echo "measuring plain / warm / nocache ($ROUNDS rounds of $DUR s, $CONN connections) ..."
+: > "$DIR/plain"; : > "$DIR/warm"; : > "$DIR/cold"
+for _ in $(seq "$ROUNDS"); do
+    bench "http://127.0.0.1:$P_PLAIN$URI" >> "$DIR/plain"
+    bench "http://127.0.0.1:$P_WARM/proxy/sb$URI" -H "Authorization: Bearer $KEY0" >> "$DIR/warm"
+    bench "http://127.0.0.1:$P_COLD/proxy/sb$URI" -H "Authorization: Bearer $KEY0" >> "$DIR/cold"
+done
+read -r PLAIN_RPS PLAIN_P50 PLAIN_P99 PLAIN_ERR < <(median "$DIR/plain")
+read -r WARM_RPS WARM_P50 WARM_P99 WARM_ERR < <(median "$DIR/warm")
+read -r COLD_RPS COLD_P50 COLD_P99 COLD_ERR < <(median "$DIR/cold")
+
+ratio() { perl -e 'printf "%.2f", $ARGV[0] / $ARGV[1]' "$1" "$2"; }
+added() { perl -e 'printf "%.3f", $ARGV[0] - $ARGV[1]' "$1" "$2"; }
+
+# invalidation latency: change, then poll until the change is visible
+echo "measuring route change and revocation latency ..."
+read -r ROUTE_MS REVOKE_MS < <(perl "$ROOT/bench/latency.pl" \
+    --gateway "127.0.0.1:$P_WARM" --redis "127.0.0.1:$REDIS" \
+    --key "$KEY0" --user u0 --sandbox sb --second "127.0.0.1:$RT2" \
+    --first "127.0.0.1:$RT" --rounds 20)
+seed_user 0
+
+# many keys and routes: the same wrk script over 1 entry, then over N
+echo "loading $N users, keys and routes ..."
+perl "$ROOT/bench/load.pl" --count "$N" --addr "127.0.0.1:$RT" \
+    | redis-cli -p "$REDIS" --pipe >/dev/null
+cat > "$DIR/many.lua" <<'EOF'
+local n = tonumber(os.getenv("SBX_N"))
+math.randomseed(os.time())
+request = function()
+    local i = math.random(0, n - 1)
+    return wrk.format("GET", "/proxy/sb/v1/shell/exec",
+        { ["Authorization"] = string.format("Bearer sk_live_%032d", i) })
+end
+EOF
+# warm every entry once so both runs measure the warm path
+SBX_N=$N wrk -t1 -c"$CONN" -d"$(( N / 20000 + 2 ))s" -s "$DIR/many.lua" \
+    "http://127.0.0.1:$P_WARM/" >/dev/null 2>&1 || true
+# the client's cost of N distinct keys (string building in wrk's Lua) is
+# not the gateway's: plain nginx runs the same scripts as the control
+: > "$DIR/one"; : > "$DIR/many"; : > "$DIR/pone"; : > "$DIR/pmany"
+for _ in $(seq "$ROUNDS"); do
+    SBX_N=1 bench "http://127.0.0.1:$P_WARM/" -s "$DIR/many.lua" >> "$DIR/one"
+    SBX_N=$N bench "http://127.0.0.1:$P_WARM/" -s "$DIR/many.lua" >> "$DIR/many"
+    SBX_N=1 bench "http://127.0.0.1:$P_PLAIN/" -s "$DIR/many.lua" >> "$DIR/pone"
+    SBX_N=$N bench "http://127.0.0.1:$P_PLAIN/" -s "$DIR/many.lua" >> "$DIR/pmany"
+done
+read -r ONE_RPS ONE_P50 ONE_P99 ONE_ERR < <(median "$DIR/one")
+read -r MANY_RPS MANY_P50 MANY_P99 MANY_ERR < <(median "$DIR/many")
+read -r PONE_RPS PONE_P50 PONE_P99 PONE_ERR < <(median "$DIR/pone")
+read -r PMANY_RPS PMANY_P50 PMANY_P99 PMANY_ERR < <(median "$DIR/pmany")
+MANY_RATIO=$(perl -e 'printf "%.2f", ($ARGV[0] / $ARGV[1]) / ($ARGV[2] / $ARGV[3])' \
+    "$MANY_RPS" "$ONE_RPS" "$PMANY_RPS" "$PONE_RPS")
+
+# many pods: the same $PODS users, their routes first all to one address,
+# then each to its own; the difference is what the upstream keepalive pool
+# pays to find a pod's connection among $PODS
+echo "measuring $PODS users on one pod, then on $PODS pods ..."
+: > "$DIR/onepod"; : > "$DIR/manypods"
+for _ in $(seq "$ROUNDS"); do
+    SBX_N=$PODS bench "http://127.0.0.1:$P_WARM/" -s "$DIR/many.lua" >> "$DIR/onepod"
+done
+for i in $(seq 0 $((PODS - 1))); do
+    printf 'HSET sbx:route:u%d:sb addr %s\n' "$i" "$(pod_addr "$i")"
+done | redis-cli -p "$REDIS" >/dev/null
+redis-cli -p "$REDIS" PUBLISH sbx:events flush >/dev/null
+for _ in $(seq "$ROUNDS"); do
+    SBX_N=$PODS bench "http://127.0.0.1:$P_WARM/" -s "$DIR/many.lua" >> "$DIR/manypods"
+done
+read -r ONEPOD_RPS ONEPOD_P50 ONEPOD_P99 ONEPOD_ERR < <(median "$DIR/onepod")
+read -r PODS_RPS PODS_P50 PODS_P99 PODS_ERR < <(median "$DIR/manypods")
+
+STATUS=$(curl -s "http://127.0.0.1:$P_STATUS/")
+read -r ENTRIES USED < <(perl -MJSON::PP -e \
+    '$s = decode_json($ARGV[0])->{cache}; print "$s->{entries} $s->{used}\n"' "$STATUS")
+PER_ENTRY=$(perl -e 'printf "%.0f", $ARGV[1] / ($ARGV[0] || 1)' "$ENTRIES" "$USED")
+
+CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
+OUT=$ROOT/bench/RESULTS.md
+{
+cat <<EOF
+# Benchmark results
+
+Machine: $(nproc) cores, $CPU, $(free -g | awk '/Mem:/ {print $2}') GiB;
+$(grep PRETTY_NAME /etc/os-release | cut -d'"' -f2); nginx 1.22.1; redis $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/').
+Date: $(date -u +%Y-%m-%dT%H:%M:%SZ).
+Command: \`bench/run.sh -d $DUR -c $CONN -n $N -r $ROUNDS\` (wrk, 1 thread,
+$CONN connections, $DUR s per run, configurations interleaved over $ROUNDS
+rounds, median round shown; one nginx worker serves all three
+configurations; the runtime is a separate one-worker nginx).
+
+| configuration | requests/s | p50 ms | p99 ms | errors |
+|---|---|---|---|---|
+| 1. plain nginx proxy_pass + keepalive | $PLAIN_RPS | $PLAIN_P50 | $PLAIN_P99 | $PLAIN_ERR |
+| 2. gateway, auth + routing, cache warm | $WARM_RPS | $WARM_P50 | $WARM_P99 | $WARM_ERR |
+| 3. gateway, cache off | $COLD_RPS | $COLD_P50 | $COLD_P99 | $COLD_ERR |
+
+ratio warm/plain: $(ratio "$WARM_RPS" "$PLAIN_RPS")
+ratio nocache/plain: $(ratio "$COLD_RPS" "$PLAIN_RPS")
+
+p99 added by the gateway (warm): $(added "$WARM_P99" "$PLAIN_P99") ms
+
+| invalidation | median time to effect |
+|---|---|
+| route change (Redis write + publish → first request on the new pod) | $ROUTE_MS ms |
+| key revocation (Redis write + publish → first 401) | $REVOKE_MS ms |
+
+| many entries (warm cache, random user per request) | gateway req/s | gateway p99 ms | plain req/s (same script) |
+|---|---|---|---|
+| 1 user, key and route | $ONE_RPS | $ONE_P99 | $PONE_RPS |
+| $N users, keys and routes | $MANY_RPS | $MANY_P99 | $PMANY_RPS |
+
+ratio many/one: $MANY_RATIO  (gateway many/one divided by plain many/one: what
+the $N entries themselves cost)
+
+| $PODS users (warm cache, keepalive 1024) | requests/s | p99 ms | errors |
+|---|---|---|---|
+| all routes to one pod address | $ONEPOD_RPS | $ONEPOD_P99 | $ONEPOD_ERR |
+| each route to its own pod address | $PODS_RPS | $PODS_P99 | $PODS_ERR |
+
+ratio pods/onepod: $(ratio "$PODS_RPS" "$ONEPOD_RPS")
+
+Shared zone: $ENTRIES entries use $USED bytes: about $PER_ENTRY bytes per entry.
+EOF
+} > "$OUT"
+cat "$OUT"
+grep -E '\[(alert|crit|emerg)\]' "$DIR/gw/error.log" && { echo "alerts in error.log"; exit 1; }
+exit 0

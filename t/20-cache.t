@@ -1,0 +1,342 @@
+#!/usr/bin/perl
+# The shared-memory cache: identical answers, instant invalidation on every
+# worker, survival across reloads, eviction, and the Redis-down grace.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use Time::HiRes qw(time sleep);
+use SbxTest;
+
+my $t = SbxTest->new;
+$t->redis_start;
+
+my $rt1 = $t->runtime_start(id => 'one');
+my $rt2 = $t->runtime_start(id => 'two');
+
+# port 1: cache with a long TTL (only invalidation can change an answer)
+# port 2: no cache, the reference; port 3: status; port 4: short TTL, no
+# grace; port 5: short TTL with grace
+
+$t->write_conf($t->base_conf(http => <<'EOF'));
+    sandbox_redis %%REDIS%%;
+    sandbox_redis_timeout 500ms;
+    sandbox_cache_zone sbx:1m;
+
+    upstream sandbox_pods {
+        sandbox_balancer;
+        keepalive 16;
+    }
+
+    map $sandbox_cache_status $cs { default $sandbox_cache_status; '' NONE; }
+
+    server {
+        listen 127.0.0.1:%%PORT_1%%;
+        sandbox_cache_ttl 600s;
+        sandbox_cache_negative_ttl 600s;
+        add_header X-Cache $cs always;
+
+        location / {
+            sandbox_route on;
+            proxy_pass http://sandbox_pods$sandbox_uri;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT_2%%;
+        add_header X-Cache $cs always;
+
+        location / {
+            sandbox_route on;
+            sandbox_cache off;
+            proxy_pass http://sandbox_pods$sandbox_uri;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT_3%%;
+        location / { sandbox_status; }
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT_4%%;
+        sandbox_cache_ttl 1s;
+        add_header X-Cache $cs always;
+
+        location / {
+            sandbox_route on;
+            proxy_pass http://sandbox_pods$sandbox_uri;
+        }
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT_5%%;
+        sandbox_cache_ttl 1s;
+        sandbox_cache_grace 60s;
+        add_header X-Cache $cs always;
+
+        location / {
+            sandbox_route on;
+            proxy_pass http://sandbox_pods$sandbox_uri;
+        }
+    }
+EOF
+
+$t->add_user('alice');
+$t->add_user('bob');
+my $alice = $t->add_key('alice');
+my $bob = $t->add_key('bob');
+my $revoked = $t->add_key('alice', active => 0);
+$t->add_route('alice', 'sb', addr => $rt1);
+$t->add_route('alice', 'sleepy', addr => $rt1, ready => 0);
+$t->add_route('bob', 'bobsb', addr => $rt2);
+$t->add_sandbox_record('alice', 'fresh');
+
+$t->nginx_start;
+
+sub get {
+    my ($path, $key, $port) = @_;
+    return $t->http('GET', $path, port => $port // 1,
+                    headers => defined $key
+                               ? { Authorization => "Bearer $key" } : {});
+}
+
+sub status { $t->json($t->http('GET', '/', port => 3)) }
+
+sub answer {       # what a client can observe, minus per-request ids
+    my ($res) = @_;
+    my $body = $res->{body};
+    $body =~ s/"(x-request-id|conn|conn_requests)":"?[^",}]*"?//g;
+    return join '|', $res->{status}, $res->{headers}{'www-authenticate'} // '',
+                     $res->{headers}{'retry-after'} // '', $body;
+}
+
+# cached answers are identical to uncached ones, for every kind of answer
+
+my @matrix = (
+    [ '/proxy/sb/_debug/m', $alice ], [ '/alice/sb/_debug/m', $alice ],
+    [ '/proxy/bobsb/_debug/m', $alice ], [ '/bob/bobsb/_debug/m', $alice ],
+    [ '/proxy/nope/x', $alice ], [ '/proxy/sleepy/x', $alice ],
+    [ '/proxy/fresh/x', $alice ], [ '/proxy/sb/x', $revoked ],
+    [ '/proxy/sb/x', 'sk_live_' . ('0' x 32) ], [ '/proxy/sb/x', undef ],
+    [ '/proxy/bobsb/_debug/m', $bob ],
+);
+
+for my $round (1 .. 2) {
+    for my $m (@matrix) {
+        my ($path, $key) = @$m;
+        my $cached = get($path, $key, 1);
+        my $direct = get($path, $key, 2);
+        is(answer($cached), answer($direct),
+           "round $round: $path cached = uncached");
+        is($direct->{headers}{'x-cache'}, $key ? 'BYPASS' : 'NONE',
+           "$path: reference bypasses the cache") if $round == 1 && $key;
+        is($cached->{headers}{'x-cache'}, 'HIT', "$path: hit on round 2")
+            if $round == 2 && $key;
+    }
+}
+
+# a warm request makes no Redis round trip
+
+{
+    get('/proxy/sb/_debug/w', $alice);
+    my $before = status()->{redis}{commands};
+    get('/proxy/sb/_debug/w', $alice) for 1 .. 20;
+    is(status()->{redis}{commands}, $before, 'warm requests: no Redis command');
+    my $s = status()->{cache};
+    ok($s->{hits} > 20, "hits counted ($s->{hits})");
+}
+
+# revocation is seen by every worker within 100 ms of the announcement
+
+{
+    # warm both workers (each request may land on either)
+    get('/proxy/sb/_debug/r', $alice) for 1 .. 10;
+
+    my $hash = $t->key_hash($alice);
+    $t->redis('HSET', "sbx:key:$hash", 'active', '0');
+    my $t0 = time;
+    $t->redis('PUBLISH', 'sbx:events', "key $hash");
+
+    my $seen;
+    while (time - $t0 < 2) {
+        if (get('/proxy/sb/_debug/r', $alice)->{status} == 401) {
+            $seen = time - $t0;
+            last;
+        }
+    }
+    ok(defined $seen && $seen < 0.1,
+       sprintf('revocation seen in %.1f ms', 1000 * ($seen // 9)));
+
+    my @after = map { get('/proxy/sb/_debug/r', $alice)->{status} } 1 .. 20;
+    is_deeply(\@after, [ (401) x 20 ], 'refused on every worker afterwards');
+
+    $t->redis('HSET', "sbx:key:$hash", 'active', '1');
+    $t->redis('PUBLISH', 'sbx:events', "key $hash");
+    sleep 0.1;
+    is(get('/proxy/sb/_debug/r', $alice)->{status}, 200, 'reinstated');
+}
+
+# a route change is used within 50 ms
+
+{
+    get('/proxy/sb/_debug/c', $alice) for 1 .. 10;
+    $t->add_route('alice', 'sb', addr => $rt2);
+    my $t0 = time;
+    $t->redis('PUBLISH', 'sbx:events', 'route alice sb');
+
+    my $seen;
+    while (time - $t0 < 2) {
+        my $j = $t->json(get('/proxy/sb/_debug/c', $alice));
+        if ($j && $j->{runtime_id} eq 'two') {
+            $seen = time - $t0;
+            last;
+        }
+    }
+    ok(defined $seen && $seen < 0.05,
+       sprintf('route change used in %.1f ms', 1000 * ($seen // 9)));
+
+    my %ids = map { ($t->json(get('/proxy/sb/_debug/c', $alice))->{runtime_id}
+                     => 1) } 1 .. 20;
+    is_deeply([ keys %ids ], ['two'], 'every worker uses the new route');
+}
+
+# a user's deactivation drops all of that user's entries
+
+{
+    get('/proxy/bobsb/_debug/u', $bob) for 1 .. 4;
+    $t->redis('HSET', 'sbx:user:bob', 'active', '0');
+    $t->redis('PUBLISH', 'sbx:events', 'user bob');
+    sleep 0.05;
+    is(get('/proxy/bobsb/_debug/u', $bob)->{status}, 401,
+       'user deactivation seen at once');
+    $t->redis('HSET', 'sbx:user:bob', 'active', '1');
+    $t->redis('PUBLISH', 'sbx:events', 'user bob');
+}
+
+# unknown keys are cached too (negative TTL): a flood reaches Redis once
+
+{
+    my $bad = 'sk_live_' . ('Z' x 32);
+    get('/proxy/sb/x', $bad);
+    my $before = status()->{redis}{commands};
+    get('/proxy/sb/x', $bad) for 1 .. 10;
+    is(status()->{redis}{commands}, $before, 'negative entries answer alone');
+}
+
+# losing the subscription flushes everything (messages may have been lost)
+
+{
+    my $flushes = status()->{cache}{flushes};
+    $t->redis('CLIENT', 'KILL', 'TYPE', 'pubsub');
+    my $flushed;
+    for (1 .. 40) {
+        sleep 0.1;
+        if (status()->{cache}{flushes} > $flushes) { $flushed = 1; last }
+    }
+    ok($flushed, 'resubscription after a lost link flushes the cache');
+    is(get('/proxy/sb/_debug/f', $alice)->{headers}{'x-cache'}, 'MISS',
+       'next request asks Redis again');
+}
+
+# the zone and its entries survive a reload: with Redis gone afterwards,
+# warm entries still answer
+
+{
+    get('/proxy/sb/_debug/z', $alice) for 1 .. 6;
+    $t->nginx_reload;
+    sleep 0.5;
+    my $res = get('/proxy/sb/_debug/z', $alice);
+    is($res->{headers}{'x-cache'}, 'HIT', 'hit right after reload');
+
+    $t->redis_stop;
+    $res = get('/proxy/sb/_debug/z', $alice);
+    is($res->{status}, 200, 'redis down: warm entry still answers');
+    is(get('/proxy/nope/x', 'sk_live_' . ('Q' x 32))->{status}, 503,
+       'redis down: a new lookup fails fast');
+
+    # grace: TTL 1 s, then 0 s vs 60 s of grace
+    $t->redis_start(keep_port => 1);
+    $t->add_user('alice');
+    $t->redis('HSET', 'sbx:key:' . $t->key_hash($alice), user => 'alice',
+              id => 'k', expires_at => 0, active => 1);
+    $t->add_route('alice', 'sb', addr => $rt1);
+    sleep 2.5;         # the subscriber is back, the cache flushed
+
+    is(get('/proxy/sb/_debug/g', $alice, 4)->{status}, 200, 'no grace: warm');
+    is(get('/proxy/sb/_debug/g', $alice, 5)->{status}, 200, 'grace: warm');
+    $t->redis_stop;
+    sleep 1.3;         # past the 1 s TTL
+
+    my $nograce = get('/proxy/sb/_debug/g', $alice, 4);
+    is($nograce->{status}, 503, 'no grace: expired entry is not used');
+    my $grace = get('/proxy/sb/_debug/g', $alice, 5);
+    is($grace->{status}, 200, 'grace: expired entry serves while redis is down');
+    is($grace->{headers}{'x-cache'}, 'STALE', 'grace: marked STALE');
+
+    $t->redis_start(keep_port => 1);
+}
+
+$t->nginx_stop;
+$t->error_log_ok;
+
+# eviction under a tiny zone keeps every answer right
+
+{
+    my $e = SbxTest->new;
+    $e->redis_start;
+    my $rt = $e->runtime_start(id => 'tiny');
+
+    $e->write_conf($e->base_conf(http => <<'EOF'));
+    sandbox_redis %%REDIS%%;
+    sandbox_cache_zone tiny:32k;
+
+    upstream sandbox_pods { sandbox_balancer; keepalive 4; }
+
+    server {
+        listen 127.0.0.1:%%PORT_1%%;
+        location / {
+            sandbox_route on;
+            proxy_pass http://sandbox_pods$sandbox_uri;
+        }
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT_3%%;
+        location / { sandbox_status; }
+    }
+EOF
+
+    my @keys;
+    for my $i (1 .. 300) {
+        $e->add_user("u$i");
+        push @keys, $e->add_key("u$i");
+        $e->add_route("u$i", 'sb', addr => $rt) if $i % 3;
+    }
+    $e->nginx_start;
+
+    my $wrong = 0;
+    for my $pass (1 .. 2) {
+        for my $i (1 .. 300) {
+            my $res = $e->http('GET', "/proxy/sb/_debug/e$i", port => 1,
+                               headers => { Authorization => "Bearer $keys[$i - 1]" });
+            my $want = $i % 3 ? 200 : 403;
+            $wrong++ if $res->{status} != $want;
+            $wrong++ if $want == 200
+                        && $e->json($res)->{headers}{'x-sandbox-user'} ne "u$i";
+        }
+    }
+    is($wrong, 0, 'tiny zone: all 600 answers right');
+    my $s = $e->json($e->http('GET', '/', port => 3))->{cache};
+    ok($s->{evictions} > 0, "tiny zone evicted ($s->{evictions})");
+    $e->nginx_stop;
+    $e->error_log_ok;
+}
+
+done_testing;
