@@ -413,6 +413,12 @@ ngx_http_sandbox_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_msec_value(conf->cache_ttl.grace, prev->cache_ttl.grace,
                               0);
 
+    if (conf->cache_ttl.grace > NGX_HTTP_SANDBOX_CACHE_GRACE_MAX) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"sandbox_cache_grace\" cannot exceed 1h");
+        return NGX_CONF_ERROR;
+    }
+
     if (conf->route) {
         smcf = ngx_http_conf_get_module_main_conf(cf,
                                                   ngx_http_sandbox_module);

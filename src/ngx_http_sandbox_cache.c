@@ -228,12 +228,19 @@ ngx_http_sandbox_cache_get(ngx_shm_zone_t *zone, ngx_pool_t *pool,
         goto done;
     }
 
+    if (cn->generation != ctx->sh->generation) {
+        ngx_http_sandbox_cache_free_node(ctx, cn);
+        goto done;
+    }
+
+    /*
+     * an entry past this location's grace stays: another location may
+     * allow more; a refill replaces it, LRU pressure or expire() drop it
+     */
+
     left = (ngx_msec_int_t) (cn->expire - ngx_current_msec);
 
-    if (cn->generation != ctx->sh->generation
-        || left + (ngx_msec_int_t) grace <= 0)
-    {
-        ngx_http_sandbox_cache_free_node(ctx, cn);
+    if (left + (ngx_msec_int_t) grace <= 0) {
         goto done;
     }
 
@@ -451,10 +458,11 @@ ngx_http_sandbox_cache_expire(ngx_http_sandbox_cache_ctx_t *ctx,
             return;
         }
 
-        /* an hour past expiry no grace period reaches it any more */
+        /* past the longest grace allowed no location can use it */
 
         if (cn->generation == ctx->sh->generation
-            && (ngx_msec_int_t) (ngx_current_msec - cn->expire) < 3600000)
+            && (ngx_msec_int_t) (ngx_current_msec - cn->expire)
+               <= NGX_HTTP_SANDBOX_CACHE_GRACE_MAX)
         {
             return;
         }

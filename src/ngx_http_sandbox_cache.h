@@ -49,6 +49,9 @@ typedef struct {
 } ngx_http_sandbox_route_t;
 
 
+/* the longest sandbox_cache_grace allowed, ms */
+#define NGX_HTTP_SANDBOX_CACHE_GRACE_MAX  3600000
+
 /* results of a lookup */
 #define NGX_HTTP_SANDBOX_CACHE_MISS   0
 #define NGX_HTTP_SANDBOX_CACHE_HIT    1

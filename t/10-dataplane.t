@@ -33,8 +33,8 @@ $t->write_conf($t->base_conf(http => <<'EOF'));
         listen 127.0.0.1:%%PORT_1%%;
         access_log %%DIR%%/sbx.log sbx;
 
-        error_page 400 401 403 404 405 413 500 502 503 504 @sandbox_error;
-        location @sandbox_error { sandbox_error; }
+        error_page 400 401 403 404 405 413 500 502 503 504 /_sandbox_error;
+        location = /_sandbox_error { internal; sandbox_error; }
 
         location / {
             sandbox_route on;
@@ -91,7 +91,7 @@ $t->nginx_start;
 
 sub req {
     my ($method, $path, $key, %o) = @_;
-    my %h = %{ $o{headers} || {} };
+    my %h = %{ delete $o{headers} || {} };
     $h{Authorization} = "Bearer $key" if defined $key;
     return $t->http($method, $path, headers => \%h, %o);
 }

@@ -1,0 +1,288 @@
+#!/usr/bin/perl
+# A demo sandbox runtime: a test double of the AIO sandbox contract
+# (docs: ../shared/notes/clients.md §2.1) for tests and the local demo.
+#
+#   sandbox-runtime.pl --listen 127.0.0.1:PORT [--id NAME] [--workdir DIR]
+#
+# POST /v1/shell/exec   {"command": "...", "exec_dir"?, "timeout"?}: runs
+#                       it with /bin/sh -c, answers the AIO result shape;
+#                       streams SSE when Accept has text/event-stream
+# GET  /v1/events       ?count=N&interval_ms=M: an SSE stream
+# GET  /v1/shell/ws     WebSocket: {"type":"ready"}, then echoes input
+# ANY  /_debug/...      reports the request as seen (headers, connection)
+# GET  /health          {"status":"ok"}
+#
+# Every answer carries X-Runtime-Id, X-Runtime-Conn (this TCP connection)
+# and X-Runtime-Conn-Requests (requests served on it so far).  One process
+# per connection, HTTP/1.1 keep-alive.
+
+use strict;
+use warnings;
+use Getopt::Long;
+use IO::Socket::IP;
+use IO::Select;
+use JSON::PP;
+use POSIX qw(:sys_wait_h);
+use Digest::SHA qw(sha1_base64);
+use Time::HiRes qw(time sleep);
+
+my ($listen, $id, $workdir, $verbose) = ('127.0.0.1:8080', 'runtime', '.', 0);
+GetOptions('listen=s' => \$listen, 'id=s' => \$id, 'workdir=s' => \$workdir,
+           'verbose' => \$verbose) or die "usage: $0 --listen ADDR:PORT\n";
+
+my $json = JSON::PP->new->canonical->utf8;
+my $server = IO::Socket::IP->new(LocalAddr => $listen, Listen => 128,
+                                 ReuseAddr => 1)
+    or die "listen $listen: $!\n";
+
+$SIG{CHLD} = sub { 1 while waitpid(-1, WNOHANG) > 0 };
+$SIG{TERM} = sub { kill 'TERM', -$$; exit 0 };
+$SIG{PIPE} = 'IGNORE';
+setpgrp(0, 0);
+
+my $conns = 0;
+while (1) {
+    my $c = $server->accept or next;
+    $conns++;
+    my $pid = fork;
+    if (!defined $pid) { close $c; next }
+    if ($pid == 0) {
+        close $server;
+        $SIG{TERM} = 'DEFAULT';
+        serve($c, "$$-$conns");
+        exit 0;
+    }
+    close $c;
+}
+
+sub serve {
+    my ($c, $conn) = @_;
+    my $buf = '';
+    my $served = 0;
+    while (1) {
+        my $req = read_request($c, \$buf) or return;
+        $served++;
+        my $keep = ($req->{headers}{connection} // '') !~ /close/i;
+        handle($c, $req, { conn => $conn, requests => $served }) or return;
+        return unless $keep;
+    }
+}
+
+sub read_request {
+    my ($c, $buf) = @_;
+    while ($$buf !~ /\r\n\r\n/) {
+        my $n = sysread $c, $$buf, 65536, length $$buf;
+        return undef unless $n;
+    }
+    $$buf =~ s/^(.*?)\r\n\r\n//s;
+    my ($line, @lines) = split /\r\n/, $1;
+    my ($method, $target) = $line =~ m{^(\S+) (\S+) HTTP/1\.[01]$}
+        or return undef;
+    my %h;
+    for (@lines) {
+        my ($k, $v) = /^([^:]+):\s*(.*)$/ or next;
+        $h{lc $k} = exists $h{lc $k} ? "$h{lc $k}, $v" : $v;
+    }
+    my $body = '';
+    if (($h{'transfer-encoding'} // '') =~ /chunked/i) {
+        while (1) {
+            while ($$buf !~ /\r\n/) {
+                sysread($c, $$buf, 65536, length $$buf) or return undef;
+            }
+            $$buf =~ s/^([0-9a-fA-F]+)[^\r\n]*\r\n// or return undef;
+            my $n = hex $1;
+            while (length $$buf < $n + 2) {
+                sysread($c, $$buf, 65536, length $$buf) or return undef;
+            }
+            $body .= substr($$buf, 0, $n);
+            substr($$buf, 0, $n + 2) = '';
+            last if $n == 0;
+        }
+    } elsif (my $len = $h{'content-length'}) {
+        while (length $$buf < $len) {
+            sysread($c, $$buf, 65536, length $$buf) or return undef;
+        }
+        $body = substr($$buf, 0, $len);
+        substr($$buf, 0, $len) = '';
+    }
+    my ($path, $query) = split /\?/, $target, 2;
+    return { method => $method, target => $target, path => $path,
+             query => $query // '', headers => \%h, body => $body };
+}
+
+sub respond {
+    my ($c, $st, $status, $type, $body, %extra) = @_;
+    my %reason = (200 => 'OK', 400 => 'Bad Request', 404 => 'Not Found',
+                  405 => 'Method Not Allowed', 422 => 'Unprocessable Entity');
+    my $h = "HTTP/1.1 $status " . ($reason{$status} // 'Status') . "\r\n"
+          . "Content-Type: $type\r\nContent-Length: " . length($body) . "\r\n"
+          . "X-Runtime-Id: $id\r\nX-Runtime-Conn: $st->{conn}\r\n"
+          . "X-Runtime-Conn-Requests: $st->{requests}\r\n";
+    $h .= "$_: $extra{$_}\r\n" for sort keys %extra;
+    print {$c} "$h\r\n$body";
+    return 1;
+}
+
+sub respond_json {
+    my ($c, $st, $status, $data) = @_;
+    return respond($c, $st, $status, 'application/json', $json->encode($data));
+}
+
+sub handle {
+    my ($c, $r, $st) = @_;
+    print STDERR "$r->{method} $r->{target}\n" if $verbose;
+
+    if ($r->{path} =~ m{^/_debug/}) {
+        return respond_json($c, $st, 200, {
+            method => $r->{method}, path => $r->{path}, query => $r->{query},
+            headers => $r->{headers}, body => $r->{body}, conn => $st->{conn},
+            conn_requests => $st->{requests}, runtime_id => $id });
+    }
+    return respond_json($c, $st, 200, { status => 'ok' })
+        if $r->{path} eq '/health';
+    return exec_command($c, $r, $st) if $r->{path} eq '/v1/shell/exec';
+    return events($c, $r, $st) if $r->{path} eq '/v1/events';
+    return websocket($c, $r, $st) if $r->{path} eq '/v1/shell/ws';
+    return respond_json($c, $st, 404, { detail => 'Not Found' });
+}
+
+sub exec_command {
+    my ($c, $r, $st) = @_;
+    return respond_json($c, $st, 405, { detail => 'Method Not Allowed' })
+        unless $r->{method} eq 'POST';
+    my $in = eval { $json->decode($r->{body}) };
+    if (ref $in ne 'HASH' || !defined $in->{command} || ref $in->{command}) {
+        return respond_json($c, $st, 422, { detail => [ {
+            loc => [ 'body', 'command' ], msg => 'Field required',
+            type => 'missing' } ] });
+    }
+    my $dir = $in->{exec_dir} // $workdir;
+    my $timeout = $in->{timeout} // 600;
+    my $sse = ($r->{headers}{accept} // '') =~ m{text/event-stream};
+    my $session = $in->{id} // sprintf('%08x', int rand 2**32);
+
+    # the command's status is ours to collect, not the reaper's
+    local $SIG{CHLD} = 'DEFAULT';
+
+    pipe(my $rd, my $wr) or die;
+    my $pid = fork // die;
+    if ($pid == 0) {
+        close $rd;
+        open STDOUT, '>&', $wr;
+        open STDERR, '>&', $wr;
+        chdir $dir;
+        setpgrp(0, 0);
+        exec '/bin/sh', '-c', $in->{command};
+        exit 127;
+    }
+    close $wr;
+
+    if ($sse) {
+        print {$c} "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+            . "Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n"
+            . "X-Runtime-Id: $id\r\nX-Runtime-Conn: $st->{conn}\r\n\r\n";
+    }
+
+    my $out = '';
+    my $sel = IO::Select->new($rd);
+    my $until = time + $timeout;
+    my $status = 'completed';
+    while (1) {
+        if (time > $until) { kill 'KILL', -$pid; $status = 'hard_timeout'; last }
+        next unless $sel->can_read(0.1);
+        my $n = sysread $rd, my $chunk, 65536;
+        last unless $n;
+        $out .= $chunk;
+        chunk($c, "event: output\ndata: " . $json->encode({ output => $chunk })
+                  . "\n\n") if $sse;
+    }
+    waitpid $pid, 0;
+    my $code = $status eq 'completed' ? $? >> 8 : undef;
+    my $result = { success => JSON::PP::true, message => 'Operation successful',
+                   data => { session_id => $session, command => $in->{command},
+                             status => $status, output => $out,
+                             console => [ { ps1 => "$id \$", command => $in->{command},
+                                            output => $out } ],
+                             exit_code => $code } };
+    if ($sse) {
+        chunk($c, "event: result\ndata: " . $json->encode($result) . "\n\n");
+        chunk($c, '');
+        return 1;
+    }
+    return respond_json($c, $st, 200, $result);
+}
+
+sub chunk {
+    my ($c, $data) = @_;
+    printf {$c} "%x\r\n%s\r\n", length $data, $data;
+}
+
+sub events {
+    my ($c, $r, $st) = @_;
+    my %q = map { split /=/, $_, 2 } grep { /=/ } split /&/, $r->{query};
+    my $count = $q{count} // 3;
+    my $interval = ($q{interval_ms} // 200) / 1000;
+    print {$c} "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+        . "Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n"
+        . "X-Runtime-Id: $id\r\nX-Runtime-Conn: $st->{conn}\r\n\r\n";
+    for my $i (1 .. $count) {
+        sleep $interval if $i > 1;
+        chunk($c, "event: message\ndata: " . $json->encode({ n => $i, t => time })
+                  . "\n\n") or return 0;
+    }
+    chunk($c, '');
+    return 1;
+}
+
+sub websocket {
+    my ($c, $r, $st) = @_;
+    my $key = $r->{headers}{'sec-websocket-key'};
+    return respond_json($c, $st, 400, { detail => 'not a WebSocket request' })
+        unless $key && ($r->{headers}{upgrade} // '') =~ /websocket/i;
+    my $accept = sha1_base64($key . '258EAFA5-E914-47DA-95CA-C5AB0DC85B11') . '=';
+    print {$c} "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+        . "Connection: Upgrade\r\nSec-WebSocket-Accept: $accept\r\n"
+        . "X-Runtime-Id: $id\r\n\r\n";
+    ws_send($c, 1, '{"type":"ready"}');
+    while (1) {
+        my ($op, $data) = ws_read($c);
+        return 0 unless defined $op;
+        if ($op == 8) { ws_send($c, 8, ''); return 0 }
+        if ($op == 9) { ws_send($c, 10, $data); next }
+        next unless $op == 1;
+        my $m = eval { $json->decode($data) };
+        ws_send($c, 1, ref $m eq 'HASH' && ($m->{type} // '') eq 'input'
+                       ? $json->encode({ type => 'output', data => $m->{data} })
+                       : $data);
+    }
+}
+
+sub ws_read {
+    my ($c) = @_;
+    my $read = sub {
+        my ($n, $b) = (shift, '');
+        while (length $b < $n) {
+            return undef unless sysread $c, $b, $n - length $b, length $b;
+        }
+        return $b;
+    };
+    my $h = $read->(2) // return;
+    my $op = ord(substr $h, 0) & 0x0f;
+    my $len = ord(substr $h, 1) & 0x7f;
+    my $masked = ord(substr $h, 1) & 0x80;
+    $len = unpack 'n', ($read->(2) // return) if $len == 126;
+    $len = unpack 'Q>', ($read->(8) // return) if $len == 127;
+    my $mask = $masked ? ($read->(4) // return) : "\0\0\0\0";
+    my $data = $len ? ($read->($len) // return) : '';
+    $data ^= substr($mask x (int($len / 4) + 1), 0, $len);
+    return ($op, $data);
+}
+
+sub ws_send {
+    my ($c, $op, $data) = @_;
+    my $len = length $data;
+    my $f = chr(0x80 | $op);
+    $f .= $len < 126 ? chr($len) : $len < 65536 ? chr(126) . pack('n', $len)
+                                                 : chr(127) . pack('Q>', $len);
+    print {$c} $f . $data;
+}
