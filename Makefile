@@ -12,14 +12,16 @@ NGX_CONFIGURE_FLAGS ?= --with-compat --with-threads --with-http_ssl_module
 
 MODULE_SRCS := config ngx_http_sandbox_module.c $(wildcard src/*.c src/*.h)
 
-.PHONY: all module syncd deps test unit demo clean help
+.PHONY: all module syncd deps test test-asan unit fuzz demo clean help
 
 all: module syncd
 
 help:
 	@echo "make            build the module and sandbox-syncd into build/"
 	@echo "make deps       install the Debian packages needed (root or sudo)"
-	@echo "make test       deps + build + the whole test suite (prove)"
+	@echo "make test       deps + build + the whole test suite (prove),"
+	@echo "                then the end-to-end tests under AddressSanitizer"
+	@echo "make fuzz       libFuzzer on the path and token parsers"
 	@echo "make demo       deps + build + run the gateway locally"
 	@echo "make NGINX_SRC=/path/to/nginx   build against another nginx tree"
 
@@ -52,9 +54,24 @@ syncd:
 test: deps all
 	@if [ -x t/k8s/build-apiserver.sh ]; then t/k8s/build-apiserver.sh; fi
 	prove -I t/lib -r t/
+	$(MAKE) test-asan
+
+# the end-to-end tests again, nginx and the module built with
+# AddressSanitizer and NGX_DEBUG_PALLOC (pool overflows are caught too)
+ASAN_NGX := $(BUILD)/asan/nginx/objs
+test-asan:
+	scripts/build-asan.sh >/dev/null
+	SBX_NGINX=$(ASAN_NGX)/nginx \
+	SBX_MODULE=$(ASAN_NGX)/ngx_http_sandbox_module.so \
+	SBX_ASAN_OPTIONS=detect_odr_violation=0:detect_leaks=1 \
+	SBX_LSAN_OPTIONS=suppressions=$(CURDIR)/t/lsan.supp \
+	prove -I t/lib $(wildcard t/1*.t t/2*.t t/4*.t)
 
 unit:
 	prove -I t/lib t/unit.t
+
+fuzz:
+	t/fuzz/run.sh $(or $(SECONDS),30)
 
 demo: deps all
 	scripts/demo.sh

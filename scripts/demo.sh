@@ -68,6 +68,11 @@ sed -e "s|/usr/lib/nginx/modules/ngx_http_sandbox_module.so|$ROOT/build/ngx_http
 pids+=($!)
 
 for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$PORT/" && break; sleep 0.1; done
+if ! curl -s -o /dev/null "http://127.0.0.1:$PORT/"; then
+    echo "the gateway did not start (is port $PORT free? set SBX_DEMO_PORT):" >&2
+    tail -n 5 "$DIR/logs/error.log" >&2
+    exit 1
+fi
 
 cat <<MSG
 
