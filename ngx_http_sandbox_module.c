@@ -168,6 +168,27 @@ static ngx_command_t  ngx_http_sandbox_commands[] = {
       0,
       NULL },
 
+    { ngx_string("sandbox_quota"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_sandbox_loc_conf_t, quota),
+      NULL },
+
+    { ngx_string("sandbox_default_image"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_sandbox_loc_conf_t, default_image),
+      NULL },
+
+    { ngx_string("sandbox_namespace_prefix"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_sandbox_loc_conf_t, namespace_prefix),
+      NULL },
+
     { ngx_string("sandbox_balancer"),
       NGX_HTTP_UPS_CONF|NGX_CONF_ANY,
       ngx_http_sandbox_balancer,
@@ -371,10 +392,17 @@ ngx_http_sandbox_create_loc_conf(ngx_conf_t *cf)
 {
     ngx_http_sandbox_loc_conf_t  *slcf;
 
-    slcf = ngx_palloc(cf->pool, sizeof(ngx_http_sandbox_loc_conf_t));
+    slcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_sandbox_loc_conf_t));
     if (slcf == NULL) {
         return NULL;
     }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     slcf->default_image = { 0, NULL };
+     *     slcf->namespace_prefix = { 0, NULL };
+     */
 
     slcf->route = NGX_CONF_UNSET;
     slcf->auth = NGX_CONF_UNSET;
@@ -383,6 +411,7 @@ ngx_http_sandbox_create_loc_conf(ngx_conf_t *cf)
     slcf->cache_ttl.ttl = NGX_CONF_UNSET_MSEC;
     slcf->cache_ttl.negative_ttl = NGX_CONF_UNSET_MSEC;
     slcf->cache_ttl.grace = NGX_CONF_UNSET_MSEC;
+    slcf->quota = NGX_CONF_UNSET_UINT;
 
     return slcf;
 }
@@ -412,6 +441,12 @@ ngx_http_sandbox_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     ngx_conf_merge_msec_value(conf->cache_ttl.grace, prev->cache_ttl.grace,
                               0);
+
+    ngx_conf_merge_uint_value(conf->quota, prev->quota, 20);
+    ngx_conf_merge_str_value(conf->default_image, prev->default_image,
+                             "ghcr.io/agent-infra/sandbox:latest");
+    ngx_conf_merge_str_value(conf->namespace_prefix, prev->namespace_prefix,
+                             "user-");
 
     if (conf->cache_ttl.grace > NGX_HTTP_SANDBOX_CACHE_GRACE_MAX) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,

@@ -10,6 +10,21 @@ CACHE=${SBX_CACHE:-$HOME/.cache/sandbox-gateway}
 OUT=$ROOT/build/asan
 NGX=$OUT/nginx
 
+# (re)configure when the module's source list changed
+if [ -f "$NGX/objs/Makefile" ] && [ "$ROOT/config" -nt "$NGX/objs/Makefile" ]; then
+    rm -f "$NGX/objs/Makefile"
+fi
+
+if [ ! -f "$NGX/objs/Makefile" ] && [ -f "$NGX/configure" ]; then
+    cd "$NGX"
+    ./configure --prefix="$OUT/prefix" --with-debug --with-compat \
+        --with-threads --with-http_ssl_module --with-http_realip_module \
+        --with-http_auth_request_module --with-http_stub_status_module \
+        --with-cc-opt='-O1 -g -fno-omit-frame-pointer -fsanitize=address -DNGX_DEBUG_PALLOC=1' \
+        --with-ld-opt='-fsanitize=address' \
+        --add-dynamic-module="$ROOT" >/dev/null
+fi
+
 if [ ! -f "$NGX/objs/Makefile" ]; then
     tarball=$(ls "$CACHE"/nginx-src/nginx_1.22.1.orig.tar.* 2>/dev/null | head -1)
     if [ -z "$tarball" ]; then

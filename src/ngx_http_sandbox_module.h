@@ -46,6 +46,10 @@ typedef struct {
     time_t                          retry_after;
     ngx_flag_t                      cache;
     ngx_http_sandbox_cache_ttl_t    cache_ttl;
+
+    ngx_uint_t                      quota;
+    ngx_str_t                       default_image;
+    ngx_str_t                       namespace_prefix;
 } ngx_http_sandbox_loc_conf_t;
 
 

@@ -282,8 +282,14 @@ sub nginx_start {
                  '-e', "$self->{dir}/error.log");
     my ($first) = sort { $a <=> $b } map { /^(\d+)$/ ? $1 : () }
                   keys %{ $self->{ports} };
-    $self->wait_port($self->port($first // 1), 20)
-        or croak "nginx did not start:\n" . $self->error_log;
+    my $pid = $self->{pids}{nginx};
+    my $until = time + 20;
+    while (!$self->wait_port($self->port($first // 1), 0.2)) {
+        if (waitpid($pid, WNOHANG) == $pid || time > $until) {
+            delete $self->{pids}{nginx};
+            croak "nginx did not start:\n" . $self->error_log;
+        }
+    }
     # workers are up once each has logged its start
     $self->_wait_workers(0);
     return $self;

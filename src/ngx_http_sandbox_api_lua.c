@@ -1,0 +1,426 @@
+
+/*
+ * Copyright (C) The sandbox gateway authors
+ *
+ * The management API's Redis scripts.  Each request is one EVAL: the
+ * authentication, the checks and every write of an operation happen in one
+ * atomic step, so nothing is ever half done.  A script returns
+ * {status, body}, body being JSON made with Redis's cjson; times are epoch
+ * seconds, turned into ISO-8601 by the module.
+ *
+ * ARGV[1] is always the time (epoch seconds), ARGV[2] the caller: a key
+ * digest for user endpoints, unused for admin ones (the module checked the
+ * admin key), a user name with authentication off.  Endpoint arguments
+ * follow from ARGV[3].
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+#include "ngx_http_sandbox_api.h"
+
+
+/* helpers every script starts with */
+
+#define SBX_LUA_COMMON                                                        \
+    "local now = tonumber(ARGV[1])\n"                                         \
+    "local function reply(status, t) return {status, cjson.encode(t)} end\n"  \
+    "local function fail(status, e, m)\n"                                     \
+    "  return reply(status, {error = e, message = m}) end\n"                  \
+    "local function hash(key)\n"                                              \
+    "  local v, h = redis.call('HGETALL', key), {}\n"                         \
+    "  for i = 1, #v, 2 do h[v[i]] = v[i + 1] end\n"                          \
+    "  return h end\n"                                                        \
+    "local function num(v) return tonumber(v or '0') or 0 end\n"              \
+    "local function user_json(h, full)\n"                                     \
+    "  local u = {id = h.id, username = h.username,\n"                        \
+    "             email = h.email or cjson.null}\n"                           \
+    "  if full then u.created_at = num(h.created_at)\n"                       \
+    "    u.updated_at = num(h.updated_at)\n"                                  \
+    "    u.is_active = h.active ~= '0' end\n"                                 \
+    "  return u end\n"                                                        \
+    "local function key_json(h)\n"                                            \
+    "  return {id = h.id, key_prefix = h.prefix, name = h.name or cjson.null,"\
+    "\n"                                                                      \
+    "          created_at = num(h.created_at),\n"                             \
+    "          expires_at = num(h.expires_at),\n"                             \
+    "          last_used_at = num(h.last_used_at),\n"                         \
+    "          is_active = h.active ~= '0'} end\n"                            \
+    "local function user_by_id(id)\n"                                         \
+    "  if not id:match('^[0-9a-f-]+$') then return nil end\n"                 \
+    "  local name = redis.call('GET', 'sbx:userid:' .. id)\n"                 \
+    "  if not name then return nil end\n"                                     \
+    "  local h = hash('sbx:user:' .. name)\n"                                 \
+    "  if not h.id then return nil end\n"                                     \
+    "  return h end\n"
+
+
+/* a user key in ARGV[2]: authenticated user in "user", or an answer */
+
+#define SBX_LUA_AUTH_USER                                                     \
+    "local function missing(n)\n"                                             \
+    "  return fail(403, 'Forbidden', 'You do not have access to this sandbox')"\
+    " end\n"                                                                  \
+    "local kh = 'sbx:key:' .. ARGV[2]\n"                                      \
+    "local k = redis.call('HMGET', kh, 'user', 'id', 'expires_at',"          \
+    " 'active', 'last_used_at')\n"                                            \
+    "if not k[1] then return fail(401, 'Unauthorized', 'Invalid API key') end"\
+    "\n"                                                                      \
+    "if k[4] == '0' then\n"                                                   \
+    "  return fail(401, 'Unauthorized', 'API key is inactive') end\n"         \
+    "local ua = redis.call('HGET', 'sbx:user:' .. k[1], 'active')\n"          \
+    "if not ua then return fail(401, 'Unauthorized', 'Invalid API key') end\n"\
+    "if ua == '0' then\n"                                                     \
+    "  return fail(401, 'Unauthorized', 'User account is inactive') end\n"    \
+    "if num(k[3]) > 0 and num(k[3]) <= now then\n"                            \
+    "  return fail(401, 'Unauthorized', 'API key has expired') end\n"         \
+    "if now - num(k[5]) >= 60 then\n"                                         \
+    "  redis.call('HSET', kh, 'last_used_at', now) end\n"                     \
+    "local user = k[1]\n"
+
+
+/* authentication off: the user named in the request */
+
+#define SBX_LUA_AUTH_NONE                                                     \
+    "local user = ARGV[2]\n"                                                  \
+    "local function missing(n)\n"                                             \
+    "  return reply(404, {error = 'Sandbox not found', username = user,\n"    \
+    "                     name = n}) end\n"
+
+
+/* sandboxes: records, routes, and the status answer the extension reads */
+
+#define SBX_LUA_SANDBOX                                                       \
+    "local function route_of(u, n) return hash('sbx:route:' .. u .. ':' .. n)"\
+    " end\n"                                                                  \
+    "local function sandbox_json(u, n, rec, rt, full)\n"                      \
+    "  local ready = rt.ready == '1' and rt.suspended ~= '1'\n"               \
+    "  local fqdn = rt.fqdn\n"                                                \
+    "  if not fqdn or fqdn == '' then fqdn = 'pending' end\n"                 \
+    "  local s = {name = n, namespace = rec.namespace or rt.namespace,\n"     \
+    "             serviceFQDN = fqdn,\n"                                      \
+    "             service = fqdn == 'pending' and 'pending'\n"                \
+    "                       or fqdn:match('^[^.]+'),\n"                       \
+    "             ready = ready, createdAt = num(rec.created_at)}\n"          \
+    "  if full then\n"                                                        \
+    "    s.replicas = ready and 1 or 0\n"                                     \
+    "    s.suspended = rt.suspended == '1'\n"                                 \
+    "    if rt.reason and rt.reason ~= '' then s.readyReason = rt.reason end\n"\
+    "    if rt.message and rt.message ~= '' then\n"                           \
+    "      s.readyMessage = rt.message end\n"                                 \
+    "    s.podName = rt.pod or 'unknown'\n"                                   \
+    "    s.podStatus = ready and 'Running'\n"                                 \
+    "                  or (rt.suspended == '1' and 'Suspended' or 'Pending')\n"\
+    "    s.state = rec.state or 'active'\n"                                   \
+    "    s.image = rec.image\n"                                               \
+    "    if rec.error and rec.error ~= '' then s.error = rec.error end\n"     \
+    "  end\n"                                                                 \
+    "  return s end\n"                                                        \
+    "local function owned(n)\n"                                               \
+    "  local rec = hash('sbx:sandbox:' .. user .. ':' .. n)\n"                \
+    "  if rec.name then return rec end\n"                                     \
+    "  local rt = route_of(user, n)\n"                                        \
+    "  if rt.addr or rt.ready then\n"                                         \
+    "    return {namespace = rt.namespace, created_at = rt.created_at} end\n" \
+    "  return nil end\n"                                                      \
+    "local function queue(op, n, rec, image)\n"                               \
+    "  redis.call('XADD', 'sbx:ops', '*', 'op', op, 'user', user,"           \
+    " 'name', n,\n"                                                           \
+    "             'namespace', rec.namespace or '', 'image', image or '',\n"  \
+    "             'requested_at', now)\n"                                     \
+    "  redis.call('PUBLISH', 'sbx:events', 'route ' .. user .. ' ' .. n) end\n"
+
+
+/*
+ * Admin: users.  ARGV[3..]: endpoint arguments.
+ */
+
+static const char  ngx_http_sandbox_lua_user_create[] =
+    SBX_LUA_COMMON
+    "local u, email, id = ARGV[3], ARGV[4], ARGV[5]\n"
+    "if redis.call('EXISTS', 'sbx:user:' .. u) == 1 then\n"
+    "  return fail(409, 'Conflict',\n"
+    "              \"User with username '\" .. u .. \"' already exists\") end\n"
+    "redis.call('HSET', 'sbx:user:' .. u, 'id', id, 'username', u,\n"
+    "           'created_at', now, 'updated_at', now, 'active', '1')\n"
+    "if email ~= '' then redis.call('HSET', 'sbx:user:' .. u, 'email', email)"
+    " end\n"
+    "redis.call('SET', 'sbx:userid:' .. id, u)\n"
+    "redis.call('ZADD', 'sbx:users', now * 1000, u)\n"
+    "local h = hash('sbx:user:' .. u)\n"
+    "local j = user_json(h, true)\n"
+    "j.updated_at = nil\n"
+    "return reply(201, {success = true, user = j})\n";
+
+
+static const char  ngx_http_sandbox_lua_user_list[] =
+    SBX_LUA_COMMON
+    "local users = {}\n"
+    "for _, u in ipairs(redis.call('ZREVRANGE', 'sbx:users', 0, -1)) do\n"
+    "  local h = hash('sbx:user:' .. u)\n"
+    "  if h.id and (ARGV[3] ~= '1' or h.active ~= '0') then\n"
+    "    local j = user_json(h, true)\n"
+    "    j.updated_at = nil\n"
+    "    users[#users + 1] = j end end\n"
+    "return reply(200, {count = #users, users = users})\n";
+
+
+static const char  ngx_http_sandbox_lua_user_get[] =
+    SBX_LUA_COMMON
+    "local h = user_by_id(ARGV[3])\n"
+    "if not h then return fail(404, 'Not Found', 'User not found') end\n"
+    "return reply(200, {user = user_json(h, true)})\n";
+
+
+/* ARGV[4]: email ("\0" unchanged, "" removed), ARGV[5]: "", "1" or "0" */
+
+static const char  ngx_http_sandbox_lua_user_update[] =
+    SBX_LUA_COMMON
+    "local h = user_by_id(ARGV[3])\n"
+    "if not h then return fail(404, 'Not Found', 'User not found') end\n"
+    "local key = 'sbx:user:' .. h.username\n"
+    "if ARGV[4] == '' then redis.call('HDEL', key, 'email')\n"
+    "elseif ARGV[4] ~= '\\0' then redis.call('HSET', key, 'email', ARGV[4])"
+    " end\n"
+    "if ARGV[5] ~= '' then redis.call('HSET', key, 'active', ARGV[5]) end\n"
+    "redis.call('HSET', key, 'updated_at', now)\n"
+    "redis.call('PUBLISH', 'sbx:events', 'user ' .. h.username)\n"
+    "local j = user_json(hash(key), true)\n"
+    "j.created_at = nil\n"
+    "return reply(200, {success = true, user = j})\n";
+
+
+/* the user's keys and records go; Kubernetes objects stay, as before */
+
+static const char  ngx_http_sandbox_lua_user_delete[] =
+    SBX_LUA_COMMON
+    "local h = user_by_id(ARGV[3])\n"
+    "if not h then return fail(404, 'Not Found', 'User not found') end\n"
+    "local u = h.username\n"
+    "for _, id in ipairs(redis.call('SMEMBERS', 'sbx:user:' .. u .. ':keys'))"
+    " do\n"
+    "  local d = redis.call('GET', 'sbx:keyid:' .. id)\n"
+    "  if d then redis.call('DEL', 'sbx:key:' .. d)\n"
+    "    redis.call('PUBLISH', 'sbx:events', 'key ' .. d) end\n"
+    "  redis.call('DEL', 'sbx:keyid:' .. id) end\n"
+    "for _, n in ipairs(redis.call('ZRANGE', 'sbx:user:' .. u .. ':sandboxes',"
+    " 0, -1)) do\n"
+    "  redis.call('DEL', 'sbx:sandbox:' .. u .. ':' .. n) end\n"
+    "redis.call('DEL', 'sbx:user:' .. u, 'sbx:userid:' .. h.id,\n"
+    "           'sbx:user:' .. u .. ':keys', 'sbx:user:' .. u .. ':sandboxes')\n"
+    "redis.call('ZREM', 'sbx:users', u)\n"
+    "redis.call('PUBLISH', 'sbx:events', 'user ' .. u)\n"
+    "return reply(200, {success = true,\n"
+    "  message = \"User '\" .. u .. \"' deleted successfully\"})\n";
+
+
+/*
+ * Keys.  Creation: ARGV[3] owner (user id for admins, "" for self),
+ * ARGV[4] digest, ARGV[5] display prefix, ARGV[6] key id, ARGV[7] name,
+ * ARGV[8] expiry (0: never).
+ */
+
+#define SBX_LUA_KEY_CREATE                                                    \
+    "local d, id = ARGV[4], ARGV[6]\n"                                        \
+    "redis.call('HSET', 'sbx:key:' .. d, 'id', id, 'user', owner,\n"          \
+    "           'prefix', ARGV[5], 'created_at', now, 'expires_at', ARGV[8],\n"\
+    "           'active', '1')\n"                                             \
+    "if ARGV[7] ~= '' then redis.call('HSET', 'sbx:key:' .. d, 'name',"      \
+    " ARGV[7]) end\n"                                                         \
+    "redis.call('SET', 'sbx:keyid:' .. id, d)\n"                              \
+    "redis.call('SADD', 'sbx:user:' .. owner .. ':keys', id)\n"               \
+    "redis.call('PUBLISH', 'sbx:events', 'key ' .. d)\n"                      \
+    "local j = key_json(hash('sbx:key:' .. d))\n"                             \
+    "j.last_used_at, j.is_active = nil, nil\n"                                \
+    "return reply(201, {success = true, key_info = j})\n"
+
+#define SBX_LUA_KEY_LIST                                                      \
+    "local keys = {}\n"                                                       \
+    "for _, id in ipairs(redis.call('SMEMBERS', 'sbx:user:' .. owner ..\n"    \
+    "                               ':keys')) do\n"                           \
+    "  local d = redis.call('GET', 'sbx:keyid:' .. id)\n"                     \
+    "  if d then local h = hash('sbx:key:' .. d)\n"                           \
+    "    if h.id then keys[#keys + 1] = key_json(h) end end end\n"            \
+    "table.sort(keys, function(a, b) return a.created_at > b.created_at end)\n"\
+    "return reply(200, {count = #keys, api_keys = keys})\n"
+
+#define SBX_LUA_ADMIN_OWNER                                                   \
+    "local h = user_by_id(ARGV[3])\n"                                         \
+    "if not h then return fail(404, 'Not Found', 'User not found') end\n"     \
+    "local owner = h.username\n"
+
+
+static const char  ngx_http_sandbox_lua_admin_key_create[] =
+    SBX_LUA_COMMON SBX_LUA_ADMIN_OWNER SBX_LUA_KEY_CREATE;
+
+static const char  ngx_http_sandbox_lua_admin_key_list[] =
+    SBX_LUA_COMMON SBX_LUA_ADMIN_OWNER SBX_LUA_KEY_LIST;
+
+static const char  ngx_http_sandbox_lua_me_key_create[] =
+    SBX_LUA_COMMON SBX_LUA_AUTH_USER "local owner = user\n"
+    SBX_LUA_KEY_CREATE;
+
+static const char  ngx_http_sandbox_lua_me_key_list[] =
+    SBX_LUA_COMMON SBX_LUA_AUTH_USER "local owner = user\n" SBX_LUA_KEY_LIST;
+
+
+/* revocation keeps the record, as the original did; ARGV[3]: key id */
+
+#define SBX_LUA_KEY_REVOKE                                                    \
+    "redis.call('HSET', 'sbx:key:' .. d, 'active', '0')\n"                    \
+    "redis.call('PUBLISH', 'sbx:events', 'key ' .. d)\n"                      \
+    "return reply(200, {success = true,\n"                                    \
+    "                   message = 'API key revoked successfully'})\n"
+
+#define SBX_LUA_KEY_FIND                                                      \
+    "local d = ARGV[3]:match('^[0-9a-f-]+$') and\n"                           \
+    "          redis.call('GET', 'sbx:keyid:' .. ARGV[3])\n"                  \
+    "if not d or redis.call('EXISTS', 'sbx:key:' .. d) == 0 then\n"           \
+    "  return fail(404, 'Not Found', 'API key not found') end\n"
+
+static const char  ngx_http_sandbox_lua_admin_key_revoke[] =
+    SBX_LUA_COMMON SBX_LUA_KEY_FIND SBX_LUA_KEY_REVOKE;
+
+static const char  ngx_http_sandbox_lua_me_key_revoke[] =
+    SBX_LUA_COMMON SBX_LUA_AUTH_USER SBX_LUA_KEY_FIND
+    "if redis.call('HGET', 'sbx:key:' .. d, 'user') ~= user then\n"
+    "  return fail(403, 'Forbidden', 'You do not own this API key') end\n"
+    SBX_LUA_KEY_REVOKE;
+
+
+static const char  ngx_http_sandbox_lua_me[] =
+    SBX_LUA_COMMON SBX_LUA_AUTH_USER
+    "local h = hash('sbx:user:' .. user)\n"
+    "return reply(200, {user = user_json(h, false)})\n";
+
+
+/*
+ * Sandboxes, for the authenticated user (or the named one, auth off).
+ */
+
+#define SBX_LUA_SANDBOX_LIST                                                  \
+    "local list = {}\n"                                                       \
+    "for _, n in ipairs(redis.call('ZREVRANGE', 'sbx:user:' .. user ..\n"     \
+    "                              ':sandboxes', 0, -1)) do\n"                \
+    "  local rec = hash('sbx:sandbox:' .. user .. ':' .. n)\n"                \
+    "  if rec.name then\n"                                                    \
+    "    list[#list + 1] = sandbox_json(user, n, rec, route_of(user, n))"     \
+    " end end\n"                                                              \
+    "return reply(200, {count = #list, sandboxes = list})\n"
+
+/*
+ * ARGV[3] name, ARGV[4] image, ARGV[5] namespace, or its prefix when
+ * ARGV[7] is "prefix", ARGV[6] quota (0: none)
+ */
+
+#define SBX_LUA_SANDBOX_CREATE                                                \
+    "local n, image, ns = ARGV[3], ARGV[4], ARGV[5]\n"                        \
+    "if ARGV[7] == 'prefix' then ns = ns .. user end\n"                       \
+    "local key = 'sbx:sandbox:' .. user .. ':' .. n\n"                        \
+    "if redis.call('EXISTS', key) == 1 then\n"                                \
+    "  return fail(409, 'Conflict', \"Sandbox '\" .. n .. \"' already exists\")"\
+    " end\n"                                                                  \
+    "local quota = tonumber(ARGV[6])\n"                                       \
+    "if quota > 0 and redis.call('ZCARD', 'sbx:user:' .. user ..\n"           \
+    "                            ':sandboxes') >= quota then\n"               \
+    "  return fail(403, 'Forbidden', 'Sandbox quota reached (' .. quota ..\n" \
+    "              ' per user)') end\n"                                       \
+    "redis.call('HSET', key, 'name', n, 'user', user, 'namespace', ns,\n"     \
+    "           'image', image, 'created_at', now, 'state', 'creating')\n"    \
+    "redis.call('ZADD', 'sbx:user:' .. user .. ':sandboxes', now * 1000, n)\n"\
+    "queue('create', n, {namespace = ns}, image)\n"                           \
+    "return reply(201, {success = true,\n"                                    \
+    "  message = \"Sandbox '\" .. n .. \"' created successfully\",\n"         \
+    "  sandbox = {name = n, namespace = ns, image = image, username = user}})\n"
+
+#define SBX_LUA_NOT_OWNED                                                     \
+    "local n = ARGV[3]\n"                                                     \
+    "local rec = owned(n)\n"                                                  \
+    "if not rec then return missing(n) end\n"
+
+#define SBX_LUA_SANDBOX_GET                                                   \
+    SBX_LUA_NOT_OWNED                                                         \
+    "return reply(200, sandbox_json(user, n, rec, route_of(user, n), true))\n"
+
+#define SBX_LUA_SANDBOX_DELETE                                                \
+    SBX_LUA_NOT_OWNED                                                         \
+    "redis.call('DEL', 'sbx:sandbox:' .. user .. ':' .. n)\n"                 \
+    "redis.call('ZREM', 'sbx:user:' .. user .. ':sandboxes', n)\n"            \
+    "queue('delete', n, rec)\n"                                               \
+    "return reply(200, {success = true,\n"                                    \
+    "  message = \"Sandbox '\" .. n .. \"' deleted successfully\"})\n"
+
+/* ARGV[4]: "pause" or "resume" */
+
+#define SBX_LUA_SANDBOX_STATE                                                 \
+    SBX_LUA_NOT_OWNED                                                         \
+    "local op = ARGV[4]\n"                                                    \
+    "redis.call('HSET', 'sbx:sandbox:' .. user .. ':' .. n, 'state',\n"       \
+    "           op == 'pause' and 'pausing' or 'resuming')\n"                 \
+    "queue(op, n, rec)\n"                                                     \
+    "return reply(200, {success = true,\n"                                    \
+    "  message = \"Sandbox '\" .. n .. \"' \" ..\n"                           \
+    "            (op == 'pause' and 'paused' or 'resumed') ..\n"              \
+    "            ' successfully',\n"                                          \
+    "  replicas = op == 'pause' and 0 or 1})\n"
+
+
+#define SBX_LUA_USER_SANDBOX(body)                                            \
+    SBX_LUA_COMMON SBX_LUA_AUTH_USER SBX_LUA_SANDBOX body
+
+#define SBX_LUA_ANON_SANDBOX(body)                                            \
+    SBX_LUA_COMMON SBX_LUA_AUTH_NONE SBX_LUA_SANDBOX body
+
+
+/* everything of every user, for the no-auth listings */
+
+static const char  ngx_http_sandbox_lua_all_sandboxes[] =
+    SBX_LUA_COMMON SBX_LUA_AUTH_NONE SBX_LUA_SANDBOX
+    "local list = {}\n"
+    "for _, id in ipairs(redis.call('SMEMBERS', 'sbx:routes')) do\n"
+    "  local u, n = id:match('^([^:]+):(.+)$')\n"
+    "  if u then\n"
+    "    local rec = hash('sbx:sandbox:' .. u .. ':' .. n)\n"
+    "    local s = sandbox_json(u, n, rec, route_of(u, n))\n"
+    "    s.username = u\n"
+    "    s.path = u .. '/' .. n\n"
+    "    list[#list + 1] = s end end\n"
+    "table.sort(list, function(a, b) return a.path < b.path end)\n"
+    "return reply(200, {count = #list, sandboxes = list})\n";
+
+
+static const char  ngx_http_sandbox_lua_health[] =
+    "local s = redis.call('HGETALL', 'sbx:sync')\n"
+    "local h = {}\n"
+    "for i = 1, #s, 2 do h[s[i]] = s[i + 1] end\n"
+    "return {200, cjson.encode({routes = redis.call('SCARD', 'sbx:routes'),\n"
+    "  sync = h})}\n";
+
+
+ngx_http_sandbox_api_script_t  ngx_http_sandbox_api_scripts[] = {
+    { ngx_string(ngx_http_sandbox_lua_user_create) },
+    { ngx_string(ngx_http_sandbox_lua_user_list) },
+    { ngx_string(ngx_http_sandbox_lua_user_get) },
+    { ngx_string(ngx_http_sandbox_lua_user_update) },
+    { ngx_string(ngx_http_sandbox_lua_user_delete) },
+    { ngx_string(ngx_http_sandbox_lua_admin_key_create) },
+    { ngx_string(ngx_http_sandbox_lua_admin_key_list) },
+    { ngx_string(ngx_http_sandbox_lua_admin_key_revoke) },
+    { ngx_string(ngx_http_sandbox_lua_me) },
+    { ngx_string(ngx_http_sandbox_lua_me_key_create) },
+    { ngx_string(ngx_http_sandbox_lua_me_key_list) },
+    { ngx_string(ngx_http_sandbox_lua_me_key_revoke) },
+    { ngx_string(SBX_LUA_USER_SANDBOX(SBX_LUA_SANDBOX_LIST)) },
+    { ngx_string(SBX_LUA_USER_SANDBOX(SBX_LUA_SANDBOX_CREATE)) },
+    { ngx_string(SBX_LUA_USER_SANDBOX(SBX_LUA_SANDBOX_GET)) },
+    { ngx_string(SBX_LUA_USER_SANDBOX(SBX_LUA_SANDBOX_DELETE)) },
+    { ngx_string(SBX_LUA_USER_SANDBOX(SBX_LUA_SANDBOX_STATE)) },
+    { ngx_string(ngx_http_sandbox_lua_all_sandboxes) },
+    { ngx_string(SBX_LUA_ANON_SANDBOX(SBX_LUA_SANDBOX_CREATE)) },
+    { ngx_string(SBX_LUA_ANON_SANDBOX(SBX_LUA_SANDBOX_GET)) },
+    { ngx_string(SBX_LUA_ANON_SANDBOX(SBX_LUA_SANDBOX_DELETE)) },
+    { ngx_string(SBX_LUA_ANON_SANDBOX(SBX_LUA_SANDBOX_STATE)) },
+    { ngx_string(ngx_http_sandbox_lua_health) },
+    { ngx_null_string }
+};
