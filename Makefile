@@ -12,12 +12,16 @@ NGX_CONFIGURE_FLAGS ?= --with-compat --with-threads --with-http_ssl_module
 
 MODULE_SRCS := config ngx_http_sandbox_module.c $(wildcard src/*.c src/*.h)
 
-.PHONY: all module syncd deps test test-asan unit fuzz demo clean help
+.PHONY: all module admin syncd deps test test-asan unit fuzz demo clean help
 
-all: module syncd
+ADMIN       := $(BUILD)/sandbox-admin
+CFLAGS_TOOLS ?= -O2 -g -std=c99 -D_DEFAULT_SOURCE -Wall -Wextra -Werror
+
+all: module admin syncd
 
 help:
-	@echo "make            build the module and sandbox-syncd into build/"
+	@echo "make            build the module, sandbox-admin and sandbox-syncd"
+	@echo "                into build/"
 	@echo "make deps       install the Debian packages needed (root or sudo)"
 	@echo "make test       deps + build + the whole test suite (prove),"
 	@echo "                then the end-to-end tests under AddressSanitizer"
@@ -47,6 +51,12 @@ $(NGX_BUILD)/objs/Makefile: config
 $(MODULE): $(NGX_BUILD)/objs/Makefile $(MODULE_SRCS)
 	$(MAKE) -C $(NGX_BUILD) -f objs/Makefile modules
 	install -m 755 $(NGX_BUILD)/objs/ngx_http_sandbox_module.so $@
+
+admin: $(ADMIN)
+
+$(ADMIN): src/admin/sandbox-admin.c
+	@mkdir -p $(BUILD)
+	$(CC) $(CFLAGS_TOOLS) -o $@ $< -lcurl -ljansson
 
 syncd:
 	@if [ -f src/syncd/Makefile ]; then $(MAKE) -C src/syncd; fi

@@ -429,8 +429,10 @@ ngx_http_sandbox_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->auth, prev->auth, 1);
     ngx_conf_merge_sec_value(conf->retry_after, prev->retry_after, 5);
     ngx_conf_merge_value(conf->cache, prev->cache, 1);
+    /* invalidation is pushed: the TTL only bounds a lost message */
+
     ngx_conf_merge_msec_value(conf->cache_ttl.ttl, prev->cache_ttl.ttl,
-                              60000);
+                              300000);
     ngx_conf_merge_msec_value(conf->cache_ttl.negative_ttl,
                               prev->cache_ttl.negative_ttl, 5000);
 

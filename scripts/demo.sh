@@ -1,7 +1,8 @@
 #!/bin/bash
 # Runs the gateway locally: a private redis-server, one demo sandbox runtime
 # on loopback, and nginx with the module on 127.0.0.1:${SBX_DEMO_PORT:-8080}.
-# Seeds a demo user, an API key and a route, prints an admin key and curl
+# Creates a demo user and key with sandbox-admin and a sandbox through the
+# API, writes the route sandbox-syncd would write, prints keys and curl
 # examples, and stays in the foreground until Ctrl-C.
 set -euo pipefail
 
@@ -32,28 +33,8 @@ pids+=($!)
 
 for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
 
-now=$(date +%s)
-uid=$(cat /proc/sys/kernel/random/uuid)
-kid=$(cat /proc/sys/kernel/random/uuid)
-key=$(new_key)
-hash=$(sha256 "$key")
 admin=$(openssl rand -base64 36 | tr -d '/+=' | head -c 48)
 umask 077; printf '%s\n' "$admin" > "$DIR/admin.key"; umask 022
-
-rcli HSET sbx:user:demo id "$uid" username demo created_at "$now" \
-    updated_at "$now" active 1
-rcli SET "sbx:userid:$uid" demo
-rcli ZADD sbx:users "${now}000" demo
-rcli HSET "sbx:key:$hash" id "$kid" user demo prefix "${key:0:12}" \
-    name demo created_at "$now" expires_at 0 active 1
-rcli SET "sbx:keyid:$kid" "$hash"
-rcli SADD sbx:user:demo:keys "$kid"
-rcli HSET sbx:sandbox:demo:demo name demo user demo namespace user-demo \
-    created_at "$now" state active
-rcli ZADD sbx:user:demo:sandboxes "${now}000" demo
-rcli HSET sbx:route:demo:demo addr "127.0.0.1:$RUNTIME_PORT" ready 1 \
-    suspended 0 namespace user-demo rv 1 updated_at_ms "${now}000"
-rcli SADD sbx:routes demo:demo
 
 sed -e "s|/usr/lib/nginx/modules/ngx_http_sandbox_module.so|$ROOT/build/ngx_http_sandbox_module.so|" \
     -e "s|127.0.0.1:6379|127.0.0.1:$REDIS_PORT|" \
@@ -74,6 +55,25 @@ if ! curl -s -o /dev/null "http://127.0.0.1:$PORT/"; then
     exit 1
 fi
 
+# users and keys through the admin API, as an operator would
+ADMIN_CLI="$ROOT/build/sandbox-admin --url http://127.0.0.1:$PORT --key-file $DIR/admin.key"
+$ADMIN_CLI user-create demo demo@example.com >/dev/null
+key=$($ADMIN_CLI key-create demo demo 2>/dev/null)
+
+# the sandbox through the management API, as the Gemini CLI extension would
+curl -s -o /dev/null -X POST "http://127.0.0.1:$PORT/api/sandboxes" \
+     -H "Authorization: Bearer $key" -H 'Content-Type: application/json' \
+     -d '{"name":"demo"}'
+
+# what sandbox-syncd does once Kubernetes reports the pod ready: here the
+# pod is the local demo runtime
+now=$(date +%s)
+rcli HSET sbx:route:demo:demo addr "127.0.0.1:$RUNTIME_PORT" ready 1 \
+    suspended 0 namespace user-demo rv 1 updated_at_ms "${now}000" \
+    fqdn demo.user-demo.svc.cluster.local reason DependenciesReady
+rcli SADD sbx:routes demo:demo
+rcli PUBLISH sbx:events "route demo demo"
+
 cat <<MSG
 
 Sandbox gateway running on http://127.0.0.1:$PORT   (files in $DIR)
@@ -90,7 +90,10 @@ Try:
        -H 'Content-Type: application/json' -d '{"command":"ls -la"}'
   curl -s http://127.0.0.1:$PORT/proxy/demo/v1/events?count=3 \\
        -H 'Authorization: Bearer $key'
+  curl -s http://127.0.0.1:$PORT/api/sandboxes/demo -H 'Authorization: Bearer $key'
   curl -s http://127.0.0.1:$PORT/proxy/nope/x -H 'Authorization: Bearer $key'
+  SANDBOX_ADMIN_KEY_FILE=$DIR/admin.key $ROOT/build/sandbox-admin \\
+       --url http://127.0.0.1:$PORT users
 
 Ctrl-C stops everything.
 MSG

@@ -57,6 +57,7 @@ struct ngx_http_sandbox_cache_node_s {
     ngx_queue_t                      queue;     /* LRU */
     ngx_msec_t                       expire;
     ngx_msec_t                       touched;
+    ngx_msec_t                       mark;
     ngx_uint_t                       generation;
     uint32_t                         hash;
     u_short                          klen;
@@ -332,6 +333,7 @@ ngx_http_sandbox_cache_put(ngx_shm_zone_t *zone, u_char *key, size_t klen,
     cn->hash = hash;
     cn->expire = ngx_current_msec + ttl;
     cn->touched = ngx_current_msec;
+    cn->mark = ngx_current_msec;
     cn->generation = ctx->sh->generation;
     cn->klen = (u_short) klen;
     cn->vlen = (u_short) vlen;
@@ -550,6 +552,42 @@ ngx_http_sandbox_cache_put_key(ngx_shm_zone_t *zone, u_char *digest,
                                &key->user,
                                key->state == NGX_HTTP_SANDBOX_KEY_VALID
                                ? ttl->ttl : ttl->negative_ttl);
+}
+
+
+/*
+ * Returns 1, at most once per interval and key across all workers, to the
+ * caller that should report the key as used.
+ */
+
+ngx_uint_t
+ngx_http_sandbox_cache_mark_key(ngx_shm_zone_t *zone, u_char *digest,
+    ngx_msec_t interval)
+{
+    ngx_uint_t                      due;
+    ngx_http_sandbox_cache_ctx_t   *ctx;
+    ngx_http_sandbox_cache_node_t  *cn;
+    u_char                          buf[1 + 64];
+
+    ctx = zone->data;
+    due = 0;
+
+    buf[0] = NGX_HTTP_SANDBOX_CACHE_KEY;
+    ngx_memcpy(buf + 1, digest, 64);
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    cn = ngx_http_sandbox_cache_lookup(ctx, buf, sizeof(buf),
+                                       ngx_murmur_hash2(buf, sizeof(buf)));
+
+    if (cn && ngx_current_msec - cn->mark >= interval) {
+        cn->mark = ngx_current_msec;
+        due = 1;
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    return due;
 }
 
 

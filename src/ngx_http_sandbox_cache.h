@@ -85,6 +85,8 @@ ngx_int_t ngx_http_sandbox_cache_get_key(ngx_shm_zone_t *zone,
     ngx_http_sandbox_cache_ttl_t *ttl);
 void ngx_http_sandbox_cache_put_key(ngx_shm_zone_t *zone, u_char *digest,
     ngx_http_sandbox_key_t *key, ngx_http_sandbox_cache_ttl_t *ttl);
+ngx_uint_t ngx_http_sandbox_cache_mark_key(ngx_shm_zone_t *zone,
+    u_char *digest, ngx_msec_t interval);
 
 ngx_int_t ngx_http_sandbox_cache_get_route(ngx_shm_zone_t *zone,
     ngx_pool_t *pool, ngx_str_t *user, ngx_str_t *name,

@@ -27,15 +27,20 @@
 /*
  * One round trip answers both questions.  ARGV: key digest ("" when
  * authentication is off), the user named in the path ("" for /proxy/),
- * the sandbox name.  The route of another user is never looked up.
+ * the sandbox name, the time.  The route of another user is never looked
+ * up.  A key's last_used_at is written at most once a minute.
  */
 
 static const char  ngx_http_sandbox_lookup_lua[] =
     "local res, user = {'anon'}, ARGV[2]\n"
     "if ARGV[1] ~= '' then\n"
     "  local k = redis.call('HMGET', 'sbx:key:' .. ARGV[1],\n"
-    "                       'user', 'id', 'expires_at', 'active')\n"
+    "                       'user', 'id', 'expires_at', 'active',\n"
+    "                       'last_used_at')\n"
     "  if not k[1] then return {'nokey'} end\n"
+    "  if tonumber(ARGV[4]) - (tonumber(k[5] or '0') or 0) >= 60 then\n"
+    "    redis.call('HSET', 'sbx:key:' .. ARGV[1], 'last_used_at', ARGV[4])\n"
+    "  end\n"
     "  local ua = redis.call('HGET', 'sbx:user:' .. k[1], 'active')\n"
     "  res = {'key', k[1], k[2] or '', k[3] or '0', k[4] or '1', ua or ''}\n"
     "  if user == '' then user = k[1] end\n"
@@ -84,6 +89,8 @@ static void ngx_http_sandbox_not_ready(ngx_http_sandbox_ctx_t *ctx,
     const char *message);
 static void ngx_http_sandbox_not_found(ngx_http_sandbox_ctx_t *ctx);
 static ngx_int_t ngx_http_sandbox_finish(ngx_http_request_t *r,
+    ngx_http_sandbox_ctx_t *ctx);
+static void ngx_http_sandbox_touch_key(ngx_http_request_t *r,
     ngx_http_sandbox_ctx_t *ctx);
 static ngx_int_t ngx_http_sandbox_set_uri(ngx_http_request_t *r,
     ngx_http_sandbox_ctx_t *ctx, u_char *rest, size_t len);
@@ -313,8 +320,9 @@ static ngx_int_t
 ngx_http_sandbox_lookup(ngx_http_request_t *r, ngx_http_sandbox_ctx_t *ctx)
 {
     ngx_str_t           *user;
-    const char          *argv[6];
-    size_t               argvlen[6];
+    const char          *argv[7];
+    size_t               argvlen[7];
+    u_char              *now;
     ngx_http_cleanup_t  *cln;
 
     cln = ngx_http_cleanup_add(r, 0);
@@ -345,8 +353,16 @@ ngx_http_sandbox_lookup(ngx_http_request_t *r, ngx_http_sandbox_ctx_t *ctx)
     argv[5] = (const char *) ctx->name.data;
     argvlen[5] = ctx->name.len;
 
+    now = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
+    if (now == NULL) {
+        return NGX_ERROR;
+    }
+
+    argv[6] = (const char *) now;
+    argvlen[6] = ngx_sprintf(now, "%T", ngx_time()) - now;
+
     ctx->op = ngx_http_sandbox_redis_command(ngx_http_sandbox_worker_redis,
-                                             6, argv, argvlen,
+                                             7, argv, argvlen,
                                              ngx_http_sandbox_lookup_handler,
                                              r);
 
@@ -753,6 +769,8 @@ ngx_http_sandbox_finish(ngx_http_request_t *r, ngx_http_sandbox_ctx_t *ctx)
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
+        ngx_http_sandbox_touch_key(r, ctx);
+
         return NGX_OK;
     }
 
@@ -793,6 +811,56 @@ ngx_http_sandbox_finish(ngx_http_request_t *r, ngx_http_sandbox_ctx_t *ctx)
     ngx_http_finalize_request(r, rc);
 
     return NGX_DONE;
+}
+
+
+/*
+ * A key answered from the cache never reached Redis: its last_used_at is
+ * sent on the side, fire-and-forget, at most once a minute per key (the
+ * mark lives in the shared zone, so across all workers).
+ */
+
+static void
+ngx_http_sandbox_touch_key(ngx_http_request_t *r, ngx_http_sandbox_ctx_t *ctx)
+{
+    u_char                        *now, *key;
+    const char                    *argv[4];
+    size_t                         argvlen[4];
+    ngx_http_sandbox_main_conf_t  *smcf;
+
+    if (!ctx->authenticated || ctx->key_cached != NGX_HTTP_SANDBOX_CACHE_HIT) {
+        return;
+    }
+
+    smcf = ngx_http_get_module_main_conf(r, ngx_http_sandbox_module);
+
+    if (!ngx_http_sandbox_cache_mark_key(smcf->cache_zone, ctx->key_hash,
+                                         60000))
+    {
+        return;
+    }
+
+    now = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
+    key = ngx_pnalloc(r->pool, sizeof("sbx:key:") - 1
+                               + NGX_HTTP_SANDBOX_SHA256_HEX_LEN);
+    if (now == NULL || key == NULL) {
+        return;
+    }
+
+    argv[0] = "HSET";
+    argvlen[0] = 4;
+    argv[1] = (const char *) key;
+    argvlen[1] = ngx_sprintf(key, "sbx:key:%*s",
+                             (size_t) NGX_HTTP_SANDBOX_SHA256_HEX_LEN,
+                             ctx->key_hash)
+                 - key;
+    argv[2] = "last_used_at";
+    argvlen[2] = sizeof("last_used_at") - 1;
+    argv[3] = (const char *) now;
+    argvlen[3] = ngx_sprintf(now, "%T", ngx_time()) - now;
+
+    (void) ngx_http_sandbox_redis_command(ngx_http_sandbox_worker_redis, 4,
+                                          argv, argvlen, NULL, NULL);
 }
 
 

@@ -15,6 +15,8 @@
 #include "sandbox_path.h"
 
 
+static size_t sbx_segment_end(const unsigned char *uri, size_t len,
+    size_t off);
 static int sbx_path_raw_ok(const unsigned char *raw, size_t len);
 static int sbx_hex(unsigned char c);
 
@@ -44,24 +46,15 @@ sbx_dns_label_valid(const unsigned char *p, size_t len)
 }
 
 
-/* the end of the segment starting at off: the next '/' or the end */
-
-static size_t
-sbx_segment_end(const unsigned char *uri, size_t len, size_t off)
-{
-    const unsigned char  *slash;
-
-    slash = memchr(uri + off, '/', len - off);
-
-    return slash ? (size_t) (slash - uri) : len;
-}
-
-
 int
 sbx_path_parse(const unsigned char *uri, size_t uri_len,
     const unsigned char *raw, size_t raw_len, sbx_path_t *out)
 {
-    size_t  first, first_end, second, second_end, prefix;
+    int                   proxy;
+    size_t                first, first_end, second, second_end;
+    const unsigned char  *q;
+
+    /* nothing is filled in before the verdict: a refusal leaves zeros */
 
     memset(out, 0, sizeof(sbx_path_t));
 
@@ -71,6 +64,8 @@ sbx_path_parse(const unsigned char *uri, size_t uri_len,
 
     first = 1;
     first_end = sbx_segment_end(uri, uri_len, first);
+
+    /* an empty first segment, or no second one at all */
 
     if (first_end == first || first_end == uri_len) {
         return SBX_PATH_MALFORMED;
@@ -83,21 +78,52 @@ sbx_path_parse(const unsigned char *uri, size_t uri_len,
         return SBX_PATH_MALFORMED;
     }
 
-    if (first_end - first == 5 && memcmp(uri + first, "proxy", 5) == 0) {
-        out->form = SBX_FORM_PROXY;
+    /* "proxy" is matched before the label rule: it is a reserved user */
 
-    } else {
-        if (!sbx_dns_label_valid(uri + first, first_end - first)) {
-            return SBX_PATH_BAD_NAME;
-        }
+    proxy = (first_end - first == 5 && memcmp(uri + first, "proxy", 5) == 0);
 
-        out->form = SBX_FORM_USER;
-        out->user_off = first;
-        out->user_len = first_end - first;
+    if (!proxy && !sbx_dns_label_valid(uri + first, first_end - first)) {
+        return SBX_PATH_BAD_NAME;
     }
 
     if (!sbx_dns_label_valid(uri + second, second_end - second)) {
         return SBX_PATH_BAD_NAME;
+    }
+
+    if (raw != NULL) {
+
+        /* the query is not part of the path; callers may pass it along */
+
+        q = memchr(raw, '?', raw_len);
+        if (q != NULL) {
+            raw_len = q - raw;
+        }
+
+        /*
+         * The routing prefix, "/<first>/<second>", must open the raw path
+         * verbatim and end there: otherwise it was reached through dot
+         * segments, merged slashes or escapes that normalizing removed.
+         */
+
+        if (raw_len < second_end
+            || memcmp(raw, uri, second_end) != 0
+            || (raw_len > second_end && raw[second_end] != '/'))
+        {
+            return SBX_PATH_TRICK;
+        }
+
+        if (!sbx_path_raw_ok(raw, raw_len)) {
+            return SBX_PATH_TRICK;
+        }
+    }
+
+    if (proxy) {
+        out->form = SBX_FORM_PROXY;
+
+    } else {
+        out->form = SBX_FORM_USER;
+        out->user_off = first;
+        out->user_len = first_end - first;
     }
 
     out->name_off = second;
@@ -105,32 +131,32 @@ sbx_path_parse(const unsigned char *uri, size_t uri_len,
     out->rest_off = second_end;
     out->rest_len = uri_len - second_end;
 
-    if (raw == NULL) {
-        return SBX_PATH_OK;
-    }
-
-    /* the prefix must stand in the raw path as it stands in the URI */
-
-    prefix = second_end;
-
-    if (raw_len < prefix
-        || memcmp(raw, uri, prefix) != 0
-        || (raw_len > prefix && raw[prefix] != '/' && raw[prefix] != '?'))
-    {
-        return SBX_PATH_TRICK;
-    }
-
-    if (!sbx_path_raw_ok(raw, raw_len)) {
-        return SBX_PATH_TRICK;
-    }
-
     return SBX_PATH_OK;
+}
+
+
+/* the end of the segment starting at off: the next '/' or the end */
+
+static size_t
+sbx_segment_end(const unsigned char *uri, size_t len, size_t off)
+{
+    const unsigned char  *slash;
+
+    if (off >= len) {
+        return len;
+    }
+
+    slash = memchr(uri + off, '/', len - off);
+
+    return slash ? (size_t) (slash - uri) : len;
 }
 
 
 /*
  * No backslash, no control byte, and no percent-encoded '/', '\', '.',
  * NUL or control anywhere in the raw path; other escapes (%20 ...) pass.
+ * A malformed escape ("%", "%2", "%zz") is refused too: nginx answers 400
+ * to it anyway, and an escape we cannot read is one we cannot vouch for.
  */
 
 static int
@@ -149,7 +175,7 @@ sbx_path_raw_ok(const unsigned char *raw, size_t len)
             continue;
         }
 
-        if (i + 2 >= len) {
+        if (len - i < 3) {
             return 0;
         }
 

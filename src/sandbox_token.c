@@ -1,6 +1,9 @@
 
 /*
  * Copyright (C) The sandbox gateway authors
+ *
+ * The Authorization header as the original proxy read it: a
+ * case-sensitive "Bearer " and a token without blanks or controls.
  */
 
 
@@ -14,6 +17,9 @@ sbx_token_parse(const unsigned char *v, size_t len, size_t *off,
     size_t *tlen)
 {
     size_t  i, end;
+
+    *off = 0;
+    *tlen = 0;
 
     /* nginx strips trailing blanks of a header: "Bearer " arrives bare */
 

@@ -15,7 +15,7 @@
 
 #define SBX_TOKEN_OK        0
 #define SBX_TOKEN_FORMAT   -1   /* not "Bearer <token>" */
-#define SBX_TOKEN_EMPTY    -2   /* "Bearer" and nothing else */
+#define SBX_TOKEN_EMPTY    -2   /* "Bearer", then nothing or only blanks */
 
 #define SBX_TOKEN_MAX      512
 #define SBX_KEY_PREFIX     "sk_live_"
@@ -26,6 +26,8 @@
  * "Bearer " is matched case-sensitively, as the original proxy did; the
  * token is what follows, trailing blanks trimmed.  A token with blanks or
  * controls inside, or longer than SBX_TOKEN_MAX, is a format error.
+ * On SBX_TOKEN_OK the token is v[*off] .. v[*off + *tlen - 1]; otherwise
+ * both are 0.
  */
 int sbx_token_parse(const unsigned char *v, size_t len, size_t *off,
     size_t *tlen);

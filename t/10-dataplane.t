@@ -179,6 +179,14 @@ for my $case (@auth) {
 is(req('GET', '/proxy/sb/_debug/x', $future)->{status}, 200,
    'key with a future expiry works');
 
+{
+    my $used = $t->redis('HGET', 'sbx:key:' . $t->key_hash($future),
+                         'last_used_at');
+    ok(defined $used && abs($used - time) < 10, 'last_used_at recorded');
+    is($t->redis('HGET', 'sbx:key:' . $t->key_hash($bob), 'last_used_at'),
+       undef, 'an unused key has none');
+}
+
 # another user's sandbox is exactly a missing one
 
 {

@@ -1,48 +1,85 @@
 #!/usr/bin/perl
-# Builds and runs the C unit tests of the pure parsers (src/sandbox_*.c)
-# under AddressSanitizer and UBSan where the compiler can, forwarding
-# their TAP lines as tests of this script.
+# Builds and runs the C unit tests of the pure parsers: each
+# t/unit/test_<x>.c with src/sandbox_<x>.c, and t/unit/<x>_cases.txt as its
+# argument when there is one.  AddressSanitizer and UBSan are used when the
+# compiler (CC, default cc) can build and run with them.  Every TAP line of
+# a test program becomes a test of this script; a program that fails to
+# build, dies, exits non-zero or does not run its whole plan fails too.
 
 use strict;
 use warnings;
-use FindBin;
+use File::Basename qw(basename);
+use File::Spec;
 use File::Temp qw(tempdir);
+use FindBin;
 use Test::More;
 
-my $root = "$FindBin::Bin/..";
+my $root = File::Spec->rel2abs("$FindBin::Bin/..");
 my $dir = tempdir(CLEANUP => 1);
-my $cc = $ENV{CC} // 'cc';
+my @cc = split ' ', ($ENV{CC} // 'cc');
+my @flags = ('-std=c99', '-O1', '-g', '-Wall', '-Wextra', '-Werror',
+             "-I$root/src", "-I$root/t/unit");
 
+# runs a command, returns its exit status and its output, stderr included
+sub run {
+    my @cmd = @_;
+    my $pid = open(my $fh, '-|') // die "fork: $!";
+    if ($pid == 0) {
+        open(STDERR, '>&', \*STDOUT) or die "dup: $!";
+        exec(@cmd) or die "exec $cmd[0]: $!";
+    }
+    local $/;
+    my $out = <$fh> // '';
+    close($fh);
+    return ($?, $out);
+}
+
+# the sanitizers, if they link and run here (not in every container)
 my @san = ('-fsanitize=address,undefined', '-fno-sanitize-recover=all');
-system("echo 'int main(void){return 0;}' | $cc -x c @san -o $dir/probe - 2>/dev/null") == 0
-    or @san = ();
+{
+    open(my $fh, '>', "$dir/probe.c") or die "$dir/probe.c: $!";
+    print $fh "int main(void) { return 0; }\n";
+    close($fh);
+    my ($st) = run(@cc, @san, '-o', "$dir/probe", "$dir/probe.c");
+    ($st) = run("$dir/probe") if $st == 0;
+    if ($st != 0) {
+        diag('sanitizers unavailable, building without them');
+        @san = ();
+    }
+}
 
-my %tests = (
-    test_path  => [ 'src/sandbox_path.c', 't/unit/path_cases.txt' ],
-    test_token => [ 'src/sandbox_token.c' ],
-);
+my @tests = sort glob("$root/t/unit/test_*.c");
+ok(@tests > 0, 'unit tests found') or BAIL_OUT('no t/unit/test_*.c');
 
-for my $name (sort keys %tests) {
-    my ($src, @args) = @{ $tests{$name} };
-    my $bin = "$dir/$name";
-    my $out = `$cc -std=c99 -O1 -g -Wall -Wextra -Werror @san -I$root/src -I$root/t/unit -o $bin $root/t/unit/$name.c $root/$src 2>&1`;
-    ok($? == 0, "$name builds" . (@san ? ' with sanitizers' : '')) or diag($out);
-    next if $?;
+for my $test (@tests) {
+    my ($name) = basename($test) =~ /^test_(\w+)\.c$/ or next;
+    my $src = "$root/src/sandbox_$name.c";
+    my $cases = "$root/t/unit/${name}_cases.txt";
+    my $bin = "$dir/test_$name";
 
-    my @lines = `$bin @{[ map { "$root/$_" } @args ]} 2>&1`;
-    my $status = $?;
-    my $n = 0;
-    for (@lines) {
-        chomp;
-        if (/^(not )?ok \d+ - (.*)$/) {
-            ok(!$1, "$name: $2");
+    my ($st, $out) = run(@cc, @flags, @san, '-o', $bin, $test,
+                         -f $src ? $src : ());
+    ok($st == 0, "test_$name builds" . (@san ? ' with sanitizers' : ''))
+        or diag($out);
+    next if $st != 0;
+
+    ($st, $out) = run($bin, -f $cases ? $cases : ());
+
+    my ($n, $plan) = (0, undef);
+    for my $line (split /\n/, $out) {
+        if ($line =~ /^(not )?ok (\d+)(?: - (.*))?$/) {
             $n++;
-        } elsif (!/^1\.\.\d+$/) {
-            diag("$name: $_");
+            ok(!$1, "test_$name $2: " . ($3 // ''));
+        } elsif ($line =~ /^1\.\.(\d+)$/) {
+            $plan = $1;
+        } elsif ($line ne '') {
+            diag("test_$name: $line");
         }
     }
-    ok($n > 0, "$name ran its cases ($n)");
-    is($status, 0, "$name exits cleanly");
+
+    ok($n > 0 && defined $plan && $plan == $n,
+       "test_$name ran its plan ($n of " . ($plan // '?') . ')');
+    is($st, 0, "test_$name exits cleanly");
 }
 
 done_testing;
