@@ -37,11 +37,7 @@ static char *ngx_http_sandbox_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 static char *ngx_http_sandbox_redis_addr(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static char *ngx_http_sandbox_error(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-static char *ngx_http_sandbox_api(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-static char *ngx_http_sandbox_status(ngx_conf_t *cf, ngx_command_t *cmd,
+static char *ngx_http_sandbox_content(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_sandbox_cache_zone(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -128,9 +124,9 @@ static ngx_command_t  ngx_http_sandbox_commands[] = {
 
     { ngx_string("sandbox_status"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
-      ngx_http_sandbox_status,
+      ngx_http_sandbox_content,
       NGX_HTTP_LOC_CONF_OFFSET,
-      0,
+      2,
       NULL },
 
     { ngx_string("sandbox_route"),
@@ -156,16 +152,16 @@ static ngx_command_t  ngx_http_sandbox_commands[] = {
 
     { ngx_string("sandbox_error"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
-      ngx_http_sandbox_error,
+      ngx_http_sandbox_content,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
 
     { ngx_string("sandbox_api"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
-      ngx_http_sandbox_api,
+      ngx_http_sandbox_content,
       NGX_HTTP_LOC_CONF_OFFSET,
-      0,
+      1,
       NULL },
 
     { ngx_string("sandbox_quota"),
@@ -516,37 +512,22 @@ ngx_http_sandbox_redis_addr(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/* sandbox_error, sandbox_api, sandbox_status: the location's handler */
+
+static ngx_http_handler_pt  ngx_http_sandbox_content_handlers[] = {
+    ngx_http_sandbox_error_handler,
+    ngx_http_sandbox_api_handler,
+    ngx_http_sandbox_status_handler
+};
+
+
 static char *
-ngx_http_sandbox_error(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+ngx_http_sandbox_content(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_core_loc_conf_t  *clcf;
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-    clcf->handler = ngx_http_sandbox_error_handler;
-
-    return NGX_CONF_OK;
-}
-
-
-static char *
-ngx_http_sandbox_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_core_loc_conf_t  *clcf;
-
-    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-    clcf->handler = ngx_http_sandbox_api_handler;
-
-    return NGX_CONF_OK;
-}
-
-
-static char *
-ngx_http_sandbox_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_core_loc_conf_t  *clcf;
-
-    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-    clcf->handler = ngx_http_sandbox_status_handler;
+    clcf->handler = ngx_http_sandbox_content_handlers[cmd->offset];
 
     return NGX_CONF_OK;
 }

@@ -10,19 +10,19 @@ CACHE=${SBX_CACHE:-$HOME/.cache/sandbox-gateway}
 OUT=$ROOT/build/asan
 NGX=$OUT/nginx
 
-# (re)configure when the module's source list changed
-if [ -f "$NGX/objs/Makefile" ] && [ "$ROOT/config" -nt "$NGX/objs/Makefile" ]; then
-    rm -f "$NGX/objs/Makefile"
-fi
-
-if [ ! -f "$NGX/objs/Makefile" ] && [ -f "$NGX/configure" ]; then
-    cd "$NGX"
-    ./configure --prefix="$OUT/prefix" --with-debug --with-compat \
-        --with-threads --with-http_ssl_module --with-http_realip_module \
-        --with-http_auth_request_module --with-http_stub_status_module \
+configure() {
+    (cd "$NGX" && ./configure --prefix="$OUT/prefix" --with-debug \
+        --with-compat --with-threads --with-http_ssl_module \
+        --with-http_realip_module --with-http_auth_request_module \
+        --with-http_stub_status_module \
         --with-cc-opt='-O1 -g -fno-omit-frame-pointer -fsanitize=address -DNGX_DEBUG_PALLOC=1' \
         --with-ld-opt='-fsanitize=address' \
-        --add-dynamic-module="$ROOT" >/dev/null
+        --add-dynamic-module="$ROOT" >/dev/null)
+}
+
+# configure again when the module's source list changed
+if [ -f "$NGX/objs/Makefile" ] && [ "$ROOT/config" -nt "$NGX/objs/Makefile" ]; then
+    configure
 fi
 
 if [ ! -f "$NGX/objs/Makefile" ]; then
@@ -36,14 +36,7 @@ if [ ! -f "$NGX/objs/Makefile" ]; then
     mkdir -p "$OUT"
     tar -xzf "$tarball" -C "$OUT"
     mv "$OUT/nginx-1.22.1" "$NGX"
-
-    cd "$NGX"
-    ./configure --prefix="$OUT/prefix" --with-debug --with-compat \
-        --with-threads --with-http_ssl_module --with-http_realip_module \
-        --with-http_auth_request_module --with-http_stub_status_module \
-        --with-cc-opt='-O1 -g -fno-omit-frame-pointer -fsanitize=address -DNGX_DEBUG_PALLOC=1' \
-        --with-ld-opt='-fsanitize=address' \
-        --add-dynamic-module="$ROOT" >/dev/null
+    configure
 fi
 
 make -C "$NGX" -j2 -f objs/Makefile binary modules >/dev/null

@@ -122,9 +122,9 @@ static ngx_int_t ngx_http_sandbox_api_prep_sandbox_create(
     ngx_http_request_t *r, ngx_http_sandbox_api_ctx_t *ctx);
 static ngx_int_t ngx_http_sandbox_api_prep_sandbox(ngx_http_request_t *r,
     ngx_http_sandbox_api_ctx_t *ctx);
-static ngx_int_t ngx_http_sandbox_api_prep_pause(ngx_http_request_t *r,
+static ngx_int_t ngx_http_sandbox_api_prep_state(ngx_http_request_t *r,
     ngx_http_sandbox_api_ctx_t *ctx);
-static ngx_int_t ngx_http_sandbox_api_prep_resume(ngx_http_request_t *r,
+static void ngx_http_sandbox_api_op_arg(ngx_http_request_t *r,
     ngx_http_sandbox_api_ctx_t *ctx);
 static ngx_int_t ngx_http_sandbox_api_prep_anon(ngx_http_request_t *r,
     ngx_http_sandbox_api_ctx_t *ctx);
@@ -176,9 +176,9 @@ static ngx_http_sandbox_api_endpoint_t  ngx_http_sandbox_api_endpoints[] = {
     { SBX_DELETE, "/api/sandboxes/:", NGX_HTTP_SANDBOX_API_USER,
       SBX_LUA_SANDBOX_DELETE, ngx_http_sandbox_api_prep_sandbox },
     { SBX_POST, "/api/sandboxes/:/pause", NGX_HTTP_SANDBOX_API_USER,
-      SBX_LUA_SANDBOX_STATE, ngx_http_sandbox_api_prep_pause },
+      SBX_LUA_SANDBOX_STATE, ngx_http_sandbox_api_prep_state },
     { SBX_POST, "/api/sandboxes/:/resume", NGX_HTTP_SANDBOX_API_USER,
-      SBX_LUA_SANDBOX_STATE, ngx_http_sandbox_api_prep_resume },
+      SBX_LUA_SANDBOX_STATE, ngx_http_sandbox_api_prep_state },
 
     { 0, NULL, 0, 0, NULL }
 };
@@ -1324,33 +1324,43 @@ ngx_http_sandbox_api_prep_sandbox(ngx_http_request_t *r,
 }
 
 
+/* pause or resume: the last path segment says which */
+
 static ngx_int_t
-ngx_http_sandbox_api_prep_pause(ngx_http_request_t *r,
+ngx_http_sandbox_api_prep_state(ngx_http_request_t *r,
     ngx_http_sandbox_api_ctx_t *ctx)
 {
     ngx_int_t  rc;
 
     rc = ngx_http_sandbox_api_prep_sandbox(r, ctx);
     if (rc == NGX_OK) {
-        ngx_http_sandbox_api_arg(ctx, "pause", 5);
+        ngx_http_sandbox_api_op_arg(r, ctx);
     }
 
     return rc;
 }
 
 
-static ngx_int_t
-ngx_http_sandbox_api_prep_resume(ngx_http_request_t *r,
+static void
+ngx_http_sandbox_api_op_arg(ngx_http_request_t *r,
     ngx_http_sandbox_api_ctx_t *ctx)
 {
-    ngx_int_t  rc;
+    size_t  len;
 
-    rc = ngx_http_sandbox_api_prep_sandbox(r, ctx);
-    if (rc == NGX_OK) {
-        ngx_http_sandbox_api_arg(ctx, "resume", 6);
+    len = r->uri.len;
+
+    if (len && r->uri.data[len - 1] == '/') {
+        len--;
     }
 
-    return rc;
+    if (len >= 6 && ngx_strncasecmp(r->uri.data + len - 6,
+                                    (u_char *) "/pause", 6) == 0)
+    {
+        ngx_http_sandbox_api_arg(ctx, "pause", 5);
+
+    } else {
+        ngx_http_sandbox_api_arg(ctx, "resume", 6);
+    }
 }
 
 
@@ -1378,16 +1388,7 @@ ngx_http_sandbox_api_prep_anon(ngx_http_request_t *r,
     ngx_http_sandbox_api_arg(ctx, (char *) name->data, name->len);
 
     if (ctx->ep->script == SBX_LUA_ANON_SANDBOX_STATE) {
-        if (r->uri.len >= 6
-            && ngx_strlcasestrn(r->uri.data, r->uri.data + r->uri.len,
-                                (u_char *) "/pause", 6 - 1)
-               != NULL)
-        {
-            ngx_http_sandbox_api_arg(ctx, "pause", 5);
-
-        } else {
-            ngx_http_sandbox_api_arg(ctx, "resume", 6);
-        }
+        ngx_http_sandbox_api_op_arg(r, ctx);
     }
 
     return NGX_OK;
