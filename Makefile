@@ -5,7 +5,8 @@
 SHELL       := /bin/bash
 NGINX_SRC   ?= /usr/share/nginx/src
 BUILD       := $(CURDIR)/build
-NGX_BUILD   := $(BUILD)/nginx
+# one configured copy per nginx tree
+NGX_BUILD   := $(BUILD)/nginx$(subst /,_,$(NGINX_SRC))
 MODULE      := $(BUILD)/ngx_http_sandbox_module.so
 # extra ./configure flags for a non-Debian tree (Debian's come from conf_flags)
 NGX_CONFIGURE_FLAGS ?= --with-compat --with-threads --with-http_ssl_module
