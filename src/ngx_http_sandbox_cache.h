@@ -80,13 +80,13 @@ typedef struct {
 ngx_shm_zone_t *ngx_http_sandbox_cache_zone_add(ngx_conf_t *cf,
     ngx_str_t *name, size_t size);
 
+/* *used is set to 1 when the key's use is due to be reported */
 ngx_int_t ngx_http_sandbox_cache_get_key(ngx_shm_zone_t *zone,
     ngx_pool_t *pool, u_char *digest, ngx_http_sandbox_key_t *key,
-    ngx_http_sandbox_cache_ttl_t *ttl);
+    ngx_http_sandbox_cache_ttl_t *ttl, ngx_uint_t *used);
 void ngx_http_sandbox_cache_put_key(ngx_shm_zone_t *zone, u_char *digest,
     ngx_http_sandbox_key_t *key, ngx_http_sandbox_cache_ttl_t *ttl);
-ngx_uint_t ngx_http_sandbox_cache_mark_key(ngx_shm_zone_t *zone,
-    u_char *digest, ngx_msec_t interval);
+
 
 ngx_int_t ngx_http_sandbox_cache_get_route(ngx_shm_zone_t *zone,
     ngx_pool_t *pool, ngx_str_t *user, ngx_str_t *name,

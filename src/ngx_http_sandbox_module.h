@@ -86,6 +86,7 @@ typedef struct {
     ngx_http_sandbox_key_t          key;
     ngx_http_sandbox_route_t        route;
     ngx_int_t                       key_cached;
+    ngx_uint_t                      key_used;
     ngx_int_t                       route_cached;
     ngx_str_t                       cache_status;
 

@@ -280,7 +280,8 @@ ngx_http_sandbox_from_cache(ngx_http_request_t *r,
                                                          r->pool,
                                                          ctx->key_hash,
                                                          &ctx->key,
-                                                         &slcf->cache_ttl);
+                                                         &slcf->cache_ttl,
+                                                         &ctx->key_used);
 
         if (ctx->key_cached == NGX_HTTP_SANDBOX_CACHE_MISS) {
             return 0;
@@ -823,20 +824,11 @@ ngx_http_sandbox_finish(ngx_http_request_t *r, ngx_http_sandbox_ctx_t *ctx)
 static void
 ngx_http_sandbox_touch_key(ngx_http_request_t *r, ngx_http_sandbox_ctx_t *ctx)
 {
-    u_char                        *now, *key;
-    const char                    *argv[4];
-    size_t                         argvlen[4];
-    ngx_http_sandbox_main_conf_t  *smcf;
+    u_char      *now, *key;
+    const char  *argv[4];
+    size_t       argvlen[4];
 
-    if (!ctx->authenticated || ctx->key_cached != NGX_HTTP_SANDBOX_CACHE_HIT) {
-        return;
-    }
-
-    smcf = ngx_http_get_module_main_conf(r, ngx_http_sandbox_module);
-
-    if (!ngx_http_sandbox_cache_mark_key(smcf->cache_zone, ctx->key_hash,
-                                         60000))
-    {
+    if (!ctx->key_used) {
         return;
     }
 
