@@ -162,18 +162,28 @@ KEY0=$(key_of 0)
 URI=/v1/shell/exec
 
 # wrk, one thread: prints "rps p50_ms p99_ms errors"
+# the gateway worker's CPU time so far, in clock ticks (utime + stime)
+worker_ticks() {
+    awk '{ print $14 + $15 }' "/proc/$(pgrep -P "$(cat "$DIR/gw/nginx.pid")" | head -1)/stat"
+}
+
+# prints "rps p50_ms p99_ms errors worker_cpu_us_per_request"
 bench() {   # url [extra wrk args...]
-    local url=$1; shift
+    local url=$1 t0 t1; shift
     wrk -t1 -c"$CONN" -d1s "$@" "$url" >/dev/null 2>&1 || true   # warm up
+    t0=$(worker_ticks)
     wrk -t1 -c"$CONN" -d"${DUR}s" --latency "$@" "$url" > "$DIR/wrk.out" 2>&1
-    perl -ne '
+    t1=$(worker_ticks)
+    TICKS=$((t1 - t0)) HZ=$(getconf CLK_TCK) perl -ne '
         sub ms { my ($v, $u) = @_; $u eq "us" ? $v / 1000 : $u eq "s" ? $v * 1000 : $v }
         $rps = $1 if /^Requests\/sec:\s+([\d.]+)/;
         $p50 = ms($1, $2) if /^\s+50%\s+([\d.]+)(us|ms|s)/;
         $p99 = ms($1, $2) if /^\s+99%\s+([\d.]+)(us|ms|s)/;
         $err += $1 if /Non-2xx or 3xx responses:\s+(\d+)/;
         $err += $1 + $2 + $3 + $4 if /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/;
-        END { printf "%.0f %.3f %.3f %d\n", $rps, $p50, $p99, $err || 0 }' "$DIR/wrk.out"
+        $n = $1 if /^\s+(\d+) requests in/;
+        END { printf "%.0f %.3f %.3f %d %.1f\n", $rps, $p50, $p99, $err || 0,
+                     $n ? 1e6 * $ENV{TICKS} / $ENV{HZ} / $n : 0 }' "$DIR/wrk.out"
 }
 
 # the median (by requests/s) of the lines in a file
@@ -186,9 +196,13 @@ for _ in $(seq "$ROUNDS"); do
     bench "http://127.0.0.1:$P_WARM/proxy/sb$URI" -H "Authorization: Bearer $KEY0" >> "$DIR/warm"
     bench "http://127.0.0.1:$P_COLD/proxy/sb$URI" -H "Authorization: Bearer $KEY0" >> "$DIR/cold"
 done
-read -r PLAIN_RPS PLAIN_P50 PLAIN_P99 PLAIN_ERR < <(median "$DIR/plain")
-read -r WARM_RPS WARM_P50 WARM_P99 WARM_ERR < <(median "$DIR/warm")
-read -r COLD_RPS COLD_P50 COLD_P99 COLD_ERR < <(median "$DIR/cold")
+read -r PLAIN_RPS PLAIN_P50 PLAIN_P99 PLAIN_ERR PLAIN_CPU < <(median "$DIR/plain")
+read -r WARM_RPS WARM_P50 WARM_P99 WARM_ERR WARM_CPU < <(median "$DIR/warm")
+read -r COLD_RPS COLD_P50 COLD_P99 COLD_ERR COLD_CPU < <(median "$DIR/cold")
+# CPU per request, the median of its own column: steadier than requests/s
+cpu_median() { awk '{ print $5 }' "$1" | sort -n | awk '{ l[NR] = $0 } END { print l[int((NR + 1) / 2)] }'; }
+PLAIN_CPU=$(cpu_median "$DIR/plain"); WARM_CPU=$(cpu_median "$DIR/warm")
+COLD_CPU=$(cpu_median "$DIR/cold")
 
 ratio() { perl -e 'printf "%.2f", $ARGV[0] / $ARGV[1]' "$1" "$2"; }
 added() { perl -e 'printf "%.3f", $ARGV[0] - $ARGV[1]' "$1" "$2"; }
@@ -226,10 +240,11 @@ for _ in $(seq "$ROUNDS"); do
     SBX_N=1 bench "http://127.0.0.1:$P_PLAIN/" -s "$DIR/many.lua" >> "$DIR/pone"
     SBX_N=$N bench "http://127.0.0.1:$P_PLAIN/" -s "$DIR/many.lua" >> "$DIR/pmany"
 done
-read -r ONE_RPS ONE_P50 ONE_P99 ONE_ERR < <(median "$DIR/one")
-read -r MANY_RPS MANY_P50 MANY_P99 MANY_ERR < <(median "$DIR/many")
-read -r PONE_RPS PONE_P50 PONE_P99 PONE_ERR < <(median "$DIR/pone")
-read -r PMANY_RPS PMANY_P50 PMANY_P99 PMANY_ERR < <(median "$DIR/pmany")
+read -r ONE_RPS ONE_P50 ONE_P99 ONE_ERR ONE_CPU < <(median "$DIR/one")
+read -r MANY_RPS MANY_P50 MANY_P99 MANY_ERR MANY_CPU < <(median "$DIR/many")
+ONE_CPU=$(cpu_median "$DIR/one"); MANY_CPU=$(cpu_median "$DIR/many")
+read -r PONE_RPS PONE_P50 PONE_P99 PONE_ERR _ < <(median "$DIR/pone")
+read -r PMANY_RPS PMANY_P50 PMANY_P99 PMANY_ERR _ < <(median "$DIR/pmany")
 MANY_RATIO=$(perl -e 'printf "%.2f", ($ARGV[0] / $ARGV[1]) / ($ARGV[2] / $ARGV[3])' \
     "$MANY_RPS" "$ONE_RPS" "$PMANY_RPS" "$PONE_RPS")
 
@@ -248,8 +263,9 @@ redis-cli -p "$REDIS" PUBLISH sbx:events flush >/dev/null
 for _ in $(seq "$ROUNDS"); do
     SBX_N=$PODS bench "http://127.0.0.1:$P_WARM/" -s "$DIR/many.lua" >> "$DIR/manypods"
 done
-read -r ONEPOD_RPS ONEPOD_P50 ONEPOD_P99 ONEPOD_ERR < <(median "$DIR/onepod")
-read -r PODS_RPS PODS_P50 PODS_P99 PODS_ERR < <(median "$DIR/manypods")
+read -r ONEPOD_RPS ONEPOD_P50 ONEPOD_P99 ONEPOD_ERR ONEPOD_CPU < <(median "$DIR/onepod")
+read -r PODS_RPS PODS_P50 PODS_P99 PODS_ERR PODS_CPU < <(median "$DIR/manypods")
+ONEPOD_CPU=$(cpu_median "$DIR/onepod"); PODS_CPU=$(cpu_median "$DIR/manypods")
 
 STATUS=$(curl -s "http://127.0.0.1:$P_STATUS/")
 read -r ENTRIES USED < <(perl -MJSON::PP -e \
@@ -270,14 +286,18 @@ $CONN connections, $DUR s per run, configurations interleaved over $ROUNDS
 rounds, median round shown; one nginx worker serves all three
 configurations; the runtime is a separate one-worker nginx).
 
-| configuration | requests/s | p50 ms | p99 ms | errors |
-|---|---|---|---|---|
-| 1. plain nginx proxy_pass + keepalive | $PLAIN_RPS | $PLAIN_P50 | $PLAIN_P99 | $PLAIN_ERR |
-| 2. gateway, auth + routing, cache warm | $WARM_RPS | $WARM_P50 | $WARM_P99 | $WARM_ERR |
-| 3. gateway, cache off | $COLD_RPS | $COLD_P50 | $COLD_P99 | $COLD_ERR |
+| configuration | requests/s | p50 ms | p99 ms | errors | worker CPU µs/request |
+|---|---|---|---|---|---|
+| 1. plain nginx proxy_pass + keepalive | $PLAIN_RPS | $PLAIN_P50 | $PLAIN_P99 | $PLAIN_ERR | $PLAIN_CPU |
+| 2. gateway, auth + routing, cache warm | $WARM_RPS | $WARM_P50 | $WARM_P99 | $WARM_ERR | $WARM_CPU |
+| 3. gateway, cache off | $COLD_RPS | $COLD_P50 | $COLD_P99 | $COLD_ERR | $COLD_CPU |
 
 ratio warm/plain: $(ratio "$WARM_RPS" "$PLAIN_RPS")
 ratio nocache/plain: $(ratio "$COLD_RPS" "$PLAIN_RPS")
+
+CPU per request, plain/gateway (the gateway worker's own cost, steadier
+than requests/s on a shared machine; with the cache off Redis's CPU is
+not counted): warm $(ratio "$PLAIN_CPU" "$WARM_CPU"), nocache $(ratio "$PLAIN_CPU" "$COLD_CPU").
 
 p99 added by the gateway (warm): $(added "$WARM_P99" "$PLAIN_P99") ms
 
@@ -286,18 +306,18 @@ p99 added by the gateway (warm): $(added "$WARM_P99" "$PLAIN_P99") ms
 | route change (Redis write + publish → first request on the new pod) | $ROUTE_MS ms |
 | key revocation (Redis write + publish → first 401) | $REVOKE_MS ms |
 
-| many entries (warm cache, random user per request) | gateway req/s | gateway p99 ms | plain req/s (same script) |
-|---|---|---|---|
-| 1 user, key and route | $ONE_RPS | $ONE_P99 | $PONE_RPS |
-| $N users, keys and routes | $MANY_RPS | $MANY_P99 | $PMANY_RPS |
+| many entries (warm cache, random user per request) | gateway req/s | gateway p99 ms | worker CPU µs/request | plain req/s (same script) |
+|---|---|---|---|---|
+| 1 user, key and route | $ONE_RPS | $ONE_P99 | $ONE_CPU | $PONE_RPS |
+| $N users, keys and routes | $MANY_RPS | $MANY_P99 | $MANY_CPU | $PMANY_RPS |
 
 ratio many/one: $MANY_RATIO  (gateway many/one divided by plain many/one: what
-the $N entries themselves cost)
+the $N entries themselves cost); CPU per request one/many: $(ratio "$ONE_CPU" "$MANY_CPU")
 
-| $PODS users (warm cache, keepalive 1024) | requests/s | p99 ms | errors |
-|---|---|---|---|
-| all routes to one pod address | $ONEPOD_RPS | $ONEPOD_P99 | $ONEPOD_ERR |
-| each route to its own pod address | $PODS_RPS | $PODS_P99 | $PODS_ERR |
+| $PODS users (warm cache, keepalive 1024) | requests/s | p99 ms | errors | worker CPU µs/request |
+|---|---|---|---|---|
+| all routes to one pod address | $ONEPOD_RPS | $ONEPOD_P99 | $ONEPOD_ERR | $ONEPOD_CPU |
+| each route to its own pod address | $PODS_RPS | $PODS_P99 | $PODS_ERR | $PODS_CPU |
 
 ratio pods/onepod: $(ratio "$PODS_RPS" "$ONEPOD_RPS")
 
