@@ -118,6 +118,8 @@ static ngx_int_t ngx_http_sandbox_api_prep_user_update(ngx_http_request_t *r,
     ngx_http_sandbox_api_ctx_t *ctx);
 static ngx_int_t ngx_http_sandbox_api_prep_key_create(ngx_http_request_t *r,
     ngx_http_sandbox_api_ctx_t *ctx);
+static ngx_int_t ngx_http_sandbox_api_label(ngx_http_request_t *r,
+    ngx_http_sandbox_api_ctx_t *ctx, const char *field, const char **value);
 static ngx_int_t ngx_http_sandbox_api_prep_sandbox_create(
     ngx_http_request_t *r, ngx_http_sandbox_api_ctx_t *ctx);
 static ngx_int_t ngx_http_sandbox_api_prep_sandbox(ngx_http_request_t *r,
@@ -1226,6 +1228,34 @@ ngx_http_sandbox_api_parse_iso(u_char *p, size_t len)
 }
 
 
+/* a label field of the no-auth API: absent means "default" */
+
+static ngx_int_t
+ngx_http_sandbox_api_label(ngx_http_request_t *r,
+    ngx_http_sandbox_api_ctx_t *ctx, const char *field, const char **value)
+{
+    ngx_int_t  rc;
+    u_char     msg[64];
+
+    rc = ngx_http_sandbox_api_string(r, ctx, field, 0, value);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (**value == '\0') {
+        *value = "default";
+    }
+
+    if (!sbx_dns_label_valid((u_char *) *value, ngx_strlen(*value))) {
+        ngx_snprintf(msg, sizeof(msg), "%s must be a DNS-1123 label%Z",
+                     field);
+        return ngx_http_sandbox_api_bad(r, (const char *) msg);
+    }
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_http_sandbox_api_prep_sandbox_create(ngx_http_request_t *r,
     ngx_http_sandbox_api_ctx_t *ctx)
@@ -1239,18 +1269,9 @@ ngx_http_sandbox_api_prep_sandbox_create(ngx_http_request_t *r,
     /* with authentication off, the body names the user (or "default") */
 
     if (ctx->ep->auth == NGX_HTTP_SANDBOX_API_ANON) {
-        rc = ngx_http_sandbox_api_string(r, ctx, "username", 0, &user);
+        rc = ngx_http_sandbox_api_label(r, ctx, "username", &user);
         if (rc != NGX_OK) {
             return rc;
-        }
-
-        if (*user == '\0') {
-            user = "default";
-        }
-
-        if (!sbx_dns_label_valid((u_char *) user, ngx_strlen(user))) {
-            return ngx_http_sandbox_api_bad(r, "username must be a DNS-1123 "
-                                               "label");
         }
 
         ctx->argv[4] = user;
@@ -1276,18 +1297,9 @@ ngx_http_sandbox_api_prep_sandbox_create(ngx_http_request_t *r,
     ngx_http_sandbox_api_arg(ctx, image, ngx_strlen(image));
 
     if (ctx->ep->auth == NGX_HTTP_SANDBOX_API_ANON) {
-        rc = ngx_http_sandbox_api_string(r, ctx, "namespace", 0, &nsv);
+        rc = ngx_http_sandbox_api_label(r, ctx, "namespace", &nsv);
         if (rc != NGX_OK) {
             return rc;
-        }
-
-        if (*nsv == '\0') {
-            nsv = "default";
-        }
-
-        if (!sbx_dns_label_valid((u_char *) nsv, ngx_strlen(nsv))) {
-            return ngx_http_sandbox_api_bad(r, "namespace must be a DNS-1123 "
-                                               "label");
         }
 
         ngx_http_sandbox_api_arg(ctx, nsv, ngx_strlen(nsv));

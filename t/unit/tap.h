@@ -10,6 +10,8 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 
 static int  tap_n;
@@ -43,6 +45,24 @@ tap_done(void)
     printf("1..%d\n", tap_n);
 
     return tap_failed ? 1 : 0;
+}
+
+
+/* a heap copy of exactly len bytes, so that ASan sees reads past it */
+
+static unsigned char *
+sbx_exact(const char *s, size_t len)
+{
+    unsigned char  *p;
+
+    p = malloc(len ? len : 1);
+    if (p == NULL) {
+        abort();
+    }
+
+    memcpy(p, s, len);
+
+    return p;
 }
 
 

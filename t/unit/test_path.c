@@ -73,24 +73,6 @@ sbx_unescape(char *s)
 }
 
 
-/* a heap copy of exactly len bytes, so that ASan sees reads past it */
-
-static unsigned char *
-sbx_exact(const char *s, size_t len)
-{
-    unsigned char  *p;
-
-    p = malloc(len ? len : 1);
-    if (p == NULL) {
-        abort();
-    }
-
-    memcpy(p, s, len);
-
-    return p;
-}
-
-
 static int
 sbx_slice_is(const unsigned char *uri, size_t off, size_t len,
     const char *want, size_t want_len)

@@ -13,22 +13,6 @@
 #include "tap.h"
 
 
-static unsigned char *
-sbx_exact(const char *s, size_t len)
-{
-    unsigned char  *p;
-
-    p = malloc(len ? len : 1);
-    if (p == NULL) {
-        abort();
-    }
-
-    memcpy(p, s, len);
-
-    return p;
-}
-
-
 static const char *
 sbx_rc_name(int rc)
 {
