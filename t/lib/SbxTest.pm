@@ -95,6 +95,7 @@ sub reap {
 ### redis
 
 sub redis_addr { '127.0.0.1:' . $_[0]->port('redis') }
+sub redis_socket { "$_[0]{dir}/redis.sock" }
 
 sub redis_start {
     my ($self, %o) = @_;
@@ -103,7 +104,9 @@ sub redis_start {
     $self->spawn('redis', {}, $ENV{SBX_REDIS_SERVER} // 'redis-server',
                  '--port', $port, '--bind', '127.0.0.1', '--save', '',
                  '--appendonly', 'no', '--dir', $self->{dir},
-                 '--enable-debug-command', 'yes');
+                 '--enable-debug-command', 'yes',
+                 '--unixsocket', "$self->{dir}/redis.sock",
+                 '--unixsocketperm', '777');
     my $until = time + 10;
     while (time < $until) {
         my $pong = eval { $self->redis('PING') };
@@ -252,6 +255,7 @@ sub write_conf {
     $text =~ s/%%MODULE%%/$self->module_path/ge;
     $text =~ s/%%DIR%%/$self->{dir}/g;
     $text =~ s/%%REDIS%%/$self->redis_addr/ge;
+    $text =~ s/%%REDIS_SOCKET%%/$self->redis_socket/ge;
     $text =~ s/%%PORT_(\w+)%%/$self->port($1)/ge;
     open my $f, '>', "$self->{dir}/nginx.conf" or croak $!;
     print $f $text;
