@@ -33,6 +33,8 @@ sub new {
         opts  => \%o,
         owner => $$,
     }, $class;
+    # nginx workers run as nobody: they must reach the redis socket here
+    chmod 0711, $self->{dir};
     diag("test directory: $self->{dir}") if $ENV{SBX_TEST_LEAVE};
     return $self;
 }
@@ -275,7 +277,7 @@ sub nginx_binary { $ENV{SBX_NGINX} // '/usr/sbin/nginx' }
 
 sub nginx_test_conf {
     my ($self) = @_;
-    my $out = `@{[ $self->nginx_binary ]} -t -p $self->{dir}/ -c $self->{dir}/nginx.conf -e $self->{dir}/error.log 2>&1`;
+    my $out = `@{[ $self->nginx_binary ]} -t -p $self->{dir}/ -c $self->{dir}/nginx.conf -e $self->{dir}/conf-test.log -g 'error_log $self->{dir}/conf-test.log;' 2>&1`;
     return ($? == 0, $out);
 }
 
