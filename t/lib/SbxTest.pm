@@ -277,6 +277,8 @@ sub nginx_binary { $ENV{SBX_NGINX} // '/usr/sbin/nginx' }
 
 sub nginx_test_conf {
     my ($self) = @_;
+    my $env = _nginx_env();
+    local @ENV{ keys %$env } = values %$env;
     my $out = `@{[ $self->nginx_binary ]} -t -p $self->{dir}/ -c $self->{dir}/nginx.conf -e $self->{dir}/conf-test.log -g 'error_log $self->{dir}/conf-test.log;' 2>&1`;
     return ($? == 0, $out);
 }
