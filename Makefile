@@ -13,7 +13,8 @@ NGX_CONFIGURE_FLAGS ?= --with-compat --with-threads --with-http_ssl_module
 
 MODULE_SRCS := config ngx_http_sandbox_module.c $(wildcard src/*.c src/*.h)
 
-.PHONY: all module admin syncd deps test test-asan unit fuzz demo clean help
+.PHONY: all module admin syncd deps test test-asan unit fuzz demo clean help \
+        kube-apiserver
 
 ADMIN       := $(BUILD)/sandbox-admin
 CFLAGS_TOOLS ?= -O2 -g -std=c99 -D_DEFAULT_SOURCE -Wall -Wextra -Werror
@@ -27,6 +28,8 @@ help:
 	@echo "make test       deps + build + the whole test suite (prove),"
 	@echo "                then the end-to-end tests under AddressSanitizer"
 	@echo "make fuzz       libFuzzer on the path and token parsers"
+	@echo "make kube-apiserver  build a real kube-apiserver 1.20 from Debian's"
+	@echo "                source package, for the sync daemon's tests"
 	@echo "make demo       deps + build + run the gateway locally"
 	@echo "make NGINX_SRC=/path/to/nginx   build against another nginx tree"
 
@@ -63,7 +66,6 @@ syncd:
 	@if [ -f src/syncd/Makefile ]; then $(MAKE) -C src/syncd; fi
 
 test: deps all
-	@if [ -x t/k8s/build-apiserver.sh ]; then t/k8s/build-apiserver.sh; fi
 	prove -I t/lib -r t/
 	$(MAKE) test-asan
 
@@ -80,6 +82,10 @@ test-asan:
 
 unit:
 	prove -I t/lib t/unit.t
+
+# a real kube-apiserver for the sync daemon's tests (cached outside the repo)
+kube-apiserver:
+	t/k8s/build-apiserver.sh
 
 fuzz:
 	t/fuzz/run.sh $(or $(SECONDS),30)

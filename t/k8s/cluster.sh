@@ -1,0 +1,103 @@
+#!/bin/sh
+# A real Kubernetes API on loopback for the sync daemon's tests: etcd and
+# kube-apiserver (built by t/k8s/build-apiserver.sh), TLS with a private
+# CA, static bearer tokens, RBAC.  No controllers run: tests play them.
+#
+#   t/k8s/cluster.sh start DIR    prints K8S_API, K8S_TOKEN, K8S_CA_FILE
+#   t/k8s/cluster.sh stop DIR
+#
+# Ports: $ETCD_PORT, $ETCD_PEER_PORT, $APISERVER_PORT (free ones if unset).
+set -eu
+
+cmd=${1:?usage: cluster.sh start|stop DIR}
+DIR=${2:?usage: cluster.sh start|stop DIR}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+
+free_port() {
+    perl -MIO::Socket::IP -e \
+        'print IO::Socket::IP->new(LocalAddr=>"127.0.0.1",LocalPort=>0,Listen=>1)->sockport'
+}
+
+# TERM, then KILL after 10 s: the apiserver drains for a while
+stop() {
+    for p in apiserver etcd; do
+        [ -f "$DIR/$p.pid" ] || continue
+        pid=$(cat "$DIR/$p.pid")
+        kill "$pid" 2>/dev/null || true
+        i=0
+        while kill -0 "$pid" 2>/dev/null && [ $i -lt 100 ]; do
+            sleep 0.1
+            i=$((i + 1))
+        done
+        kill -9 "$pid" 2>/dev/null || true
+        rm -f "$DIR/$p.pid"
+    done
+}
+
+if [ "$cmd" = stop ]; then
+    stop
+    exit 0
+fi
+
+BIN=$("$ROOT/t/k8s/build-apiserver.sh")
+mkdir -p "$DIR/pki"
+ETCD_PORT=${ETCD_PORT:-$(free_port)}
+ETCD_PEER_PORT=${ETCD_PEER_PORT:-$(free_port)}
+APISERVER_PORT=${APISERVER_PORT:-$(free_port)}
+
+# a CA, a serving certificate for 127.0.0.1, service-account keys, tokens
+cd "$DIR/pki"
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=test-ca \
+    -keyout ca.key -out ca.crt 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -subj /CN=kube-apiserver \
+    -keyout server.key -out server.csr 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' > san.ext
+openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
+    -days 2 -extfile san.ext -out server.crt 2>/dev/null
+openssl genrsa -out sa.key 2048 2>/dev/null
+openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
+TOKEN=admin-$(openssl rand -hex 16)
+printf '%s,admin,admin,"system:masters"\n' "$TOKEN" > "$DIR/tokens.csv"
+cd "$DIR"
+
+etcd --data-dir "$DIR/etcd" --name test \
+    --listen-client-urls "http://127.0.0.1:$ETCD_PORT" \
+    --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+    --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-cluster "test=http://127.0.0.1:$ETCD_PEER_PORT" \
+    > "$DIR/etcd.log" 2>&1 &
+echo $! > "$DIR/etcd.pid"
+
+"$BIN" --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 \
+    --secure-port "$APISERVER_PORT" --insecure-port 0 \
+    --tls-cert-file pki/server.crt --tls-private-key-file pki/server.key \
+    --client-ca-file pki/ca.crt --token-auth-file tokens.csv \
+    --authorization-mode RBAC \
+    --service-account-key-file pki/sa.pub \
+    --service-account-signing-key-file pki/sa.key \
+    --service-account-issuer https://kubernetes.default.svc \
+    --api-audiences https://kubernetes.default.svc \
+    --service-cluster-ip-range 10.96.0.0/24 \
+    --watch-cache="${WATCH_CACHE:-true}" \
+    > "$DIR/apiserver.log" 2>&1 &
+echo $! > "$DIR/apiserver.pid"
+
+i=0
+until curl -fsS --cacert pki/ca.crt -H "Authorization: Bearer $TOKEN" \
+          "https://127.0.0.1:$APISERVER_PORT/readyz" >/dev/null 2>&1
+do
+    i=$((i + 1))
+    if [ $i -gt 150 ] || ! kill -0 "$(cat apiserver.pid)" 2>/dev/null; then
+        echo "kube-apiserver did not become ready:" >&2
+        tail -n 20 apiserver.log >&2
+        stop
+        exit 1
+    fi
+    sleep 0.2
+done
+
+echo "K8S_API=https://127.0.0.1:$APISERVER_PORT"
+echo "K8S_TOKEN=$TOKEN"
+echo "K8S_CA_FILE=$DIR/pki/ca.crt"
