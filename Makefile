@@ -65,7 +65,7 @@ $(ADMIN): src/admin/sandbox-admin.c
 syncd:
 	@if [ -f src/syncd/Makefile ]; then $(MAKE) -C src/syncd; fi
 
-test: deps all
+test: deps all kube-apiserver
 	prove -I t/lib -r t/
 	$(MAKE) test-asan
 

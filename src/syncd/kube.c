@@ -1,0 +1,162 @@
+/*
+ * kube.c - HTTP to the Kubernetes API: bearer token, private CA, and a
+ * watch stream split into lines across chunk boundaries.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <curl/curl.h>
+
+#include "kube.h"
+
+#define BODY_MAX  (256 * 1024 * 1024)
+
+typedef struct buf {
+    char *data;
+    size_t len;
+    size_t cap;
+} buf;
+
+typedef struct stream {
+    buf line;
+    kube_line_fn fn;
+    void *data;
+    int stop;
+} stream;
+
+static int buf_append(buf *b, const char *p, size_t n) {
+    char *q;
+    size_t cap;
+
+    if (b->len + n + 1 > b->cap) {
+        if (b->len + n + 1 > BODY_MAX) return -1;
+        cap = b->cap ? b->cap * 2 : 4096;
+        while (cap < b->len + n + 1) cap *= 2;
+        q = realloc(b->data, cap);
+        if (q == NULL) return -1;
+        b->data = q;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return 0;
+}
+
+int kube_token(kube *k, int force) {
+    FILE *f;
+    size_t n;
+
+    if (k->token_file[0] == '\0') return 0;
+    if (!force && time(NULL) - k->token_read_at < 60) return 0;
+
+    f = fopen(k->token_file, "r");
+    if (f == NULL) {
+        fprintf(stderr, "sandbox-syncd: cannot read %s\n", k->token_file);
+        return -1;
+    }
+    n = fread(k->token, 1, sizeof(k->token) - 1, f);
+    fclose(f);
+    while (n > 0 && (k->token[n - 1] == '\n' || k->token[n - 1] == ' '))
+        n--;
+    k->token[n] = '\0';
+    k->token_read_at = time(NULL);
+    return 0;
+}
+
+static CURL *request(kube *k, const char *path, struct curl_slist **h) {
+    char url[2048], auth[4200];
+    CURL *curl = curl_easy_init();
+
+    if (curl == NULL) return NULL;
+    snprintf(url, sizeof(url), "%s%s", k->api, path);
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", k->token);
+    *h = curl_slist_append(NULL, auth);
+    *h = curl_slist_append(*h, "Accept: application/json");
+    curl_easy_setopt(curl, CURLOPT_URL, url);
+    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, *h);
+    if (k->ca_file[0]) curl_easy_setopt(curl, CURLOPT_CAINFO, k->ca_file);
+    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, 5L);
+    return curl;
+}
+
+static size_t collect(char *p, size_t size, size_t n, void *data) {
+    return buf_append(data, p, size * n) == 0 ? size * n : 0;
+}
+
+long kube_get(kube *k, const char *path, json_t **out) {
+    struct curl_slist *h = NULL;
+    buf b = { NULL, 0, 0 };
+    long status = 0;
+    CURL *curl;
+
+    *out = NULL;
+    kube_token(k, 0);
+    curl = request(k, path, &h);
+    if (curl == NULL) return 0;
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT, 60L);
+
+    if (curl_easy_perform(curl) == CURLE_OK) {
+        curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+        if (b.data) *out = json_loadb(b.data, b.len, 0, NULL);
+    }
+    if (status == 401) kube_token(k, 1);
+
+    free(b.data);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(curl);
+    return status;
+}
+
+/* hands every complete line to the callback; keeps the partial tail */
+static size_t split(char *p, size_t size, size_t n, void *data) {
+    stream *s = data;
+    size_t len = size * n, start = 0, i;
+
+    for (i = 0; i < len; i++) {
+        if (p[i] != '\n') continue;
+        if (buf_append(&s->line, p + start, i - start) != 0) return 0;
+        if (s->line.len && s->fn(s->line.data, s->line.len, s->data) != 0) {
+            s->stop = 1;
+            return 0;
+        }
+        s->line.len = 0;
+        start = i + 1;
+    }
+    if (buf_append(&s->line, p + start, len - start) != 0) return 0;
+    return len;
+}
+
+long kube_watch(kube *k, const char *path, long idle_timeout,
+                kube_line_fn fn, void *data) {
+    struct curl_slist *h = NULL;
+    stream s = { { NULL, 0, 0 }, fn, data, 0 };
+    long status = 0;
+    CURLcode rc;
+    CURL *curl;
+
+    kube_token(k, 0);
+    curl = request(k, path, &h);
+    if (curl == NULL) return 0;
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, split);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &s);
+    /* an idle stream is a dead one: less than 1 byte/s for that long */
+    curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, idle_timeout);
+
+    rc = curl_easy_perform(curl);
+    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+    if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && s.stop)) status = 0;
+    if (status == 401) kube_token(k, 1);
+
+    free(s.line.data);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(curl);
+    return status;
+}

@@ -1,0 +1,34 @@
+/*
+ * kube.h - the few Kubernetes API calls the daemon makes, on libcurl.
+ */
+
+#ifndef SYNCD_KUBE_H
+#define SYNCD_KUBE_H
+
+#include <jansson.h>
+
+typedef struct kube {
+    char api[512];          /* https://host:port */
+    char token_file[512];
+    char ca_file[512];
+    char token[4096];
+    long token_read_at;
+} kube;
+
+/* called with each complete line of a watch stream; returns 0 to go on */
+typedef int (*kube_line_fn)(const char *line, size_t len, void *data);
+
+/* GET path; *out gets the parsed body; returns the HTTP status, 0 on a
+ * transport error */
+long kube_get(kube *k, const char *path, json_t **out);
+
+/* streams path, line by line, until the server ends it (watch timeout),
+ * the callback says stop, or idle_timeout seconds pass without data;
+ * returns the HTTP status, 0 on a transport error */
+long kube_watch(kube *k, const char *path, long idle_timeout,
+                kube_line_fn fn, void *data);
+
+/* re-reads the token file when it is a minute old, or when forced */
+int kube_token(kube *k, int force);
+
+#endif

@@ -1,0 +1,129 @@
+/*
+ * route.c - turns a Sandbox object into a route.
+ *
+ * owner   metadata.labels["user"] (as the original proxy labelled them)
+ * addr    status.podIPs[0] and the sandbox port: the annotation
+ *         "agents.x-k8s.io/port", else the first container port, else
+ *         the configured default (the AIO runtime listens on 8080)
+ * ready   the Ready condition is "True" and the sandbox is not suspended
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "route.h"
+
+static const char *str(json_t *o, const char *key) {
+    const char *s = json_string_value(json_object_get(o, key));
+    return s ? s : "";
+}
+
+static void copy(char *dst, size_t size, const char *src) {
+    snprintf(dst, size, "%s", src ? src : "");
+}
+
+int route_label_valid(const char *s) {
+    size_t i, len = strlen(s);
+
+    if (len == 0 || len > 63) return 0;
+    for (i = 0; i < len; i++) {
+        char c = s[i];
+        if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')) continue;
+        if (c == '-' && i != 0 && i != len - 1) continue;
+        return 0;
+    }
+    return 1;
+}
+
+int route_rv_older(const char *a, const char *b) {
+    char *end;
+    unsigned long long x, y;
+
+    x = strtoull(a, &end, 10);
+    if (*a == '\0' || *end != '\0') return 0;
+    y = strtoull(b, &end, 10);
+    if (*b == '\0' || *end != '\0') return 0;
+    return x < y;
+}
+
+static int port_of(json_t *obj, int default_port) {
+    json_t *spec, *containers, *ports;
+    const char *ann;
+    long p;
+
+    ann = str(json_object_get(json_object_get(obj, "metadata"),
+                              "annotations"), "agents.x-k8s.io/port");
+    if (*ann) {
+        p = strtol(ann, NULL, 10);
+        if (p > 0 && p < 65536) return (int) p;
+    }
+
+    spec = json_object_get(json_object_get(json_object_get(obj, "spec"),
+                                           "podTemplate"), "spec");
+    containers = json_object_get(spec, "containers");
+    ports = json_object_get(json_array_get(containers, 0), "ports");
+    p = json_integer_value(json_object_get(json_array_get(ports, 0),
+                                           "containerPort"));
+    if (p > 0 && p < 65536) return (int) p;
+
+    return default_port;
+}
+
+static void conditions(json_t *status, route *r) {
+    size_t i;
+    json_t *c;
+
+    json_array_foreach(json_object_get(status, "conditions"), i, c) {
+        if (strcmp(str(c, "type"), "Ready") != 0) continue;
+        r->ready = strcmp(str(c, "status"), "True") == 0;
+        copy(r->reason, sizeof(r->reason), str(c, "reason"));
+        copy(r->message, sizeof(r->message), str(c, "message"));
+    }
+}
+
+int route_from_object(json_t *obj, const char *api_version,
+                      int default_port, route *r) {
+    json_t *meta, *spec, *status, *ips;
+    const char *ip;
+
+    memset(r, 0, sizeof(*r));
+    meta = json_object_get(obj, "metadata");
+    spec = json_object_get(obj, "spec");
+    status = json_object_get(obj, "status");
+
+    copy(r->user, sizeof(r->user),
+         str(json_object_get(meta, "labels"), "user"));
+    copy(r->name, sizeof(r->name), str(meta, "name"));
+    copy(r->namespace, sizeof(r->namespace), str(meta, "namespace"));
+    copy(r->rv, sizeof(r->rv), str(meta, "resourceVersion"));
+    copy(r->uid, sizeof(r->uid), str(meta, "uid"));
+
+    if (!route_label_valid(r->user) || !route_label_valid(r->name))
+        return -1;
+
+    if (strcmp(api_version, "v1alpha1") == 0) {
+        json_t *rep = json_object_get(spec, "replicas");
+        r->suspended = rep != NULL && json_integer_value(rep) == 0;
+    } else {
+        r->suspended = strcmp(str(spec, "operatingMode"), "Suspended") == 0;
+    }
+
+    conditions(status, r);
+    if (r->suspended) r->ready = 0;
+
+    copy(r->fqdn, sizeof(r->fqdn), str(status, "serviceFQDN"));
+
+    ips = json_object_get(status, "podIPs");
+    ip = json_string_value(json_array_get(ips, 0));
+    if (ip && *ip) {
+        if (strchr(ip, ':'))
+            snprintf(r->addr, sizeof(r->addr), "[%s]:%d", ip,
+                     port_of(obj, default_port));
+        else
+            snprintf(r->addr, sizeof(r->addr), "%s:%d", ip,
+                     port_of(obj, default_port));
+    }
+
+    return 0;
+}

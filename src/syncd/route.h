@@ -1,0 +1,42 @@
+/*
+ * route.h - a Sandbox object, as the gateway's route table sees it.
+ *
+ * Pure logic over jansson values: no I/O, unit-tested on its own.
+ */
+
+#ifndef SYNCD_ROUTE_H
+#define SYNCD_ROUTE_H
+
+#include <jansson.h>
+
+#define ROUTE_NAME_MAX  64
+#define ROUTE_ADDR_MAX  64
+#define ROUTE_TEXT_MAX  256
+
+typedef struct route {
+    char user[ROUTE_NAME_MAX];
+    char name[ROUTE_NAME_MAX];
+    char namespace[ROUTE_NAME_MAX];
+    char addr[ROUTE_ADDR_MAX];      /* "ip:port", "" when unknown */
+    char fqdn[ROUTE_TEXT_MAX];
+    char reason[ROUTE_TEXT_MAX];
+    char message[ROUTE_TEXT_MAX];
+    char rv[32];                    /* metadata.resourceVersion */
+    char uid[64];
+    int ready;
+    int suspended;
+} route;
+
+/* api_version: "v1beta1" or "v1alpha1" (how suspension is spelled);
+ * returns 0, or -1 when the object is not one the gateway can route
+ * (no owner label, names that are not DNS labels) */
+int route_from_object(json_t *obj, const char *api_version,
+                      int default_port, route *r);
+
+int route_label_valid(const char *s);
+
+/* 1 if resourceVersion a is older than b (numeric compare; a
+ * non-numeric version is never older) */
+int route_rv_older(const char *a, const char *b);
+
+#endif

@@ -1,0 +1,176 @@
+#!/usr/bin/perl
+# sandbox-syncd against a real kube-apiserver (t/k8s/): Sandbox objects
+# become routes in Redis, requests reach the pod through the gateway, and
+# pause, delete and a daemon killed while objects vanish are followed.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use Time::HiRes qw(time sleep);
+use JSON::PP;
+use SbxTest;
+
+my $t = SbxTest->new;
+my $root = $t->root;
+my $syncd = "$root/build/sandbox-syncd";
+plan skip_all => 'build/sandbox-syncd not built' unless -x $syncd;
+
+my $kdir = $t->dir . '/k8s';
+my %k8s = map { /^(\w+)=(.*)$/ ? ($1, $2) : () }
+          `$root/t/k8s/cluster.sh start $kdir 2>&1`;
+plan skip_all => 'no kube-apiserver' unless $k8s{K8S_API};
+END { system("$root/t/k8s/cluster.sh stop $kdir >/dev/null 2>&1") if $kdir }
+
+open my $tf, '>', "$kdir/token" or die;
+print $tf "$k8s{K8S_TOKEN}\n";
+close $tf;
+
+sub kube {
+    my ($method, $path, $body, $type) = @_;
+    my @cmd = ('curl', '-s', '--cacert', $k8s{K8S_CA_FILE}, '-X', $method,
+               '-H', "Authorization: Bearer $k8s{K8S_TOKEN}",
+               '-w', '\n%{http_code}');
+    push @cmd, '-H', 'Content-Type: ' . ($type // 'application/json'),
+               '--data-binary', $body if defined $body;
+    open my $p, '-|', @cmd, "$k8s{K8S_API}$path" or die;
+    local $/;
+    my $out = <$p>;
+    close $p;
+    my ($json, $code) = $out =~ /^(.*)\n(\d+)$/s;
+    return ($code, eval { decode_json($json) });
+}
+
+my ($code) = kube('POST', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions',
+                  scalar `cat $root/t/k8s/sandbox-crd-v1beta1.json`);
+is($code, 201, 'CRD installed');
+for (1 .. 50) {
+    last if (kube('GET', '/apis/agents.x-k8s.io/v1beta1/sandboxes'))[0] == 200;
+    sleep 0.2;
+}
+
+$t->redis_start;
+my $rt = $t->runtime_start(id => 'pod');
+my ($rt_port) = $rt =~ /:(\d+)$/;
+$t->add_user('alice');
+my $key = $t->add_key('alice');
+
+$t->write_conf($t->base_conf(http => <<'EOF'));
+    sandbox_redis %%REDIS%%;
+    sandbox_cache_zone k8s:1m;
+    upstream pods { sandbox_balancer keepalive=4; }
+    server {
+        listen 127.0.0.1:%%PORT_1%%;
+        location / {
+            sandbox_route on;
+            proxy_pass http://pods$sandbox_uri;
+        }
+    }
+EOF
+$t->nginx_start;
+
+my $daemon_log = $t->dir . '/syncd.log';
+sub start_daemon {
+    $t->spawn('syncd', { K8S_API => $k8s{K8S_API},
+                         K8S_TOKEN_FILE => "$kdir/token",
+                         K8S_CA_FILE => $k8s{K8S_CA_FILE},
+                         SANDBOX_REDIS => $t->redis_addr,
+                         SANDBOX_API_VERSION => 'v1beta1' },
+              $syncd, '--watch-timeout', '5');
+}
+start_daemon();
+
+my $ns = '/apis/agents.x-k8s.io/v1beta1/namespaces/default/sandboxes';
+
+sub create {
+    my ($name) = @_;
+    my $obj = { apiVersion => 'agents.x-k8s.io/v1beta1', kind => 'Sandbox',
+                metadata => { name => $name, labels => { user => 'alice' },
+                              annotations => { 'agents.x-k8s.io/port' => "$rt_port" } },
+                spec => { podTemplate => { spec => { containers => [
+                    { name => 'sandbox', image => 'aio' } ] } } } };
+    return (kube('POST', $ns, encode_json($obj)))[0];
+}
+
+sub ready {
+    my ($name) = @_;
+    my $st = { status => { podIPs => ['127.0.0.1'],
+                           serviceFQDN => "$name.default.svc.cluster.local",
+                           conditions => [ { type => 'Ready', status => 'True',
+                               reason => 'DependenciesReady', message => 'ok',
+                               lastTransitionTime => '2026-11-23T00:00:00Z' } ] } };
+    return (kube('PATCH', "$ns/$name/status", encode_json($st),
+                 'application/merge-patch+json'))[0];
+}
+
+sub route_field {
+    my ($name, $field) = @_;
+    return $t->redis('HGET', "sbx:route:alice:$name", $field);
+}
+
+sub wait_for {
+    my ($cond, $secs) = @_;
+    my $until = time + ($secs // 10);
+    while (time < $until) { return 1 if $cond->(); sleep 0.05 }
+    return 0;
+}
+
+sub get {
+    my ($name) = @_;
+    return $t->http('GET', "/proxy/$name/_debug/k",
+                    headers => { Authorization => "Bearer $key" });
+}
+
+is(create('sb1'), 201, 'Sandbox created');
+ok(wait_for(sub { defined route_field('sb1', 'rv') }), 'route appears');
+is(route_field('sb1', 'ready'), '0', 'not ready before its status says so');
+is(get('sb1')->{status}, 503, 'gateway: 503 until ready');
+
+my $t0 = time;
+is(ready('sb1'), 200, 'status written');
+ok(wait_for(sub { get('sb1')->{status} == 200 }), 'request reaches the pod');
+diag(sprintf 'Ready status write to first successful request: %.0f ms',
+     1000 * (time - $t0));
+is(route_field('sb1', 'addr'), "127.0.0.1:$rt_port", 'address from podIPs and port');
+is($t->json(get('sb1'))->{runtime_id}, 'pod', 'the runtime answered');
+
+is((kube('PATCH', "$ns/sb1", '{"spec":{"operatingMode":"Suspended"}}',
+         'application/merge-patch+json'))[0], 200, 'paused');
+ok(wait_for(sub { (route_field('sb1', 'suspended') // '') eq '1' }),
+   'route suspended');
+is(get('sb1')->{status}, 503, 'gateway: paused sandbox is 503');
+
+is((kube('PATCH', "$ns/sb1", '{"spec":{"operatingMode":"Running"}}',
+         'application/merge-patch+json'))[0], 200, 'resumed');
+ok(wait_for(sub { get('sb1')->{status} == 200 }), 'served again');
+
+is((kube('DELETE', "$ns/sb1"))[0], 200, 'deleted');
+ok(wait_for(sub { !defined route_field('sb1', 'rv') }), 'route removed');
+is(get('sb1')->{status}, 403, 'gateway: gone');
+
+# killed while objects vanish: the re-list at start removes what is stale
+
+is(create('sb2'), 201, 'second sandbox');
+ok(wait_for(sub { defined route_field('sb2', 'rv') }), 'its route');
+$t->reap('syncd', 'KILL');
+is((kube('DELETE', "$ns/sb2"))[0], 200, 'deleted while the daemon is down');
+ok(defined route_field('sb2', 'rv'), 'route still there meanwhile');
+start_daemon();
+ok(wait_for(sub { !defined route_field('sb2', 'rv') }), 'reconciled on restart');
+
+# Redis flushed: a full re-sync
+
+is(create('sb3'), 201, 'third sandbox');
+ok(wait_for(sub { defined route_field('sb3', 'rv') }), 'its route');
+$t->redis('FLUSHALL');
+$t->reap('syncd', 'TERM');
+start_daemon();
+ok(wait_for(sub { defined route_field('sb3', 'rv') }), 're-synced after a flush');
+is($t->redis('HGET', 'sbx:sync', 'listed'), '1', 'sync state published');
+
+$t->reap('syncd', 'TERM');
+$t->nginx_stop;
+$t->error_log_ok;
+
+done_testing;
