@@ -77,7 +77,8 @@ sub start_daemon {
                          K8S_CA_FILE => $k8s{K8S_CA_FILE},
                          SANDBOX_REDIS => $t->redis_addr,
                          SANDBOX_API_VERSION => 'v1beta1' },
-              $syncd, '--watch-timeout', '5');
+              $syncd, '--watch-timeout', '5',
+              '--template', "$root/conf/sandbox-template.json");
 }
 start_daemon();
 
@@ -168,6 +169,46 @@ $t->reap('syncd', 'TERM');
 start_daemon();
 ok(wait_for(sub { defined route_field('sb3', 'rv') }), 're-synced after a flush');
 is($t->redis('HGET', 'sbx:sync', 'listed'), '1', 'sync state published');
+
+# the operations queue, as the API fills it
+
+sub queue {
+    my ($op, $name, %o) = @_;
+    $t->redis('XADD', 'sbx:ops', '*', op => $op, user => 'alice',
+              name => $name, namespace => 'user-alice',
+              image => $o{image} // '', requested_at => int time);
+}
+
+my $uns = '/apis/agents.x-k8s.io/v1beta1/namespaces/user-alice/sandboxes';
+$t->redis('HSET', 'sbx:sandbox:alice:sb4', name => 'sb4', user => 'alice',
+          state => 'creating');
+queue('create', 'sb4', image => 'example/aio:7');
+my $obj;
+ok(wait_for(sub { (my $c, $obj) = kube('GET', "$uns/sb4"); $c == 200 }),
+   'create: the object exists, in the user\'s namespace');
+is($obj->{metadata}{labels}{user}, 'alice', 'create: owner label');
+is($obj->{spec}{podTemplate}{spec}{containers}[0]{image}, 'example/aio:7',
+   'create: image from the template');
+ok(wait_for(sub { ($t->redis('HGET', 'sbx:sandbox:alice:sb4', 'state') // '')
+                  eq 'active' }), 'create: recorded');
+
+queue('create', 'sb4', image => 'example/aio:7');
+queue('pause', 'sb4');
+ok(wait_for(sub { ((kube('GET', "$uns/sb4"))[1]{spec}{operatingMode} // '')
+                  eq 'Suspended' }), 'pause: operatingMode Suspended (a repeated create is harmless)');
+queue('resume', 'sb4');
+ok(wait_for(sub { ((kube('GET', "$uns/sb4"))[1]{spec}{operatingMode} // '')
+                  eq 'Running' }), 'resume: Running');
+queue('delete', 'sb4');
+ok(wait_for(sub { (kube('GET', "$uns/sb4"))[0] == 404 }), 'delete: gone');
+queue('delete', 'sb4');
+
+$t->redis('HSET', 'sbx:sandbox:alice:nope', name => 'nope', user => 'alice');
+queue('pause', 'nope');
+ok(wait_for(sub { ($t->redis('HGET', 'sbx:sandbox:alice:nope', 'error') // '')
+                  =~ /not found/ }), 'a refusal is written back with Kubernetes\' message');
+ok(wait_for(sub { $t->redis('XPENDING', 'sbx:ops', 'syncd')->[0] == 0 }),
+   'every operation acknowledged');
 
 $t->reap('syncd', 'TERM');
 $t->nginx_stop;

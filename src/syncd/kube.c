@@ -89,15 +89,29 @@ static size_t collect(char *p, size_t size, size_t n, void *data) {
 }
 
 long kube_get(kube *k, const char *path, json_t **out) {
+    return kube_send(k, "GET", path, NULL, NULL, out);
+}
+
+long kube_send(kube *k, const char *method, const char *path,
+               const char *body, const char *content_type, json_t **out) {
     struct curl_slist *h = NULL;
     buf b = { NULL, 0, 0 };
     long status = 0;
+    char ct[128];
     CURL *curl;
 
     *out = NULL;
     kube_token(k, 0);
     curl = request(k, path, &h);
     if (curl == NULL) return 0;
+    curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
+    if (body) {
+        snprintf(ct, sizeof(ct), "Content-Type: %s",
+                 content_type ? content_type : "application/json");
+        h = curl_slist_append(h, ct);
+        curl_easy_setopt(curl, CURLOPT_HTTPHEADER, h);
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
+    }
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, &b);
     curl_easy_setopt(curl, CURLOPT_TIMEOUT, 60L);

@@ -22,6 +22,10 @@ typedef int (*kube_line_fn)(const char *line, size_t len, void *data);
  * transport error */
 long kube_get(kube *k, const char *path, json_t **out);
 
+/* any method with an optional JSON body (content_type for PATCH kinds) */
+long kube_send(kube *k, const char *method, const char *path,
+               const char *body, const char *content_type, json_t **out);
+
 /* streams path, line by line, until the server ends it (watch timeout),
  * the callback says stop, or idle_timeout seconds pass without data;
  * returns the HTTP status, 0 on a transport error */

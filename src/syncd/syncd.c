@@ -7,8 +7,8 @@
  * bookmarks.  A watch that ends cleanly is resumed from the last version
  * seen; 410 Gone (history compacted) means a fresh list; errors back off.
  *
- * Not yet here (docs/redis-data-model.md describes them): the operations
- * queue consumer and Lease leader election.
+ * With --template, a second process carries out the operations the API
+ * queues (ops.c).  Not yet here: Lease leader election, so run one.
  */
 
 #include <signal.h>
@@ -20,7 +20,10 @@
 
 #include <curl/curl.h>
 
+#include <sys/wait.h>
+
 #include "kube.h"
+#include "ops.h"
 #include "route.h"
 #include "store.h"
 
@@ -162,7 +165,9 @@ static void usage(void) {
         "usage: sandbox-syncd [--api URL] [--token-file F] [--ca-file F]\n"
         "         [--namespace NS] [--api-version v1beta1|v1alpha1]\n"
         "         [--redis ADDR] [--default-port N] [--watch-timeout S]\n"
-        "environment: K8S_API, K8S_TOKEN_FILE, K8S_CA_FILE, SANDBOX_REDIS;\n"
+        "         [--template FILE]\n"
+        "environment: K8S_API, K8S_TOKEN_FILE, K8S_CA_FILE, SANDBOX_REDIS,\n"
+        "SANDBOX_NAMESPACE, SANDBOX_API_VERSION, SANDBOX_TEMPLATE;\n"
         "in a pod, the service account and KUBERNETES_SERVICE_HOST/PORT\n");
 }
 
@@ -171,8 +176,38 @@ static const char *env(const char *name, const char *fallback) {
     return v && *v ? v : fallback;
 }
 
+/* the operations loop, in its own process: it blocks on Redis */
+static int run_ops(syncd *s, const char *template_file) {
+    json_error_t err;
+    ops o;
+
+    memset(&o, 0, sizeof(o));
+    o.k = &s->k;
+    o.api_version = s->api_version;
+    o.template = json_load_file(template_file, 0, &err);
+    if (o.template == NULL) {
+        fprintf(stderr, "sandbox-syncd: %s: %s\n", template_file, err.text);
+        return 1;
+    }
+    snprintf(o.consumer, sizeof(o.consumer), "syncd-%ld", (long) getpid());
+
+    while (!stopping) {
+        if (o.redis == NULL || o.redis->err) {
+            redisFree(o.redis);
+            o.redis = store_connect(s->redis_addr);
+            if (o.redis == NULL) { sleep(1); continue; }
+        }
+        if (ops_round(&o, 1000) != 0) sleep(1);
+    }
+    redisFree(o.redis);
+    json_decref(o.template);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     syncd s;
+    const char *template_file;
+    pid_t ops_pid = 0;
     const char *api, *host, *sa = "/var/run/secrets/kubernetes.io/serviceaccount";
     char path[1024], query[256], incluster[512], token_sa[600], ca_sa[600];
     int i, backoff = 1;
@@ -193,6 +228,7 @@ int main(int argc, char **argv) {
     s.api_version = env("SANDBOX_API_VERSION", "v1beta1");
     s.default_port = 8080;
     s.watch_timeout = 300;
+    template_file = env("SANDBOX_TEMPLATE", NULL);
 
     for (i = 1; i < argc; i++) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -207,6 +243,7 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--redis") == 0) s.redis_addr = v;
         else if (strcmp(argv[i], "--default-port") == 0) s.default_port = atoi(v);
         else if (strcmp(argv[i], "--watch-timeout") == 0) s.watch_timeout = atol(v);
+        else if (strcmp(argv[i], "--template") == 0) template_file = v;
         else { usage(); return 2; }
         i++;
     }
@@ -221,6 +258,11 @@ int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     kube_token(&s.k, 1);
+
+    if (template_file) {
+        ops_pid = fork();
+        if (ops_pid == 0) _exit(run_ops(&s, template_file));
+    }
 
     while (!stopping) {
         if (redis_ready(&s) != 0 || relist(&s) != 0) {
@@ -249,6 +291,10 @@ int main(int argc, char **argv) {
         }
     }
 
+    if (ops_pid > 0) {
+        kill(ops_pid, SIGTERM);
+        waitpid(ops_pid, NULL, 0);
+    }
     redisFree(s.redis);
     curl_global_cleanup();
     return 0;

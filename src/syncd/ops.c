@@ -1,0 +1,207 @@
+/*
+ * ops.c - the operations queue: a Redis stream read by the consumer group
+ * "syncd".  An entry is acknowledged only once Kubernetes has answered:
+ * a transport error or a 5xx leaves it pending, to be tried again.  Every
+ * operation is idempotent (409 on create and 404 on delete count as done),
+ * so a redelivery after a crash is harmless.  A refusal (403, 422 ...) is
+ * an answer too: its message is written to the sandbox's record, where the
+ * API shows it, and the entry is acknowledged.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ops.h"
+#include "route.h"
+
+typedef struct op {
+    const char *id, *op, *user, *name, *namespace, *image;
+} op;
+
+static const char *field(redisReply *fields, const char *name) {
+    size_t i;
+
+    for (i = 0; i + 1 < fields->elements; i += 2)
+        if (strcmp(fields->element[i]->str, name) == 0)
+            return fields->element[i + 1]->str;
+    return "";
+}
+
+/* the template with ${NAME}, ${USER}, ${NAMESPACE}, ${IMAGE} filled in */
+static void fill(json_t *j, const op *p) {
+    const char *k;
+    size_t i;
+    json_t *v;
+
+    if (json_is_object(j)) {
+        json_object_foreach(j, k, v) fill(v, p);
+    } else if (json_is_array(j)) {
+        json_array_foreach(j, i, v) fill(v, p);
+    } else if (json_is_string(j)) {
+        const char *s = json_string_value(j);
+        const char *vals[4] = { p->name, p->user, p->namespace, p->image };
+        const char *keys[4] = { "${NAME}", "${USER}", "${NAMESPACE}", "${IMAGE}" };
+        char out[1024];
+        size_t n = 0;
+
+        while (*s && n < sizeof(out) - 1) {
+            int hit = 0;
+            for (i = 0; i < 4; i++) {
+                size_t kl = strlen(keys[i]);
+                if (strncmp(s, keys[i], kl) == 0) {
+                    n += snprintf(out + n, sizeof(out) - n, "%s", vals[i]);
+                    if (n >= sizeof(out)) n = sizeof(out) - 1;
+                    s += kl;
+                    hit = 1;
+                    break;
+                }
+            }
+            if (!hit) out[n++] = *s++;
+        }
+        out[n] = '\0';
+        json_string_set(j, out);
+    }
+}
+
+static const char *message(json_t *status) {
+    const char *m = json_string_value(json_object_get(status, "message"));
+    return m ? m : "no answer from Kubernetes";
+}
+
+static void record(ops *o, const op *p, const char *state, const char *error) {
+    redisReply *r;
+    char key[256];
+
+    snprintf(key, sizeof(key), "sbx:sandbox:%s:%s", p->user, p->name);
+    if (error)
+        r = redisCommand(o->redis, "EVAL %s 1 %s %s %ld",
+            "if redis.call('EXISTS', KEYS[1]) == 1 then "
+            "redis.call('HSET', KEYS[1], 'error', ARGV[1], 'error_at', ARGV[2]) end",
+            key, error, (long) time(NULL));
+    else
+        r = redisCommand(o->redis, "EVAL %s 1 %s %s",
+            "if redis.call('EXISTS', KEYS[1]) == 1 then "
+            "redis.call('HSET', KEYS[1], 'state', ARGV[1]) "
+            "redis.call('HDEL', KEYS[1], 'error', 'error_at') end",
+            key, state);
+    freeReplyObject(r);
+}
+
+/* returns 1 when Kubernetes answered (ack), 0 to retry later */
+static int carry_out(ops *o, const op *p) {
+    char path[512], body[256];
+    const char *state = "active", *ct = NULL, *method;
+    json_t *obj = NULL, *out = NULL;
+    char *text = NULL;
+    long status;
+    int beta = strcmp(o->api_version, "v1beta1") == 0;
+
+    if (!route_label_valid(p->name) || !route_label_valid(p->user)
+        || !route_label_valid(p->namespace)) {
+        record(o, p, NULL, "invalid operation");
+        return 1;
+    }
+    snprintf(path, sizeof(path),
+             "/apis/agents.x-k8s.io/%s/namespaces/%s/sandboxes",
+             o->api_version, p->namespace);
+
+    if (strcmp(p->op, "create") == 0) {
+        /* per-user namespaces: make sure it exists (409 is fine) */
+        snprintf(body, sizeof(body),
+                 "{\"apiVersion\":\"v1\",\"kind\":\"Namespace\","
+                 "\"metadata\":{\"name\":\"%s\"}}", p->namespace);
+        kube_send(o->k, "POST", "/api/v1/namespaces", body, NULL, &out);
+        json_decref(out);
+        obj = json_deep_copy(o->template);
+        fill(obj, p);
+        json_object_set_new(obj, "apiVersion",
+            json_sprintf("agents.x-k8s.io/%s", o->api_version));
+        text = json_dumps(obj, JSON_COMPACT);
+        method = "POST";
+    } else {
+        size_t len = strlen(path);
+        snprintf(path + len, sizeof(path) - len, "/%s", p->name);
+        if (strcmp(p->op, "delete") == 0) {
+            method = "DELETE";
+            state = "deleted";
+        } else if (strcmp(p->op, "pause") == 0 || strcmp(p->op, "resume") == 0) {
+            int pause = p->op[0] == 'p';
+            method = "PATCH";
+            ct = "application/merge-patch+json";
+            text = strdup(beta
+                ? (pause ? "{\"spec\":{\"operatingMode\":\"Suspended\"}}"
+                         : "{\"spec\":{\"operatingMode\":\"Running\"}}")
+                : (pause ? "{\"spec\":{\"replicas\":0}}"
+                         : "{\"spec\":{\"replicas\":1}}"));
+            state = pause ? "paused" : "active";
+        } else {
+            record(o, p, NULL, "unknown operation");
+            return 1;
+        }
+    }
+
+    status = kube_send(o->k, method, path, text, ct, &out);
+    free(text);
+    json_decref(obj);
+
+    if (status == 0 || status >= 500) {
+        json_decref(out);
+        return 0;
+    }
+    if ((status >= 200 && status < 300)
+        || (status == 409 && strcmp(p->op, "create") == 0)
+        || (status == 404 && strcmp(p->op, "delete") == 0))
+        record(o, p, state, NULL);
+    else
+        record(o, p, NULL, message(out));
+
+    json_decref(out);
+    return 1;
+}
+
+static int handle(ops *o, redisReply *reply) {
+    size_t i;
+    redisReply *entries, *r;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) return 0;
+    entries = reply->element[0]->element[1];
+    for (i = 0; i < entries->elements; i++) {
+        redisReply *e = entries->element[i], *f = e->element[1];
+        op p;
+
+        if (f->type != REDIS_REPLY_ARRAY) continue;   /* already deleted */
+        p.id = e->element[0]->str;
+        p.op = field(f, "op");
+        p.user = field(f, "user");
+        p.name = field(f, "name");
+        p.namespace = field(f, "namespace");
+        p.image = field(f, "image");
+
+        if (!carry_out(o, &p)) continue;
+        r = redisCommand(o->redis, "XACK sbx:ops syncd %s", p.id);
+        freeReplyObject(r);
+    }
+    return (int) entries->elements;
+}
+
+int ops_round(ops *o, long block_ms) {
+    redisReply *r;
+
+    r = redisCommand(o->redis, "XGROUP CREATE sbx:ops syncd 0 MKSTREAM");
+    freeReplyObject(r);         /* BUSYGROUP: it exists already */
+
+    r = redisCommand(o->redis, "XREADGROUP GROUP syncd %s COUNT 50 STREAMS "
+                     "sbx:ops 0", o->consumer);
+    if (r == NULL) return -1;
+    handle(o, r);
+    freeReplyObject(r);
+
+    r = redisCommand(o->redis, "XREADGROUP GROUP syncd %s COUNT 50 BLOCK %ld "
+                     "STREAMS sbx:ops >", o->consumer, block_ms);
+    if (r == NULL) return -1;
+    handle(o, r);
+    freeReplyObject(r);
+    return 0;
+}

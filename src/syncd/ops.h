@@ -1,0 +1,25 @@
+/*
+ * ops.h - carries out the operations the API queues on sbx:ops.
+ */
+
+#ifndef SYNCD_OPS_H
+#define SYNCD_OPS_H
+
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+
+#include "kube.h"
+
+typedef struct ops {
+    kube *k;
+    redisContext *redis;
+    const char *api_version;
+    json_t *template;           /* the Sandbox to create, with ${...} */
+    char consumer[128];
+} ops;
+
+/* one round: the consumer's pending entries, then new ones (blocks up to
+ * block_ms); returns -1 on a Redis error */
+int ops_round(ops *o, long block_ms);
+
+#endif
