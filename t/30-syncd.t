@@ -210,7 +210,47 @@ ok(wait_for(sub { ($t->redis('HGET', 'sbx:sandbox:alice:nope', 'error') // '')
 ok(wait_for(sub { $t->redis('XPENDING', 'sbx:ops', 'syncd')->[0] == 0 }),
    'every operation acknowledged');
 
+# two daemons on a Lease: one leads; when it dies the other takes over
+
 $t->reap('syncd', 'TERM');
+
+sub start_elector {
+    my ($n) = @_;
+    return $t->spawn("elector$n", { K8S_API => $k8s{K8S_API},
+                                   K8S_TOKEN_FILE => "$kdir/token",
+                                   K8S_CA_FILE => $k8s{K8S_CA_FILE},
+                                   SANDBOX_REDIS => $t->redis_addr },
+                     $syncd, '--watch-timeout', '5', '--lease',
+                     'default/sandbox-syncd', '--lease-duration', '3');
+}
+
+my %pid = (1 => start_elector(1), 2 => start_elector(2));
+my $holder;
+ok(wait_for(sub {
+       my ($c, $l) = kube('GET', '/apis/coordination.k8s.io/v1/namespaces/'
+                                  . 'default/leases/sandbox-syncd');
+       $holder = $c == 200 ? $l->{spec}{holderIdentity} : undef;
+       defined $holder }), 'a leader holds the Lease');
+my ($leader) = grep { $holder =~ /-$pid{$_}$/ } keys %pid;
+ok($leader, "the leader is one of the two ($holder)");
+my $other = $leader && $leader == 1 ? 2 : 1;
+
+is(create('sb5'), 201, 'object while led');
+ok(wait_for(sub { defined route_field('sb5', 'rv') }), 'the leader writes its route');
+unlike($t->read_file("elector$other.out"), qr/leads/, 'the follower does not lead');
+
+$t->reap("elector$leader", 'KILL');
+my $t1 = time;
+ok(wait_for(sub {
+       my ($c, $l) = kube('GET', '/apis/coordination.k8s.io/v1/namespaces/'
+                                  . 'default/leases/sandbox-syncd');
+       $c == 200 && $l->{spec}{holderIdentity} =~ /-$pid{$other}$/ }, 10),
+   'the follower takes the Lease over');
+diag(sprintf 'failover in %.1f s (lease 3 s)', time - $t1);
+is(create('sb6'), 201, 'object after failover');
+ok(wait_for(sub { defined route_field('sb6', 'rv') }), 'the new leader writes its route');
+$t->reap("elector$other", 'TERM');
+
 $t->nginx_stop;
 $t->error_log_ok;
 

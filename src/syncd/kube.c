@@ -67,6 +67,13 @@ int kube_token(kube *k, int force) {
     return 0;
 }
 
+static int progress(void *data, curl_off_t a, curl_off_t b, curl_off_t c,
+                    curl_off_t d) {
+    kube *k = data;
+    (void) a; (void) b; (void) c; (void) d;
+    return k->abort && *k->abort ? 1 : 0;
+}
+
 static CURL *request(kube *k, const char *path, struct curl_slist **h) {
     char url[2048], auth[4200];
     CURL *curl = curl_easy_init();
@@ -81,6 +88,9 @@ static CURL *request(kube *k, const char *path, struct curl_slist **h) {
     if (k->ca_file[0]) curl_easy_setopt(curl, CURLOPT_CAINFO, k->ca_file);
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, 5L);
+    curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, progress);
+    curl_easy_setopt(curl, CURLOPT_XFERINFODATA, k);
     return curl;
 }
 

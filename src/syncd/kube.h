@@ -5,6 +5,8 @@
 #ifndef SYNCD_KUBE_H
 #define SYNCD_KUBE_H
 
+#include <signal.h>
+
 #include <jansson.h>
 
 typedef struct kube {
@@ -13,6 +15,7 @@ typedef struct kube {
     char ca_file[512];
     char token[4096];
     long token_read_at;
+    volatile sig_atomic_t *abort;   /* set: transfers stop at once */
 } kube;
 
 /* called with each complete line of a watch stream; returns 0 to go on */

@@ -8,7 +8,12 @@
  * seen; 410 Gone (history compacted) means a fresh list; errors back off.
  *
  * With --template, a second process carries out the operations the API
- * queues (ops.c).  Not yet here: Lease leader election, so run one.
+ * queues (ops.c).
+ *
+ * With --lease NAMESPACE/NAME, the process first elects a leader on that
+ * Lease (lease.c): only the leader runs the watch and the operations, in
+ * a child it starts when it wins and kills when it cannot renew in time;
+ * followers keep trying, so one takes over once the lease expires.
  */
 
 #include <signal.h>
@@ -20,9 +25,11 @@
 
 #include <curl/curl.h>
 
+#include <sys/prctl.h>
 #include <sys/wait.h>
 
 #include "kube.h"
+#include "lease.h"
 #include "ops.h"
 #include "route.h"
 #include "store.h"
@@ -165,7 +172,7 @@ static void usage(void) {
         "usage: sandbox-syncd [--api URL] [--token-file F] [--ca-file F]\n"
         "         [--namespace NS] [--api-version v1beta1|v1alpha1]\n"
         "         [--redis ADDR] [--default-port N] [--watch-timeout S]\n"
-        "         [--template FILE]\n"
+        "         [--template FILE] [--lease NAMESPACE/NAME] [--lease-duration S]\n"
         "environment: K8S_API, K8S_TOKEN_FILE, K8S_CA_FILE, SANDBOX_REDIS,\n"
         "SANDBOX_NAMESPACE, SANDBOX_API_VERSION, SANDBOX_TEMPLATE;\n"
         "in a pod, the service account and KUBERNETES_SERVICE_HOST/PORT\n");
@@ -204,13 +211,66 @@ static int run_ops(syncd *s, const char *template_file) {
     return 0;
 }
 
+static int run(syncd *s, const char *template_file);
+
+/*
+ * The elector: renews every third of the lease; runs the worker only
+ * while it holds the lease.  A renewal that has not succeeded for the
+ * lease's duration means someone else may lead: the worker is stopped.
+ */
+static int elect(syncd *s, const char *template_file, const char *lease,
+                 int duration) {
+    char ns[128], name[128], id[256], host[128];
+    time_t renewed = 0;
+    pid_t worker = 0;
+    const char *slash = strchr(lease, '/');
+
+    if (slash == NULL) { usage(); return 2; }
+    snprintf(ns, sizeof(ns), "%.*s", (int) (slash - lease), lease);
+    snprintf(name, sizeof(name), "%s", slash + 1);
+    gethostname(host, sizeof(host));
+    host[sizeof(host) - 1] = '\0';
+    snprintf(id, sizeof(id), "%s-%ld", host, (long) getpid());
+
+    while (!stopping) {
+        int rc = lease_acquire(&s->k, ns, name, id, duration);
+
+        if (rc == 1) renewed = time(NULL);
+        if (worker > 0 && waitpid(worker, NULL, WNOHANG) == worker) worker = 0;
+
+        if (rc == 1 && worker == 0) {
+            fprintf(stderr, "sandbox-syncd: %s leads\n", id);
+            worker = fork();
+            if (worker == 0) {
+                /* a worker never outlives its elector: no second leader */
+                prctl(PR_SET_PDEATHSIG, SIGKILL);
+                setpgid(0, 0);
+                _exit(run(s, template_file));
+            }
+        }
+        if (worker > 0 && time(NULL) - renewed >= duration) {
+            /* at once: another may lead already; the group holds ops too */
+            fprintf(stderr, "sandbox-syncd: %s lost the lease\n", id);
+            kill(-worker, SIGKILL);
+            waitpid(worker, NULL, 0);
+            worker = 0;
+        }
+        sleep(duration / 3 > 0 ? duration / 3 : 1);
+    }
+    if (worker > 0) {
+        kill(-worker, SIGTERM);
+        waitpid(worker, NULL, 0);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     syncd s;
-    const char *template_file;
-    pid_t ops_pid = 0;
+    const char *template_file, *lease = NULL;
+    int lease_duration = 15;
     const char *api, *host, *sa = "/var/run/secrets/kubernetes.io/serviceaccount";
-    char path[1024], query[256], incluster[512], token_sa[600], ca_sa[600];
-    int i, backoff = 1;
+    char incluster[512], token_sa[600], ca_sa[600];
+    int i;
 
     memset(&s, 0, sizeof(s));
     snprintf(token_sa, sizeof(token_sa), "%s/token", sa);
@@ -244,6 +304,9 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--default-port") == 0) s.default_port = atoi(v);
         else if (strcmp(argv[i], "--watch-timeout") == 0) s.watch_timeout = atol(v);
         else if (strcmp(argv[i], "--template") == 0) template_file = v;
+        else if (strcmp(argv[i], "--lease") == 0) lease = v;
+        else if (strcmp(argv[i], "--lease-duration") == 0)
+            lease_duration = atoi(v) > 0 ? atoi(v) : 15;
         else { usage(); return 2; }
         i++;
     }
@@ -252,6 +315,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     snprintf(s.k.api, sizeof(s.k.api), "%s", api);
+    s.k.abort = &stopping;
 
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
@@ -259,9 +323,26 @@ int main(int argc, char **argv) {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     kube_token(&s.k, 1);
 
+    i = lease ? elect(&s, template_file, lease, lease_duration)
+              : run(&s, template_file);
+    curl_global_cleanup();
+    return i;
+}
+
+
+/* the worker: the operations process (if any) and the watch loop */
+static int run(syncd *s_, const char *template_file) {
+    syncd s = *s_;
+    pid_t ops_pid = 0;
+    int backoff = 1;
+    char path[1024], query[256];
+
     if (template_file) {
         ops_pid = fork();
-        if (ops_pid == 0) _exit(run_ops(&s, template_file));
+        if (ops_pid == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            _exit(run_ops(&s, template_file));
+        }
     }
 
     while (!stopping) {
@@ -296,6 +377,5 @@ int main(int argc, char **argv) {
         waitpid(ops_pid, NULL, 0);
     }
     redisFree(s.redis);
-    curl_global_cleanup();
     return 0;
 }
