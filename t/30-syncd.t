@@ -170,6 +170,30 @@ start_daemon();
 ok(wait_for(sub { defined route_field('sb3', 'rv') }), 're-synced after a flush');
 is($t->redis('HGET', 'sbx:sync', 'listed'), '1', 'sync state published');
 
+# history gone (etcd compacted, a new apiserver) and the token rotated
+# while the daemon was frozen: 401 makes it re-read its token file, 410
+# makes it list again, and nothing stale survives
+
+is(create('sb7'), 201, 'sandbox before the outage');
+ok(wait_for(sub { defined route_field('sb7', 'rv') }), 'its route');
+kill 'STOP', $t->{pids}{syncd};
+is((kube('DELETE', "$ns/sb7"))[0], 200, 'deleted while the daemon is frozen');
+is(create('sb8'), 201, 'created while the daemon is frozen');
+like(`$root/t/k8s/cluster.sh compact $kdir`, qr/^\d+$/, 'etcd compacted');
+my $new = 'admin-rotated-' . int(rand 1e9);
+is(system("$root/t/k8s/cluster.sh restart $kdir $new >/dev/null 2>&1"), 0,
+   'apiserver restarted with a new token');
+$k8s{K8S_TOKEN} = $new;
+is((kube('GET', $ns))[0], 200, 'the new token works, the old is gone');
+open $tf, '>', "$kdir/token" or die;
+print $tf "$new\n";
+close $tf;
+kill 'CONT', $t->{pids}{syncd};
+ok(wait_for(sub { !defined route_field('sb7', 'rv') }, 20),
+   'stale route removed after the re-list');
+ok(wait_for(sub { defined route_field('sb8', 'rv') }, 20),
+   'new object routed after the re-list');
+
 # the operations queue, as the API fills it
 
 sub queue {

@@ -3,7 +3,8 @@
  * "syncd".  An entry is acknowledged only once Kubernetes has answered:
  * a transport error or a 5xx leaves it pending, to be tried again.  Every
  * operation is idempotent (409 on create and 404 on delete count as done),
- * so a redelivery after a crash is harmless.  A refusal (403, 422 ...) is
+ * so a redelivery after a crash is harmless.  401 is retried too (the
+ * token file has been re-read by then).  A refusal (403, 422 ...) is
  * an answer too: its message is written to the sandbox's record, where the
  * API shows it, and the entry is acknowledged.
  */
@@ -112,8 +113,11 @@ static int carry_out(ops *o, const op *p) {
         snprintf(body, sizeof(body),
                  "{\"apiVersion\":\"v1\",\"kind\":\"Namespace\","
                  "\"metadata\":{\"name\":\"%s\"}}", p->namespace);
-        kube_send(o->k, "POST", "/api/v1/namespaces", body, NULL, &out);
+        status = kube_send(o->k, "POST", "/api/v1/namespaces", body, NULL,
+                           &out);
         json_decref(out);
+        out = NULL;
+        if (status == 0 || status == 401 || status >= 500) return 0;
         obj = json_deep_copy(o->template);
         fill(obj, p);
         json_object_set_new(obj, "apiVersion",
@@ -146,7 +150,9 @@ static int carry_out(ops *o, const op *p) {
     free(text);
     json_decref(obj);
 
-    if (status == 0 || status >= 500) {
+    /* no answer, or a token that has just been rotated: try again */
+
+    if (status == 0 || status == 401 || status >= 500) {
         json_decref(out);
         return 0;
     }

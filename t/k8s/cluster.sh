@@ -4,6 +4,11 @@
 # CA, static bearer tokens, RBAC.  No controllers run: tests play them.
 #
 #   t/k8s/cluster.sh start DIR    prints K8S_API, K8S_TOKEN, K8S_CA_FILE
+#   t/k8s/cluster.sh restart DIR [TOKEN]
+#                                 a new apiserver on the same etcd (old
+#                                 watch versions then get 410), with TOKEN
+#                                 replacing the admin token if given
+#   t/k8s/cluster.sh compact DIR  etcd compaction at its current revision
 #   t/k8s/cluster.sh stop DIR
 #
 # Ports: $ETCD_PORT, $ETCD_PEER_PORT, $APISERVER_PORT (free ones if unset).
@@ -34,10 +39,51 @@ stop() {
     done
 }
 
-if [ "$cmd" = stop ]; then
+start_apiserver() {
+    (cd "$DIR" && exec $(cat apiserver.args)) > "$DIR/apiserver.log" 2>&1 &
+    echo $! > "$DIR/apiserver.pid"
+}
+
+wait_ready() {
+    i=0
+    until curl -fsS --cacert "$DIR/pki/ca.crt" \
+              -H "Authorization: Bearer $(cut -d, -f1 "$DIR/tokens.csv")" \
+              "https://127.0.0.1:$(cat "$DIR/apiserver.port")/readyz" \
+              >/dev/null 2>&1
+    do
+        i=$((i + 1))
+        if [ $i -gt 150 ] || ! kill -0 "$(cat "$DIR/apiserver.pid")" 2>/dev/null
+        then
+            echo "kube-apiserver did not become ready:" >&2
+            tail -n 20 "$DIR/apiserver.log" >&2
+            return 1
+        fi
+        sleep 0.2
+    done
+}
+
+case $cmd in
+stop)
     stop
-    exit 0
-fi
+    exit 0 ;;
+restart)
+    pid=$(cat "$DIR/apiserver.pid")
+    kill "$pid" 2>/dev/null || true
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+    if [ -n "${3:-}" ]; then
+        printf '%s,admin,admin,"system:masters"\n' "$3" > "$DIR/tokens.csv"
+    fi
+    start_apiserver
+    wait_ready
+    exit $? ;;
+compact)
+    rev=$(ETCDCTL_API=3 etcdctl --endpoints "http://127.0.0.1:$(cat "$DIR/etcd.port")" \
+              endpoint status --write-out=json | sed 's/.*"revision":\([0-9]*\).*/\1/')
+    ETCDCTL_API=3 etcdctl --endpoints "http://127.0.0.1:$(cat "$DIR/etcd.port")" \
+        compact "$rev" >/dev/null
+    echo "$rev"
+    exit 0 ;;
+esac
 
 BIN=$("$ROOT/t/k8s/build-apiserver.sh")
 mkdir -p "$DIR/pki"
@@ -69,34 +115,27 @@ etcd --data-dir "$DIR/etcd" --name test \
     > "$DIR/etcd.log" 2>&1 &
 echo $! > "$DIR/etcd.pid"
 
-"$BIN" --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 \
-    --secure-port "$APISERVER_PORT" --insecure-port 0 \
-    --tls-cert-file pki/server.crt --tls-private-key-file pki/server.key \
-    --client-ca-file pki/ca.crt --token-auth-file tokens.csv \
-    --authorization-mode RBAC \
-    --service-account-key-file pki/sa.pub \
-    --service-account-signing-key-file pki/sa.key \
-    --service-account-issuer https://kubernetes.default.svc \
-    --api-audiences https://kubernetes.default.svc \
-    --service-cluster-ip-range 10.96.0.0/24 \
-    --watch-cache="${WATCH_CACHE:-true}" \
-    > "$DIR/apiserver.log" 2>&1 &
-echo $! > "$DIR/apiserver.pid"
-
-i=0
-until curl -fsS --cacert pki/ca.crt -H "Authorization: Bearer $TOKEN" \
-          "https://127.0.0.1:$APISERVER_PORT/readyz" >/dev/null 2>&1
-do
-    i=$((i + 1))
-    if [ $i -gt 150 ] || ! kill -0 "$(cat apiserver.pid)" 2>/dev/null; then
-        echo "kube-apiserver did not become ready:" >&2
-        tail -n 20 apiserver.log >&2
-        stop
-        exit 1
-    fi
-    sleep 0.2
-done
+echo "$ETCD_PORT" > "$DIR/etcd.port"
+echo "$APISERVER_PORT" > "$DIR/apiserver.port"
+cat > "$DIR/apiserver.args" <<ARGS
+$BIN --etcd-servers http://127.0.0.1:$ETCD_PORT
+ --bind-address 127.0.0.1 --advertise-address 127.0.0.1
+ --secure-port $APISERVER_PORT --insecure-port 0
+ --tls-cert-file pki/server.crt --tls-private-key-file pki/server.key
+ --client-ca-file pki/ca.crt --token-auth-file tokens.csv
+ --authorization-mode RBAC
+ --service-account-key-file pki/sa.pub
+ --service-account-signing-key-file pki/sa.key
+ --service-account-issuer https://kubernetes.default.svc
+ --api-audiences https://kubernetes.default.svc
+ --service-cluster-ip-range 10.96.0.0/24
+ --watch-cache=${WATCH_CACHE:-true}
+ARGS
+start_apiserver
+if ! wait_ready; then
+    stop
+    exit 1
+fi
 
 echo "K8S_API=https://127.0.0.1:$APISERVER_PORT"
 echo "K8S_TOKEN=$TOKEN"
