@@ -275,6 +275,46 @@ is(create('sb6'), 201, 'object after failover');
 ok(wait_for(sub { defined route_field('sb6', 'rv') }), 'the new leader writes its route');
 $t->reap("elector$other", 'TERM');
 
+# v1alpha1: the same, with pause spelled replicas: 0
+
+my $a_ns = '/apis/agents.x-k8s.io/v1alpha1/namespaces/default/sandboxes';
+kube('DELETE', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions/'
+               . 'sandboxes.agents.x-k8s.io');
+ok(wait_for(sub { (kube('POST', '/apis/apiextensions.k8s.io/v1/'
+                        . 'customresourcedefinitions',
+                        scalar `cat $root/t/k8s/sandbox-crd-v1alpha1.json`))[0]
+                  == 201 }, 30), 'v1alpha1 CRD installed');
+ok(wait_for(sub { (kube('GET', $a_ns))[0] == 200 }), 'v1alpha1 served');
+
+$t->spawn('syncd', { K8S_API => $k8s{K8S_API}, K8S_TOKEN_FILE => "$kdir/token",
+                     K8S_CA_FILE => $k8s{K8S_CA_FILE},
+                     SANDBOX_REDIS => $t->redis_addr,
+                     SANDBOX_API_VERSION => 'v1alpha1' },
+          $syncd, '--watch-timeout', '5',
+          '--template', "$root/conf/sandbox-template.json");
+
+my $alpha = { apiVersion => 'agents.x-k8s.io/v1alpha1', kind => 'Sandbox',
+              metadata => { name => 'al1', labels => { user => 'alice' },
+                            annotations => { 'agents.x-k8s.io/port' => "$rt_port" } },
+              spec => { podTemplate => { spec => { containers => [] } } } };
+is((kube('POST', $a_ns, encode_json($alpha)))[0], 201, 'v1alpha1 object');
+is((kube('PATCH', "$a_ns/al1/status", encode_json({ status => {
+        podIPs => ['127.0.0.1'], conditions => [ { type => 'Ready',
+        status => 'True', reason => 'Ready', message => 'ok',
+        lastTransitionTime => '2026-11-23T00:00:00Z' } ] } }),
+        'application/merge-patch+json'))[0], 200, 'v1alpha1 ready');
+ok(wait_for(sub { get('al1')->{status} == 200 }), 'v1alpha1: served');
+
+$t->redis('XADD', 'sbx:ops', '*', op => 'pause', user => 'alice',
+          name => 'al1', namespace => 'default', image => '',
+          requested_at => int time);
+ok(wait_for(sub { ((kube('GET', "$a_ns/al1"))[1]{spec}{replicas} // 1) == 0 }),
+   'v1alpha1 pause: replicas 0');
+ok(wait_for(sub { (route_field('al1', 'suspended') // '') eq '1' }),
+   'v1alpha1: route suspended');
+is(get('al1')->{status}, 503, 'v1alpha1: paused is 503');
+$t->reap('syncd', 'TERM');
+
 $t->nginx_stop;
 $t->error_log_ok;
 
