@@ -81,7 +81,6 @@ static ngx_int_t ngx_http_sandbox_api_parse_body(ngx_http_request_t *r,
     ngx_http_sandbox_api_ctx_t *ctx);
 static ngx_int_t ngx_http_sandbox_api_authenticate(ngx_http_request_t *r,
     ngx_http_sandbox_api_ctx_t *ctx);
-static ngx_int_t ngx_http_sandbox_api_www_authenticate(ngx_http_request_t *r);
 static ngx_int_t ngx_http_sandbox_api_eval(ngx_http_request_t *r,
     ngx_http_sandbox_api_ctx_t *ctx);
 static time_t ngx_http_sandbox_api_parse_iso(u_char *p, size_t len);
@@ -495,7 +494,7 @@ ngx_http_sandbox_api_authenticate(ngx_http_request_t *r,
     rc = ngx_http_sandbox_auth_bearer(r, &key, &message);
 
     if (rc != NGX_OK) {
-        if (ngx_http_sandbox_api_www_authenticate(r) != NGX_OK) {
+        if (ngx_http_sandbox_www_authenticate(r) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
@@ -525,25 +524,6 @@ ngx_http_sandbox_api_authenticate(ngx_http_request_t *r,
         return ngx_http_sandbox_api_error(r, NGX_HTTP_FORBIDDEN, "Forbidden",
                                            "Invalid admin API key");
     }
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_sandbox_api_www_authenticate(ngx_http_request_t *r)
-{
-    ngx_table_elt_t  *h;
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    h->hash = 1;
-    ngx_str_set(&h->key, "WWW-Authenticate");
-    ngx_str_set(&h->value, "Bearer");
-    r->headers_out.www_authenticate = h;
 
     return NGX_OK;
 }
@@ -689,7 +669,7 @@ ngx_http_sandbox_api_answer(ngx_http_request_t *r,
     }
 
     if (status == NGX_HTTP_UNAUTHORIZED
-        && ngx_http_sandbox_api_www_authenticate(r) != NGX_OK)
+        && ngx_http_sandbox_www_authenticate(r) != NGX_OK)
     {
         json_decref(j);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;

@@ -97,6 +97,27 @@ ngx_http_sandbox_send_json(ngx_http_request_t *r, ngx_uint_t status,
 }
 
 
+/* the challenge every 401 of the gateway carries */
+
+ngx_int_t
+ngx_http_sandbox_www_authenticate(ngx_http_request_t *r)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "WWW-Authenticate");
+    ngx_str_set(&h->value, "Bearer");
+    r->headers_out.www_authenticate = h;
+
+    return NGX_OK;
+}
+
+
 ngx_int_t
 ngx_http_sandbox_send_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *error, const char *message)

@@ -129,6 +129,7 @@ ngx_int_t ngx_http_sandbox_api_handler(ngx_http_request_t *r);
 /* JSON answers */
 ngx_int_t ngx_http_sandbox_send_json(ngx_http_request_t *r,
     ngx_uint_t status, json_t *body);
+ngx_int_t ngx_http_sandbox_www_authenticate(ngx_http_request_t *r);
 ngx_int_t ngx_http_sandbox_send_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *error, const char *message);
 ngx_int_t ngx_http_sandbox_error_handler(ngx_http_request_t *r);

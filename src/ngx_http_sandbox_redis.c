@@ -143,11 +143,9 @@ ngx_http_sandbox_redis_destroy(ngx_http_sandbox_redis_t *rd)
         return;
     }
 
-    if (rd->reconnect.timer_set) {
-        ngx_del_timer(&rd->reconnect);
-    }
-
     ngx_http_sandbox_redis_fail(rd, NULL);
+
+    /* armed before, or just now by the failure: nobody reconnects */
 
     if (rd->reconnect.timer_set) {
         ngx_del_timer(&rd->reconnect);

@@ -775,16 +775,10 @@ ngx_http_sandbox_finish(ngx_http_request_t *r, ngx_http_sandbox_ctx_t *ctx)
         return NGX_OK;
     }
 
-    if (ctx->status == NGX_HTTP_UNAUTHORIZED) {
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        h->hash = 1;
-        ngx_str_set(&h->key, "WWW-Authenticate");
-        ngx_str_set(&h->value, "Bearer");
-        r->headers_out.www_authenticate = h;
+    if (ctx->status == NGX_HTTP_UNAUTHORIZED
+        && ngx_http_sandbox_www_authenticate(r) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     if (ctx->not_ready) {
