@@ -150,6 +150,13 @@ static ngx_command_t  ngx_http_sandbox_commands[] = {
       offsetof(ngx_http_sandbox_loc_conf_t, retry_after),
       NULL },
 
+    { ngx_string("sandbox_sync_max_lag"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_sandbox_loc_conf_t, sync_max_lag),
+      NULL },
+
     { ngx_string("sandbox_error"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_sandbox_content,
@@ -403,6 +410,7 @@ ngx_http_sandbox_create_loc_conf(ngx_conf_t *cf)
     slcf->route = NGX_CONF_UNSET;
     slcf->auth = NGX_CONF_UNSET;
     slcf->retry_after = NGX_CONF_UNSET;
+    slcf->sync_max_lag = NGX_CONF_UNSET_MSEC;
     slcf->cache = NGX_CONF_UNSET;
     slcf->cache_ttl.ttl = NGX_CONF_UNSET_MSEC;
     slcf->cache_ttl.negative_ttl = NGX_CONF_UNSET_MSEC;
@@ -424,6 +432,7 @@ ngx_http_sandbox_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->route, prev->route, 0);
     ngx_conf_merge_value(conf->auth, prev->auth, 1);
     ngx_conf_merge_sec_value(conf->retry_after, prev->retry_after, 5);
+    ngx_conf_merge_msec_value(conf->sync_max_lag, prev->sync_max_lag, 10000);
     ngx_conf_merge_value(conf->cache, prev->cache, 1);
     /* invalidation is pushed: the TTL only bounds a lost message */
 

@@ -90,6 +90,7 @@ static ngx_int_t ngx_http_sandbox_api_answer(ngx_http_request_t *r,
 static void ngx_http_sandbox_api_cleanup(void *data);
 static void ngx_http_sandbox_api_fixup(json_t *j);
 static json_t *ngx_http_sandbox_api_iso(time_t t);
+static json_t *ngx_http_sandbox_api_sync(ngx_http_request_t *r, json_t *raw);
 static ngx_int_t ngx_http_sandbox_api_not_found(ngx_http_request_t *r);
 static void ngx_http_sandbox_api_arg(ngx_http_sandbox_api_ctx_t *ctx,
     const char *s, size_t len);
@@ -592,6 +593,70 @@ ngx_http_sandbox_api_reply(void *data, redisReply *reply)
 }
 
 
+/*
+ * sbx:sync as sandbox-syncd wrote it, judged: routes are trustworthy
+ * ("synced") while the daemon has listed everything and its view was
+ * current within sandbox_sync_max_lag.  The lag is computed here, so a
+ * daemon that died, and stopped writing, shows as stale.
+ */
+
+static json_t *
+ngx_http_sandbox_api_sync(ngx_http_request_t *r, json_t *raw)
+{
+    json_t                       *sync;
+    const char                   *state, *s;
+    long long                     synced_at, now, lag;
+    ngx_time_t                   *tp;
+    ngx_http_sandbox_loc_conf_t  *slcf;
+
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_sandbox_module);
+
+    s = json_string_value(json_object_get(raw, "synced_at"));
+    synced_at = s ? strtoll(s, NULL, 10) : 0;
+
+    tp = ngx_timeofday();
+    now = (long long) tp->sec * 1000 + tp->msec;
+    lag = synced_at > 0 ? now - synced_at : -1;
+    if (lag < -1) {
+        lag = 0;                /* clocks a little apart */
+    }
+
+    s = json_string_value(json_object_get(raw, "listed"));
+
+    if (json_object_size(raw) == 0) {
+        state = "unknown";
+
+    } else if (s == NULL || ngx_strcmp(s, "1") != 0) {
+        state = "listing";
+
+    } else if (lag < 0 || lag > (long long) slcf->sync_max_lag) {
+        state = "stale";
+
+    } else {
+        state = "synced";
+    }
+
+    sync = json_pack("{ss sb sI}", "state", state,
+                     "routes_trustworthy", ngx_strcmp(state, "synced") == 0,
+                     "lag_ms", (json_int_t) lag);
+    if (sync == NULL) {
+        return json_null();
+    }
+
+    s = json_string_value(json_object_get(raw, "leader"));
+    if (s) {
+        json_object_set_new(sync, "leader", json_string(s));
+    }
+
+    s = json_string_value(json_object_get(raw, "resource_version"));
+    if (s) {
+        json_object_set_new(sync, "resource_version", json_string(s));
+    }
+
+    return sync;
+}
+
+
 static ngx_int_t
 ngx_http_sandbox_api_answer(ngx_http_request_t *r,
     ngx_http_sandbox_api_ctx_t *ctx, redisReply *reply)
@@ -624,7 +689,9 @@ ngx_http_sandbox_api_answer(ngx_http_request_t *r,
 
         if (j) {
             json_object_set(health, "sandboxes", json_object_get(j, "routes"));
-            json_object_set(health, "sync", json_object_get(j, "sync"));
+            json_object_set_new(health, "sync",
+                                ngx_http_sandbox_api_sync(r,
+                                    json_object_get(j, "sync")));
             json_decref(j);
         }
 

@@ -44,6 +44,7 @@ typedef struct {
     ngx_flag_t                      route;
     ngx_flag_t                      auth;
     time_t                          retry_after;
+    ngx_msec_t                      sync_max_lag;
     ngx_flag_t                      cache;
     ngx_http_sandbox_cache_ttl_t    cache_ttl;
 

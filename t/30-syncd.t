@@ -11,44 +11,21 @@ use Test::More;
 use Time::HiRes qw(time sleep);
 use JSON::PP;
 use SbxTest;
+use SbxKube;
 
 my $t = SbxTest->new;
 my $root = $t->root;
 my $syncd = "$root/build/sandbox-syncd";
 plan skip_all => 'build/sandbox-syncd not built' unless -x $syncd;
 
-my $kdir = $t->dir . '/k8s';
-my %k8s = map { /^(\w+)=(.*)$/ ? ($1, $2) : () }
-          `$root/t/k8s/cluster.sh start $kdir 2>&1`;
-plan skip_all => 'no kube-apiserver' unless $k8s{K8S_API};
-END { system("$root/t/k8s/cluster.sh stop $kdir >/dev/null 2>&1") if $kdir }
+my $k = SbxKube->start($t);
+plan skip_all => 'no kube-apiserver' unless $k;
+my $kdir = $k->dir;
+*wait_for = \&SbxKube::wait_for;
 
-open my $tf, '>', "$kdir/token" or die;
-print $tf "$k8s{K8S_TOKEN}\n";
-close $tf;
+sub kube { $k->call(@_) }
 
-sub kube {
-    my ($method, $path, $body, $type) = @_;
-    my @cmd = ('curl', '-s', '--cacert', $k8s{K8S_CA_FILE}, '-X', $method,
-               '-H', "Authorization: Bearer $k8s{K8S_TOKEN}",
-               '-w', '\n%{http_code}');
-    push @cmd, '-H', 'Content-Type: ' . ($type // 'application/json'),
-               '--data-binary', $body if defined $body;
-    open my $p, '-|', @cmd, "$k8s{K8S_API}$path" or die;
-    local $/;
-    my $out = <$p>;
-    close $p;
-    my ($json, $code) = $out =~ /^(.*)\n(\d+)$/s;
-    return ($code, eval { decode_json($json) });
-}
-
-my ($code) = kube('POST', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions',
-                  scalar `cat $root/t/k8s/sandbox-crd-v1beta1.json`);
-is($code, 201, 'CRD installed');
-for (1 .. 50) {
-    last if (kube('GET', '/apis/agents.x-k8s.io/v1beta1/sandboxes'))[0] == 200;
-    sleep 0.2;
-}
+ok($k->install_crd, 'CRD installed');
 
 $t->redis_start;
 my $rt = $t->runtime_start(id => 'pod');
@@ -70,13 +47,8 @@ $t->write_conf($t->base_conf(http => <<'EOF'));
 EOF
 $t->nginx_start;
 
-my $daemon_log = $t->dir . '/syncd.log';
 sub start_daemon {
-    $t->spawn('syncd', { K8S_API => $k8s{K8S_API},
-                         K8S_TOKEN_FILE => "$kdir/token",
-                         K8S_CA_FILE => $k8s{K8S_CA_FILE},
-                         SANDBOX_REDIS => $t->redis_addr,
-                         SANDBOX_API_VERSION => 'v1beta1' },
+    $t->spawn('syncd', $k->daemon_env($t),
               $syncd, '--watch-timeout', '5',
               '--template', "$root/conf/sandbox-template.json");
 }
@@ -84,37 +56,17 @@ start_daemon();
 
 my $ns = '/apis/agents.x-k8s.io/v1beta1/namespaces/default/sandboxes';
 
-sub create {
-    my ($name) = @_;
-    my $obj = { apiVersion => 'agents.x-k8s.io/v1beta1', kind => 'Sandbox',
-                metadata => { name => $name, labels => { user => 'alice' },
-                              annotations => { 'agents.x-k8s.io/port' => "$rt_port" } },
-                spec => { podTemplate => { spec => { containers => [
-                    { name => 'sandbox', image => 'aio' } ] } } } };
-    return (kube('POST', $ns, encode_json($obj)))[0];
-}
+sub create { $k->create($_[0], port => $rt_port) }
 
 sub ready {
     my ($name) = @_;
-    my $st = { status => { podIPs => ['127.0.0.1'],
-                           serviceFQDN => "$name.default.svc.cluster.local",
-                           conditions => [ { type => 'Ready', status => 'True',
-                               reason => 'DependenciesReady', message => 'ok',
-                               lastTransitionTime => '2026-11-23T00:00:00Z' } ] } };
-    return (kube('PATCH', "$ns/$name/status", encode_json($st),
-                 'application/merge-patch+json'))[0];
+    return $k->set_ready($name, podIPs => ['127.0.0.1'],
+                         serviceFQDN => "$name.default.svc.cluster.local");
 }
 
 sub route_field {
     my ($name, $field) = @_;
     return $t->redis('HGET', "sbx:route:alice:$name", $field);
-}
-
-sub wait_for {
-    my ($cond, $secs) = @_;
-    my $until = time + ($secs // 10);
-    while (time < $until) { return 1 if $cond->(); sleep 0.05 }
-    return 0;
 }
 
 sub get {
@@ -183,11 +135,9 @@ like(`$root/t/k8s/cluster.sh compact $kdir`, qr/^\d+$/, 'etcd compacted');
 my $new = 'admin-rotated-' . int(rand 1e9);
 is(system("$root/t/k8s/cluster.sh restart $kdir $new >/dev/null 2>&1"), 0,
    'apiserver restarted with a new token');
-$k8s{K8S_TOKEN} = $new;
+$k->{K8S_TOKEN} = $new;
 is((kube('GET', $ns))[0], 200, 'the new token works, the old is gone');
-open $tf, '>', "$kdir/token" or die;
-print $tf "$new\n";
-close $tf;
+$k->write_token($new);
 kill 'CONT', $t->{pids}{syncd};
 ok(wait_for(sub { !defined route_field('sb7', 'rv') }, 20),
    'stale route removed after the re-list');
@@ -240,10 +190,7 @@ $t->reap('syncd', 'TERM');
 
 sub start_elector {
     my ($n) = @_;
-    return $t->spawn("elector$n", { K8S_API => $k8s{K8S_API},
-                                   K8S_TOKEN_FILE => "$kdir/token",
-                                   K8S_CA_FILE => $k8s{K8S_CA_FILE},
-                                   SANDBOX_REDIS => $t->redis_addr },
+    return $t->spawn("elector$n", $k->daemon_env($t),
                      $syncd, '--watch-timeout', '5', '--lease',
                      'default/sandbox-syncd', '--lease-duration', '3');
 }
@@ -286,10 +233,7 @@ ok(wait_for(sub { (kube('POST', '/apis/apiextensions.k8s.io/v1/'
                   == 201 }, 30), 'v1alpha1 CRD installed');
 ok(wait_for(sub { (kube('GET', $a_ns))[0] == 200 }), 'v1alpha1 served');
 
-$t->spawn('syncd', { K8S_API => $k8s{K8S_API}, K8S_TOKEN_FILE => "$kdir/token",
-                     K8S_CA_FILE => $k8s{K8S_CA_FILE},
-                     SANDBOX_REDIS => $t->redis_addr,
-                     SANDBOX_API_VERSION => 'v1alpha1' },
+$t->spawn('syncd', $k->daemon_env($t, SANDBOX_API_VERSION => 'v1alpha1'),
           $syncd, '--watch-timeout', '5',
           '--template', "$root/conf/sandbox-template.json");
 

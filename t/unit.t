@@ -1,7 +1,8 @@
 #!/usr/bin/perl
 # Builds and runs the C unit tests of the pure parsers: each
-# t/unit/test_<x>.c with src/sandbox_<x>.c, and t/unit/<x>_cases.txt as its
-# argument when there is one.  AddressSanitizer and UBSan are used when the
+# t/unit/test_<x>.c with src/sandbox_<x>.c (test_syncd_<x>.c with the
+# daemon's src/syncd/<x>.c and its libraries), and t/unit/<x>_cases.txt as
+# its argument when there is one.  AddressSanitizer and UBSan are used when the
 # compiler (CC, default cc) can build and run with them.  Every TAP line of
 # a test program becomes a test of this script; a program that fails to
 # build, dies, exits non-zero or does not run its whole plan fails too.
@@ -56,9 +57,16 @@ for my $test (@tests) {
     my $src = "$root/src/sandbox_$name.c";
     my $cases = "$root/t/unit/${name}_cases.txt";
     my $bin = "$dir/test_$name";
+    my (@more, @libs);
 
-    my ($st, $out) = run(@cc, @flags, @san, '-o', $bin, $test,
-                         -f $src ? $src : ());
+    if ($name =~ /^syncd_(\w+)$/) {
+        $src = "$root/src/syncd/$1.c";
+        @more = ('-std=gnu99', "-I$root/src/syncd");
+        @libs = ('-ljansson', '-lyaml', '-lcrypto');
+    }
+
+    my ($st, $out) = run(@cc, @flags, @more, @san, '-o', $bin, $test,
+                         -f $src ? $src : (), @libs);
     ok($st == 0, "test_$name builds" . (@san ? ' with sanitizers' : ''))
         or diag($out);
     next if $st != 0;

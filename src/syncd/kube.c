@@ -67,11 +67,52 @@ int kube_token(kube *k, int force) {
     return 0;
 }
 
+static long long now_ms(void) {
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* libcurl calls this at least once a second, data or not */
 static int progress(void *data, curl_off_t a, curl_off_t b, curl_off_t c,
                     curl_off_t d) {
     kube *k = data;
+    long status = 0;
+    long long now;
+
     (void) a; (void) b; (void) c; (void) d;
-    return k->abort && *k->abort ? 1 : 0;
+    if (k->abort && *k->abort) return 1;
+    if (k->tick == NULL || k->watching == NULL) return 0;
+    now = now_ms();
+    if (now - k->tick_at < 1000) return 0;
+    k->tick_at = now;
+    curl_easy_getinfo(k->watching, CURLINFO_RESPONSE_CODE, &status);
+    k->tick(k->tick_data, status == 200);
+    return 0;
+}
+
+static void set_blob(CURL *curl, CURLoption opt, const blob *b) {
+    struct curl_blob cb;
+
+    /* libcurl copies the blob */
+    cb.data = b->data;
+    cb.len = b->len;
+    cb.flags = CURL_BLOB_COPY;
+    curl_easy_setopt(curl, opt, &cb);
+}
+
+/* what a kubeconfig adds to the CA file: inline CA, client identity */
+static void tls(CURL *curl, const kubeconfig *c) {
+    if (c->ca.data) set_blob(curl, CURLOPT_CAINFO_BLOB, &c->ca);
+    if (c->cert_file[0]) curl_easy_setopt(curl, CURLOPT_SSLCERT, c->cert_file);
+    if (c->cert.data) set_blob(curl, CURLOPT_SSLCERT_BLOB, &c->cert);
+    if (c->key_file[0]) curl_easy_setopt(curl, CURLOPT_SSLKEY, c->key_file);
+    if (c->key.data) set_blob(curl, CURLOPT_SSLKEY_BLOB, &c->key);
+    if (c->insecure) {
+        curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 0L);
+        curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 0L);
+    }
 }
 
 static CURL *request(kube *k, const char *path, struct curl_slist **h) {
@@ -81,13 +122,19 @@ static CURL *request(kube *k, const char *path, struct curl_slist **h) {
     if (curl == NULL) return NULL;
     snprintf(url, sizeof(url), "%s%s", k->api, path);
     snprintf(auth, sizeof(auth), "Authorization: Bearer %s", k->token);
-    *h = curl_slist_append(NULL, auth);
+    /* a client certificate alone authenticates: no empty bearer */
+    *h = k->token[0] ? curl_slist_append(NULL, auth) : NULL;
     *h = curl_slist_append(*h, "Accept: application/json");
     curl_easy_setopt(curl, CURLOPT_URL, url);
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, *h);
     if (k->ca_file[0]) curl_easy_setopt(curl, CURLOPT_CAINFO, k->ca_file);
+    tls(curl, &k->conf);
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, 5L);
+    /* a peer gone without a word is noticed within about 30 s */
+    curl_easy_setopt(curl, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(curl, CURLOPT_TCP_KEEPIDLE, 15L);
+    curl_easy_setopt(curl, CURLOPT_TCP_KEEPINTVL, 5L);
     curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, progress);
     curl_easy_setopt(curl, CURLOPT_XFERINFODATA, k);
@@ -174,7 +221,9 @@ long kube_watch(kube *k, const char *path, long idle_timeout,
     curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
     curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, idle_timeout);
 
+    k->watching = curl;
     rc = curl_easy_perform(curl);
+    k->watching = NULL;
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
     if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && s.stop)) status = 0;
     if (status == 401) kube_token(k, 1);

@@ -9,13 +9,23 @@
 
 #include <jansson.h>
 
+#include "kubeconfig.h"
+
 typedef struct kube {
     char api[512];          /* https://host:port */
-    char token_file[512];
+    char token_file[512];   /* re-read every minute and on 401 */
     char ca_file[512];
     char token[4096];
+    kubeconfig conf;        /* CA, client certificate and key, if any */
     long token_read_at;
     volatile sig_atomic_t *abort;   /* set: transfers stop at once */
+
+    /* called about once a second during a watch; streaming is 1 while
+     * the server has answered 200 and the stream is open */
+    void (*tick)(void *data, int streaming);
+    void *tick_data;
+    long long tick_at;              /* ms */
+    void *watching;                 /* the watch's CURL handle */
 } kube;
 
 /* called with each complete line of a watch stream; returns 0 to go on */

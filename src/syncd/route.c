@@ -4,10 +4,13 @@
  * owner   metadata.labels["user"] (as the original proxy labelled them)
  * addr    status.podIPs[0] and the sandbox port: the annotation
  *         "agents.x-k8s.io/port", else the first container port, else
- *         the configured default (the AIO runtime listens on 8080)
+ *         the configured default (the AIO runtime listens on 8080).
+ *         Without a pod IP, addr stays empty and the daemon resolves
+ *         status.serviceFQDN (resolve.c): nginx never resolves names.
  * ready   the Ready condition is "True" and the sandbox is not suspended
  */
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +37,37 @@ int route_label_valid(const char *s) {
         return 0;
     }
     return 1;
+}
+
+int route_dns_name_valid(const char *s) {
+    char label[64];
+    const char *dot;
+    size_t len;
+
+    if (strlen(s) > 253) return 0;
+    for (;;) {
+        dot = strchr(s, '.');
+        len = dot ? (size_t) (dot - s) : strlen(s);
+        if (len == 0 || len > 63) return 0;
+        memcpy(label, s, len);
+        label[len] = '\0';
+        if (!route_label_valid(label)) return 0;
+        if (dot == NULL) return 1;
+        s = dot + 1;
+        if (*s == '\0') return 1;          /* a trailing dot: absolute */
+    }
+}
+
+int route_set_addr(route *r, const char *ip) {
+    unsigned char bin[16];
+
+    if (inet_pton(AF_INET, ip, bin) == 1)
+        snprintf(r->addr, sizeof(r->addr), "%s:%d", ip, r->port);
+    else if (inet_pton(AF_INET6, ip, bin) == 1)
+        snprintf(r->addr, sizeof(r->addr), "[%s]:%d", ip, r->port);
+    else
+        return -1;
+    return 0;
 }
 
 int route_rv_older(const char *a, const char *b) {
@@ -92,15 +126,17 @@ int route_from_object(json_t *obj, const char *api_version,
     spec = json_object_get(obj, "spec");
     status = json_object_get(obj, "status");
 
+    /* validated before copying: a truncated owner would be another */
+    if (!route_label_valid(str(json_object_get(meta, "labels"), "user"))
+        || !route_label_valid(str(meta, "name")))
+        return -1;
+
     copy(r->user, sizeof(r->user),
          str(json_object_get(meta, "labels"), "user"));
     copy(r->name, sizeof(r->name), str(meta, "name"));
     copy(r->namespace, sizeof(r->namespace), str(meta, "namespace"));
     copy(r->rv, sizeof(r->rv), str(meta, "resourceVersion"));
     copy(r->uid, sizeof(r->uid), str(meta, "uid"));
-
-    if (!route_label_valid(r->user) || !route_label_valid(r->name))
-        return -1;
 
     if (strcmp(api_version, "v1alpha1") == 0) {
         json_t *rep = json_object_get(spec, "replicas");
@@ -113,17 +149,13 @@ int route_from_object(json_t *obj, const char *api_version,
     if (r->suspended) r->ready = 0;
 
     copy(r->fqdn, sizeof(r->fqdn), str(status, "serviceFQDN"));
+    if (!route_dns_name_valid(r->fqdn)) r->fqdn[0] = '\0';
+    r->port = port_of(obj, default_port);
 
+    /* a pod IP that is not an IP literal is ignored, never resolved */
     ips = json_object_get(status, "podIPs");
     ip = json_string_value(json_array_get(ips, 0));
-    if (ip && *ip) {
-        if (strchr(ip, ':'))
-            snprintf(r->addr, sizeof(r->addr), "[%s]:%d", ip,
-                     port_of(obj, default_port));
-        else
-            snprintf(r->addr, sizeof(r->addr), "%s:%d", ip,
-                     port_of(obj, default_port));
-    }
+    if (ip && *ip) route_set_addr(r, ip);
 
     return 0;
 }

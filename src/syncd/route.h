@@ -18,7 +18,8 @@ typedef struct route {
     char name[ROUTE_NAME_MAX];
     char namespace[ROUTE_NAME_MAX];
     char addr[ROUTE_ADDR_MAX];      /* "ip:port", "" when unknown */
-    char fqdn[ROUTE_TEXT_MAX];
+    char fqdn[ROUTE_TEXT_MAX];      /* status.serviceFQDN */
+    int port;                       /* the sandbox port, known or not addr */
     char reason[ROUTE_TEXT_MAX];
     char message[ROUTE_TEXT_MAX];
     char rv[32];                    /* metadata.resourceVersion */
@@ -34,6 +35,13 @@ int route_from_object(json_t *obj, const char *api_version,
                       int default_port, route *r);
 
 int route_label_valid(const char *s);
+
+/* a DNS name: dot-separated labels, at most 253 bytes */
+int route_dns_name_valid(const char *s);
+
+/* fills r->addr from an IP literal and r->port ("[ip]:port" for IPv6);
+ * -1 if ip is not an IPv4 or IPv6 literal */
+int route_set_addr(route *r, const char *ip);
 
 /* 1 if resourceVersion a is older than b (numeric compare; a
  * non-numeric version is never older) */

@@ -34,7 +34,7 @@ static const char *del_lua =
     "redis.call('PUBLISH', 'sbx:events', 'route ' .. ARGV[1] .. ' ' .. ARGV[2])\n"
     "return 1\n";
 
-static long long now_ms(void) {
+long long store_now_ms(void) {
     struct timeval tv;
     gettimeofday(&tv, NULL);
     return (long long) tv.tv_sec * 1000 + tv.tv_usec / 1000;
@@ -75,15 +75,35 @@ redisContext *store_connect(const char *addr) {
     return c;
 }
 
-int store_put(redisContext *c, const route *r) {
-    char ts[32];
-
-    snprintf(ts, sizeof(ts), "%lld", now_ms());
-    return ok(c, redisCommand(c,
+static int append_put(redisContext *c, const route *r, const char *ts) {
+    return redisAppendCommand(c,
         "EVAL %s 0 %s %s %s %s %s %s %s %s %s %s %s %s", put_lua,
         r->user, r->name, r->rv, r->addr, r->ready ? "1" : "0",
         r->suspended ? "1" : "0", r->namespace, r->fqdn, r->reason,
-        r->message, r->uid, ts));
+        r->message, r->uid, ts) == REDIS_OK ? 0 : -1;
+}
+
+int store_put(redisContext *c, const route *r) {
+    return store_put_many(c, r, 1);
+}
+
+int store_put_many(redisContext *c, const route *r, size_t n) {
+    char ts[32];
+    size_t i, sent = 0;
+    int rc = 0;
+    void *rep;
+
+    snprintf(ts, sizeof(ts), "%lld", store_now_ms());
+    for (i = 0; i < n; i++) {
+        if (append_put(c, &r[i], ts) != 0) { rc = -1; break; }
+        sent++;
+    }
+    /* every reply is read, so the connection stays in step */
+    for (i = 0; i < sent; i++) {
+        if (redisGetReply(c, &rep) != REDIS_OK) return -1;
+        if (ok(c, rep) != 0) rc = -1;
+    }
+    return rc;
 }
 
 int store_del(redisContext *c, const char *user, const char *name) {
@@ -116,11 +136,13 @@ int store_reconcile(redisContext *c, char **keep, size_t n) {
     return rc;
 }
 
-int store_sync_state(redisContext *c, const char *rv, int listed) {
-    char ts[32];
+int store_sync_state(redisContext *c, const sync_state *st) {
+    long long now = store_now_ms();
 
-    snprintf(ts, sizeof(ts), "%lld", (long long) time(NULL));
     return ok(c, redisCommand(c,
-        "HSET sbx:sync resource_version %s listed %s updated_at %s "
-        "last_event_at %s", rv, listed ? "1" : "0", ts, ts));
+        "HSET sbx:sync resource_version %s leader %s listed %d "
+        "last_list_at %lld last_event_at %lld synced_at %lld lag_ms %lld "
+        "updated_at %lld", st->rv, st->leader, st->listed,
+        st->last_list_at, st->last_event_at, st->synced_at,
+        st->synced_at ? now - st->synced_at : -1LL, now));
 }

@@ -31,8 +31,11 @@
 #include "kube.h"
 #include "lease.h"
 #include "ops.h"
+#include "resolve.h"
 #include "route.h"
 #include "store.h"
+
+#define RESOLVE_RETRY_MS  5000
 
 typedef struct syncd {
     kube k;
@@ -42,8 +45,14 @@ typedef struct syncd {
     const char *api_version;
     int default_port;
     long watch_timeout;
-    char rv[64];
     int gone;                   /* the watch said 410 */
+    sync_state st;              /* published on sbx:sync every second */
+
+    /* routes whose service name did not resolve: retried every 5 s */
+    route *pending;
+    size_t npending;
+    size_t cap;
+    long long retry_at;
 } syncd;
 
 static volatile sig_atomic_t stopping;
@@ -69,28 +78,107 @@ static int redis_ready(syncd *s) {
     return s->redis ? 0 : -1;
 }
 
+static void pending_drop(syncd *s, const route *r) {
+    size_t i;
+
+    for (i = 0; i < s->npending; i++) {
+        if (strcmp(s->pending[i].user, r->user) == 0
+            && strcmp(s->pending[i].name, r->name) == 0) {
+            s->pending[i] = s->pending[--s->npending];
+            return;
+        }
+    }
+}
+
+static void pending_add(syncd *s, const route *r) {
+    route *more;
+
+    pending_drop(s, r);
+    if (s->npending == s->cap) {
+        more = realloc(s->pending, (s->cap ? s->cap * 2 : 16) * sizeof(route));
+        if (more == NULL) return;           /* the next event retries */
+        s->pending = more;
+        s->cap = s->cap ? s->cap * 2 : 16;
+    }
+    s->pending[s->npending++] = *r;
+}
+
+/* a route without a pod IP gets its service's address, or waits */
+static void prepare(syncd *s, route *r) {
+    route orig;
+
+    pending_drop(s, r);
+    if (r->addr[0] || r->suspended) return;
+    if (r->fqdn[0] == '\0') return;        /* not scheduled yet */
+    orig = *r;
+    if (resolve_route(r) != 0) pending_add(s, &orig);
+}
+
 static int apply(syncd *s, json_t *obj, int deleted) {
     route r;
 
     if (route_from_object(obj, s->api_version, s->default_port, &r) != 0)
         return 0;               /* not a sandbox the gateway routes */
-    if (deleted) return store_del(s->redis, r.user, r.name);
+    if (deleted) {
+        pending_drop(s, &r);
+        return store_del(s->redis, r.user, r.name);
+    }
+    prepare(s, &r);
     return store_put(s->redis, &r);
+}
+
+/* the routes that did not resolve, again; written once they do */
+static void retry_pending(syncd *s) {
+    route r;
+    size_t i = 0;
+
+    while (i < s->npending) {
+        r = s->pending[i];
+        if (resolve_route(&r) != 0) { i++; continue; }
+        pending_drop(s, &r);
+        store_put(s->redis, &r);
+    }
+}
+
+/* the heartbeat, from the watch's progress callback or a wait */
+static void tick(void *data, int streaming) {
+    syncd *s = data;
+    long long now = store_now_ms();
+
+    if (streaming) s->st.synced_at = now;
+    if (s->redis == NULL || s->redis->err) return;
+    store_sync_state(s->redis, &s->st);
+    if (s->npending && now >= s->retry_at) {
+        s->retry_at = now + RESOLVE_RETRY_MS;
+        retry_pending(s);
+    }
+}
+
+/* sleeps, beating */
+static void wait_beating(syncd *s, int seconds) {
+    while (seconds-- > 0 && !stopping) {
+        tick(s, 0);
+        sleep(1);
+    }
 }
 
 static int cmp(const void *a, const void *b) {
     return strcmp(*(char *const *) a, *(char *const *) b);
 }
 
-/* a full list, page by page; then the routes of vanished objects go */
+/* a full list, page by page, each page written in one pipeline; then
+ * the routes of vanished objects go */
 static int relist(syncd *s) {
     char path[1024], query[512], cont[1024] = "";
     char **seen = NULL;
-    size_t nseen = 0, i;
+    route *page = NULL;
+    size_t nseen = 0, npage, i;
     int rc = -1;
 
+    s->npending = 0;
     for (;;) {
-        json_t *list, *item;
+        json_t *list, *items, *item, *meta;
+        char **more;
         long status;
 
         snprintf(query, sizeof(query), "?limit=500%s%s",
@@ -102,41 +190,51 @@ static int relist(syncd *s) {
             json_decref(list);
             goto done;
         }
-        json_array_foreach(json_object_get(list, "items"), i, item) {
-            route r;
-            char **more;
 
-            if (route_from_object(item, s->api_version, s->default_port, &r))
+        items = json_object_get(list, "items");
+        free(page);
+        page = malloc((json_array_size(items) + 1) * sizeof(route));
+        more = realloc(seen, (nseen + json_array_size(items) + 1)
+                             * sizeof(char *));
+        if (more) seen = more;
+        if (page == NULL || more == NULL) { json_decref(list); goto done; }
+
+        npage = 0;
+        json_array_foreach(items, i, item) {
+            route *r = &page[npage];
+
+            if (route_from_object(item, s->api_version, s->default_port, r))
                 continue;
-            if (store_put(s->redis, &r) != 0) {
-                json_decref(list);
-                goto done;
-            }
-            more = realloc(seen, (nseen + 1) * sizeof(char *));
-            if (more == NULL) { json_decref(list); goto done; }
-            seen = more;
-            seen[nseen] = malloc(strlen(r.user) + strlen(r.name) + 2);
+            prepare(s, r);
+            seen[nseen] = malloc(strlen(r->user) + strlen(r->name) + 2);
             if (seen[nseen] == NULL) { json_decref(list); goto done; }
-            sprintf(seen[nseen++], "%s:%s", r.user, r.name);
+            sprintf(seen[nseen++], "%s:%s", r->user, r->name);
+            npage++;
         }
-        json_t *meta = json_object_get(list, "metadata");
-        snprintf(s->rv, sizeof(s->rv), "%s",
+
+        meta = json_object_get(list, "metadata");
+        snprintf(s->st.rv, sizeof(s->st.rv), "%s",
                  json_string_value(json_object_get(meta, "resourceVersion"))
                  ?: "");
         snprintf(cont, sizeof(cont), "%s",
                  json_string_value(json_object_get(meta, "continue")) ?: "");
         json_decref(list);
+
+        if (store_put_many(s->redis, page, npage) != 0) goto done;
         if (cont[0] == '\0') break;
     }
 
     qsort(seen, nseen, sizeof(char *), cmp);
     if (store_reconcile(s->redis, seen, nseen) != 0) goto done;
-    store_sync_state(s->redis, s->rv, 1);
+    s->st.listed = 1;
+    s->st.last_list_at = s->st.synced_at = store_now_ms();
+    store_sync_state(s->redis, &s->st);
     rc = 0;
 
 done:
     for (i = 0; i < nseen; i++) free(seen[i]);
     free(seen);
+    free(page);
     return rc;
 }
 
@@ -161,21 +259,24 @@ static int on_event(const char *line, size_t len, void *data) {
 
     rv = json_string_value(json_object_get(json_object_get(obj, "metadata"),
                                            "resourceVersion"));
-    if (rv) snprintf(s->rv, sizeof(s->rv), "%s", rv);
-    store_sync_state(s->redis, s->rv, 1);
+    if (rv) snprintf(s->st.rv, sizeof(s->st.rv), "%s", rv);
+    /* sbx:sync is written by the next tick, not once per event */
+    s->st.last_event_at = s->st.synced_at = store_now_ms();
     json_decref(ev);
     return stopping ? 1 : 0;
 }
 
 static void usage(void) {
     fprintf(stderr,
-        "usage: sandbox-syncd [--api URL] [--token-file F] [--ca-file F]\n"
+        "usage: sandbox-syncd [--kubeconfig F] [--context NAME]\n"
+        "         [--api URL] [--token-file F] [--ca-file F]\n"
         "         [--namespace NS] [--api-version v1beta1|v1alpha1]\n"
         "         [--redis ADDR] [--default-port N] [--watch-timeout S]\n"
         "         [--template FILE] [--lease NAMESPACE/NAME] [--lease-duration S]\n"
-        "environment: K8S_API, K8S_TOKEN_FILE, K8S_CA_FILE, SANDBOX_REDIS,\n"
-        "SANDBOX_NAMESPACE, SANDBOX_API_VERSION, SANDBOX_TEMPLATE;\n"
-        "in a pod, the service account and KUBERNETES_SERVICE_HOST/PORT\n");
+        "environment: KUBECONFIG, K8S_API, K8S_TOKEN_FILE, K8S_CA_FILE,\n"
+        "SANDBOX_REDIS, SANDBOX_NAMESPACE, SANDBOX_API_VERSION,\n"
+        "SANDBOX_TEMPLATE; in a pod, the service account and\n"
+        "KUBERNETES_SERVICE_HOST/PORT; else ~/.kube/config\n");
 }
 
 static const char *env(const char *name, const char *fallback) {
@@ -231,6 +332,7 @@ static int elect(syncd *s, const char *template_file, const char *lease,
     gethostname(host, sizeof(host));
     host[sizeof(host) - 1] = '\0';
     snprintf(id, sizeof(id), "%s-%ld", host, (long) getpid());
+    snprintf(s->st.leader, sizeof(s->st.leader), "%s", id);
 
     while (!stopping) {
         int rc = lease_acquire(&s->k, ns, name, id, duration);
@@ -264,25 +366,66 @@ static int elect(syncd *s, const char *template_file, const char *lease,
     return 0;
 }
 
+/*
+ * Where the API is, in order: the --kubeconfig/KUBECONFIG file; else the
+ * pod's service account; else ~/.kube/config.  --api, --token-file and
+ * --ca-file (or K8S_API, K8S_TOKEN_FILE, K8S_CA_FILE) then override.
+ */
+static int configure_api(syncd *s, const char *kubeconfig_file,
+                         const char *context) {
+    const char *host = getenv("KUBERNETES_SERVICE_HOST");
+    const char *sa = "/var/run/secrets/kubernetes.io/serviceaccount";
+    char file[1024], err[512], *colon;
+    kubeconfig *kc = &s->k.conf;
+
+    file[0] = '\0';
+    if (kubeconfig_file && *kubeconfig_file) {
+        /* KUBECONFIG may list several files: the first is used */
+        snprintf(file, sizeof(file), "%s", kubeconfig_file);
+        colon = strchr(file, ':');
+        if (colon) *colon = '\0';
+    } else if (host == NULL && getenv("HOME")) {
+        snprintf(file, sizeof(file), "%s/.kube/config", getenv("HOME"));
+        if (access(file, R_OK) != 0) file[0] = '\0';
+    }
+
+    if (file[0]) {
+        if (kubeconfig_load(file, context, kc, err, sizeof(err)) != 0) {
+            fprintf(stderr, "sandbox-syncd: %s: %s\n", file, err);
+            return -1;
+        }
+        snprintf(s->k.api, sizeof(s->k.api), "%s", kc->server);
+        snprintf(s->k.token, sizeof(s->k.token), "%s", kc->token);
+        snprintf(s->k.token_file, sizeof(s->k.token_file), "%s",
+                 kc->token_file);
+        snprintf(s->k.ca_file, sizeof(s->k.ca_file), "%s", kc->ca_file);
+    } else if (host) {
+        if (strchr(host, ':'))          /* an IPv6 service address */
+            snprintf(s->k.api, sizeof(s->k.api), "https://[%s]:%s", host,
+                     env("KUBERNETES_SERVICE_PORT", "443"));
+        else
+            snprintf(s->k.api, sizeof(s->k.api), "https://%s:%s", host,
+                     env("KUBERNETES_SERVICE_PORT", "443"));
+        snprintf(s->k.token_file, sizeof(s->k.token_file), "%s/token", sa);
+        snprintf(s->k.ca_file, sizeof(s->k.ca_file), "%s/ca.crt", sa);
+    } else {
+        snprintf(s->k.api, sizeof(s->k.api), "https://127.0.0.1:6443");
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     syncd s;
     const char *template_file, *lease = NULL;
+    const char *api, *token_file, *ca_file, *kubeconfig_file, *context = NULL;
     int lease_duration = 15;
-    const char *api, *host, *sa = "/var/run/secrets/kubernetes.io/serviceaccount";
-    char incluster[512], token_sa[600], ca_sa[600];
     int i;
 
     memset(&s, 0, sizeof(s));
-    snprintf(token_sa, sizeof(token_sa), "%s/token", sa);
-    snprintf(ca_sa, sizeof(ca_sa), "%s/ca.crt", sa);
-    host = getenv("KUBERNETES_SERVICE_HOST");
-    snprintf(incluster, sizeof(incluster), "https://%s:%s", host ? host : "",
-             env("KUBERNETES_SERVICE_PORT", "443"));
-
-    api = env("K8S_API", host ? incluster : "https://127.0.0.1:6443");
-    snprintf(s.k.token_file, sizeof(s.k.token_file), "%s",
-             env("K8S_TOKEN_FILE", token_sa));
-    snprintf(s.k.ca_file, sizeof(s.k.ca_file), "%s", env("K8S_CA_FILE", ca_sa));
+    api = env("K8S_API", NULL);
+    token_file = env("K8S_TOKEN_FILE", NULL);
+    ca_file = env("K8S_CA_FILE", NULL);
+    kubeconfig_file = env("KUBECONFIG", NULL);
     s.redis_addr = env("SANDBOX_REDIS", "127.0.0.1:6379");
     s.namespace = env("SANDBOX_NAMESPACE", "");
     s.api_version = env("SANDBOX_API_VERSION", "v1beta1");
@@ -294,10 +437,10 @@ int main(int argc, char **argv) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (v == NULL) { usage(); return 2; }
         if (strcmp(argv[i], "--api") == 0) api = v;
-        else if (strcmp(argv[i], "--token-file") == 0)
-            snprintf(s.k.token_file, sizeof(s.k.token_file), "%s", v);
-        else if (strcmp(argv[i], "--ca-file") == 0)
-            snprintf(s.k.ca_file, sizeof(s.k.ca_file), "%s", v);
+        else if (strcmp(argv[i], "--token-file") == 0) token_file = v;
+        else if (strcmp(argv[i], "--ca-file") == 0) ca_file = v;
+        else if (strcmp(argv[i], "--kubeconfig") == 0) kubeconfig_file = v;
+        else if (strcmp(argv[i], "--context") == 0) context = v;
         else if (strcmp(argv[i], "--namespace") == 0) s.namespace = v;
         else if (strcmp(argv[i], "--api-version") == 0) s.api_version = v;
         else if (strcmp(argv[i], "--redis") == 0) s.redis_addr = v;
@@ -314,18 +457,29 @@ int main(int argc, char **argv) {
         usage();
         return 2;
     }
-    snprintf(s.k.api, sizeof(s.k.api), "%s", api);
+    if (s.watch_timeout < 1 || s.default_port < 1 || s.default_port > 65535) {
+        usage();
+        return 2;
+    }
+    if (configure_api(&s, kubeconfig_file, context) != 0) return 2;
+    if (api) snprintf(s.k.api, sizeof(s.k.api), "%s", api);
+    if (token_file)
+        snprintf(s.k.token_file, sizeof(s.k.token_file), "%s", token_file);
+    if (ca_file) snprintf(s.k.ca_file, sizeof(s.k.ca_file), "%s", ca_file);
     s.k.abort = &stopping;
 
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
     signal(SIGPIPE, SIG_IGN);
+    /* service names are resolved here: bound the resolver's wait */
+    setenv("RES_OPTIONS", "timeout:2 attempts:2", 0);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     kube_token(&s.k, 1);
 
     i = lease ? elect(&s, template_file, lease, lease_duration)
               : run(&s, template_file);
     curl_global_cleanup();
+    kubeconfig_free(&s.k.conf);
     return i;
 }
 
@@ -345,9 +499,19 @@ static int run(syncd *s_, const char *template_file) {
         }
     }
 
+    s.k.tick = tick;
+    s.k.tick_data = &s;
+    if (s.st.leader[0] == '\0') {
+        char host[128];
+        gethostname(host, sizeof(host));
+        host[sizeof(host) - 1] = '\0';
+        snprintf(s.st.leader, sizeof(s.st.leader), "%s-%ld", host,
+                 (long) getpid());
+    }
+
     while (!stopping) {
         if (redis_ready(&s) != 0 || relist(&s) != 0) {
-            sleep(backoff);
+            wait_beating(&s, backoff);
             backoff = backoff < 30 ? backoff * 2 : 30;
             continue;
         }
@@ -359,15 +523,18 @@ static int run(syncd *s_, const char *template_file) {
             s.gone = 0;
             snprintf(query, sizeof(query),
                      "?watch=1&allowWatchBookmarks=true&timeoutSeconds=%ld"
-                     "&resourceVersion=%s", s.watch_timeout, s.rv);
+                     "&resourceVersion=%s", s.watch_timeout, s.st.rv);
             collection(&s, path, sizeof(path), query);
-            status = kube_watch(&s.k, path, s.watch_timeout + 30, on_event, &s);
+            /* the server ends a watch after watch_timeout: a stream
+             * silent for longer than that is dead */
+            status = kube_watch(&s.k, path, s.watch_timeout + 10, on_event,
+                                &s);
 
             if (s.gone || status == 410) break;          /* re-list */
             if (status == 200) { backoff = 1; continue; } /* resume */
             fprintf(stderr, "sandbox-syncd: watch: HTTP %ld\n", status);
             if (redis_ready(&s) != 0) break;
-            sleep(backoff);
+            wait_beating(&s, backoff);
             backoff = backoff < 30 ? backoff * 2 : 30;
         }
     }
@@ -377,5 +544,6 @@ static int run(syncd *s_, const char *template_file) {
         waitpid(ops_pid, NULL, 0);
     }
     redisFree(s.redis);
+    free(s.pending);
     return 0;
 }

@@ -3,7 +3,8 @@
 # kube-apiserver (built by t/k8s/build-apiserver.sh), TLS with a private
 # CA, static bearer tokens, RBAC.  No controllers run: tests play them.
 #
-#   t/k8s/cluster.sh start DIR    prints K8S_API, K8S_TOKEN, K8S_CA_FILE
+#   t/k8s/cluster.sh start DIR    prints K8S_API, K8S_TOKEN, K8S_CA_FILE and
+#                                 K8S_KUBECONFIG (a client certificate)
 #   t/k8s/cluster.sh restart DIR [TOKEN]
 #                                 a new apiserver on the same etcd (old
 #                                 watch versions then get 410), with TOKEN
@@ -100,6 +101,11 @@ openssl req -newkey rsa:2048 -nodes -subj /CN=kube-apiserver \
 printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' > san.ext
 openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
     -days 2 -extfile san.ext -out server.crt 2>/dev/null
+# a client certificate in the system:masters group, for kubeconfig tests
+openssl req -newkey rsa:2048 -nodes -subj "/O=system:masters/CN=admin-cert" \
+    -keyout admin.key -out admin.csr 2>/dev/null
+openssl x509 -req -in admin.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
+    -days 2 -out admin.crt 2>/dev/null
 openssl genrsa -out sa.key 2048 2>/dev/null
 openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
 TOKEN=admin-$(openssl rand -hex 16)
@@ -137,6 +143,29 @@ if ! wait_ready; then
     exit 1
 fi
 
+b64() { base64 -w0 < "$1"; }
+cat > "$DIR/kubeconfig" <<KUBECONFIG
+apiVersion: v1
+kind: Config
+current-context: test
+clusters:
+- name: test
+  cluster:
+    server: https://127.0.0.1:$APISERVER_PORT
+    certificate-authority-data: $(b64 pki/ca.crt)
+contexts:
+- name: test
+  context:
+    cluster: test
+    user: admin-cert
+users:
+- name: admin-cert
+  user:
+    client-certificate-data: $(b64 pki/admin.crt)
+    client-key-data: $(b64 pki/admin.key)
+KUBECONFIG
+
 echo "K8S_API=https://127.0.0.1:$APISERVER_PORT"
+echo "K8S_KUBECONFIG=$DIR/kubeconfig"
 echo "K8S_TOKEN=$TOKEN"
 echo "K8S_CA_FILE=$DIR/pki/ca.crt"

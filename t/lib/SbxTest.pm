@@ -211,6 +211,66 @@ sub add_sandbox_record {
 
 ### demo runtimes
 
+# A TCP relay the test controls, in its own process: connections to the
+# returned port are passed to $target ("host:port").  SIGUSR1 cuts every
+# open connection; SIGUSR2 freezes them (nothing more is passed, nothing
+# is closed).  New connections are always served.
+sub relay_start {
+    my ($self, $name, $target) = @_;
+    my $srv = IO::Socket::IP->new(LocalAddr => '127.0.0.1', LocalPort => 0,
+                                  Listen => 64, ReuseAddr => 1)
+        or croak "relay: $!";
+    my $port = $srv->sockport;
+    my $pid = fork // croak "fork: $!";
+    if ($pid) {
+        close $srv;
+        $self->{pids}{$name} = $pid;
+        return $port;
+    }
+
+    my ($cut, $freeze) = (0, 0);
+    local $SIG{USR1} = sub { $cut = 1 };
+    local $SIG{USR2} = sub { $freeze = 1 };
+    my $sel = IO::Select->new($srv);
+    my %peer;                               # "$fh" => [$fh, $other]
+    my $drop = sub {
+        for my $fh (@_) {
+            next unless $peer{"$fh"};
+            $sel->remove($fh);
+            delete $peer{"$fh"};
+            close $fh;
+        }
+    };
+    for (;;) {
+        if ($cut) {
+            $drop->(map { $_->[0] } values %peer);
+            $cut = 0;
+        }
+        if ($freeze) {
+            $sel->remove($_->[0]) for values %peer;
+            $freeze = 0;
+        }
+        for my $fh ($sel->can_read(0.1)) {
+            if ($fh == $srv) {
+                my $c = $srv->accept or next;
+                my $u = IO::Socket::IP->new(PeerAddr => $target) or do {
+                    close $c;
+                    next;
+                };
+                $peer{"$c"} = [$c, $u];
+                $peer{"$u"} = [$u, $c];
+                $sel->add($c, $u);
+                next;
+            }
+            my $p = $peer{"$fh"} or next;
+            my $n = sysread($fh, my $buf, 65536);
+            if (!$n || !defined syswrite($p->[1], $buf)) {
+                $drop->($fh, $p->[1]);
+            }
+        }
+    }
+}
+
 sub runtime_start {
     my ($self, %o) = @_;
     my $n = ++$self->{runtimes};

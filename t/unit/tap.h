@@ -50,7 +50,7 @@ tap_done(void)
 
 /* a heap copy of exactly len bytes, so that ASan sees reads past it */
 
-static unsigned char *
+static inline unsigned char *
 sbx_exact(const char *s, size_t len)
 {
     unsigned char  *p;

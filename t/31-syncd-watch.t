@@ -1,0 +1,207 @@
+#!/usr/bin/perl
+# sandbox-syncd's configuration and its hold on the watch, against a real
+# kube-apiserver: kubeconfig files (client certificate, token file,
+# contexts), routes from serviceFQDN, the sync state that /health judges,
+# and a watch connection cut or frozen by a TCP relay the test controls.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use Time::HiRes qw(time sleep);
+use SbxTest;
+use SbxKube;
+
+my $t = SbxTest->new;
+my $root = $t->root;
+my $syncd = "$root/build/sandbox-syncd";
+plan skip_all => 'build/sandbox-syncd not built' unless -x $syncd;
+
+my $k = SbxKube->start($t);
+plan skip_all => 'no kube-apiserver' unless $k;
+*wait_for = \&SbxKube::wait_for;
+
+ok($k->install_crd, 'CRD installed');
+
+$t->redis_start;
+my $rt = $t->runtime_start(id => 'pod');
+my ($rt_port) = $rt =~ /:(\d+)$/;
+$t->add_user('alice');
+my $key = $t->add_key('alice');
+
+$t->write_conf($t->base_conf(http => <<'EOF'));
+    sandbox_redis %%REDIS%%;
+    sandbox_cache_zone k8s:1m;
+    upstream pods { sandbox_balancer keepalive=4; }
+    server {
+        listen 127.0.0.1:%%PORT_1%%;
+        location = /health {
+            sandbox_api;
+            sandbox_sync_max_lag 2s;
+        }
+        location / {
+            sandbox_route on;
+            proxy_pass http://pods$sandbox_uri;
+        }
+    }
+EOF
+$t->nginx_start;
+
+sub get {
+    my ($name) = @_;
+    return $t->http('GET', "/proxy/$name/_debug/k",
+                    headers => { Authorization => "Bearer $key" });
+}
+
+sub route_field {
+    my ($name, $field) = @_;
+    return $t->redis('HGET', "sbx:route:alice:$name", $field);
+}
+
+sub sync_state { $t->json($t->http('GET', '/health'))->{sync} // {} }
+
+sub daemon_log { $t->read_file("$_[0].out") // '' }
+
+my $s = sync_state();
+is($s->{state}, 'unknown', 'health: no daemon yet, sync state unknown');
+ok(!$s->{routes_trustworthy}, 'health: routes not trustworthy');
+
+# a kubeconfig with an embedded CA and client certificate, from KUBECONFIG
+
+$t->spawn('kc1', { KUBECONFIG => $k->kubeconfig,
+                   SANDBOX_REDIS => $t->redis_addr },
+          $syncd, '--watch-timeout', '5');
+is($k->create('kc1', port => $rt_port), 201, 'Sandbox created');
+is($k->set_ready('kc1', podIPs => ['127.0.0.1']), 200, 'ready');
+ok(wait_for(sub { get('kc1')->{status} == 200 }),
+   'kubeconfig with a client certificate: routed and served')
+    or diag(daemon_log('kc1'));
+
+ok(wait_for(sub { (sync_state()->{state} // '') eq 'synced' }),
+   'health: synced');
+$s = sync_state();
+ok($s->{routes_trustworthy}, 'health: routes trustworthy');
+ok($s->{lag_ms} >= 0 && $s->{lag_ms} < 2000, "health: lag $s->{lag_ms} ms");
+like($s->{leader}, qr/-$t->{pids}{kc1}$/, 'health: the daemon that writes');
+like($s->{resource_version}, qr/^\d+$/, 'health: resource version');
+is($t->redis('HGET', 'sbx:sync', 'listed'), '1', 'sbx:sync: listed');
+
+# a daemon that stops answering makes the routes untrustworthy; its
+# return makes them trustworthy again
+kill 'STOP', $t->{pids}{kc1};
+ok(wait_for(sub { (sync_state()->{state} // '') eq 'stale' }, 6),
+   'health: a frozen daemon is stale');
+ok(!sync_state()->{routes_trustworthy}, 'health: not trustworthy');
+ok(sync_state()->{lag_ms} > 2000, 'health: lag beyond the limit');
+is(get('kc1')->{status}, 200, 'routes still served meanwhile');
+kill 'CONT', $t->{pids}{kc1};
+ok(wait_for(sub { (sync_state()->{state} // '') eq 'synced' }, 6),
+   'health: synced again');
+$t->reap('kc1', 'TERM');
+
+# a kubeconfig with a token file and a CA file named relative to it, and
+# a context chosen with --context (the current one points nowhere)
+
+my $kc = $t->dir . '/kc2';
+mkdir $kc;
+system('cp', $k->ca_file, "$kc/ca.crt");
+system('cp', $k->token_file, "$kc/token");
+my $server = $k->api;
+open my $fh, '>', "$kc/config" or die;
+print $fh <<"KC";
+apiVersion: v1
+kind: Config
+current-context: broken
+clusters:
+- name: nowhere
+  cluster: {server: "https://127.0.0.1:1", certificate-authority: ca.crt}
+- name: test
+  cluster:
+    server: $server
+    certificate-authority: ca.crt
+contexts:
+- {name: broken, context: {cluster: nowhere, user: tok}}
+- {name: good, context: {cluster: test, user: tok}}
+users:
+- name: tok
+  user:
+    tokenFile: token
+KC
+close $fh;
+
+$t->spawn('kc2', { SANDBOX_REDIS => $t->redis_addr }, $syncd,
+          '--kubeconfig', "$kc/config", '--context', 'good',
+          '--watch-timeout', '5');
+is($k->create('kc2', port => $rt_port), 201, 'second Sandbox');
+ok(wait_for(sub { defined route_field('kc2', 'rv') }),
+   'kubeconfig with tokenFile, relative CA and --context: routed')
+    or diag(daemon_log('kc2'));
+$t->reap('kc2', 'TERM');
+
+my $out = `$syncd --kubeconfig $kc/config --context nope 2>&1`;
+is($? >> 8, 2, 'an unknown context: exit status 2');
+like($out, qr/no context "nope"/, 'and why');
+$out = `$syncd --kubeconfig $kc/missing 2>&1`;
+is($? >> 8, 2, 'a missing kubeconfig: exit status 2');
+like($out, qr/cannot open/, 'and why');
+
+# serviceFQDN: without a pod IP the daemon resolves the service name
+
+$t->spawn('syncd', $k->daemon_env($t), $syncd, '--watch-timeout', '5');
+is($k->create('fq1', port => $rt_port), 201, 'Sandbox with a service only');
+is($k->set_ready('fq1', serviceFQDN => 'localhost'), 200, 'ready, no pod IP');
+ok(wait_for(sub { get('fq1')->{status} == 200 }),
+   'served through the resolved service name');
+is(route_field('fq1', 'addr'), "127.0.0.1:$rt_port", 'the address resolved');
+is(route_field('fq1', 'fqdn'), 'localhost', 'the name kept');
+
+is($k->create('fq2', port => $rt_port), 201, 'Sandbox with a bad name');
+is($k->set_ready('fq2', serviceFQDN => 'fq2.nowhere.invalid'), 200, 'ready');
+ok(wait_for(sub { (route_field('fq2', 'reason') // '') eq 'AddressUnresolved' }),
+   'an unresolvable name: the route says why');
+is(route_field('fq2', 'ready'), '0', 'and is not ready');
+is(route_field('fq2', 'addr'), '', 'and has no address');
+is(get('fq2')->{status}, 503, 'gateway: 503');
+is($k->set_ready('fq2', podIPs => ['127.0.0.1']), 200, 'then a pod IP');
+ok(wait_for(sub { get('fq2')->{status} == 200 }), 'served by the pod IP');
+$t->reap('syncd', 'TERM');
+
+# the watch through a relay: cut, then frozen
+
+my ($api_port) = $k->api =~ /:(\d+)$/;
+my $relay = $t->relay_start('relay', "127.0.0.1:$api_port");
+$t->spawn('relayed', $k->daemon_env($t, K8S_API => "https://127.0.0.1:$relay"),
+          $syncd, '--watch-timeout', '3');
+is($k->create('w1', port => $rt_port), 201, 'Sandbox before the cut');
+ok(wait_for(sub { defined route_field('w1', 'rv') }), 'routed through the relay');
+ok(wait_for(sub { ($t->redis('HGET', 'sbx:sync', 'listed') // '') eq '1' }),
+   'listed');
+my $listed_at = $t->redis('HGET', 'sbx:sync', 'last_list_at');
+sleep 0.5;                      # the watch is open
+
+kill 'USR1', $t->{pids}{relay};
+is($k->delete('w1'), 200, 'deleted while the watch is cut');
+is($k->create('w2', port => $rt_port), 201, 'created while the watch is cut');
+ok(wait_for(sub { !defined route_field('w1', 'rv') }), 'deletion followed');
+ok(wait_for(sub { defined route_field('w2', 'rv') }), 'creation followed');
+is($t->redis('HGET', 'sbx:sync', 'last_list_at'), $listed_at,
+   'the watch resumed from its version, without a re-list');
+like(daemon_log('relayed'), qr/watch: HTTP 0/, 'the cut was seen');
+
+kill 'USR2', $t->{pids}{relay};
+is($k->create('w3', port => $rt_port), 201, 'created while the watch is frozen');
+my $t0 = time;
+ok(wait_for(sub { defined route_field('w3', 'rv') }, 30),
+   'a frozen watch is given up and resumed');
+diag(sprintf 'frozen watch noticed after %.1f s (watch timeout 3 s)',
+     time - $t0);
+is($t->redis('HGET', 'sbx:sync', 'last_list_at'), $listed_at,
+   'still without a re-list');
+
+$t->reap('relayed', 'TERM');
+$t->reap('relay', 'TERM');
+$t->nginx_stop;
+$t->error_log_ok;
+
+done_testing;

@@ -1,0 +1,129 @@
+package SbxKube;
+
+# The test cluster (t/k8s/cluster.sh) seen from a test: started in the
+# test's directory and stopped with it, the Sandbox CRD installed, and a
+# small client on curl(1) for the calls tests make as "the controller".
+
+use strict;
+use warnings;
+
+use Carp qw(croak);
+use JSON::PP;
+use Time::HiRes qw(time sleep);
+
+# starts a cluster under $t->dir/k8s; returns undef if none can be had
+sub start {
+    my ($class, $t, %o) = @_;
+    my $dir = $t->dir . '/k8s';
+    my $root = $t->root;
+    my %env = map { /^(\w+)=(.*)$/ ? ($1, $2) : () }
+              `$root/t/k8s/cluster.sh start $dir 2>&1`;
+    return undef unless $env{K8S_API};
+
+    my $self = bless { %env, dir => $dir, root => $root, owner => $$,
+                       version => $o{version} // 'v1beta1' }, $class;
+    $self->write_token($env{K8S_TOKEN});
+    return $self;
+}
+
+sub DESTROY {
+    my ($self) = @_;
+    return unless $self->{owner} == $$;
+    system("$self->{root}/t/k8s/cluster.sh stop $self->{dir} >/dev/null 2>&1");
+}
+
+sub dir { $_[0]{dir} }
+sub api { $_[0]{K8S_API} }
+sub ca_file { $_[0]{K8S_CA_FILE} }
+sub token_file { "$_[0]{dir}/token" }
+sub kubeconfig { $_[0]{K8S_KUBECONFIG} }
+
+# the token file daemons read, and the token this client uses
+sub write_token {
+    my ($self, $token) = @_;
+    $self->{K8S_TOKEN} = $token;
+    open my $fh, '>', $self->token_file or croak "token: $!";
+    print $fh "$token\n";
+    close $fh;
+}
+
+# the environment of a daemon that uses a token file
+sub daemon_env {
+    my ($self, $t, %more) = @_;
+    return { K8S_API => $self->api, K8S_TOKEN_FILE => $self->token_file,
+             K8S_CA_FILE => $self->ca_file, SANDBOX_REDIS => $t->redis_addr,
+             SANDBOX_API_VERSION => $self->{version}, %more };
+}
+
+# (HTTP status, decoded body) of one API call
+sub call {
+    my ($self, $method, $path, $body, $type) = @_;
+    my @cmd = ('curl', '-s', '--cacert', $self->ca_file, '-X', $method,
+               '-H', "Authorization: Bearer $self->{K8S_TOKEN}",
+               '-w', '\n%{http_code}');
+    push @cmd, '-H', 'Content-Type: ' . ($type // 'application/json'),
+               '--data-binary', $body if defined $body;
+    open my $p, '-|', @cmd, $self->api . $path or croak "curl: $!";
+    local $/;
+    my $out = <$p>;
+    close $p;
+    my ($json, $code) = $out =~ /^(.*)\n(\d+)$/s;
+    return ($code // 0, eval { decode_json($json) });
+}
+
+sub install_crd {
+    my ($self) = @_;
+    my $file = "$self->{root}/t/k8s/sandbox-crd-$self->{version}.json";
+    open my $fh, '<', $file or croak "$file: $!";
+    local $/;
+    my ($code) = $self->call('POST',
+        '/apis/apiextensions.k8s.io/v1/customresourcedefinitions', <$fh>);
+    return 0 unless $code == 201;
+    return wait_for(sub { ($self->call('GET', $self->sandboxes))[0] == 200 });
+}
+
+sub sandboxes {
+    my ($self, $ns) = @_;
+    return "/apis/agents.x-k8s.io/$self->{version}/namespaces/"
+           . ($ns // 'default') . '/sandboxes';
+}
+
+# a Sandbox owned by $user whose runtime listens on $port
+sub create {
+    my ($self, $name, %o) = @_;
+    my $obj = { apiVersion => "agents.x-k8s.io/$self->{version}",
+                kind => 'Sandbox',
+                metadata => { name => $name,
+                              labels => { user => $o{user} // 'alice' },
+                              annotations => { 'agents.x-k8s.io/port'
+                                               => "$o{port}" } },
+                spec => { podTemplate => { spec => { containers => [
+                    { name => 'sandbox', image => 'aio' } ] } } } };
+    return ($self->call('POST', $self->sandboxes, encode_json($obj)))[0];
+}
+
+# what the agent-sandbox controller would write: Ready, and the given
+# status fields (podIPs, serviceFQDN)
+sub set_ready {
+    my ($self, $name, %status) = @_;
+    my $st = { status => { %status, conditions => [ { type => 'Ready',
+                   status => 'True', reason => 'DependenciesReady',
+                   message => 'ok',
+                   lastTransitionTime => '2026-11-23T00:00:00Z' } ] } };
+    return ($self->call('PATCH', $self->sandboxes . "/$name/status",
+                        encode_json($st), 'application/merge-patch+json'))[0];
+}
+
+sub delete {
+    my ($self, $name) = @_;
+    return ($self->call('DELETE', $self->sandboxes . "/$name"))[0];
+}
+
+sub wait_for {
+    my ($cond, $secs) = @_;
+    my $until = time + ($secs // 10);
+    while (time < $until) { return 1 if $cond->(); sleep 0.05 }
+    return 0;
+}
+
+1;
