@@ -617,9 +617,6 @@ ngx_http_sandbox_api_sync(ngx_http_request_t *r, json_t *raw)
     tp = ngx_timeofday();
     now = (long long) tp->sec * 1000 + tp->msec;
     lag = synced_at > 0 ? now - synced_at : -1;
-    if (lag < -1) {
-        lag = 0;                /* clocks a little apart */
-    }
 
     s = json_string_value(json_object_get(raw, "listed"));
 
@@ -629,11 +626,18 @@ ngx_http_sandbox_api_sync(ngx_http_request_t *r, json_t *raw)
     } else if (s == NULL || ngx_strcmp(s, "1") != 0) {
         state = "listing";
 
-    } else if (lag < 0 || lag > (long long) slcf->sync_max_lag) {
+    } else if (synced_at <= 0 || lag > (long long) slcf->sync_max_lag
+               || -lag > (long long) slcf->sync_max_lag)
+    {
+        /* far in the future is a wrong clock, which would hide a stop */
         state = "stale";
 
     } else {
         state = "synced";
+    }
+
+    if (lag < 0 && synced_at > 0) {
+        lag = 0;                /* clocks a little apart */
     }
 
     sync = json_pack("{ss sb sI}", "state", state,

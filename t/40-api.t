@@ -98,6 +98,41 @@ my $iso = qr/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.000Z$/;
     is($res->{json}{status}, 'ok', 'health: ok');
     is($res->{json}{database}, 'connected', 'health: redis');
     like($res->{json}{timestamp}, $iso, 'health: timestamp');
+    is($res->{json}{sync}{state}, 'unknown', 'health: no daemon, unknown');
+    ok(!$res->{json}{sync}{routes_trustworthy}, 'health: not trustworthy');
+}
+
+# health judges what sandbox-syncd wrote (t/31 has the real daemon)
+
+{
+    my $now = int(time * 1000);
+    my $sync = sub {
+        $t->redis('DEL', 'sbx:sync');
+        $t->redis('HSET', 'sbx:sync', @_) if @_;
+        return call('GET', '/health')->{json}{sync};
+    };
+
+    my $s = $sync->(listed => 1, synced_at => $now - 500, leader => 'a-1',
+                    resource_version => '77');
+    is($s->{state}, 'synced', 'health: synced');
+    ok($s->{routes_trustworthy}, 'health: trustworthy');
+    ok($s->{lag_ms} >= 500 && $s->{lag_ms} < 5000, "health: lag $s->{lag_ms}");
+    is($s->{leader}, 'a-1', 'health: leader');
+    is($s->{resource_version}, '77', 'health: version');
+
+    $s = $sync->(listed => 1, synced_at => $now - 11_000);
+    is($s->{state}, 'stale', 'health: 11 s behind is stale (default 10 s)');
+    ok(!$s->{routes_trustworthy}, 'health: stale is not trustworthy');
+
+    $s = $sync->(listed => 0, synced_at => $now);
+    is($s->{state}, 'listing', 'health: before the first list');
+
+    $s = $sync->(listed => 1, synced_at => 'garbage');
+    is($s->{state}, 'stale', 'health: an unreadable time is stale');
+
+    $s = $sync->(listed => 1, synced_at => $now + 60_000);
+    is($s->{state}, 'stale', 'health: a time in the future is not trusted');
+    $sync->();
 }
 
 # admin authentication

@@ -108,8 +108,8 @@ static void prepare(syncd *s, route *r) {
     route orig;
 
     pending_drop(s, r);
-    if (r->addr[0] || r->suspended) return;
-    if (r->fqdn[0] == '\0') return;        /* not scheduled yet */
+    /* a sandbox that is not ready is not served: no address needed */
+    if (r->addr[0] || !r->ready || r->fqdn[0] == '\0') return;
     orig = *r;
     if (resolve_route(r) != 0) pending_add(s, &orig);
 }

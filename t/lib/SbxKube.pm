@@ -11,6 +11,11 @@ use Carp qw(croak);
 use JSON::PP;
 use Time::HiRes qw(time sleep);
 
+# Clusters are stopped in an END block: it runs before File::Temp's, which
+# removes the directory holding their pid files (global destruction would
+# come too late).
+my @clusters;
+
 # starts a cluster under $t->dir/k8s; returns undef if none can be had
 sub start {
     my ($class, $t, %o) = @_;
@@ -20,16 +25,19 @@ sub start {
               `$root/t/k8s/cluster.sh start $dir 2>&1`;
     return undef unless $env{K8S_API};
 
-    my $self = bless { %env, dir => $dir, root => $root, owner => $$,
+    my $self = bless { %env, dir => $dir, root => $root,
                        version => $o{version} // 'v1beta1' }, $class;
+    push @clusters, [$$, $root, $dir];
     $self->write_token($env{K8S_TOKEN});
     return $self;
 }
 
-sub DESTROY {
-    my ($self) = @_;
-    return unless $self->{owner} == $$;
-    system("$self->{root}/t/k8s/cluster.sh stop $self->{dir} >/dev/null 2>&1");
+END {
+    for my $c (@clusters) {
+        my ($pid, $root, $dir) = @$c;
+        system("$root/t/k8s/cluster.sh stop $dir >/dev/null 2>&1")
+            if $pid == $$;
+    }
 }
 
 sub dir { $_[0]{dir} }
