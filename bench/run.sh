@@ -274,6 +274,8 @@ PER_ENTRY=$(perl -e 'printf "%.0f", $ARGV[1] / ($ARGV[0] || 1)' "$ENTRIES" "$USE
 
 CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
 OUT=$ROOT/bench/RESULTS.md
+# bench/syncd.pl's section is kept
+SYNCD_SECTION=$(sed -n '/^## sandbox-syncd$/,$p' "$OUT" 2>/dev/null || true)
 {
 cat <<EOF
 # Benchmark results
@@ -323,6 +325,7 @@ ratio pods/onepod: $(ratio "$PODS_RPS" "$ONEPOD_RPS")
 
 Shared zone: $ENTRIES entries use $USED bytes: about $PER_ENTRY bytes per entry.
 EOF
+if [ -n "$SYNCD_SECTION" ]; then printf '\n%s\n' "$SYNCD_SECTION"; fi
 } > "$OUT"
 cat "$OUT"
 grep -E '\[(alert|crit|emerg)\]' "$DIR/gw/error.log" && { echo "alerts in error.log"; exit 1; }

@@ -130,6 +130,7 @@ users:
 KC
 close $fh;
 
+my $kc1_written = route_field('kc1', 'updated_at_ms');
 $t->spawn('kc2', { SANDBOX_REDIS => $t->redis_addr }, $syncd,
           '--kubeconfig', "$kc/config", '--context', 'good',
           '--watch-timeout', '5');
@@ -137,6 +138,8 @@ is($k->create('kc2', port => $rt_port), 201, 'second Sandbox');
 ok(wait_for(sub { defined route_field('kc2', 'rv') }),
    'kubeconfig with tokenFile, relative CA and --context: routed')
     or diag(daemon_log('kc2'));
+is(route_field('kc1', 'updated_at_ms'), $kc1_written,
+   'a re-list leaves an unchanged route alone (no write, no announcement)');
 $t->reap('kc2', 'TERM');
 
 my $out = `$syncd --kubeconfig $kc/config --context nope 2>&1`;

@@ -2,7 +2,9 @@
  * store.c - writes routes to Redis, one atomic script per change.
  *
  * A route is only replaced by a newer resourceVersion, so an event that
- * arrives late (a re-list racing a watch) never undoes a newer one.
+ * arrives late (a re-list racing a watch) never undoes a newer one; the
+ * same version with the same address and readiness is no change at all,
+ * so a re-list does not make every gateway drop its cache.
  * Every change is announced on sbx:events in the same script, so the
  * gateways drop their cached copy at once.
  */
@@ -17,9 +19,11 @@
 
 static const char *put_lua =
     "local key = 'sbx:route:' .. ARGV[1] .. ':' .. ARGV[2]\n"
-    "local old = redis.call('HGET', key, 'rv')\n"
-    "local a, b = tonumber(ARGV[3]), tonumber(old or '')\n"
-    "if old and a and b and a < b then return 0 end\n"
+    "local old = redis.call('HMGET', key, 'rv', 'addr', 'ready')\n"
+    "local a, b = tonumber(ARGV[3]), tonumber(old[1] or '')\n"
+    "if old[1] and a and b and a < b then return 0 end\n"
+    "if old[1] == ARGV[3] and old[2] == ARGV[4] and old[3] == ARGV[5]\n"
+    "then return 0 end\n"
     "redis.call('HSET', key, 'addr', ARGV[4], 'ready', ARGV[5],\n"
     "  'suspended', ARGV[6], 'rv', ARGV[3], 'namespace', ARGV[7],\n"
     "  'fqdn', ARGV[8], 'reason', ARGV[9], 'message', ARGV[10],\n"
