@@ -70,7 +70,8 @@ test: deps all kube-apiserver
 	$(MAKE) test-asan
 
 # the end-to-end tests again, nginx and the module built with
-# AddressSanitizer and NGX_DEBUG_PALLOC (pool overflows are caught too)
+# AddressSanitizer and NGX_DEBUG_PALLOC (pool overflows are caught too);
+# then the daemon's tests with sandbox-syncd built with ASan and UBSan
 ASAN_NGX := $(BUILD)/asan/nginx/objs
 test-asan:
 	scripts/build-asan.sh >/dev/null
@@ -79,6 +80,11 @@ test-asan:
 	SBX_ASAN_OPTIONS=detect_odr_violation=0:detect_leaks=1 \
 	SBX_LSAN_OPTIONS=suppressions=$(CURDIR)/t/lsan.supp \
 	prove -I t/lib $(wildcard t/1*.t t/2*.t t/4*.t)
+	$(MAKE) -C src/syncd OUT=$(BUILD)/asan-syncd \
+	    CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer"
+	SBX_SYNCD=$(BUILD)/asan-syncd/sandbox-syncd \
+	ASAN_OPTIONS=detect_leaks=1 \
+	prove -I t/lib $(wildcard t/3*.t)
 
 unit:
 	prove -I t/lib t/unit.t

@@ -15,8 +15,8 @@ use SbxKube;
 
 my $t = SbxTest->new;
 my $root = $t->root;
-my $syncd = "$root/build/sandbox-syncd";
-plan skip_all => 'build/sandbox-syncd not built' unless -x $syncd;
+my $syncd = $t->syncd_binary;
+plan skip_all => "$syncd not built" unless -x $syncd;
 
 my $k = SbxKube->start($t);
 plan skip_all => 'no kube-apiserver' unless $k;
@@ -261,5 +261,6 @@ $t->reap('syncd', 'TERM');
 
 $t->nginx_stop;
 $t->error_log_ok;
+$t->spawned_ok;
 
 done_testing;

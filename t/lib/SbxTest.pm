@@ -271,6 +271,21 @@ sub relay_start {
     }
 }
 
+# sandbox-syncd: the build's, or the sanitizer build of make test-asan
+sub syncd_binary { $ENV{SBX_SYNCD} // "$ROOT/build/sandbox-syncd" }
+
+# no sanitizer report in the output of any process spawn() started
+sub spawned_ok {
+    my ($self) = @_;
+    my @bad;
+    for my $f (glob "$self->{dir}/*.out") {
+        my $text = do { local (@ARGV, $/) = $f; <> } // '';
+        push @bad, $f if $text =~ /(?:Address|Leak|UndefinedBehavior)Sanitizer|runtime error:/;
+    }
+    ok(!@bad, 'no sanitizer reports from the daemons')
+        or diag(map { "$_:\n" . $self->read_file($_ =~ s{.*/}{}r) } @bad);
+}
+
 sub runtime_start {
     my ($self, %o) = @_;
     my $n = ++$self->{runtimes};
