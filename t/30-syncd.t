@@ -116,11 +116,24 @@ ok(wait_for(sub { !defined route_field('sb2', 'rv') }), 'reconciled on restart')
 
 is(create('sb3'), 201, 'third sandbox');
 ok(wait_for(sub { defined route_field('sb3', 'rv') }), 'its route');
+my $pid = $t->{pids}{syncd};
 $t->redis('FLUSHALL');
-$t->reap('syncd', 'TERM');
-start_daemon();
-ok(wait_for(sub { defined route_field('sb3', 'rv') }), 're-synced after a flush');
+ok(wait_for(sub { defined route_field('sb3', 'rv') }),
+   're-synced after a flush, by the running daemon');
+is($t->{pids}{syncd}, $pid, 'no restart');
 is($t->redis('HGET', 'sbx:sync', 'listed'), '1', 'sync state published');
+like($t->read_file('syncd.out'), qr/Redis lost its data/, 'the loss was seen');
+
+# Redis restarted empty: the same
+
+$t->redis_stop;
+$t->redis_start(keep_port => 1);
+ok(!defined route_field('sb3', 'rv'), 'a new, empty Redis');
+ok(wait_for(sub { defined route_field('sb3', 'rv') }, 15),
+   're-synced after a Redis restart');
+is(scalar @{ $t->redis('SMEMBERS', 'sbx:routes') }, 1, 'one route');
+$t->add_user('alice');                  # the test's own data, again
+$t->add_key('alice', key => $key);
 
 # history gone (etcd compacted, a new apiserver) and the token rotated
 # while the daemon was frozen: 401 makes it re-read its token file, 410

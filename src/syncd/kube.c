@@ -88,8 +88,7 @@ static int progress(void *data, curl_off_t a, curl_off_t b, curl_off_t c,
     if (now - k->tick_at < 1000) return 0;
     k->tick_at = now;
     curl_easy_getinfo(k->watching, CURLINFO_RESPONSE_CODE, &status);
-    k->tick(k->tick_data, status == 200);
-    return 0;
+    return k->tick(k->tick_data, status == 200) ? 1 : 0;
 }
 
 static void set_blob(CURL *curl, CURLoption opt, const blob *b) {

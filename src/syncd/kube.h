@@ -21,8 +21,9 @@ typedef struct kube {
     volatile sig_atomic_t *abort;   /* set: transfers stop at once */
 
     /* called about once a second during a watch; streaming is 1 while
-     * the server has answered 200 and the stream is open */
-    void (*tick)(void *data, int streaming);
+     * the server has answered 200 and the stream is open; a non-zero
+     * return ends the watch */
+    int (*tick)(void *data, int streaming);
     void *tick_data;
     long long tick_at;              /* ms */
     void *watching;                 /* the watch's CURL handle */

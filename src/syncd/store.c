@@ -140,13 +140,33 @@ int store_reconcile(redisContext *c, char **keep, size_t n) {
     return rc;
 }
 
-int store_sync_state(redisContext *c, const sync_state *st) {
-    long long now = store_now_ms();
+/* a missing sbx:sync means Redis lost its data (flushed, or restarted
+ * without persistence): the state then says "not listed" */
+static const char *sync_lua =
+    "local existed = redis.call('EXISTS', 'sbx:sync')\n"
+    "local listed = ARGV[3]\n"
+    "if existed == 0 and ARGV[9] ~= '1' then listed = '0' end\n"
+    "redis.call('HSET', 'sbx:sync', 'resource_version', ARGV[1],\n"
+    "  'leader', ARGV[2], 'listed', listed, 'last_list_at', ARGV[4],\n"
+    "  'last_event_at', ARGV[5], 'synced_at', ARGV[6], 'lag_ms', ARGV[7],\n"
+    "  'updated_at', ARGV[8])\n"
+    "return existed\n";
 
-    return ok(c, redisCommand(c,
-        "HSET sbx:sync resource_version %s leader %s listed %d "
-        "last_list_at %lld last_event_at %lld synced_at %lld lag_ms %lld "
-        "updated_at %lld", st->rv, st->leader, st->listed,
-        st->last_list_at, st->last_event_at, st->synced_at,
-        st->synced_at ? now - st->synced_at : -1LL, now));
+int store_sync_state(redisContext *c, const sync_state *st, int listing) {
+    long long now = store_now_ms();
+    redisReply *rep;
+    int rc;
+
+    rep = redisCommand(c, "EVAL %s 0 %s %s %d %lld %lld %lld %lld %lld %d",
+                       sync_lua, st->rv, st->leader, st->listed,
+                       st->last_list_at, st->last_event_at, st->synced_at,
+                       st->synced_at ? now - st->synced_at : -1LL, now,
+                       listing);
+    if (rep == NULL || rep->type != REDIS_REPLY_INTEGER) {
+        ok(c, rep);
+        return -1;
+    }
+    rc = rep->integer ? 1 : 0;
+    freeReplyObject(rep);
+    return rc;
 }

@@ -29,7 +29,8 @@ int store_del(redisContext *c, const char *user, const char *name);
 /* deletes every route whose "user:name" is not in keep (sorted) */
 int store_reconcile(redisContext *c, char **keep, size_t n);
 /* the heartbeat: sbx:sync with updated_at = now and lag_ms = now minus
- * synced_at */
-int store_sync_state(redisContext *c, const sync_state *st);
+ * synced_at (listing: written at the end of a list).  Returns 1, 0 if
+ * sbx:sync was missing (Redis lost its data), -1 on a Redis error. */
+int store_sync_state(redisContext *c, const sync_state *st, int listing);
 
 #endif

@@ -46,6 +46,7 @@ typedef struct syncd {
     int default_port;
     long watch_timeout;
     int gone;                   /* the watch said 410 */
+    int resync;                 /* Redis lost data or writes: list again */
     sync_state st;              /* published on sbx:sync every second */
 
     /* routes whose service name did not resolve: retried every 5 s */
@@ -121,10 +122,12 @@ static int apply(syncd *s, json_t *obj, int deleted) {
         return 0;               /* not a sandbox the gateway routes */
     if (deleted) {
         pending_drop(s, &r);
-        return store_del(s->redis, r.user, r.name);
+        if (store_del(s->redis, r.user, r.name) != 0) s->resync = 1;
+        return 0;
     }
     prepare(s, &r);
-    return store_put(s->redis, &r);
+    if (store_put(s->redis, &r) != 0) s->resync = 1;
+    return 0;
 }
 
 /* the routes that did not resolve, again; written once they do */
@@ -140,18 +143,32 @@ static void retry_pending(syncd *s) {
     }
 }
 
-/* the heartbeat, from the watch's progress callback or a wait */
-static void tick(void *data, int streaming) {
+/*
+ * The heartbeat, from the watch's progress callback or a wait.  A Redis
+ * that failed a write or lost sbx:sync (flushed, restarted empty) may
+ * have lost routes too: the watch ends and everything is listed again.
+ */
+static int tick(void *data, int streaming) {
     syncd *s = data;
     long long now = store_now_ms();
+    int rc;
 
     if (streaming) s->st.synced_at = now;
-    if (s->redis == NULL || s->redis->err) return;
-    store_sync_state(s->redis, &s->st);
+    if (s->redis == NULL || s->redis->err) {
+        s->resync = 1;
+        return 1;
+    }
+    rc = store_sync_state(s->redis, &s->st, 0);
+    if (rc == 0 && s->st.listed && !s->resync) {
+        fprintf(stderr, "sandbox-syncd: Redis lost its data: re-listing\n");
+        s->resync = 1;
+    }
+    if (rc < 0) s->resync = 1;
     if (s->npending && now >= s->retry_at) {
         s->retry_at = now + RESOLVE_RETRY_MS;
         retry_pending(s);
     }
+    return s->resync;
 }
 
 /* sleeps, beating */
@@ -228,7 +245,8 @@ static int relist(syncd *s) {
     if (store_reconcile(s->redis, seen, nseen) != 0) goto done;
     s->st.listed = 1;
     s->st.last_list_at = s->st.synced_at = store_now_ms();
-    store_sync_state(s->redis, &s->st);
+    s->resync = 0;
+    store_sync_state(s->redis, &s->st, 1);
     rc = 0;
 
 done:
@@ -263,7 +281,7 @@ static int on_event(const char *line, size_t len, void *data) {
     /* sbx:sync is written by the next tick, not once per event */
     s->st.last_event_at = s->st.synced_at = store_now_ms();
     json_decref(ev);
-    return stopping ? 1 : 0;
+    return stopping || s->resync ? 1 : 0;
 }
 
 static void usage(void) {
@@ -530,7 +548,7 @@ static int run(syncd *s_, const char *template_file) {
             status = kube_watch(&s.k, path, s.watch_timeout + 10, on_event,
                                 &s);
 
-            if (s.gone || status == 410) break;          /* re-list */
+            if (s.gone || s.resync || status == 410) break;  /* re-list */
             if (status == 200) { backoff = 1; continue; } /* resume */
             fprintf(stderr, "sandbox-syncd: watch: HTTP %ld\n", status);
             if (redis_ready(&s) != 0) break;

@@ -180,7 +180,7 @@ sub key_hash { sha256_hex($_[1]) }
 sub add_key {
     my ($self, $user, %o) = @_;
     my @c = ('A' .. 'Z', 'a' .. 'z', 0 .. 9, '-', '_');
-    my $key = 'sk_live_' . join '', map { $c[rand @c] } 1 .. 32;
+    my $key = $o{key} // 'sk_live_' . join '', map { $c[rand @c] } 1 .. 32;
     my $id = _uuid();
     my $hash = sha256_hex($key);
     $self->redis('HSET', "sbx:key:$hash", id => $id, user => $user,
