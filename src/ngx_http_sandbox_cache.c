@@ -36,12 +36,37 @@
 /* room for "r" + user + "/" + name, both DNS labels */
 #define NGX_HTTP_SANDBOX_CACHE_KEY_MAX  160
 
+/* "k" + the raw SHA-256 of an API key */
+#define NGX_HTTP_SANDBOX_CACHE_KEY_LEN  (1 + 32)
+
 
 typedef struct ngx_http_sandbox_cache_node_s  ngx_http_sandbox_cache_node_t;
 
+/*
+ * Links are 32-bit offsets from the zone's start in 8-byte units (slab
+ * chunks are 8-aligned; 0 is the slab pool header, never an entry): the
+ * bucket array, read at every lookup, is half the size it would be with
+ * pointers and so stays in the CPU caches longer.  Zones up to 32G.
+ */
+
+typedef uint32_t  ngx_http_sandbox_cache_link_t;
+
+#if (NGX_PTR_SIZE == 8)
+#define NGX_HTTP_SANDBOX_CACHE_ZONE_MAX  ((size_t) 0xffffffff << 3)
+#endif
+
+#define ngx_http_sandbox_cache_node(ctx, link)                               \
+    ((link) ? (ngx_http_sandbox_cache_node_t *)                              \
+              ((u_char *) (ctx)->shpool + ((size_t) (link) << 3))            \
+            : NULL)
+
+#define ngx_http_sandbox_cache_link(ctx, cn)                                 \
+    ((ngx_http_sandbox_cache_link_t)                                         \
+         (((u_char *) (cn) - (u_char *) (ctx)->shpool) >> 3))
+
 
 typedef struct {
-    ngx_http_sandbox_cache_node_t  **buckets;
+    ngx_http_sandbox_cache_link_t   *buckets;
     ngx_uint_t                       mask;
     ngx_queue_t                      lru;
     ngx_uint_t                       generation;
@@ -58,18 +83,26 @@ typedef struct {
 } ngx_http_sandbox_cache_ctx_t;
 
 
+/*
+ * An entry, packed so that a key entry fits a 128-byte slab chunk: what a
+ * lookup reads comes first, and the owner (the user whose change drops
+ * the entry) is found inside the key or the value, not copied.  Times
+ * kept in 32 bits are only ever compared by difference.
+ */
+
 struct ngx_http_sandbox_cache_node_s {
-    ngx_http_sandbox_cache_node_t   *next;      /* hash chain */
-    ngx_queue_t                      queue;     /* LRU */
-    ngx_msec_t                       expire;
-    ngx_msec_t                       touched;
-    ngx_msec_t                       mark;
-    ngx_uint_t                       generation;
+    ngx_http_sandbox_cache_link_t    next;      /* hash chain */
     uint32_t                         hash;
-    u_short                          klen;
+    uint32_t                         generation;    /* the zone's, low bits */
+    uint32_t                         touched;
+    ngx_msec_t                       expire;
+    uint32_t                         mark;
     u_short                          vlen;
+    u_short                          uoff;      /* owner's offset in data */
+    u_char                           klen;
     u_char                           ulen;
-    u_char                           data[1];   /* key, value, owner */
+    ngx_queue_t                      queue;     /* LRU */
+    u_char                           data[1];   /* key, value */
 };
 
 
@@ -82,8 +115,9 @@ static ngx_int_t ngx_http_sandbox_cache_get(ngx_shm_zone_t *zone,
     ngx_pool_t *pool, u_char *key, size_t klen, ngx_str_t *value,
     ngx_msec_t grace, ngx_uint_t *due);
 static void ngx_http_sandbox_cache_put(ngx_shm_zone_t *zone, u_char *key,
-    size_t klen, u_char *value, size_t vlen, ngx_str_t *owner,
+    size_t klen, u_char *value, size_t vlen, size_t uoff, size_t ulen,
     ngx_msec_t ttl);
+static ngx_int_t ngx_http_sandbox_cache_key_of(u_char *buf, u_char *hex);
 static void ngx_http_sandbox_cache_delete(ngx_shm_zone_t *zone, u_char *key,
     size_t klen);
 static void ngx_http_sandbox_cache_delete_owner(ngx_shm_zone_t *zone,
@@ -106,6 +140,14 @@ ngx_http_sandbox_cache_zone_add(ngx_conf_t *cf, ngx_str_t *name, size_t size)
     if (ctx == NULL) {
         return NULL;
     }
+
+#if (NGX_PTR_SIZE == 8)
+    if (size > NGX_HTTP_SANDBOX_CACHE_ZONE_MAX) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zone \"%V\" is too large, 32G at most", name);
+        return NULL;
+    }
+#endif
 
     shm_zone = ngx_shared_memory_add(cf, name, size, &ngx_http_module);
     if (shm_zone == NULL) {
@@ -166,7 +208,8 @@ ngx_http_sandbox_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         n *= 2;
     }
 
-    ctx->sh->buckets = ngx_slab_calloc(ctx->shpool, n * sizeof(void *));
+    ctx->sh->buckets = ngx_slab_calloc(ctx->shpool,
+                               n * sizeof(ngx_http_sandbox_cache_link_t));
     if (ctx->sh->buckets == NULL) {
         return NGX_ERROR;
     }
@@ -201,7 +244,11 @@ ngx_http_sandbox_cache_lookup(ngx_http_sandbox_cache_ctx_t *ctx, u_char *key,
 {
     ngx_http_sandbox_cache_node_t  *cn;
 
-    for (cn = ctx->sh->buckets[hash & ctx->sh->mask]; cn; cn = cn->next) {
+    for (cn = ngx_http_sandbox_cache_node(ctx,
+                                          ctx->sh->buckets[hash & ctx->sh->mask]);
+         cn;
+         cn = ngx_http_sandbox_cache_node(ctx, cn->next))
+    {
 
         if (cn->hash == hash
             && ngx_memn2cmp(key, cn->data, len, cn->klen) == 0)
@@ -236,7 +283,7 @@ ngx_http_sandbox_cache_get(ngx_shm_zone_t *zone, ngx_pool_t *pool,
         goto done;
     }
 
-    if (cn->generation != ctx->sh->generation) {
+    if (cn->generation != (uint32_t) ctx->sh->generation) {
         ngx_http_sandbox_cache_free_node(ctx, cn);
         goto done;
     }
@@ -270,16 +317,21 @@ ngx_http_sandbox_cache_get(ngx_shm_zone_t *zone, ngx_pool_t *pool,
          * (measured: with 100,000 users every hit moved an entry)
          */
 
-        if (ngx_current_msec - cn->touched >= NGX_HTTP_SANDBOX_CACHE_TOUCH) {
-            cn->touched = ngx_current_msec;
+        if ((uint32_t) ngx_current_msec - cn->touched
+            >= NGX_HTTP_SANDBOX_CACHE_TOUCH)
+        {
+            cn->touched = (uint32_t) ngx_current_msec;
             ngx_queue_remove(&cn->queue);
             ngx_queue_insert_head(&ctx->sh->lru, &cn->queue);
         }
 
         /* once a minute and key, across workers, a use is reported */
 
-        if (due && ngx_current_msec - cn->mark >= NGX_HTTP_SANDBOX_CACHE_USE) {
-            cn->mark = ngx_current_msec;
+        if (due
+            && (uint32_t) ngx_current_msec - cn->mark
+               >= NGX_HTTP_SANDBOX_CACHE_USE)
+        {
+            cn->mark = (uint32_t) ngx_current_msec;
             *due = 1;
         }
 
@@ -307,21 +359,23 @@ done:
 
 static void
 ngx_http_sandbox_cache_put(ngx_shm_zone_t *zone, u_char *key, size_t klen,
-    u_char *value, size_t vlen, ngx_str_t *owner, ngx_msec_t ttl)
+    u_char *value, size_t vlen, size_t uoff, size_t ulen, ngx_msec_t ttl)
 {
     size_t                          size;
     uint32_t                        hash;
     ngx_http_sandbox_cache_ctx_t   *ctx;
     ngx_http_sandbox_cache_node_t  *cn;
 
-    if (ttl == 0 || klen > 0xffff || vlen > 0xffff || owner->len > 0xff) {
+    if (ttl == 0 || klen > 0xff || vlen > 0xffff || uoff > 0xffff
+        || ulen > 0xff || uoff + ulen > klen + vlen)
+    {
         return;
     }
 
     ctx = zone->data;
     hash = ngx_murmur_hash2(key, klen);
     size = offsetof(ngx_http_sandbox_cache_node_t, data)
-           + klen + vlen + owner->len;
+           + klen + vlen;
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
@@ -347,19 +401,20 @@ ngx_http_sandbox_cache_put(ngx_shm_zone_t *zone, u_char *key, size_t klen,
 
     cn->hash = hash;
     cn->expire = ngx_current_msec + ttl;
-    cn->touched = ngx_current_msec;
-    cn->mark = ngx_current_msec;
-    cn->generation = ctx->sh->generation;
-    cn->klen = (u_short) klen;
+    cn->touched = (uint32_t) ngx_current_msec;
+    cn->mark = (uint32_t) ngx_current_msec;
+    cn->generation = (uint32_t) ctx->sh->generation;
+    cn->klen = (u_char) klen;
     cn->vlen = (u_short) vlen;
-    cn->ulen = (u_char) owner->len;
+    cn->uoff = (u_short) uoff;
+    cn->ulen = (u_char) ulen;
 
     ngx_memcpy(cn->data, key, klen);
     ngx_memcpy(cn->data + klen, value, vlen);
-    ngx_memcpy(cn->data + klen + vlen, owner->data, owner->len);
 
     cn->next = ctx->sh->buckets[hash & ctx->sh->mask];
-    ctx->sh->buckets[hash & ctx->sh->mask] = cn;
+    ctx->sh->buckets[hash & ctx->sh->mask] =
+                                     ngx_http_sandbox_cache_link(ctx, cn);
     ngx_queue_insert_head(&ctx->sh->lru, &cn->queue);
 
     ctx->sh->stats.entries++;
@@ -413,7 +468,7 @@ ngx_http_sandbox_cache_delete_owner(ngx_shm_zone_t *zone, u_char *user,
         next = ngx_queue_next(q);
         cn = ngx_queue_data(q, ngx_http_sandbox_cache_node_t, queue);
 
-        if (ngx_memn2cmp(cn->data + cn->klen + cn->vlen, user, cn->ulen, len)
+        if (ngx_memn2cmp(cn->data + cn->uoff, user, cn->ulen, len)
             == 0)
         {
             ngx_http_sandbox_cache_free_node(ctx, cn);
@@ -429,11 +484,13 @@ static void
 ngx_http_sandbox_cache_free_node(ngx_http_sandbox_cache_ctx_t *ctx,
     ngx_http_sandbox_cache_node_t *cn)
 {
-    ngx_http_sandbox_cache_node_t  **p;
+    ngx_http_sandbox_cache_link_t  *p, link;
+
+    link = ngx_http_sandbox_cache_link(ctx, cn);
 
     for (p = &ctx->sh->buckets[cn->hash & ctx->sh->mask];
-         *p != cn;
-         p = &(*p)->next)
+         *p != link;
+         p = &ngx_http_sandbox_cache_node(ctx, *p)->next)
     {
         /* void */
     }
@@ -477,7 +534,7 @@ ngx_http_sandbox_cache_expire(ngx_http_sandbox_cache_ctx_t *ctx,
 
         /* past the longest grace allowed no location can use it */
 
-        if (cn->generation == ctx->sh->generation
+        if (cn->generation == (uint32_t) ctx->sh->generation
             && (ngx_msec_int_t) (ngx_current_msec - cn->expire)
                <= NGX_HTTP_SANDBOX_CACHE_GRACE_MAX)
         {
@@ -500,10 +557,11 @@ ngx_http_sandbox_cache_get_key(ngx_shm_zone_t *zone, ngx_pool_t *pool,
     size_t      idlen;
     ngx_int_t   rc;
     ngx_str_t   v;
-    u_char      buf[1 + 64];
+    u_char      buf[NGX_HTTP_SANDBOX_CACHE_KEY_LEN];
 
-    buf[0] = NGX_HTTP_SANDBOX_CACHE_KEY;
-    ngx_memcpy(buf + 1, digest, 64);
+    if (ngx_http_sandbox_cache_key_of(buf, digest) != NGX_OK) {
+        return NGX_HTTP_SANDBOX_CACHE_MISS;
+    }
 
     rc = ngx_http_sandbox_cache_get(zone, pool, buf, sizeof(buf), &v,
                                     ttl->grace, used);
@@ -544,11 +602,12 @@ ngx_http_sandbox_cache_put_key(ngx_shm_zone_t *zone, u_char *digest,
 {
     u_char   *p;
     size_t    idlen;
-    u_char    buf[1 + 64];
+    u_char    buf[NGX_HTTP_SANDBOX_CACHE_KEY_LEN];
     u_char    val[1 + sizeof(time_t) + 1 + 255 + 255];
 
-    buf[0] = NGX_HTTP_SANDBOX_CACHE_KEY;
-    ngx_memcpy(buf + 1, digest, 64);
+    if (ngx_http_sandbox_cache_key_of(buf, digest) != NGX_OK) {
+        return;
+    }
 
     idlen = ngx_min(key->id.len, 255);
 
@@ -563,10 +622,36 @@ ngx_http_sandbox_cache_put_key(ngx_shm_zone_t *zone, u_char *digest,
     p = ngx_cpymem(p, key->id.data, idlen);
     p = ngx_cpymem(p, key->user.data, key->user.len);
 
+    /* the owner is the value's tail */
+
     ngx_http_sandbox_cache_put(zone, buf, sizeof(buf), val, p - val,
-                               &key->user,
+                               sizeof(buf) + (p - val) - key->user.len,
+                               key->user.len,
                                key->state == NGX_HTTP_SANDBOX_KEY_VALID
                                ? ttl->ttl : ttl->negative_ttl);
+}
+
+
+/* a key's cache key: "k" and its digest in 32 bytes, not 64 hex digits */
+
+static ngx_int_t
+ngx_http_sandbox_cache_key_of(u_char *buf, u_char *hex)
+{
+    ngx_int_t   n;
+    ngx_uint_t  i;
+
+    buf[0] = NGX_HTTP_SANDBOX_CACHE_KEY;
+
+    for (i = 0; i < 32; i++) {
+        n = ngx_hextoi(hex + 2 * i, 2);
+        if (n == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        buf[1 + i] = (u_char) n;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -640,8 +725,10 @@ ngx_http_sandbox_cache_put_route(ngx_shm_zone_t *zone, ngx_str_t *user,
     val[0] = (u_char) route->state;
     ngx_memcpy(val + 1, route->addr.data, route->addr.len);
 
+    /* the owner is in the key: "r" user "/" name */
+
     ngx_http_sandbox_cache_put(zone, buf, klen, val, 1 + route->addr.len,
-                               user,
+                               1, user->len,
                                route->state == NGX_HTTP_SANDBOX_ROUTE_READY
                                ? ttl->ttl : ttl->negative_ttl);
 }
@@ -748,7 +835,7 @@ ngx_http_sandbox_cache_event(ngx_shm_zone_t *zone, u_char *msg, size_t len,
 {
     u_char     *p, *last, *sp;
     ngx_str_t   user, name;
-    u_char      buf[1 + 64];
+    u_char      buf[NGX_HTTP_SANDBOX_CACHE_KEY_LEN];
 
     last = msg + len;
 
@@ -757,9 +844,9 @@ ngx_http_sandbox_cache_event(ngx_shm_zone_t *zone, u_char *msg, size_t len,
         return;
     }
 
-    if (len == 4 + 64 && ngx_strncmp(msg, "key ", 4) == 0) {
-        buf[0] = NGX_HTTP_SANDBOX_CACHE_KEY;
-        ngx_memcpy(buf + 1, msg + 4, 64);
+    if (len == 4 + 64 && ngx_strncmp(msg, "key ", 4) == 0
+        && ngx_http_sandbox_cache_key_of(buf, msg + 4) == NGX_OK)
+    {
         ngx_http_sandbox_cache_delete(zone, buf, sizeof(buf));
         return;
     }
