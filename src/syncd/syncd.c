@@ -186,7 +186,7 @@ static int cmp(const void *a, const void *b) {
 /* a full list, page by page, each page written in one pipeline; then
  * the routes of vanished objects go */
 static int relist(syncd *s) {
-    char path[1024], query[512], cont[1024] = "";
+    char path[4096], query[3072], cont[2048] = "";
     char **seen = NULL;
     route *page = NULL;
     size_t nseen = 0, npage, i;
@@ -198,8 +198,15 @@ static int relist(syncd *s) {
         char **more;
         long status;
 
-        snprintf(query, sizeof(query), "?limit=500%s%s",
-                 cont[0] ? "&continue=" : "", cont);
+        if (cont[0]) {
+            /* the token is opaque: escaped, whatever alphabet it uses */
+            char *esc = curl_easy_escape(NULL, cont, 0);
+            if (esc == NULL) goto done;
+            snprintf(query, sizeof(query), "?limit=500&continue=%s", esc);
+            curl_free(esc);
+        } else {
+            snprintf(query, sizeof(query), "?limit=500");
+        }
         collection(s, path, sizeof(path), query);
         status = kube_get(&s->k, path, &list);
         if (status != 200 || list == NULL) {
@@ -233,8 +240,13 @@ static int relist(syncd *s) {
         snprintf(s->st.rv, sizeof(s->st.rv), "%s",
                  json_string_value(json_object_get(meta, "resourceVersion"))
                  ?: "");
-        snprintf(cont, sizeof(cont), "%s",
-                 json_string_value(json_object_get(meta, "continue")) ?: "");
+        if (snprintf(cont, sizeof(cont), "%s",
+                     json_string_value(json_object_get(meta, "continue"))
+                     ?: "") >= (int) sizeof(cont)) {
+            fprintf(stderr, "sandbox-syncd: list: continue token too long\n");
+            json_decref(list);
+            goto done;
+        }
         json_decref(list);
 
         if (store_put_many(s->redis, page, npage) != 0) goto done;
