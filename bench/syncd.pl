@@ -92,33 +92,9 @@ $t->reap('syncd', 'TERM');
 
 # 2. a re-list of M objects, created in parallel by curl
 
-my $conf = $t->dir . '/create.curl';
-open my $fh, '>', $conf or die;
-for my $i (1 .. $opt{m}) {
-    my $obj = encode_json({ apiVersion => 'agents.x-k8s.io/v1beta1',
-        kind => 'Sandbox',
-        metadata => { name => "bulk$i", labels => { user => "u$i" } },
-        spec => { podTemplate => { spec => { containers => [
-            { name => 'sandbox', image => 'aio' } ] } } } });
-    $obj =~ s/(["\\])/\\$1/g;
-    print $fh "next\n" if $i > 1;
-    # --next resets per-transfer options: each block carries its own
-    print $fh "url = \"", $k->api, $k->sandboxes, "\"\n",
-              "cacert = \"", $k->ca_file, "\"\n",
-              "header = \"Authorization: Bearer $k->{K8S_TOKEN}\"\n",
-              "header = \"Content-Type: application/json\"\n",
-              "data = \"$obj\"\n", "output = \"/dev/null\"\n",
-              "write-out = \"%{http_code}\\n\"\n";
-}
-close $fh;
 my $t0 = time;
-my %codes;
-open my $bulk, '-|', 'curl', '-s', '--no-progress-meter', '--parallel', '--parallel-max', '16',
-     '-K', $conf or die "curl: $!\n";
-$codes{$_}++ while defined($_ = <$bulk>) && chomp;
-close $bulk;
-die 'bulk create: ' . join(', ', map { "$_ x$codes{$_}" } keys %codes) . "\n"
-    if ($codes{201} // 0) != $opt{m};
+my $created = $k->create_bulk($opt{m}, 'bulk', $t->dir . '/create.curl');
+die "bulk create: $created of $opt{m}\n" unless $created == $opt{m};
 my $create_s = time - $t0;
 my ($code, $l) = $k->call('GET', $k->sandboxes);
 my $objects = scalar @{ $l->{items} // [] };

@@ -170,6 +170,23 @@ is($k->set_ready('fq2', podIPs => ['127.0.0.1']), 200, 'then a pod IP');
 ok(wait_for(sub { get('fq2')->{status} == 200 }), 'served by the pod IP');
 $t->reap('syncd', 'TERM');
 
+# a list longer than a page (500): every page is written, and a route
+# whose object is gone is still found among them
+
+is($k->create_bulk(1100, 'pg', $t->dir . '/bulk.curl'), 1100,
+   '1,100 Sandboxes created');
+$t->redis('HSET', 'sbx:route:ghost:gone', rv => 1, addr => '', ready => 0);
+$t->redis('SADD', 'sbx:routes', 'ghost:gone');
+$t->redis('DEL', 'sbx:sync');
+$t->spawn('pager', $k->daemon_env($t), $syncd, '--watch-timeout', '5');
+ok(wait_for(sub { ($t->redis('HGET', 'sbx:sync', 'listed') // '') eq '1' }, 30),
+   'listed in three pages');
+is(scalar(grep { /^u\d+:pg\d+$/ } @{ $t->redis('SMEMBERS', 'sbx:routes') }),
+   1100, 'every page written');
+ok(!defined $t->redis('HGET', 'sbx:route:ghost:gone', 'rv'),
+   'a route without an object removed');
+$t->reap('pager', 'TERM');
+
 # the watch through a relay: cut, then frozen
 
 my ($api_port) = $k->api =~ /:(\d+)$/;

@@ -122,6 +122,35 @@ sub set_ready {
                         encode_json($st), 'application/merge-patch+json'))[0];
 }
 
+# $n Sandboxes "<prefix>1".."<prefix>$n", owners "u1".."u$n", created by
+# one curl running 16 transfers at a time; returns how many were created
+sub create_bulk {
+    my ($self, $n, $prefix, $file) = @_;
+    open my $fh, '>', $file or croak "$file: $!";
+    for my $i (1 .. $n) {
+        my $obj = encode_json({ apiVersion => "agents.x-k8s.io/$self->{version}",
+            kind => 'Sandbox',
+            metadata => { name => "$prefix$i", labels => { user => "u$i" } },
+            spec => { podTemplate => { spec => { containers => [
+                { name => 'sandbox', image => 'aio' } ] } } } });
+        $obj =~ s/(["\\])/\\$1/g;
+        # --next resets per-transfer options: each block carries its own
+        print $fh "next\n" if $i > 1;
+        print $fh "url = \"", $self->api, $self->sandboxes, "\"\n",
+                  "cacert = \"", $self->ca_file, "\"\n",
+                  "header = \"Authorization: Bearer $self->{K8S_TOKEN}\"\n",
+                  "header = \"Content-Type: application/json\"\n",
+                  "data = \"$obj\"\n", "output = \"/dev/null\"\n",
+                  "write-out = \"%{http_code}\\n\"\n";
+    }
+    close $fh;
+    open my $curl, '-|', 'curl', '-s', '--no-progress-meter', '--parallel',
+         '--parallel-max', '16', '-K', $file or croak "curl: $!";
+    my $created = grep { /^201$/ } <$curl>;
+    close $curl;
+    return $created;
+}
+
 sub delete {
     my ($self, $name) = @_;
     return ($self->call('DELETE', $self->sandboxes . "/$name"))[0];
