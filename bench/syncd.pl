@@ -35,24 +35,7 @@ my $syncd = "$root/build/sandbox-syncd";
 my $k = SbxKube->start($t) or die "no kube-apiserver: t/k8s/build-apiserver.sh\n";
 $k->install_crd or die "CRD not installed\n";
 
-$t->redis_start;
-my $rt = $t->runtime_start(id => 'pod');
-my ($rt_port) = $rt =~ /:(\d+)$/;
-$t->add_user('alice');
-my $key = $t->add_key('alice');
-$t->write_conf($t->base_conf(http => <<'EOF'));
-    sandbox_redis %%REDIS%%;
-    sandbox_cache_zone k8s:16m;
-    upstream pods { sandbox_balancer keepalive=4; }
-    server {
-        listen 127.0.0.1:%%PORT_1%%;
-        location / {
-            sandbox_route on;
-            proxy_pass http://pods$sandbox_uri;
-        }
-    }
-EOF
-$t->nginx_start;
+my ($key, $rt_port) = SbxKube->gateway($t);
 
 sub pct {
     my ($p, @v) = @_;

@@ -27,25 +27,7 @@ sub kube { $k->call(@_) }
 
 ok($k->install_crd, 'CRD installed');
 
-$t->redis_start;
-my $rt = $t->runtime_start(id => 'pod');
-my ($rt_port) = $rt =~ /:(\d+)$/;
-$t->add_user('alice');
-my $key = $t->add_key('alice');
-
-$t->write_conf($t->base_conf(http => <<'EOF'));
-    sandbox_redis %%REDIS%%;
-    sandbox_cache_zone k8s:1m;
-    upstream pods { sandbox_balancer keepalive=4; }
-    server {
-        listen 127.0.0.1:%%PORT_1%%;
-        location / {
-            sandbox_route on;
-            proxy_pass http://pods$sandbox_uri;
-        }
-    }
-EOF
-$t->nginx_start;
+my ($key, $rt_port) = SbxKube->gateway($t);
 
 sub start_daemon {
     $t->spawn('syncd', $k->daemon_env($t),

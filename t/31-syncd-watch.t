@@ -24,29 +24,12 @@ plan skip_all => 'no kube-apiserver' unless $k;
 
 ok($k->install_crd, 'CRD installed');
 
-$t->redis_start;
-my $rt = $t->runtime_start(id => 'pod');
-my ($rt_port) = $rt =~ /:(\d+)$/;
-$t->add_user('alice');
-my $key = $t->add_key('alice');
-
-$t->write_conf($t->base_conf(http => <<'EOF'));
-    sandbox_redis %%REDIS%%;
-    sandbox_cache_zone k8s:1m;
-    upstream pods { sandbox_balancer keepalive=4; }
-    server {
-        listen 127.0.0.1:%%PORT_1%%;
+my ($key, $rt_port) = SbxKube->gateway($t, <<'EOF');
         location = /health {
             sandbox_api;
             sandbox_sync_max_lag 2s;
         }
-        location / {
-            sandbox_route on;
-            proxy_pass http://pods$sandbox_uri;
-        }
-    }
 EOF
-$t->nginx_start;
 
 sub get {
     my ($name) = @_;

@@ -40,6 +40,33 @@ END {
     }
 }
 
+# what the daemon's tests route through: Redis, one demo runtime, user
+# "alice" with a key, and nginx with the module on port 1 (and $extra in
+# its server block); returns (key, runtime port)
+sub gateway {
+    my ($class, $t, $extra) = @_;
+    $t->redis_start;
+    my ($port) = $t->runtime_start(id => 'pod') =~ /:(\d+)$/;
+    $t->add_user('alice');
+    my $key = $t->add_key('alice');
+    $extra //= '';
+    $t->write_conf($t->base_conf(http => <<"EOF"));
+    sandbox_redis %%REDIS%%;
+    sandbox_cache_zone k8s:16m;
+    upstream pods { sandbox_balancer keepalive=4; }
+    server {
+        listen 127.0.0.1:%%PORT_1%%;
+$extra
+        location / {
+            sandbox_route on;
+            proxy_pass http://pods\$sandbox_uri;
+        }
+    }
+EOF
+    $t->nginx_start;
+    return ($key, $port);
+}
+
 sub dir { $_[0]{dir} }
 sub api { $_[0]{K8S_API} }
 sub ca_file { $_[0]{K8S_CA_FILE} }
