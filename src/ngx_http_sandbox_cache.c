@@ -242,10 +242,12 @@ static ngx_http_sandbox_cache_node_t *
 ngx_http_sandbox_cache_lookup(ngx_http_sandbox_cache_ctx_t *ctx, u_char *key,
     size_t len, uint32_t hash)
 {
+    ngx_http_sandbox_cache_link_t   link;
     ngx_http_sandbox_cache_node_t  *cn;
 
-    for (cn = ngx_http_sandbox_cache_node(ctx,
-                                          ctx->sh->buckets[hash & ctx->sh->mask]);
+    link = ctx->sh->buckets[hash & ctx->sh->mask];
+
+    for (cn = ngx_http_sandbox_cache_node(ctx, link);
          cn;
          cn = ngx_http_sandbox_cache_node(ctx, cn->next))
     {
