@@ -230,6 +230,19 @@ for my $round (1 .. 2) {
     is(status()->{redis}{commands}, $before, 'negative entries answer alone');
 }
 
+# a key message whose digest is not hex names no entry: everything goes
+
+{
+    my $flushes = status()->{cache}{flushes};
+    $t->redis('PUBLISH', 'sbx:events', 'key ' . ('z' x 64));
+    my $flushed;
+    for (1 .. 40) {
+        sleep 0.05;
+        if (status()->{cache}{flushes} > $flushes) { $flushed = 1; last }
+    }
+    ok($flushed, 'a malformed key message flushes the cache');
+}
+
 # losing the subscription flushes everything (messages may have been lost)
 
 {
