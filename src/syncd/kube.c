@@ -67,10 +67,11 @@ int kube_token(kube *k, int force) {
     return 0;
 }
 
-static long long now_ms(void) {
+/* the tick's pace: a clock that wall-clock changes do not move */
+static long long monotonic_ms(void) {
     struct timespec ts;
 
-    clock_gettime(CLOCK_REALTIME, &ts);
+    clock_gettime(CLOCK_MONOTONIC, &ts);
     return (long long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
@@ -84,7 +85,7 @@ static int progress(void *data, curl_off_t a, curl_off_t b, curl_off_t c,
     (void) a; (void) b; (void) c; (void) d;
     if (k->abort && *k->abort) return 1;
     if (k->tick == NULL || k->watching == NULL) return 0;
-    now = now_ms();
+    now = monotonic_ms();
     if (now - k->tick_at < 1000) return 0;
     k->tick_at = now;
     curl_easy_getinfo(k->watching, CURLINFO_RESPONSE_CODE, &status);

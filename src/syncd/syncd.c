@@ -115,19 +115,19 @@ static void prepare(syncd *s, route *r) {
     if (resolve_route(r) != 0) pending_add(s, &orig);
 }
 
-static int apply(syncd *s, json_t *obj, int deleted) {
+/* a failed write may have lost a change: the next tick lists again */
+static void apply(syncd *s, json_t *obj, int deleted) {
     route r;
 
     if (route_from_object(obj, s->api_version, s->default_port, &r) != 0)
-        return 0;               /* not a sandbox the gateway routes */
+        return;                 /* not a sandbox the gateway routes */
     if (deleted) {
         pending_drop(s, &r);
         if (store_del(s->redis, r.user, r.name) != 0) s->resync = 1;
-        return 0;
+        return;
     }
     prepare(s, &r);
     if (store_put(s->redis, &r) != 0) s->resync = 1;
-    return 0;
 }
 
 /* the routes that did not resolve, again; written once they do */
@@ -351,7 +351,8 @@ static int run(syncd *s, const char *template_file);
  */
 static int elect(syncd *s, const char *template_file, const char *lease,
                  int duration) {
-    char ns[128], name[128], id[256], host[128];
+    const char *id = s->st.leader;
+    char ns[128], name[128];
     time_t renewed = 0;
     pid_t worker = 0;
     const char *slash = strchr(lease, '/');
@@ -359,10 +360,6 @@ static int elect(syncd *s, const char *template_file, const char *lease,
     if (slash == NULL) { usage(); return 2; }
     snprintf(ns, sizeof(ns), "%.*s", (int) (slash - lease), lease);
     snprintf(name, sizeof(name), "%s", slash + 1);
-    gethostname(host, sizeof(host));
-    host[sizeof(host) - 1] = '\0';
-    snprintf(id, sizeof(id), "%s-%ld", host, (long) getpid());
-    snprintf(s->st.leader, sizeof(s->st.leader), "%s", id);
 
     while (!stopping) {
         int rc = lease_acquire(&s->k, ns, name, id, duration);
@@ -448,6 +445,7 @@ int main(int argc, char **argv) {
     syncd s;
     const char *template_file, *lease = NULL;
     const char *api, *token_file, *ca_file, *kubeconfig_file, *context = NULL;
+    char host[128];
     int lease_duration = 15;
     int i;
 
@@ -498,6 +496,12 @@ int main(int argc, char **argv) {
     if (ca_file) snprintf(s.k.ca_file, sizeof(s.k.ca_file), "%s", ca_file);
     s.k.abort = &stopping;
 
+    /* who this is, in the Lease and in sbx:sync: host and pid */
+    gethostname(host, sizeof(host));
+    host[sizeof(host) - 1] = '\0';
+    snprintf(s.st.leader, sizeof(s.st.leader), "%s-%ld", host,
+             (long) getpid());
+
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
     signal(SIGPIPE, SIG_IGN);
@@ -531,13 +535,6 @@ static int run(syncd *s_, const char *template_file) {
 
     s.k.tick = tick;
     s.k.tick_data = &s;
-    if (s.st.leader[0] == '\0') {
-        char host[128];
-        gethostname(host, sizeof(host));
-        host[sizeof(host) - 1] = '\0';
-        snprintf(s.st.leader, sizeof(s.st.leader), "%s-%ld", host,
-                 (long) getpid());
-    }
 
     while (!stopping) {
         if (redis_ready(&s) != 0 || relist(&s) != 0) {
