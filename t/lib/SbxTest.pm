@@ -277,13 +277,12 @@ sub syncd_binary { $ENV{SBX_SYNCD} // "$ROOT/build/sandbox-syncd" }
 # no sanitizer report in the output of any process spawn() started
 sub spawned_ok {
     my ($self) = @_;
-    my @bad;
-    for my $f (glob "$self->{dir}/*.out") {
-        my $text = do { local (@ARGV, $/) = $f; <> } // '';
-        push @bad, $f if $text =~ /(?:Address|Leak|UndefinedBehavior)Sanitizer|runtime error:/;
-    }
+    my @bad = grep {
+        $self->read_file($_)
+            =~ /(?:Address|Leak|UndefinedBehavior)Sanitizer|runtime error:/
+    } map { s{.*/}{}r } glob "$self->{dir}/*.out";
     ok(!@bad, 'no sanitizer reports from the daemons')
-        or diag(map { "$_:\n" . $self->read_file($_ =~ s{.*/}{}r) } @bad);
+        or diag(map { "$_:\n" . $self->read_file($_) } @bad);
 }
 
 sub runtime_start {
