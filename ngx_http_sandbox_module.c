@@ -122,6 +122,13 @@ static ngx_command_t  ngx_http_sandbox_commands[] = {
       offsetof(ngx_http_sandbox_loc_conf_t, cache_ttl.grace),
       NULL },
 
+    { ngx_string("sandbox_last_used_interval"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_sandbox_loc_conf_t, cache_ttl.last_used),
+      NULL },
+
     { ngx_string("sandbox_status"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_sandbox_content,
@@ -415,6 +422,7 @@ ngx_http_sandbox_create_loc_conf(ngx_conf_t *cf)
     slcf->cache_ttl.ttl = NGX_CONF_UNSET_MSEC;
     slcf->cache_ttl.negative_ttl = NGX_CONF_UNSET_MSEC;
     slcf->cache_ttl.grace = NGX_CONF_UNSET_MSEC;
+    slcf->cache_ttl.last_used = NGX_CONF_UNSET_MSEC;
     slcf->quota = NGX_CONF_UNSET_UINT;
 
     return slcf;
@@ -448,6 +456,8 @@ ngx_http_sandbox_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     ngx_conf_merge_msec_value(conf->cache_ttl.grace, prev->cache_ttl.grace,
                               0);
+    ngx_conf_merge_msec_value(conf->cache_ttl.last_used,
+                              prev->cache_ttl.last_used, 60000);
 
     ngx_conf_merge_uint_value(conf->quota, prev->quota, 20);
     ngx_conf_merge_str_value(conf->default_image, prev->default_image,
@@ -458,6 +468,18 @@ ngx_http_sandbox_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     if (conf->cache_ttl.grace > NGX_HTTP_SANDBOX_CACHE_GRACE_MAX) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"sandbox_cache_grace\" cannot exceed 1h");
+        return NGX_CONF_ERROR;
+    }
+
+    /* whole seconds, as last_used_at is; at most a day, so 32 bits hold */
+
+    if (conf->cache_ttl.last_used < 1000
+        || conf->cache_ttl.last_used > 86400000
+        || conf->cache_ttl.last_used % 1000)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"sandbox_last_used_interval\" must be whole "
+                           "seconds from 1s to 1d");
         return NGX_CONF_ERROR;
     }
 
@@ -648,6 +670,10 @@ ngx_http_sandbox_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    if (ngx_http_sandbox_usage_init(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_sandbox_events_init(cycle, smcf);
 }
 
@@ -656,6 +682,7 @@ static void
 ngx_http_sandbox_exit_process(ngx_cycle_t *cycle)
 {
     ngx_http_sandbox_events_exit();
+    ngx_http_sandbox_usage_exit();
     ngx_http_sandbox_sha256_cleanup();
 
     ngx_http_sandbox_redis_destroy(ngx_http_sandbox_worker_redis);

@@ -64,37 +64,49 @@ ngx_http_sandbox_auth_bearer(ngx_http_request_t *r, ngx_str_t *key,
  * context are kept per process instead.
  */
 
-static EVP_MD      *ngx_http_sandbox_sha256;
+static EVP_MD      *ngx_http_sandbox_sha256_md;
 static EVP_MD_CTX  *ngx_http_sandbox_sha256_ctx;
+
+
+ngx_int_t
+ngx_http_sandbox_sha256(u_char *md, u_char *src, size_t len)
+{
+    unsigned int  mdlen;
+
+    mdlen = 0;
+
+    if (ngx_http_sandbox_sha256_md == NULL) {
+        ngx_http_sandbox_sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+        ngx_http_sandbox_sha256_ctx = EVP_MD_CTX_new();
+    }
+
+    if (ngx_http_sandbox_sha256_md == NULL
+        || ngx_http_sandbox_sha256_ctx == NULL
+        || EVP_DigestInit_ex(ngx_http_sandbox_sha256_ctx,
+                             ngx_http_sandbox_sha256_md, NULL) != 1
+        || EVP_DigestUpdate(ngx_http_sandbox_sha256_ctx, src, len) != 1
+        || EVP_DigestFinal_ex(ngx_http_sandbox_sha256_ctx, md, &mdlen) != 1
+        || mdlen != NGX_HTTP_SANDBOX_SHA256_LEN)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
 
 
 void
 ngx_http_sandbox_sha256_hex(u_char *dst, u_char *src, size_t len)
 {
-    u_char        md[EVP_MAX_MD_SIZE];
-    unsigned int  mdlen;
+    u_char  md[EVP_MAX_MD_SIZE];
 
-    mdlen = 0;
-
-    if (ngx_http_sandbox_sha256 == NULL) {
-        ngx_http_sandbox_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
-        ngx_http_sandbox_sha256_ctx = EVP_MD_CTX_new();
-    }
-
-    if (ngx_http_sandbox_sha256 == NULL
-        || ngx_http_sandbox_sha256_ctx == NULL
-        || EVP_DigestInit_ex(ngx_http_sandbox_sha256_ctx,
-                             ngx_http_sandbox_sha256, NULL) != 1
-        || EVP_DigestUpdate(ngx_http_sandbox_sha256_ctx, src, len) != 1
-        || EVP_DigestFinal_ex(ngx_http_sandbox_sha256_ctx, md, &mdlen) != 1
-        || mdlen != 32)
-    {
+    if (ngx_http_sandbox_sha256(md, src, len) != NGX_OK) {
         /* cannot happen with a sane libcrypto; never match anything */
         ngx_memset(dst, 'x', NGX_HTTP_SANDBOX_SHA256_HEX_LEN);
         return;
     }
 
-    ngx_hex_dump(dst, md, 32);
+    ngx_hex_dump(dst, md, NGX_HTTP_SANDBOX_SHA256_LEN);
 }
 
 
@@ -102,10 +114,10 @@ void
 ngx_http_sandbox_sha256_cleanup(void)
 {
     EVP_MD_CTX_free(ngx_http_sandbox_sha256_ctx);
-    EVP_MD_free(ngx_http_sandbox_sha256);
+    EVP_MD_free(ngx_http_sandbox_sha256_md);
 
     ngx_http_sandbox_sha256_ctx = NULL;
-    ngx_http_sandbox_sha256 = NULL;
+    ngx_http_sandbox_sha256_md = NULL;
 }
 
 

@@ -30,9 +30,6 @@
 /* how often a hit may move an entry to the head of the LRU queue, ms */
 #define NGX_HTTP_SANDBOX_CACHE_TOUCH  10000
 
-/* how often a cached key's use is reported (last_used_at), ms */
-#define NGX_HTTP_SANDBOX_CACHE_USE    60000
-
 /* room for "r" + user + "/" + name, both DNS labels */
 #define NGX_HTTP_SANDBOX_CACHE_KEY_MAX  160
 
@@ -65,6 +62,13 @@ typedef uint32_t  ngx_http_sandbox_cache_link_t;
          (((u_char *) (cn) - (u_char *) (ctx)->shpool) >> 3))
 
 
+#if (__GNUC__ || __clang__)
+#define ngx_http_sandbox_cache_prefetch(p)  __builtin_prefetch(p)
+#else
+#define ngx_http_sandbox_cache_prefetch(p)
+#endif
+
+
 typedef struct {
     ngx_http_sandbox_cache_link_t   *buckets;
     ngx_uint_t                       mask;
@@ -89,6 +93,12 @@ typedef struct {
  * and the owner (the user whose change drops the entry) is found inside
  * the key or the value, not copied.  Times kept in 32 bits are only ever
  * compared by difference.
+ *
+ * A key entry's hint links the route entry its last request used, so the
+ * route is usually found without a second hash search (two cache misses
+ * fewer per request).  A hint is only a guess: it is checked like any
+ * chain entry (hash, length, key bytes), and a freed entry has its hash
+ * and length zeroed, so a stale hint never matches.
  */
 
 struct ngx_http_sandbox_cache_node_s {
@@ -102,6 +112,7 @@ struct ngx_http_sandbox_cache_node_s {
     u_short                          uoff;      /* owner's offset in data */
     u_char                           klen;
     u_char                           ulen;
+    ngx_http_sandbox_cache_link_t    hint;      /* a key's last route */
     ngx_queue_t                      queue;     /* LRU */
     u_char                           data[1];   /* key, value */
 };
@@ -112,9 +123,20 @@ static ngx_int_t ngx_http_sandbox_cache_init_zone(ngx_shm_zone_t *shm_zone,
 static ngx_http_sandbox_cache_node_t *ngx_http_sandbox_cache_lookup(
     ngx_http_sandbox_cache_ctx_t *ctx, u_char *key, size_t len,
     uint32_t hash);
-static ngx_int_t ngx_http_sandbox_cache_get(ngx_shm_zone_t *zone,
-    ngx_pool_t *pool, u_char *key, size_t klen, ngx_str_t *value,
-    ngx_msec_t grace, ngx_uint_t *due);
+static ngx_http_sandbox_cache_node_t *ngx_http_sandbox_cache_at(
+    ngx_http_sandbox_cache_ctx_t *ctx, ngx_http_sandbox_cache_link_t link,
+    u_char *key, size_t len, uint32_t hash);
+static ngx_int_t ngx_http_sandbox_cache_read(ngx_http_sandbox_cache_ctx_t *ctx,
+    ngx_http_sandbox_cache_node_t *cn, ngx_pool_t *pool, ngx_str_t *value,
+    ngx_http_sandbox_cache_ttl_t *ttl, ngx_uint_t *due);
+static void ngx_http_sandbox_cache_count(ngx_http_sandbox_cache_ctx_t *ctx,
+    ngx_int_t rc);
+static ngx_int_t ngx_http_sandbox_cache_get_route_of(
+    ngx_http_sandbox_cache_ctx_t *ctx, ngx_http_sandbox_cache_node_t *kn,
+    ngx_pool_t *pool, ngx_str_t *name, ngx_str_t *value,
+    ngx_http_sandbox_cache_ttl_t *ttl);
+static ngx_int_t ngx_http_sandbox_cache_route_value(ngx_int_t rc,
+    ngx_str_t *v, ngx_http_sandbox_route_t *route);
 static void ngx_http_sandbox_cache_put(ngx_shm_zone_t *zone, u_char *key,
     size_t klen, u_char *value, size_t vlen, size_t uoff, size_t ulen,
     ngx_msec_t ttl);
@@ -265,31 +287,46 @@ ngx_http_sandbox_cache_lookup(ngx_http_sandbox_cache_ctx_t *ctx, u_char *key,
 }
 
 
-static ngx_int_t
-ngx_http_sandbox_cache_get(ngx_shm_zone_t *zone, ngx_pool_t *pool,
-    u_char *key, size_t klen, ngx_str_t *value, ngx_msec_t grace,
-    ngx_uint_t *due)
+/* the entry a link names, if it holds this key: a hint's check */
+
+static ngx_http_sandbox_cache_node_t *
+ngx_http_sandbox_cache_at(ngx_http_sandbox_cache_ctx_t *ctx,
+    ngx_http_sandbox_cache_link_t link, u_char *key, size_t len,
+    uint32_t hash)
 {
-    ngx_int_t                       rc;
-    ngx_msec_int_t                  left;
-    ngx_http_sandbox_cache_ctx_t   *ctx;
     ngx_http_sandbox_cache_node_t  *cn;
 
-    ctx = zone->data;
-    rc = NGX_HTTP_SANDBOX_CACHE_MISS;
+    cn = ngx_http_sandbox_cache_node(ctx, link);
 
-    ngx_shmtx_lock(&ctx->shpool->mutex);
+    if (cn && cn->hash == hash && cn->klen == len
+        && ngx_memcmp(cn->data, key, len) == 0)
+    {
+        return cn;
+    }
 
-    cn = ngx_http_sandbox_cache_lookup(ctx, key, klen,
-                                       ngx_murmur_hash2(key, klen));
+    return NULL;
+}
+
+
+/*
+ * Called locked with the entry found (or NULL): copies its value out, as
+ * shared memory is never used after the lock is released.
+ */
+
+static ngx_int_t
+ngx_http_sandbox_cache_read(ngx_http_sandbox_cache_ctx_t *ctx,
+    ngx_http_sandbox_cache_node_t *cn, ngx_pool_t *pool, ngx_str_t *value,
+    ngx_http_sandbox_cache_ttl_t *ttl, ngx_uint_t *due)
+{
+    ngx_msec_int_t  left;
 
     if (cn == NULL) {
-        goto done;
+        return NGX_HTTP_SANDBOX_CACHE_MISS;
     }
 
     if (cn->generation != (uint32_t) ctx->sh->generation) {
         ngx_http_sandbox_cache_free_node(ctx, cn);
-        goto done;
+        return NGX_HTTP_SANDBOX_CACHE_MISS;
     }
 
     /*
@@ -299,65 +336,58 @@ ngx_http_sandbox_cache_get(ngx_shm_zone_t *zone, ngx_pool_t *pool,
 
     left = (ngx_msec_int_t) (cn->expire - ngx_current_msec);
 
-    if (left + (ngx_msec_int_t) grace <= 0) {
-        goto done;
+    if (left + (ngx_msec_int_t) ttl->grace <= 0) {
+        return NGX_HTTP_SANDBOX_CACHE_MISS;
     }
-
-    /* copy out under the lock: shared memory is never used after it */
 
     value->data = ngx_pnalloc(pool, cn->vlen);
     if (value->data == NULL) {
-        goto done;
+        return NGX_HTTP_SANDBOX_CACHE_MISS;
     }
 
     ngx_memcpy(value->data, cn->data + cn->klen, cn->vlen);
     value->len = cn->vlen;
 
-    if (left > 0) {
+    if (left <= 0) {
+        return NGX_HTTP_SANDBOX_CACHE_STALE;
+    }
 
-        /*
-         * LRU order to ten seconds is enough for entries that live minutes,
-         * and not rewriting neighbours on every hit spares cache misses
-         * (measured: with 100,000 users every hit moved an entry)
-         */
+    /*
+     * LRU order to ten seconds is enough for entries that live minutes,
+     * and not rewriting neighbours on every hit spares cache misses
+     * (measured: with 100,000 users every hit moved an entry)
+     */
 
-        if ((uint32_t) ngx_current_msec - cn->touched
-            >= NGX_HTTP_SANDBOX_CACHE_TOUCH)
-        {
-            cn->touched = (uint32_t) ngx_current_msec;
-            ngx_queue_remove(&cn->queue);
-            ngx_queue_insert_head(&ctx->sh->lru, &cn->queue);
-        }
+    if ((uint32_t) ngx_current_msec - cn->touched
+        >= NGX_HTTP_SANDBOX_CACHE_TOUCH)
+    {
+        cn->touched = (uint32_t) ngx_current_msec;
+        ngx_queue_remove(&cn->queue);
+        ngx_queue_insert_head(&ctx->sh->lru, &cn->queue);
+    }
 
-        /* once a minute and key, across workers, a use is reported */
+    /* once per interval and key, across workers, a use is reported */
 
-        if (due
-            && (uint32_t) ngx_current_msec - cn->mark
-               >= NGX_HTTP_SANDBOX_CACHE_USE)
-        {
-            cn->mark = (uint32_t) ngx_current_msec;
-            *due = 1;
-        }
+    if (due
+        && (uint32_t) ngx_current_msec - cn->mark >= ttl->last_used)
+    {
+        cn->mark = (uint32_t) ngx_current_msec;
+        *due = 1;
+    }
 
-        rc = NGX_HTTP_SANDBOX_CACHE_HIT;
+    return NGX_HTTP_SANDBOX_CACHE_HIT;
+}
+
+
+static void
+ngx_http_sandbox_cache_count(ngx_http_sandbox_cache_ctx_t *ctx, ngx_int_t rc)
+{
+    if (rc == NGX_HTTP_SANDBOX_CACHE_HIT) {
+        (void) ngx_atomic_fetch_add(&ctx->sh->stats.hits, 1);
 
     } else {
-        rc = NGX_HTTP_SANDBOX_CACHE_STALE;
-    }
-
-done:
-
-    ngx_shmtx_unlock(&ctx->shpool->mutex);
-
-    switch (rc) {
-    case NGX_HTTP_SANDBOX_CACHE_HIT:
-        (void) ngx_atomic_fetch_add(&ctx->sh->stats.hits, 1);
-        break;
-    default:
         (void) ngx_atomic_fetch_add(&ctx->sh->stats.misses, 1);
     }
-
-    return rc;
 }
 
 
@@ -412,6 +442,7 @@ ngx_http_sandbox_cache_put(ngx_shm_zone_t *zone, u_char *key, size_t klen,
     cn->vlen = (u_short) vlen;
     cn->uoff = (u_short) uoff;
     cn->ulen = (u_char) ulen;
+    cn->hint = 0;
 
     ngx_memcpy(cn->data, key, klen);
     ngx_memcpy(cn->data + klen, value, vlen);
@@ -502,6 +533,12 @@ ngx_http_sandbox_cache_free_node(ngx_http_sandbox_cache_ctx_t *ctx,
     *p = cn->next;
 
     ngx_queue_remove(&cn->queue);
+
+    /* a hint may still name this chunk: make sure it cannot match */
+
+    cn->hash = 0;
+    cn->klen = 0;
+
     ngx_slab_free_locked(ctx->shpool, cn);
 
     ctx->sh->stats.entries--;
@@ -552,26 +589,75 @@ ngx_http_sandbox_cache_expire(ngx_http_sandbox_cache_ctx_t *ctx,
 
 /* keys */
 
+/*
+ * Started as soon as the digest is known, so that the bucket is in the CPU
+ * cache by the time the lookup needs it: with many keys it is a cache miss
+ * otherwise.  An unlocked read of a bucket is harmless, as nothing is
+ * read through it.
+ */
+
+void
+ngx_http_sandbox_cache_prefetch_key(ngx_shm_zone_t *zone, u_char *digest)
+{
+    ngx_http_sandbox_cache_ctx_t  *ctx;
+    u_char                         buf[NGX_HTTP_SANDBOX_CACHE_KEY_LEN];
+
+    ctx = zone->data;
+
+    buf[0] = NGX_HTTP_SANDBOX_CACHE_KEY;
+    ngx_memcpy(buf + 1, digest, NGX_HTTP_SANDBOX_CACHE_KEY_LEN - 1);
+
+    ngx_http_sandbox_cache_prefetch(
+        &ctx->sh->buckets[ngx_murmur_hash2(buf, sizeof(buf))
+                          & ctx->sh->mask]);
+}
+
+
 ngx_int_t
 ngx_http_sandbox_cache_get_key(ngx_shm_zone_t *zone, ngx_pool_t *pool,
-    u_char *digest, ngx_http_sandbox_key_t *key,
+    u_char *digest, ngx_http_sandbox_key_t *key, ngx_str_t *name,
+    ngx_http_sandbox_route_t *route, ngx_int_t *route_rc,
     ngx_http_sandbox_cache_ttl_t *ttl, ngx_uint_t *used)
 {
-    u_char     *p, *last;
-    size_t      idlen;
-    ngx_int_t   rc;
-    ngx_str_t   v;
-    u_char      buf[NGX_HTTP_SANDBOX_CACHE_KEY_LEN];
+    u_char                         *p, *last;
+    size_t                          idlen;
+    ngx_int_t                       rc;
+    ngx_str_t                       v, rv;
+    ngx_http_sandbox_cache_ctx_t   *ctx;
+    ngx_http_sandbox_cache_node_t  *cn;
+    u_char                          buf[NGX_HTTP_SANDBOX_CACHE_KEY_LEN];
 
-    if (ngx_http_sandbox_cache_key_of(buf, digest) != NGX_OK) {
-        return NGX_HTTP_SANDBOX_CACHE_MISS;
+    ctx = zone->data;
+    *route_rc = NGX_HTTP_SANDBOX_CACHE_MISS;
+
+    buf[0] = NGX_HTTP_SANDBOX_CACHE_KEY;
+    ngx_memcpy(buf + 1, digest, NGX_HTTP_SANDBOX_CACHE_KEY_LEN - 1);
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    cn = ngx_http_sandbox_cache_lookup(ctx, buf, sizeof(buf),
+                                       ngx_murmur_hash2(buf, sizeof(buf)));
+
+    rc = ngx_http_sandbox_cache_read(ctx, cn, pool, &v, ttl, used);
+
+    /* the route is the key's user's: looked up under the same lock */
+
+    if (rc != NGX_HTTP_SANDBOX_CACHE_MISS) {
+        *route_rc = ngx_http_sandbox_cache_get_route_of(ctx, cn, pool, name,
+                                                        &rv, ttl);
     }
 
-    rc = ngx_http_sandbox_cache_get(zone, pool, buf, sizeof(buf), &v,
-                                    ttl->grace, used);
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    ngx_http_sandbox_cache_count(ctx, rc);
+
     if (rc == NGX_HTTP_SANDBOX_CACHE_MISS) {
         return rc;
     }
+
+    ngx_http_sandbox_cache_count(ctx, *route_rc);
+
+    *route_rc = ngx_http_sandbox_cache_route_value(*route_rc, &rv, route);
 
     /* value: state, expires, id length, id, user */
 
@@ -600,6 +686,47 @@ ngx_http_sandbox_cache_get_key(ngx_shm_zone_t *zone, ngx_pool_t *pool,
 }
 
 
+/* called locked with a key's entry: its user's route, by the hint first */
+
+static ngx_int_t
+ngx_http_sandbox_cache_get_route_of(ngx_http_sandbox_cache_ctx_t *ctx,
+    ngx_http_sandbox_cache_node_t *kn, ngx_pool_t *pool, ngx_str_t *name,
+    ngx_str_t *value, ngx_http_sandbox_cache_ttl_t *ttl)
+{
+    size_t                          klen;
+    uint32_t                        hash;
+    ngx_str_t                       user;
+    ngx_http_sandbox_cache_node_t  *cn;
+    u_char                          buf[NGX_HTTP_SANDBOX_CACHE_KEY_MAX];
+
+    user.data = kn->data + kn->uoff;
+    user.len = kn->ulen;
+
+    if (user.len == 0) {
+        return NGX_HTTP_SANDBOX_CACHE_MISS;    /* an unknown key */
+    }
+
+    klen = ngx_http_sandbox_cache_route_key(buf, &user, name);
+    if (klen == 0) {
+        return NGX_HTTP_SANDBOX_CACHE_MISS;
+    }
+
+    hash = ngx_murmur_hash2(buf, klen);
+
+    cn = ngx_http_sandbox_cache_at(ctx, kn->hint, buf, klen, hash);
+
+    if (cn == NULL) {
+        cn = ngx_http_sandbox_cache_lookup(ctx, buf, klen, hash);
+
+        if (cn) {
+            kn->hint = ngx_http_sandbox_cache_link(ctx, cn);
+        }
+    }
+
+    return ngx_http_sandbox_cache_read(ctx, cn, pool, value, ttl, NULL);
+}
+
+
 void
 ngx_http_sandbox_cache_put_key(ngx_shm_zone_t *zone, u_char *digest,
     ngx_http_sandbox_key_t *key, ngx_http_sandbox_cache_ttl_t *ttl)
@@ -609,9 +736,8 @@ ngx_http_sandbox_cache_put_key(ngx_shm_zone_t *zone, u_char *digest,
     u_char    buf[NGX_HTTP_SANDBOX_CACHE_KEY_LEN];
     u_char    val[1 + sizeof(time_t) + 1 + 255 + 255];
 
-    if (ngx_http_sandbox_cache_key_of(buf, digest) != NGX_OK) {
-        return;
-    }
+    buf[0] = NGX_HTTP_SANDBOX_CACHE_KEY;
+    ngx_memcpy(buf + 1, digest, NGX_HTTP_SANDBOX_CACHE_KEY_LEN - 1);
 
     idlen = ngx_min(key->id.len, 255);
 
@@ -653,10 +779,7 @@ ngx_http_sandbox_cache_hex(u_char c)
 }
 
 
-/*
- * A key's cache key: "k" and its digest in 32 bytes, not 64 hex digits.
- * Not ngx_hextoi(): this runs on every request, and showed in a profile.
- */
+/* a key's cache key from a "key <hex digest>" message */
 
 static ngx_int_t
 ngx_http_sandbox_cache_key_of(u_char *buf, u_char *hex)
@@ -708,26 +831,48 @@ ngx_http_sandbox_cache_get_route(ngx_shm_zone_t *zone, ngx_pool_t *pool,
     ngx_str_t *user, ngx_str_t *name, ngx_http_sandbox_route_t *route,
     ngx_http_sandbox_cache_ttl_t *ttl)
 {
-    size_t     klen;
-    ngx_int_t  rc;
-    ngx_str_t  v;
-    u_char     buf[NGX_HTTP_SANDBOX_CACHE_KEY_MAX];
+    size_t                          klen;
+    ngx_int_t                       rc;
+    ngx_str_t                       v;
+    ngx_http_sandbox_cache_ctx_t   *ctx;
+    ngx_http_sandbox_cache_node_t  *cn;
+    u_char                          buf[NGX_HTTP_SANDBOX_CACHE_KEY_MAX];
 
     klen = ngx_http_sandbox_cache_route_key(buf, user, name);
     if (klen == 0) {
         return NGX_HTTP_SANDBOX_CACHE_MISS;
     }
 
-    rc = ngx_http_sandbox_cache_get(zone, pool, buf, klen, &v, ttl->grace,
-                                    NULL);
+    ctx = zone->data;
 
-    if (rc == NGX_HTTP_SANDBOX_CACHE_MISS || v.len == 0) {
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    cn = ngx_http_sandbox_cache_lookup(ctx, buf, klen,
+                                       ngx_murmur_hash2(buf, klen));
+
+    rc = ngx_http_sandbox_cache_read(ctx, cn, pool, &v, ttl, NULL);
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    ngx_http_sandbox_cache_count(ctx, rc);
+
+    return ngx_http_sandbox_cache_route_value(rc, &v, route);
+}
+
+
+/* value: state, address */
+
+static ngx_int_t
+ngx_http_sandbox_cache_route_value(ngx_int_t rc, ngx_str_t *v,
+    ngx_http_sandbox_route_t *route)
+{
+    if (rc == NGX_HTTP_SANDBOX_CACHE_MISS || v->len == 0) {
         return NGX_HTTP_SANDBOX_CACHE_MISS;
     }
 
-    route->state = v.data[0];
-    route->addr.data = v.data + 1;
-    route->addr.len = v.len - 1;
+    route->state = v->data[0];
+    route->addr.data = v->data + 1;
+    route->addr.len = v->len - 1;
 
     return rc;
 }

@@ -74,15 +74,24 @@ typedef struct {
     ngx_msec_t                      ttl;
     ngx_msec_t                      negative_ttl;
     ngx_msec_t                      grace;
+    ngx_msec_t                      last_used;    /* report interval */
 } ngx_http_sandbox_cache_ttl_t;
 
 
 ngx_shm_zone_t *ngx_http_sandbox_cache_zone_add(ngx_conf_t *cf,
     ngx_str_t *name, size_t size);
 
-/* *used is set to 1 when the key's use is due to be reported */
+void ngx_http_sandbox_cache_prefetch_key(ngx_shm_zone_t *zone,
+    u_char *digest);
+
+/*
+ * A key, by its raw SHA-256, and its user's route to the sandbox "name"
+ * (*route_rc says how that went) in one go; *used is set to 1 when the
+ * key's use is due to be reported.
+ */
 ngx_int_t ngx_http_sandbox_cache_get_key(ngx_shm_zone_t *zone,
     ngx_pool_t *pool, u_char *digest, ngx_http_sandbox_key_t *key,
+    ngx_str_t *name, ngx_http_sandbox_route_t *route, ngx_int_t *route_rc,
     ngx_http_sandbox_cache_ttl_t *ttl, ngx_uint_t *used);
 void ngx_http_sandbox_cache_put_key(ngx_shm_zone_t *zone, u_char *digest,
     ngx_http_sandbox_key_t *key, ngx_http_sandbox_cache_ttl_t *ttl);

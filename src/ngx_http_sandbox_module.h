@@ -22,6 +22,7 @@
 #include "ngx_http_sandbox_cache.h"
 
 
+#define NGX_HTTP_SANDBOX_SHA256_LEN      32
 #define NGX_HTTP_SANDBOX_SHA256_HEX_LEN  64
 
 
@@ -76,6 +77,7 @@ typedef struct {
     ngx_str_t                       key_id;
     ngx_str_t                       uri;
     ngx_str_t                       request_id;
+    u_char                          key_digest[NGX_HTTP_SANDBOX_SHA256_LEN];
     u_char                          key_hash[NGX_HTTP_SANDBOX_SHA256_HEX_LEN];
     unsigned                        authenticated:1;
     unsigned                        not_ready:1;
@@ -103,6 +105,7 @@ extern ngx_http_sandbox_redis_t  *ngx_http_sandbox_events_redis;
 /* auth */
 ngx_int_t ngx_http_sandbox_auth_bearer(ngx_http_request_t *r, ngx_str_t *key,
     const char **message);
+ngx_int_t ngx_http_sandbox_sha256(u_char *md, u_char *src, size_t len);
 void ngx_http_sandbox_sha256_hex(u_char *dst, u_char *src, size_t len);
 void ngx_http_sandbox_sha256_cleanup(void);
 char *ngx_http_sandbox_admin_key_file(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -116,6 +119,10 @@ void ngx_http_sandbox_request_id_init(void);
 ngx_int_t ngx_http_sandbox_events_init(ngx_cycle_t *cycle,
     ngx_http_sandbox_main_conf_t *smcf);
 void ngx_http_sandbox_events_exit(void);
+
+ngx_int_t ngx_http_sandbox_usage_init(ngx_cycle_t *cycle);
+void ngx_http_sandbox_usage_exit(void);
+void ngx_http_sandbox_usage_add(u_char *hex);
 
 /* status: content handler of "sandbox_status" */
 ngx_int_t ngx_http_sandbox_status_handler(ngx_http_request_t *r);

@@ -143,6 +143,12 @@ ngx_http_sandbox_redis_destroy(ngx_http_sandbox_redis_t *rd)
         return;
     }
 
+    /* what is queued goes out if the socket takes it now, without waiting */
+
+    if (rd->state == NGX_HTTP_SANDBOX_REDIS_UP) {
+        (void) ngx_http_sandbox_redis_flush(rd);
+    }
+
     ngx_http_sandbox_redis_fail(rd, NULL);
 
     /* armed before, or just now by the failure: nobody reconnects */

@@ -27,8 +27,9 @@
 /*
  * One round trip answers both questions.  ARGV: key digest ("" when
  * authentication is off), the user named in the path ("" for /proxy/),
- * the sandbox name, the time.  The route of another user is never looked
- * up.  A key's last_used_at is written at most once a minute.
+ * the sandbox name, the time, sandbox_last_used_interval in seconds.  The
+ * route of another user is never looked up.  A key's last_used_at is
+ * written at most once per interval.
  */
 
 static const char  ngx_http_sandbox_lookup_lua[] =
@@ -38,7 +39,8 @@ static const char  ngx_http_sandbox_lookup_lua[] =
     "                       'user', 'id', 'expires_at', 'active',\n"
     "                       'last_used_at')\n"
     "  if not k[1] then return {'nokey'} end\n"
-    "  if tonumber(ARGV[4]) - (tonumber(k[5] or '0') or 0) >= 60 then\n"
+    "  if tonumber(ARGV[4]) - (tonumber(k[5] or '0') or 0)\n"
+    "     >= tonumber(ARGV[5]) then\n"
     "    redis.call('HSET', 'sbx:key:' .. ARGV[1], 'last_used_at', ARGV[4])\n"
     "  end\n"
     "  local ua = redis.call('HGET', 'sbx:user:' .. k[1], 'active')\n"
@@ -89,8 +91,6 @@ static void ngx_http_sandbox_not_ready(ngx_http_sandbox_ctx_t *ctx,
     const char *message);
 static void ngx_http_sandbox_not_found(ngx_http_sandbox_ctx_t *ctx);
 static ngx_int_t ngx_http_sandbox_finish(ngx_http_request_t *r,
-    ngx_http_sandbox_ctx_t *ctx);
-static void ngx_http_sandbox_touch_key(ngx_http_request_t *r,
     ngx_http_sandbox_ctx_t *ctx);
 static ngx_int_t ngx_http_sandbox_set_uri(ngx_http_request_t *r,
     ngx_http_sandbox_ctx_t *ctx, u_char *rest, size_t len);
@@ -145,9 +145,10 @@ static ngx_int_t
 ngx_http_sandbox_start(ngx_http_request_t *r, ngx_http_sandbox_ctx_t *ctx,
     ngx_http_sandbox_loc_conf_t *slcf)
 {
-    ngx_int_t    rc;
-    ngx_str_t    key;
-    const char  *message;
+    ngx_int_t                      rc;
+    ngx_str_t                      key;
+    const char                    *message;
+    ngx_http_sandbox_main_conf_t  *smcf;
 
     ctx->state = NGX_HTTP_SANDBOX_DONE;
     ngx_str_set(&ctx->cache_status, "BYPASS");
@@ -162,8 +163,26 @@ ngx_http_sandbox_start(ngx_http_request_t *r, ngx_http_sandbox_ctx_t *ctx,
             return NGX_OK;
         }
 
-        ngx_http_sandbox_sha256_hex(ctx->key_hash, key.data, key.len);
+        /* the cache takes the digest raw, Redis in hex */
+
+        if (ngx_http_sandbox_sha256(ctx->key_digest, key.data, key.len)
+            != NGX_OK)
+        {
+            ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                          "sandbox: SHA-256 failed");
+            return NGX_ERROR;
+        }
+
+        ngx_hex_dump(ctx->key_hash, ctx->key_digest,
+                     NGX_HTTP_SANDBOX_SHA256_LEN);
         ctx->authenticated = 1;
+
+        smcf = ngx_http_get_module_main_conf(r, ngx_http_sandbox_module);
+
+        if (smcf->cache_zone && slcf->cache) {
+            ngx_http_sandbox_cache_prefetch_key(smcf->cache_zone,
+                                                ctx->key_digest);
+        }
     }
 
     rc = ngx_http_sandbox_parse(r, ctx);
@@ -262,7 +281,6 @@ static ngx_uint_t
 ngx_http_sandbox_from_cache(ngx_http_request_t *r,
     ngx_http_sandbox_ctx_t *ctx, ngx_http_sandbox_loc_conf_t *slcf)
 {
-    ngx_str_t                     *user;
     ngx_http_sandbox_main_conf_t  *smcf;
 
     smcf = ngx_http_get_module_main_conf(r, ngx_http_sandbox_module);
@@ -273,40 +291,43 @@ ngx_http_sandbox_from_cache(ngx_http_request_t *r,
 
     ngx_str_set(&ctx->cache_status, "MISS");
 
-    user = &ctx->path_user;
+    if (!ctx->authenticated) {
+        ctx->route_cached = ngx_http_sandbox_cache_get_route(
+                                smcf->cache_zone, r->pool, &ctx->path_user,
+                                &ctx->name, &ctx->route, &slcf->cache_ttl);
 
-    if (ctx->authenticated) {
-        ctx->key_cached = ngx_http_sandbox_cache_get_key(smcf->cache_zone,
-                                                         r->pool,
-                                                         ctx->key_hash,
-                                                         &ctx->key,
-                                                         &slcf->cache_ttl,
-                                                         &ctx->key_used);
-
-        if (ctx->key_cached == NGX_HTTP_SANDBOX_CACHE_MISS) {
+        if (ctx->route_cached != NGX_HTTP_SANDBOX_CACHE_HIT) {
             return 0;
         }
 
-        /* a refused key, or another user's path, needs no route */
-
-        if (ctx->key_cached == NGX_HTTP_SANDBOX_CACHE_HIT
-            && ngx_http_sandbox_decide_key(ctx) != NGX_OK)
-        {
-            return 1;
-        }
-
-        user = &ctx->key.user;
+        ngx_http_sandbox_decide_route(r, ctx);
+        return 1;
     }
 
-    ctx->route_cached = ngx_http_sandbox_cache_get_route(smcf->cache_zone,
-                                                         r->pool, user,
-                                                         &ctx->name,
-                                                         &ctx->route,
-                                                         &slcf->cache_ttl);
+    /* the key and its user's route come together */
 
-    if (ctx->route_cached != NGX_HTTP_SANDBOX_CACHE_HIT
-        || (ctx->authenticated
-            && ctx->key_cached != NGX_HTTP_SANDBOX_CACHE_HIT))
+    ctx->key_cached = ngx_http_sandbox_cache_get_key(smcf->cache_zone,
+                                                     r->pool, ctx->key_digest,
+                                                     &ctx->key, &ctx->name,
+                                                     &ctx->route,
+                                                     &ctx->route_cached,
+                                                     &slcf->cache_ttl,
+                                                     &ctx->key_used);
+
+    if (ctx->key_cached == NGX_HTTP_SANDBOX_CACHE_MISS) {
+        return 0;
+    }
+
+    /* a refused key, or another user's path, needs no route */
+
+    if (ctx->key_cached == NGX_HTTP_SANDBOX_CACHE_HIT
+        && ngx_http_sandbox_decide_key(ctx) != NGX_OK)
+    {
+        return 1;
+    }
+
+    if (ctx->key_cached != NGX_HTTP_SANDBOX_CACHE_HIT
+        || ctx->route_cached != NGX_HTTP_SANDBOX_CACHE_HIT)
     {
         return 0;
     }
@@ -320,11 +341,12 @@ ngx_http_sandbox_from_cache(ngx_http_request_t *r,
 static ngx_int_t
 ngx_http_sandbox_lookup(ngx_http_request_t *r, ngx_http_sandbox_ctx_t *ctx)
 {
-    ngx_str_t           *user;
-    const char          *argv[7];
-    size_t               argvlen[7];
-    u_char              *now;
-    ngx_http_cleanup_t  *cln;
+    u_char                       *now, *every;
+    ngx_str_t                    *user;
+    const char                   *argv[8];
+    size_t                        argvlen[8];
+    ngx_http_cleanup_t           *cln;
+    ngx_http_sandbox_loc_conf_t  *slcf;
 
     cln = ngx_http_cleanup_add(r, 0);
     if (cln == NULL) {
@@ -354,16 +376,23 @@ ngx_http_sandbox_lookup(ngx_http_request_t *r, ngx_http_sandbox_ctx_t *ctx)
     argv[5] = (const char *) ctx->name.data;
     argvlen[5] = ctx->name.len;
 
-    now = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
+    now = ngx_pnalloc(r->pool, 2 * NGX_TIME_T_LEN);
     if (now == NULL) {
         return NGX_ERROR;
     }
 
     argv[6] = (const char *) now;
-    argvlen[6] = ngx_sprintf(now, "%T", ngx_time()) - now;
+    every = ngx_sprintf(now, "%T", ngx_time());
+    argvlen[6] = every - now;
+
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_sandbox_module);
+
+    argv[7] = (const char *) every;
+    argvlen[7] = ngx_sprintf(every, "%M", slcf->cache_ttl.last_used / 1000)
+                 - every;
 
     ctx->op = ngx_http_sandbox_redis_command(ngx_http_sandbox_worker_redis,
-                                             7, argv, argvlen,
+                                             8, argv, argvlen,
                                              ngx_http_sandbox_lookup_handler,
                                              r);
 
@@ -426,7 +455,7 @@ ngx_http_sandbox_lookup_handler(void *data, redisReply *reply)
                 && ctx->key_cached != NGX_HTTP_SANDBOX_CACHE_HIT)
             {
                 ngx_http_sandbox_cache_put_key(smcf->cache_zone,
-                                               ctx->key_hash, &ctx->key,
+                                               ctx->key_digest, &ctx->key,
                                                &slcf->cache_ttl);
             }
 
@@ -770,7 +799,11 @@ ngx_http_sandbox_finish(ngx_http_request_t *r, ngx_http_sandbox_ctx_t *ctx)
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        ngx_http_sandbox_touch_key(r, ctx);
+        /* a key answered from the cache: its use goes to Redis aside */
+
+        if (ctx->key_used) {
+            ngx_http_sandbox_usage_add(ctx->key_hash);
+        }
 
         return NGX_OK;
     }
@@ -806,47 +839,6 @@ ngx_http_sandbox_finish(ngx_http_request_t *r, ngx_http_sandbox_ctx_t *ctx)
     ngx_http_finalize_request(r, rc);
 
     return NGX_DONE;
-}
-
-
-/*
- * A key answered from the cache never reached Redis: its last_used_at is
- * sent on the side, fire-and-forget, at most once a minute per key (the
- * mark lives in the shared zone, so across all workers).
- */
-
-static void
-ngx_http_sandbox_touch_key(ngx_http_request_t *r, ngx_http_sandbox_ctx_t *ctx)
-{
-    u_char      *now, *key;
-    const char  *argv[4];
-    size_t       argvlen[4];
-
-    if (!ctx->key_used) {
-        return;
-    }
-
-    now = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
-    key = ngx_pnalloc(r->pool, sizeof("sbx:key:") - 1
-                               + NGX_HTTP_SANDBOX_SHA256_HEX_LEN);
-    if (now == NULL || key == NULL) {
-        return;
-    }
-
-    argv[0] = "HSET";
-    argvlen[0] = 4;
-    argv[1] = (const char *) key;
-    argvlen[1] = ngx_sprintf(key, "sbx:key:%*s",
-                             (size_t) NGX_HTTP_SANDBOX_SHA256_HEX_LEN,
-                             ctx->key_hash)
-                 - key;
-    argv[2] = "last_used_at";
-    argvlen[2] = sizeof("last_used_at") - 1;
-    argv[3] = (const char *) now;
-    argvlen[3] = ngx_sprintf(now, "%T", ngx_time()) - now;
-
-    (void) ngx_http_sandbox_redis_command(ngx_http_sandbox_worker_redis, 4,
-                                          argv, argvlen, NULL, NULL);
 }
 
 

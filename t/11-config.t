@@ -32,6 +32,14 @@ refused(<<'EOF', qr/cannot exceed 1h/, 'grace over an hour');
     server { listen 127.0.0.1:%%PORT_1%%; sandbox_cache_grace 2h; }
 EOF
 
+for my $bad ('500ms', '1500ms', '2d') {
+    refused(<<"EOF", qr/must be whole seconds from 1s to 1d/,
+    sandbox_redis %%REDIS%%;
+    server { listen 127.0.0.1:%%PORT_1%%; sandbox_last_used_interval $bad; }
+EOF
+            "last_used interval $bad");
+}
+
 refused(<<'EOF', qr/expected name:size/, 'zone without size');
     sandbox_redis %%REDIS%%;
     sandbox_cache_zone nosize;

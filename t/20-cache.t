@@ -18,7 +18,7 @@ my $rt2 = $t->runtime_start(id => 'two');
 
 # port 1: cache with a long TTL (only invalidation can change an answer)
 # port 2: no cache, the reference; port 3: status; port 4: short TTL, no
-# grace; port 5: short TTL with grace
+# grace; port 5: short TTL with grace; port 6: key uses reported each second
 
 $t->write_conf($t->base_conf(http => <<'EOF'));
     sandbox_redis %%REDIS%%;
@@ -79,6 +79,18 @@ $t->write_conf($t->base_conf(http => <<'EOF'));
         listen 127.0.0.1:%%PORT_5%%;
         sandbox_cache_ttl 1s;
         sandbox_cache_grace 60s;
+        add_header X-Cache $cs always;
+
+        location / {
+            sandbox_route on;
+            proxy_pass http://sandbox_pods$sandbox_uri;
+        }
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT_6%%;
+        sandbox_cache_ttl 600s;
+        sandbox_last_used_interval 1s;
         add_header X-Cache $cs always;
 
         location / {
@@ -256,6 +268,94 @@ for my $round (1 .. 2) {
     ok($flushed, 'resubscription after a lost link flushes the cache');
     is(get('/proxy/sb/_debug/f', $alice)->{headers}{'x-cache'}, 'MISS',
        'next request asks Redis again');
+}
+
+# a key's route is found through the key's entry (its hint): answers stay
+# right as one key moves between sandboxes and their routes change or go
+
+{
+    my $key = $t->add_key('alice');
+    $t->add_route('alice', 'h1', addr => $rt1);
+    $t->add_route('alice', 'h2', addr => $rt2);
+    my $on = sub {
+        my $j = $t->json(get("/proxy/$_[0]/_debug/h", $key));
+        return $j ? $j->{runtime_id} : 'none';
+    };
+
+    my @seen = map { $on->($_) } qw(h1 h2 h1 h1 h2 h2 h1);
+    is("@seen", 'one two one one two two one',
+       'one key, two sandboxes in turn');
+
+    $t->add_route('alice', 'h1', addr => $rt2);
+    $t->redis('PUBLISH', 'sbx:events', 'route alice h1');
+    sleep 0.1;
+    is($on->('h1'), 'two', 'the hinted route changed: its new address');
+
+    # the hinted entry dropped: its memory, freed but not yet reused, and
+    # then reused by other entries, must never answer for it
+    $t->redis('DEL', 'sbx:route:alice:h1');
+    $t->redis('SREM', 'sbx:routes', 'alice:h1');
+    $t->redis('PUBLISH', 'sbx:events', 'route alice h1');
+    sleep 0.1;
+    my $gone = get('/proxy/h1/_debug/h', $key);
+    is($gone->{status}, 403, 'a dropped route is not found through its hint');
+    is(answer($gone), answer(get('/proxy/h1/_debug/h', $key, 2)),
+       'and answers as without the cache');
+    $t->add_route('alice', 'h3', addr => $rt1);
+    is($on->('h3'), 'one', 'a new route after the drop');
+    is(answer(get('/proxy/h1/_debug/h', $key)), answer($gone),
+       'the dropped one still answers as without the cache');
+}
+
+# uses of keys answered from the cache reach Redis once per interval and
+# key, the keys of a second in one command
+
+{
+    my @keys = map { $t->add_key('alice') } 1 .. 3;
+    my @h = map { $t->key_hash($_) } @keys;
+    my $used = sub {
+        [ map { $t->redis('HGET', "sbx:key:$_", 'last_used_at') // 'none' }
+              @_ ]
+    };
+
+    get('/proxy/sb/_debug/u', $_, 6) for @keys;     # from Redis, now cached
+    $t->redis('HSET', "sbx:key:$_", 'last_used_at', 1) for @h;
+    get('/proxy/sb/_debug/u', $_, 6) for @keys;
+    sleep 1.5;
+    is_deeply($used->(@h), [ 1, 1, 1 ], 'no report within the interval');
+
+    $t->redis('CONFIG', 'SET', 'slowlog-log-slower-than', 0);
+    $t->redis('SLOWLOG', 'RESET');
+    get('/proxy/sb/_debug/u', $_, 6) for @keys;      # due: reported
+    my $ok;
+    for (1 .. 30) {
+        sleep 0.1;
+        last if $ok = !grep { $_ eq '1' } @{ $used->(@h) };
+    }
+    ok($ok, 'uses answered from the cache reported');
+    ok(!grep({ abs($_ - time) > 5 } @{ $used->(@h) }), 'with the time');
+
+    my @evals = grep {
+        $_->[3][0] eq 'EVAL' && $_->[3][1] =~ /^for i = 2, #ARGV/
+    } @{ $t->redis('SLOWLOG', 'GET', 1000) };
+    is(scalar @evals, 1, 'three keys, one command');
+    is_deeply([ sort @{ $evals[0][3] }[4 .. 6] ], [ sort @h ],
+              'naming the three keys') if @evals;
+    $t->redis('CONFIG', 'SET', 'slowlog-log-slower-than', 10000);
+
+    # a key deleted without an announcement still answers from the cache;
+    # its report must not bring a stub of it back
+    sleep 1.1;
+    $t->redis('DEL', "sbx:key:$h[0]");
+    $t->redis('HSET', "sbx:key:$h[1]", 'last_used_at', 1);
+    get('/proxy/sb/_debug/u', $_, 6) for @keys[0, 1];
+    for (1 .. 30) {
+        sleep 0.1;
+        last if $used->($h[1])->[0] ne '1';
+    }
+    isnt($used->($h[1])->[0], '1', 'a second report went out');
+    is($t->redis('EXISTS', "sbx:key:$h[0]"), 0,
+       'it did not recreate the deleted key');
 }
 
 # the zone and its entries survive a reload: with Redis gone afterwards,
