@@ -234,6 +234,10 @@ SBX_N=$N wrk -t1 -c"$CONN" -d"$(( N / 20000 + 2 ))s" -s "$DIR/many.lua" \
 # the client's cost of N distinct keys (string building in wrk's Lua) is
 # not the gateway's: plain nginx runs the same scripts as the control
 : > "$DIR/one"; : > "$DIR/many"; : > "$DIR/pone"; : > "$DIR/pmany"
+# cached keys' uses reach Redis in batches (the script's EXISTS per key)
+reported() { redis-cli -p "$REDIS" info commandstats \
+                 | sed -n 's/^cmdstat_exists:calls=\([0-9]*\),.*/\1/p'; }
+REP0=$(reported); REP0=${REP0:-0}; T0=$(date +%s)
 for _ in $(seq "$ROUNDS"); do
     SBX_N=1 bench "http://127.0.0.1:$P_WARM/" -s "$DIR/many.lua" >> "$DIR/one"
     SBX_N=$N bench "http://127.0.0.1:$P_WARM/" -s "$DIR/many.lua" >> "$DIR/many"
@@ -245,8 +249,16 @@ read -r MANY_RPS MANY_P50 MANY_P99 MANY_ERR MANY_CPU < <(median "$DIR/many")
 ONE_CPU=$(cpu_median "$DIR/one"); MANY_CPU=$(cpu_median "$DIR/many")
 read -r PONE_RPS PONE_P50 PONE_P99 PONE_ERR _ < <(median "$DIR/pone")
 read -r PMANY_RPS PMANY_P50 PMANY_P99 PMANY_ERR _ < <(median "$DIR/pmany")
-MANY_RATIO=$(perl -e 'printf "%.2f", ($ARGV[0] / $ARGV[1]) / ($ARGV[2] / $ARGV[3])' \
-    "$MANY_RPS" "$ONE_RPS" "$PMANY_RPS" "$PONE_RPS")
+REP1=$(reported); REP_RATE=$(( (${REP1:-0} - REP0) / ($(date +%s) - T0 + 1) ))
+# paired by round, so that the machine's drift between rounds cancels:
+# (many/one) / (plain many/plain one) of each round, then the median
+MANY_RATIO=$(paste "$DIR/one" "$DIR/many" "$DIR/pone" "$DIR/pmany" \
+    | awk '{ printf "%.4f\n", ($6 / $1) / ($16 / $11) }' > "$DIR/pairs"
+    median "$DIR/pairs" | xargs printf '%.2f')
+MANY_CPU_RATIO=$(paste "$DIR/one" "$DIR/many" \
+    | awk '{ printf "%.4f\n", $5 / $10 }' > "$DIR/cpairs"
+    median "$DIR/cpairs" | xargs printf '%.2f')
+ROUND_RATIOS=$(xargs printf '%.2f ' < "$DIR/pairs")
 
 # many pods: the same $PODS users, their routes first all to one address,
 # then each to its own; the difference is what the upstream keepalive pool
@@ -313,8 +325,14 @@ p99 added by the gateway (warm): $(added "$WARM_P99" "$PLAIN_P99") ms
 | 1 user, key and route | $ONE_RPS | $ONE_P99 | $ONE_CPU | $PONE_RPS |
 | $N users, keys and routes | $MANY_RPS | $MANY_P99 | $MANY_CPU | $PMANY_RPS |
 
-ratio many/one: $MANY_RATIO  (gateway many/one divided by plain many/one: what
-the $N entries themselves cost); CPU per request one/many: $(ratio "$ONE_CPU" "$MANY_CPU")
+ratio many/one: $MANY_RATIO
+
+That is the median over the rounds of (gateway many/one) / (plain many/one),
+each round's four runs back to back: what the $N entries themselves cost,
+the client's own cost of $N distinct keys taken out (rounds: $ROUND_RATIOS).
+CPU per request one/many, median of the rounds: $MANY_CPU_RATIO. During these
+runs the gateway reported about $REP_RATE key uses a second to Redis
+(\`sandbox_last_used_interval\` 60s: each key in use once a minute).
 
 | $PODS users (warm cache, keepalive 1024) | requests/s | p99 ms | errors | worker CPU µs/request |
 |---|---|---|---|---|

@@ -139,7 +139,7 @@ static ngx_int_t ngx_http_sandbox_cache_route_value(ngx_int_t rc,
     ngx_str_t *v, ngx_http_sandbox_route_t *route);
 static void ngx_http_sandbox_cache_put(ngx_shm_zone_t *zone, u_char *key,
     size_t klen, u_char *value, size_t vlen, size_t uoff, size_t ulen,
-    ngx_msec_t ttl);
+    ngx_msec_t ttl, ngx_msec_t spread);
 static ngx_int_t ngx_http_sandbox_cache_hex(u_char c);
 static ngx_int_t ngx_http_sandbox_cache_key_of(u_char *buf, u_char *hex);
 static void ngx_http_sandbox_cache_delete(ngx_shm_zone_t *zone, u_char *key,
@@ -369,7 +369,8 @@ ngx_http_sandbox_cache_read(ngx_http_sandbox_cache_ctx_t *ctx,
     /* once per interval and key, across workers, a use is reported */
 
     if (due
-        && (uint32_t) ngx_current_msec - cn->mark >= ttl->last_used)
+        && (int32_t) ((uint32_t) ngx_current_msec - cn->mark)
+           >= (int32_t) ttl->last_used)
     {
         cn->mark = (uint32_t) ngx_current_msec;
         *due = 1;
@@ -393,7 +394,8 @@ ngx_http_sandbox_cache_count(ngx_http_sandbox_cache_ctx_t *ctx, ngx_int_t rc)
 
 static void
 ngx_http_sandbox_cache_put(ngx_shm_zone_t *zone, u_char *key, size_t klen,
-    u_char *value, size_t vlen, size_t uoff, size_t ulen, ngx_msec_t ttl)
+    u_char *value, size_t vlen, size_t uoff, size_t ulen, ngx_msec_t ttl,
+    ngx_msec_t spread)
 {
     size_t                          size;
     uint32_t                        hash;
@@ -436,7 +438,14 @@ ngx_http_sandbox_cache_put(ngx_shm_zone_t *zone, u_char *key, size_t klen,
     cn->hash = hash;
     cn->expire = ngx_current_msec + ttl;
     cn->touched = (uint32_t) ngx_current_msec;
-    cn->mark = (uint32_t) ngx_current_msec;
+
+    /*
+     * keys cached together (a warm-up, a flush) would fall due together:
+     * their first report is put off by up to "spread" to stagger them
+     */
+
+    cn->mark = (uint32_t) (ngx_current_msec
+                           + (spread ? (ngx_msec_t) ngx_random() % spread : 0));
     cn->generation = (uint32_t) ctx->sh->generation;
     cn->klen = (u_char) klen;
     cn->vlen = (u_short) vlen;
@@ -758,7 +767,8 @@ ngx_http_sandbox_cache_put_key(ngx_shm_zone_t *zone, u_char *digest,
                                sizeof(buf) + (p - val) - key->user.len,
                                key->user.len,
                                key->state == NGX_HTTP_SANDBOX_KEY_VALID
-                               ? ttl->ttl : ttl->negative_ttl);
+                               ? ttl->ttl : ttl->negative_ttl,
+                               ttl->last_used / 2);
 }
 
 
@@ -901,7 +911,7 @@ ngx_http_sandbox_cache_put_route(ngx_shm_zone_t *zone, ngx_str_t *user,
     ngx_http_sandbox_cache_put(zone, buf, klen, val, 1 + route->addr.len,
                                1, user->len,
                                route->state == NGX_HTTP_SANDBOX_ROUTE_READY
-                               ? ttl->ttl : ttl->negative_ttl);
+                               ? ttl->ttl : ttl->negative_ttl, 0);
 }
 
 

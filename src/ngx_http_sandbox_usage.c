@@ -28,7 +28,7 @@
 #define NGX_HTTP_SANDBOX_USAGE_DELAY  1000
 
 /* keys per command; a full batch goes at once */
-#define NGX_HTTP_SANDBOX_USAGE_BATCH  512
+#define NGX_HTTP_SANDBOX_USAGE_BATCH  256
 
 
 static const char  ngx_http_sandbox_usage_lua[] =
