@@ -601,8 +601,7 @@ ngx_http_sandbox_cache_expire(ngx_http_sandbox_cache_ctx_t *ctx,
 /*
  * Started as soon as the digest is known, so that the bucket is in the CPU
  * cache by the time the lookup needs it: with many keys it is a cache miss
- * otherwise.  An unlocked read of a bucket is harmless, as nothing is
- * read through it.
+ * otherwise.  A prefetch reads nothing, so it needs no lock.
  */
 
 void
@@ -647,6 +646,17 @@ ngx_http_sandbox_cache_get_key(ngx_shm_zone_t *zone, ngx_pool_t *pool,
     cn = ngx_http_sandbox_cache_lookup(ctx, buf, sizeof(buf),
                                        ngx_murmur_hash2(buf, sizeof(buf)));
 
+    /*
+     * the value's tail and the hinted route entry are fetched while the
+     * value is read: each would be a cache miss of its own after it
+     */
+
+    if (cn) {
+        ngx_http_sandbox_cache_prefetch(cn->data + cn->klen + cn->vlen - 1);
+        ngx_http_sandbox_cache_prefetch(
+                                   ngx_http_sandbox_cache_node(ctx, cn->hint));
+    }
+
     rc = ngx_http_sandbox_cache_read(ctx, cn, pool, &v, ttl, used);
 
     /* the route is the key's user's: looked up under the same lock */
@@ -664,7 +674,12 @@ ngx_http_sandbox_cache_get_key(ngx_shm_zone_t *zone, ngx_pool_t *pool,
         return rc;
     }
 
-    ngx_http_sandbox_cache_count(ctx, *route_rc);
+    if (*route_rc == NGX_DECLINED) {
+        *route_rc = NGX_HTTP_SANDBOX_CACHE_MISS;
+
+    } else {
+        ngx_http_sandbox_cache_count(ctx, *route_rc);
+    }
 
     *route_rc = ngx_http_sandbox_cache_route_value(*route_rc, &rv, route);
 
@@ -711,13 +726,11 @@ ngx_http_sandbox_cache_get_route_of(ngx_http_sandbox_cache_ctx_t *ctx,
     user.data = kn->data + kn->uoff;
     user.len = kn->ulen;
 
-    if (user.len == 0) {
-        return NGX_HTTP_SANDBOX_CACHE_MISS;    /* an unknown key */
-    }
+    /* an unknown key has no user, and so no route to look up */
 
     klen = ngx_http_sandbox_cache_route_key(buf, &user, name);
-    if (klen == 0) {
-        return NGX_HTTP_SANDBOX_CACHE_MISS;
+    if (user.len == 0 || klen == 0) {
+        return NGX_DECLINED;
     }
 
     hash = ngx_murmur_hash2(buf, klen);
