@@ -188,7 +188,9 @@ static ngx_http_sandbox_api_endpoint_t  ngx_http_sandbox_api_endpoints[] = {
 
 /* the first, unauthenticated version of the API (seed 000) */
 
-static ngx_http_sandbox_api_endpoint_t  ngx_http_sandbox_api_anon_endpoints[] = {
+static ngx_http_sandbox_api_endpoint_t
+    ngx_http_sandbox_api_anon_endpoints[] =
+{
 
     { SBX_GET, "/health", NGX_HTTP_SANDBOX_API_PUBLIC, SBX_LUA_HEALTH,
       ngx_http_sandbox_api_prep_none },
@@ -435,7 +437,8 @@ ngx_http_sandbox_api_parse_body(ngx_http_request_t *r,
 
     if (!json_is_object(j)) {
         json_decref(j);
-        return ngx_http_sandbox_api_bad(r, "Request body must be a JSON object");
+        return ngx_http_sandbox_api_bad(r,
+                                        "Request body must be a JSON object");
     }
 
     ctx->body = j;

@@ -140,7 +140,7 @@ static const char  ngx_http_sandbox_lua_user_create[] =
     SBX_LUA_COMMON
     "local u, email, id = ARGV[3], ARGV[4], ARGV[5]\n"
     "if redis.call('EXISTS', 'sbx:user:' .. u) == 1 then\n"
-    "  return fail(409, 'Conflict',\n"
+    "  return fail(409, 'Conflict',\n"                                        \
     "              \"User with username '\" .. u .. \"' already exists\") end\n"
     "redis.call('HSET', 'sbx:user:' .. u, 'id', id, 'username', u,\n"
     "           'created_at', now, 'updated_at', now, 'active', '1')\n"
@@ -208,7 +208,8 @@ static const char  ngx_http_sandbox_lua_user_delete[] =
     " 0, -1)) do\n"
     "  redis.call('DEL', 'sbx:sandbox:' .. u .. ':' .. n) end\n"
     "redis.call('DEL', 'sbx:user:' .. u, 'sbx:userid:' .. h.id,\n"
-    "           'sbx:user:' .. u .. ':keys', 'sbx:user:' .. u .. ':sandboxes')\n"
+    "           'sbx:user:' .. u .. ':keys',\n"
+    "           'sbx:user:' .. u .. ':sandboxes')\n"
     "redis.call('ZREM', 'sbx:users', u)\n"
     "redis.call('PUBLISH', 'sbx:events', 'user ' .. u)\n"
     "return reply(200, {success = true,\n"
@@ -319,8 +320,8 @@ static const char  ngx_http_sandbox_lua_me[] =
     "if ARGV[7] == 'prefix' then ns = ns .. user end\n"                       \
     "local key = 'sbx:sandbox:' .. user .. ':' .. n\n"                        \
     "if redis.call('EXISTS', key) == 1 then\n"                                \
-    "  return fail(409, 'Conflict', \"Sandbox '\" .. n .. \"' already exists\")"\
-    " end\n"                                                                  \
+    "  return fail(409, 'Conflict',\n"                                        \
+    "              \"Sandbox '\" .. n .. \"' already exists\") end\n"         \
     "local quota = tonumber(ARGV[6])\n"                                       \
     "if quota > 0 and redis.call('ZCARD', 'sbx:user:' .. user ..\n"           \
     "                            ':sandboxes') >= quota then\n"               \
