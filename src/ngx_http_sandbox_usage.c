@@ -6,9 +6,9 @@
  * Redis, yet its last_used_at should still move: the cache marks a key due
  * at most once per sandbox_last_used_interval across all workers, and each
  * worker gathers its due keys and writes them in one script a second.
- * One command per key was measured to cost: with 100,000 keys in use,
- * Redis (sharing the gateway's cores) took the throughput down by 10% in
- * the minute all of them fell due.
+ * One command per key was measured to cost: 100,000 keys cached together
+ * fell due together, 80,000 commands in ten seconds, and that stretch's
+ * throughput dropped by up to 30%.
  *
  * The script only touches keys that still exist, so a report that arrives
  * after a key was deleted cannot bring back a stub of it.  Reports are
@@ -121,11 +121,11 @@ ngx_http_sandbox_usage_handler(ngx_event_t *ev)
 static void
 ngx_http_sandbox_usage_flush(void)
 {
-    u_char             *now, *p;
+    u_char             *p;
     ngx_uint_t          i;
     static const char  *argv[4 + NGX_HTTP_SANDBOX_USAGE_BATCH];
     static size_t       argvlen[4 + NGX_HTTP_SANDBOX_USAGE_BATCH];
-    static u_char       time[NGX_TIME_T_LEN];
+    static u_char       now[NGX_TIME_T_LEN];
 
     if (ngx_http_sandbox_usage_timer.timer_set) {
         ngx_del_timer(&ngx_http_sandbox_usage_timer);
@@ -134,8 +134,6 @@ ngx_http_sandbox_usage_flush(void)
     if (ngx_http_sandbox_usage_n == 0) {
         return;
     }
-
-    now = time;
 
     argv[0] = "EVAL";
     argvlen[0] = sizeof("EVAL") - 1;
