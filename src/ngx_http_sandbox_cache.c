@@ -140,6 +140,7 @@ static ngx_int_t ngx_http_sandbox_cache_route_value(ngx_int_t rc,
 static void ngx_http_sandbox_cache_put(ngx_shm_zone_t *zone, u_char *key,
     size_t klen, u_char *value, size_t vlen, size_t uoff, size_t ulen,
     ngx_msec_t ttl, ngx_msec_t spread);
+static void ngx_http_sandbox_cache_digest_key(u_char *buf, u_char *digest);
 static ngx_int_t ngx_http_sandbox_cache_hex(u_char c);
 static ngx_int_t ngx_http_sandbox_cache_key_of(u_char *buf, u_char *hex);
 static void ngx_http_sandbox_cache_delete(ngx_shm_zone_t *zone, u_char *key,
@@ -612,8 +613,7 @@ ngx_http_sandbox_cache_prefetch_key(ngx_shm_zone_t *zone, u_char *digest)
 
     ctx = zone->data;
 
-    buf[0] = NGX_HTTP_SANDBOX_CACHE_KEY;
-    ngx_memcpy(buf + 1, digest, NGX_HTTP_SANDBOX_CACHE_KEY_LEN - 1);
+    ngx_http_sandbox_cache_digest_key(buf, digest);
 
     ngx_http_sandbox_cache_prefetch(
         &ctx->sh->buckets[ngx_murmur_hash2(buf, sizeof(buf))
@@ -638,8 +638,7 @@ ngx_http_sandbox_cache_get_key(ngx_shm_zone_t *zone, ngx_pool_t *pool,
     ctx = zone->data;
     *route_rc = NGX_HTTP_SANDBOX_CACHE_MISS;
 
-    buf[0] = NGX_HTTP_SANDBOX_CACHE_KEY;
-    ngx_memcpy(buf + 1, digest, NGX_HTTP_SANDBOX_CACHE_KEY_LEN - 1);
+    ngx_http_sandbox_cache_digest_key(buf, digest);
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
@@ -758,8 +757,7 @@ ngx_http_sandbox_cache_put_key(ngx_shm_zone_t *zone, u_char *digest,
     u_char    buf[NGX_HTTP_SANDBOX_CACHE_KEY_LEN];
     u_char    val[1 + sizeof(time_t) + 1 + 255 + 255];
 
-    buf[0] = NGX_HTTP_SANDBOX_CACHE_KEY;
-    ngx_memcpy(buf + 1, digest, NGX_HTTP_SANDBOX_CACHE_KEY_LEN - 1);
+    ngx_http_sandbox_cache_digest_key(buf, digest);
 
     idlen = ngx_min(key->id.len, 255);
 
@@ -782,6 +780,16 @@ ngx_http_sandbox_cache_put_key(ngx_shm_zone_t *zone, u_char *digest,
                                key->state == NGX_HTTP_SANDBOX_KEY_VALID
                                ? ttl->ttl : ttl->negative_ttl,
                                ttl->last_used / 2);
+}
+
+
+/* a key's cache key: "k" and its raw digest */
+
+static void
+ngx_http_sandbox_cache_digest_key(u_char *buf, u_char *digest)
+{
+    buf[0] = NGX_HTTP_SANDBOX_CACHE_KEY;
+    ngx_memcpy(buf + 1, digest, NGX_HTTP_SANDBOX_CACHE_KEY_LEN - 1);
 }
 
 
