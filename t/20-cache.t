@@ -326,7 +326,15 @@ for my $round (1 .. 2) {
 
     $t->redis('CONFIG', 'SET', 'slowlog-log-slower-than', 0);
     $t->redis('SLOWLOG', 'RESET');
-    get('/proxy/sb/_debug/u', $_, 6) for @keys;      # due: reported
+
+    # due: reported.  One connection, so one worker gathers all three
+    my $raw = $t->http_raw(join('', map {
+        "GET /proxy/sb/_debug/u HTTP/1.1\r\nHost: localhost\r\n"
+        . "Authorization: Bearer $keys[$_]\r\n"
+        . ($_ == $#keys ? "Connection: close\r\n" : '') . "\r\n"
+    } 0 .. $#keys), port => 6);
+    is(scalar(() = $raw =~ m{HTTP/1\.1 200 OK\r\n}g), 3,
+       "three uses on one connection") or diag $raw;
     my $ok;
     for (1 .. 30) {
         sleep 0.1;
