@@ -219,46 +219,76 @@ seed_user 0
 echo "loading $N users, keys and routes ..."
 perl "$ROOT/bench/load.pl" --count "$N" --addr "127.0.0.1:$RT" \
     | redis-cli -p "$REDIS" --pipe >/dev/null
+# The client's work is the same whatever the number of keys: SBX_M
+# requests (default SBX_N) are built beforehand, each with its own
+# sequence header so that LuaJIT does not share equal strings, and one is
+# picked at random per request; only the key, request i's being
+# i mod SBX_N, tells one user from many.
 cat > "$DIR/many.lua" <<'EOF'
 local n = tonumber(os.getenv("SBX_N"))
-math.randomseed(os.time())
+local m = tonumber(os.getenv("SBX_M") or n)
+local reqs = {}
+init = function()       -- once wrk has set the Host header
+    for i = 0, m - 1 do
+        reqs[i + 1] = wrk.format("GET", "/proxy/sb/v1/shell/exec", {
+            ["Authorization"] = string.format("Bearer sk_live_%032d", i % n),
+            ["X-Bench-Seq"] = string.format("%08d", i) })
+    end
+    math.randomseed(os.time())
+end
 request = function()
-    local i = math.random(0, n - 1)
-    return wrk.format("GET", "/proxy/sb/v1/shell/exec",
-        { ["Authorization"] = string.format("Bearer sk_live_%032d", i) })
+    return reqs[math.random(1, m)]
 end
 EOF
 # warm every entry once so both runs measure the warm path
 SBX_N=$N wrk -t1 -c"$CONN" -d"$(( N / 20000 + 2 ))s" -s "$DIR/many.lua" \
     "http://127.0.0.1:$P_WARM/" >/dev/null 2>&1 || true
-# the client's cost of N distinct keys (string building in wrk's Lua) is
-# not the gateway's: plain nginx runs the same scripts as the control
+# Runs are paired within each round in the order one, many, many, one
+# (ABBA), so that the machine's drift, linear over a round, weighs on both
+# alike; each round gives (many + many) / (one + one).  Plain nginx runs
+# the same two scripts the same way: its ratio is the client's own cost of
+# N distinct keys, and the round-to-round spread of a ratio that should be
+# 1.00.
 : > "$DIR/one"; : > "$DIR/many"; : > "$DIR/pone"; : > "$DIR/pmany"
 # cached keys' uses reach Redis in batches (the script's EXISTS per key)
 reported() { redis-cli -p "$REDIS" info commandstats \
                  | sed -n 's/^cmdstat_exists:calls=\([0-9]*\),.*/\1/p'; }
-REP0=$(reported); REP0=${REP0:-0}; T0=$(date +%s)
+misses() { curl -s "http://127.0.0.1:$P_STATUS/" \
+               | perl -MJSON::PP -0ne 'print decode_json($_)->{cache}{misses}'; }
+abba() {    # url one-file many-file
+    SBX_N=1 SBX_M=$N bench "$1" -s "$DIR/many.lua" >> "$2"
+    SBX_N=$N bench "$1" -s "$DIR/many.lua" >> "$3"
+    SBX_N=$N bench "$1" -s "$DIR/many.lua" >> "$3"
+    SBX_N=1 SBX_M=$N bench "$1" -s "$DIR/many.lua" >> "$2"
+}
+REP0=$(reported); REP0=${REP0:-0}; T0=$(date +%s); MISS0=$(misses)
 for _ in $(seq "$ROUNDS"); do
-    SBX_N=1 bench "http://127.0.0.1:$P_WARM/" -s "$DIR/many.lua" >> "$DIR/one"
-    SBX_N=$N bench "http://127.0.0.1:$P_WARM/" -s "$DIR/many.lua" >> "$DIR/many"
-    SBX_N=1 bench "http://127.0.0.1:$P_PLAIN/" -s "$DIR/many.lua" >> "$DIR/pone"
-    SBX_N=$N bench "http://127.0.0.1:$P_PLAIN/" -s "$DIR/many.lua" >> "$DIR/pmany"
+    abba "http://127.0.0.1:$P_WARM/" "$DIR/one" "$DIR/many"
+    abba "http://127.0.0.1:$P_PLAIN/" "$DIR/pone" "$DIR/pmany"
 done
+MISSES=$(( $(misses) - MISS0 ))
 read -r ONE_RPS ONE_P50 ONE_P99 ONE_ERR ONE_CPU < <(median "$DIR/one")
 read -r MANY_RPS MANY_P50 MANY_P99 MANY_ERR MANY_CPU < <(median "$DIR/many")
 ONE_CPU=$(cpu_median "$DIR/one"); MANY_CPU=$(cpu_median "$DIR/many")
 read -r PONE_RPS PONE_P50 PONE_P99 PONE_ERR _ < <(median "$DIR/pone")
 read -r PMANY_RPS PMANY_P50 PMANY_P99 PMANY_ERR _ < <(median "$DIR/pmany")
 REP1=$(reported); REP_RATE=$(( (${REP1:-0} - REP0) / ($(date +%s) - T0 + 1) ))
-# paired by round, so that the machine's drift between rounds cancels:
-# (many/one) / (plain many/plain one) of each round, then the median
-MANY_RATIO=$(paste "$DIR/one" "$DIR/many" "$DIR/pone" "$DIR/pmany" \
-    | awk '{ printf "%.4f\n", ($6 / $1) / ($16 / $11) }' > "$DIR/pairs"
-    median "$DIR/pairs" | xargs printf '%.2f')
-MANY_CPU_RATIO=$(paste "$DIR/one" "$DIR/many" \
-    | awk '{ printf "%.4f\n", $5 / $10 }' > "$DIR/cpairs"
-    median "$DIR/cpairs" | xargs printf '%.2f')
+# each round's ratio from its four runs (two lines of each file per round)
+# of column $2: requests/s (1) or CPU per request (5), one/many or many/one
+round_ratios() {    # one-file many-file column invert
+    paste -d' ' - - < "$1" > "$DIR/r1"; paste -d' ' - - < "$2" > "$DIR/r2"
+    paste -d' ' "$DIR/r1" "$DIR/r2" | awk -v c="$3" -v inv="$4" '{
+        o = $c + $(c + 5); m = $(c + 10) + $(c + 15)
+        printf "%.4f\n", inv ? o / m : m / o }'
+}
+round_ratios "$DIR/one" "$DIR/many" 1 0 > "$DIR/pairs"
+round_ratios "$DIR/pone" "$DIR/pmany" 1 0 > "$DIR/ppairs"
+round_ratios "$DIR/one" "$DIR/many" 5 1 > "$DIR/cpairs"
+MANY_RATIO=$(median "$DIR/pairs" | xargs printf '%.2f')
+PLAIN_MANY_RATIO=$(median "$DIR/ppairs" | xargs printf '%.2f')
+MANY_CPU_RATIO=$(median "$DIR/cpairs" | xargs printf '%.2f')
 ROUND_RATIOS=$(xargs printf '%.2f ' < "$DIR/pairs")
+PLAIN_ROUND_RATIOS=$(xargs printf '%.2f ' < "$DIR/ppairs")
 
 # many pods: the same $PODS users, their routes first all to one address,
 # then each to its own; the difference is what the upstream keepalive pool
@@ -327,11 +357,14 @@ p99 added by the gateway (warm): $(added "$WARM_P99" "$PLAIN_P99") ms
 
 ratio many/one: $MANY_RATIO
 
-That is the median over the rounds of (gateway many/one) / (plain many/one),
-each round's four runs back to back: what the $N entries themselves cost,
-the client's own cost of $N distinct keys taken out (rounds: $ROUND_RATIOS).
-CPU per request one/many, median of the rounds: $MANY_CPU_RATIO. During these
-runs the gateway reported about $REP_RATE key uses a second to Redis
+That is the median over the rounds of each round's gateway many/one, its
+four runs in the order one, many, many, one so that drift weighs on both
+alike (rounds: $ROUND_RATIOS). Plain nginx, the same two scripts
+the same way: $PLAIN_MANY_RATIO (rounds: $PLAIN_ROUND_RATIOS), the client's
+own cost of $N distinct keys and the spread of a ratio that should be 1.00.
+CPU per request one/many, median of the rounds: $MANY_CPU_RATIO. Cache
+misses during these runs: $MISSES. The
+gateway reported about $REP_RATE key uses a second to Redis
 (\`sandbox_last_used_interval\` 60s: each key in use once a minute).
 
 | $PODS users (warm cache, keepalive 1024) | requests/s | p99 ms | errors | worker CPU µs/request |

@@ -422,6 +422,8 @@ $t->error_log_ok;
 
     server {
         listen 127.0.0.1:%%PORT_1%%;
+        add_header X-Cache $sandbox_cache_status always;
+
         location / {
             sandbox_route on;
             proxy_pass http://sandbox_pods$sandbox_uri;
@@ -456,6 +458,32 @@ EOF
     is($wrong, 0, 'tiny zone: all 600 answers right');
     my $s = $e->json($e->http('GET', '/', port => 3))->{cache};
     ok($s->{evictions} > 0, "tiny zone evicted ($s->{evictions})");
+
+    # LRU: a key in use, and its route, stay while new users flood the zone.
+    # The flood's users all have routes: entries of one slab size, so that
+    # each new entry evicts one (a size with no free chunk can make the
+    # slab allocator need many evictions to free a whole page)
+    my $get = sub {
+        $e->http('GET', "/proxy/sb/_debug/$_[0]", port => 1,
+                 headers => { Authorization => "Bearer $keys[$_[1] - 1]" });
+    };
+    $get->('hot', 1);
+    my ($missed, $flood) = (0, 0);
+    for my $i (grep { $_ % 3 } 2 .. 300) {
+        $flood++ if $get->("f$i", $i)->{headers}{'x-cache'} eq 'MISS';
+        $missed++ if $get->('hot', 1)->{headers}{'x-cache'} ne 'HIT';
+    }
+    my $evicted = $e->json($e->http('GET', '/', port => 3))->{cache}{evictions}
+                  - $s->{evictions};
+    ok($flood == 199 && $evicted >= 2 * 199 - 100,
+       "the flood missed ($flood) and evicted ($evicted)");
+
+    # a request the runtime failed drops its route from the cache, rightly:
+    # the next one asks Redis.  Nothing else may.
+    my $failed = () = $e->error_log
+        =~ m{\[error\][^\n]*request: "GET /proxy/sb/_debug/hot }g;
+    ok($missed <= $failed,
+       "the key in use stayed cached ($missed misses, $failed failures)");
     $e->nginx_stop;
     $e->error_log_ok;
 }
