@@ -388,9 +388,14 @@ ngx_http_sandbox_balancer_free_peer(ngx_peer_connection_t *pc, void *data,
         ngx_http_sandbox_balancer_keep(bp->conf, pc, c);
     }
 
-    /* pods move: a failed route is asked of Redis again, not of the cache */
+    /*
+     * pods move: a failed route is asked of Redis again, not of the cache;
+     * but a pooled connection the pod closed as it was reused says nothing
+     * of where the pod is (nginx retries it on a new one, whose failure
+     * would)
+     */
 
-    if ((state & NGX_PEER_FAILED) && ctx->user.len) {
+    if ((state & NGX_PEER_FAILED) && !pc->cached && ctx->user.len) {
         smcf = ngx_http_cycle_get_module_main_conf((ngx_cycle_t *) ngx_cycle,
                                                    ngx_http_sandbox_module);
 

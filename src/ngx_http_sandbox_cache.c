@@ -434,8 +434,15 @@ ngx_http_sandbox_cache_put(ngx_shm_zone_t *zone, u_char *key, size_t klen,
         return;
     }
 
+    /*
+     * entries cached together (after a flush) would expire together, and
+     * in use they would be refilled together again every TTL: up to a
+     * tenth is taken off at random, so the refills spread out
+     */
+
     cn->hash = hash;
-    cn->expire = ngx_current_msec + ttl;
+    cn->expire = ngx_current_msec + ttl
+                 - (ngx_msec_t) ngx_random() % (ttl / 10 + 1);
     cn->used = 0;
 
     /*

@@ -88,6 +88,17 @@ $t->write_conf($t->base_conf(http => <<'EOF'));
     }
 
     server {
+        listen 127.0.0.1:%%PORT_7%%;
+        sandbox_cache_ttl 5s;
+        add_header X-Cache $cs always;
+
+        location / {
+            sandbox_route on;
+            proxy_pass http://sandbox_pods$sandbox_uri;
+        }
+    }
+
+    server {
         listen 127.0.0.1:%%PORT_6%%;
         sandbox_cache_ttl 600s;
         sandbox_last_used_interval 1s;
@@ -307,6 +318,27 @@ for my $round (1 .. 2) {
        'the dropped one still answers as without the cache');
 }
 
+# a pooled connection the pod resets as it is reused (its keep-alive
+# timeout racing the reuse) is retried on a new one; the pod has not
+# moved, so its route stays cached.  One client connection: one worker
+
+{
+    get('/proxy/sb/_debug/warm', $alice);
+    my @res = map { SbxTest::_parse($_) } split /(?=HTTP\/1\.1 \d{3} )/,
+        $t->http_raw(join '', map {
+            "GET /proxy/sb/_debug/$_ HTTP/1.1\r\nHost: localhost\r\n"
+            . "Authorization: Bearer $alice\r\n"
+            . ($_ eq 'r3' ? "Connection: close\r\n" : '') . "\r\n"
+        } 'r1?then=reset', 'r2', 'r3');
+    my @conn = map { $_->{headers}{'x-runtime-conn'} // '' } @res;
+    is(join(' ', map { $_->{status} } @res), '200 200 200',
+       'the request on the reset connection retried');
+    isnt($conn[1], $conn[0], 'on a new connection');
+    like($t->error_log, qr{request: "GET /proxy/sb/_debug/r2 },
+         'after the reset');
+    is($res[2]{headers}{'x-cache'}, 'HIT', 'the route stayed cached');
+}
+
 # uses of keys answered from the cache reach Redis once per interval and
 # key, the keys of a second in one command
 
@@ -364,6 +396,42 @@ for my $round (1 .. 2) {
     isnt($used->($h[1])->[0], '1', 'a second report went out');
     is($t->redis('EXISTS', "sbx:key:$h[0]"), 0,
        'it did not recreate the deleted key');
+}
+
+# a TTL is shortened by up to a tenth at random, so that entries cached
+# together are not refilled together at every TTL: none expires before
+# 4.5 s of 5, and of 16 cached at once some have expired by 4.95 s
+
+{
+    my @keys = map { $t->add_key('alice') } 1 .. 16;
+    my %at;
+    for (@keys) {
+        my $res = get('/proxy/sb/_debug/ttl', $_, 7);
+        $at{$_} = time;
+        is($res->{headers}{'x-cache'}, 'MISS', 'cached') if $_ eq $keys[0];
+    }
+    my $check = sub {       # [ age, hit ] of each key, oldest first
+        [ map {
+            my $age = time - $at{$_};
+            [ $age, get('/proxy/sb/_debug/ttl', $_, 7)->{headers}{'x-cache'}
+                    eq 'HIT' ];
+        } @_ ]
+    };
+
+    sleep 4.3 - (time - $at{$keys[0]});
+    my @young = grep { $_->[0] < 4.45 } @{ $check->(@keys) };
+    ok(@young && !grep({ !$_->[1] } @young),
+       'no entry expired before nine tenths of its TTL')
+        or diag(join ' ', map { sprintf '%.2f%s', $_->[0], $_->[1] ? '' : '!' }
+                          @young);
+
+    # checked in the order cached, from 4.75 s on; a MISS refills the entry
+    sleep 4.75 - (time - $at{$keys[0]});
+    my @late = grep { $_->[0] < 4.95 } @{ $check->(@keys) };
+    ok(scalar(grep { !$_->[1] } @late),
+       'entries cached together expire apart: '
+       . join(' ', map { sprintf '%.2f%s', $_->[0], $_->[1] ? '' : '!' }
+                   @late));
 }
 
 # the zone and its entries survive a reload: with Redis gone afterwards,

@@ -9,17 +9,23 @@
 #                       streams SSE when Accept has text/event-stream
 # GET  /v1/events       ?count=N&interval_ms=M: an SSE stream
 # GET  /v1/shell/ws     WebSocket: {"type":"ready"}, then echoes input
-# ANY  /_debug/...      reports the request as seen (headers, connection)
+# ANY  /_debug/...      reports the request as seen (headers, connection);
+#                       with ?then=reset the next request on the connection
+#                       is answered by a reset (a pod's keep-alive timeout
+#                       racing a reuse)
 # GET  /health          {"status":"ok"}
 #
 # Every answer carries X-Runtime-Id, X-Runtime-Conn (this TCP connection)
 # and X-Runtime-Conn-Requests (requests served on it so far).  One process
-# per connection, HTTP/1.1 keep-alive.
+# per connection, HTTP/1.1 keep-alive; a request with Connection: close is
+# answered with Connection: close, as HTTP/1.1 servers do, and then the
+# connection is closed.
 
 use strict;
 use warnings;
 use Getopt::Long;
 use IO::Socket::IP;
+use Socket qw(SOL_SOCKET SO_LINGER);
 use IO::Select;
 use JSON::PP;
 use POSIX qw(:sys_wait_h);
@@ -59,12 +65,21 @@ sub serve {
     my ($c, $conn) = @_;
     my $buf = '';
     my $served = 0;
+    my $reset = 0;
     while (1) {
         my $req = read_request($c, \$buf) or return;
+        if ($reset) {
+            setsockopt($c, SOL_SOCKET, SO_LINGER, pack('ii', 1, 0));
+            close $c;
+            return;
+        }
         $served++;
         my $keep = ($req->{headers}{connection} // '') !~ /close/i;
-        handle($c, $req, { conn => $conn, requests => $served }) or return;
+        handle($c, $req, { conn => $conn, requests => $served,
+                           close => !$keep }) or return;
         return unless $keep;
+        $reset = $req->{path} =~ m{^/_debug/}
+                 && $req->{query} =~ /(?:^|&)then=reset(?:&|$)/;
     }
 }
 
@@ -117,11 +132,14 @@ sub respond {
     my $h = "HTTP/1.1 $status " . ($reason{$status} // 'Status') . "\r\n"
           . "Content-Type: $type\r\nContent-Length: " . length($body) . "\r\n"
           . "X-Runtime-Id: $id\r\nX-Runtime-Conn: $st->{conn}\r\n"
-          . "X-Runtime-Conn-Requests: $st->{requests}\r\n";
+          . "X-Runtime-Conn-Requests: $st->{requests}\r\n"
+          . closing($st);
     $h .= "$_: $extra{$_}\r\n" for sort keys %extra;
     print {$c} "$h\r\n$body";
     return 1;
 }
+
+sub closing { $_[0]{close} ? "Connection: close\r\n" : '' }
 
 sub respond_json {
     my ($c, $st, $status, $data) = @_;
@@ -180,7 +198,8 @@ sub exec_command {
     if ($sse) {
         print {$c} "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
             . "Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n"
-            . "X-Runtime-Id: $id\r\nX-Runtime-Conn: $st->{conn}\r\n\r\n";
+            . "X-Runtime-Id: $id\r\nX-Runtime-Conn: $st->{conn}\r\n"
+            . closing($st) . "\r\n";
     }
 
     my $out = '';
@@ -224,7 +243,8 @@ sub events {
     my $interval = ($q{interval_ms} // 200) / 1000;
     print {$c} "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
         . "Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n"
-        . "X-Runtime-Id: $id\r\nX-Runtime-Conn: $st->{conn}\r\n\r\n";
+        . "X-Runtime-Id: $id\r\nX-Runtime-Conn: $st->{conn}\r\n"
+        . closing($st) . "\r\n";
     for my $i (1 .. $count) {
         sleep $interval if $i > 1;
         chunk($c, "event: message\ndata: " . $json->encode({ n => $i, t => time })
