@@ -362,7 +362,7 @@ p99 added by the gateway (warm): $(added "$WARM_P99" "$PLAIN_P99") ms
 
 ratio many/one: $MANY_RATIO
 
-That is the median over  rounds of each round's gateway many/one, its
+That is the median over $MANY_ROUNDS rounds of each round's gateway many/one, its
 four runs in the order one, many, many, one so that drift weighs on both
 alike. Rounds: $ROUND_RATIOS.
 
