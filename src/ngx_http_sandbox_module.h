@@ -78,7 +78,6 @@ typedef struct {
     ngx_str_t                       uri;
     ngx_str_t                       request_id;
     u_char                          key_digest[NGX_HTTP_SANDBOX_SHA256_LEN];
-    u_char                          key_hash[NGX_HTTP_SANDBOX_SHA256_HEX_LEN];
     unsigned                        authenticated:1;
     unsigned                        not_ready:1;
 
@@ -122,7 +121,7 @@ void ngx_http_sandbox_events_exit(void);
 
 ngx_int_t ngx_http_sandbox_usage_init(ngx_cycle_t *cycle);
 void ngx_http_sandbox_usage_exit(void);
-void ngx_http_sandbox_usage_add(u_char *hex);
+void ngx_http_sandbox_usage_add(u_char *digest);
 
 /* status: content handler of "sandbox_status" */
 ngx_int_t ngx_http_sandbox_status_handler(ngx_http_request_t *r);

@@ -163,7 +163,7 @@ ngx_http_sandbox_start(ngx_http_request_t *r, ngx_http_sandbox_ctx_t *ctx,
             return NGX_OK;
         }
 
-        /* the cache takes the digest raw, Redis in hex */
+        /* raw for the cache; only a lookup in Redis needs it in hex */
 
         if (ngx_http_sandbox_sha256(ctx->key_digest, key.data, key.len)
             != NGX_OK)
@@ -173,8 +173,6 @@ ngx_http_sandbox_start(ngx_http_request_t *r, ngx_http_sandbox_ctx_t *ctx,
             return NGX_ERROR;
         }
 
-        ngx_hex_dump(ctx->key_hash, ctx->key_digest,
-                     NGX_HTTP_SANDBOX_SHA256_LEN);
         ctx->authenticated = 1;
 
         smcf = ngx_http_get_module_main_conf(r, ngx_http_sandbox_module);
@@ -342,6 +340,7 @@ static ngx_int_t
 ngx_http_sandbox_lookup(ngx_http_request_t *r, ngx_http_sandbox_ctx_t *ctx)
 {
     u_char                       *now, *every;
+    u_char                        hex[NGX_HTTP_SANDBOX_SHA256_HEX_LEN];
     ngx_str_t                    *user;
     const char                   *argv[8];
     size_t                        argvlen[8];
@@ -367,10 +366,17 @@ ngx_http_sandbox_lookup(ngx_http_request_t *r, ngx_http_sandbox_ctx_t *ctx)
     argvlen[1] = sizeof(ngx_http_sandbox_lookup_lua) - 1;
     argv[2] = "0";
     argvlen[2] = 1;
-    argv[3] = (const char *) ctx->key_hash;
-    argvlen[3] = (ctx->authenticated
-                  && ctx->key_cached != NGX_HTTP_SANDBOX_CACHE_HIT)
-                 ? NGX_HTTP_SANDBOX_SHA256_HEX_LEN : 0;
+
+    /* arguments are copied into the command at once: locals will do */
+
+    argv[3] = (const char *) hex;
+    argvlen[3] = 0;
+
+    if (ctx->authenticated && ctx->key_cached != NGX_HTTP_SANDBOX_CACHE_HIT) {
+        ngx_hex_dump(hex, ctx->key_digest, NGX_HTTP_SANDBOX_SHA256_LEN);
+        argvlen[3] = NGX_HTTP_SANDBOX_SHA256_HEX_LEN;
+    }
+
     argv[4] = (const char *) user->data;
     argvlen[4] = user->len;
     argv[5] = (const char *) ctx->name.data;
@@ -802,7 +808,7 @@ ngx_http_sandbox_finish(ngx_http_request_t *r, ngx_http_sandbox_ctx_t *ctx)
         /* a key answered from the cache: its use goes to Redis aside */
 
         if (ctx->key_used) {
-            ngx_http_sandbox_usage_add(ctx->key_hash);
+            ngx_http_sandbox_usage_add(ctx->key_digest);
         }
 
         return NGX_OK;

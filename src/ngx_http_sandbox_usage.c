@@ -88,16 +88,18 @@ ngx_http_sandbox_usage_exit(void)
 }
 
 
+/* a key by its raw digest; Redis names it in hex */
+
 void
-ngx_http_sandbox_usage_add(u_char *hex)
+ngx_http_sandbox_usage_add(u_char *digest)
 {
     if (ngx_http_sandbox_usage_keys == NULL) {
         return;
     }
 
-    ngx_memcpy(ngx_http_sandbox_usage_keys
-               + ngx_http_sandbox_usage_n * NGX_HTTP_SANDBOX_SHA256_HEX_LEN,
-               hex, NGX_HTTP_SANDBOX_SHA256_HEX_LEN);
+    ngx_hex_dump(ngx_http_sandbox_usage_keys
+                 + ngx_http_sandbox_usage_n * NGX_HTTP_SANDBOX_SHA256_HEX_LEN,
+                 digest, NGX_HTTP_SANDBOX_SHA256_LEN);
 
     if (++ngx_http_sandbox_usage_n == NGX_HTTP_SANDBOX_USAGE_BATCH) {
         ngx_http_sandbox_usage_flush();
