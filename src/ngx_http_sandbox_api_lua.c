@@ -140,7 +140,7 @@ static const char  ngx_http_sandbox_lua_user_create[] =
     SBX_LUA_COMMON
     "local u, email, id = ARGV[3], ARGV[4], ARGV[5]\n"
     "if redis.call('EXISTS', 'sbx:user:' .. u) == 1 then\n"
-    "  return fail(409, 'Conflict',\n"                                        \
+    "  return fail(409, 'Conflict',\n"
     "              \"User with username '\" .. u .. \"' already exists\") end\n"
     "redis.call('HSET', 'sbx:user:' .. u, 'id', id, 'username', u,\n"
     "           'created_at', now, 'updated_at', now, 'active', '1')\n"
