@@ -512,11 +512,15 @@ EOF
     }
     $e->nginx_start;
 
+    my $get = sub {     # path, user number
+        $e->http('GET', "/proxy/sb/_debug/$_[0]", port => 1,
+                 headers => { Authorization => "Bearer $keys[$_[1] - 1]" });
+    };
+
     my $wrong = 0;
     for my $pass (1 .. 2) {
         for my $i (1 .. 300) {
-            my $res = $e->http('GET', "/proxy/sb/_debug/e$i", port => 1,
-                               headers => { Authorization => "Bearer $keys[$i - 1]" });
+            my $res = $get->("e$i", $i);
             my $want = $i % 3 ? 200 : 403;
             $wrong++ if $res->{status} != $want;
             $wrong++ if $want == 200
@@ -531,10 +535,6 @@ EOF
     # The flood's users all have routes: entries of one slab size, so that
     # each new entry evicts one (a size with no free chunk can make the
     # slab allocator need many evictions to free a whole page)
-    my $get = sub {
-        $e->http('GET', "/proxy/sb/_debug/$_[0]", port => 1,
-                 headers => { Authorization => "Bearer $keys[$_[1] - 1]" });
-    };
     $get->('hot', 1);
     my ($missed, $flood) = (0, 0);
     for my $i (grep { $_ % 3 } 2 .. 300) {
