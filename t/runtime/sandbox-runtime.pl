@@ -141,6 +141,14 @@ sub respond {
 
 sub closing { $_[0]{close} ? "Connection: close\r\n" : '' }
 
+sub sse_head {
+    my ($c, $st) = @_;
+    print {$c} "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+        . "Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n"
+        . "X-Runtime-Id: $id\r\nX-Runtime-Conn: $st->{conn}\r\n"
+        . closing($st) . "\r\n";
+}
+
 sub respond_json {
     my ($c, $st, $status, $data) = @_;
     return respond($c, $st, $status, 'application/json', $json->encode($data));
@@ -196,10 +204,7 @@ sub exec_command {
     close $wr;
 
     if ($sse) {
-        print {$c} "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-            . "Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n"
-            . "X-Runtime-Id: $id\r\nX-Runtime-Conn: $st->{conn}\r\n"
-            . closing($st) . "\r\n";
+        sse_head($c, $st);
     }
 
     my $out = '';
@@ -241,10 +246,7 @@ sub events {
     my %q = map { split /=/, $_, 2 } grep { /=/ } split /&/, $r->{query};
     my $count = $q{count} // 3;
     my $interval = ($q{interval_ms} // 200) / 1000;
-    print {$c} "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-        . "Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n"
-        . "X-Runtime-Id: $id\r\nX-Runtime-Conn: $st->{conn}\r\n"
-        . closing($st) . "\r\n";
+    sse_head($c, $st);
     for my $i (1 .. $count) {
         sleep $interval if $i > 1;
         chunk($c, "event: message\ndata: " . $json->encode({ n => $i, t => time })
