@@ -51,6 +51,7 @@ typedef struct {
 
 
 struct ngx_http_sandbox_api_ctx_s {
+    ngx_http_sandbox_ctx_kind_e         kind;       /* first: see module.h */
     ngx_http_sandbox_api_endpoint_t    *ep;
     ngx_str_t                           params[NGX_HTTP_SANDBOX_API_PARAMS];
     json_t                             *body;
@@ -68,8 +69,15 @@ struct ngx_http_sandbox_api_ctx_s {
     ngx_flag_t                          new_key;
     ngx_int_t                           rc;
 
+    ngx_str_t                           user;       /* the caller's */
+
     void                               *op;
 };
+
+
+#define ngx_http_sandbox_api_ctx(r)                                           \
+    ((ngx_http_sandbox_api_ctx_t *)                                           \
+         ngx_http_sandbox_get_ctx(r, NGX_HTTP_SANDBOX_CTX_API))
 
 
 static ngx_int_t ngx_http_sandbox_api_route(ngx_http_request_t *r,
@@ -85,6 +93,8 @@ static ngx_int_t ngx_http_sandbox_api_eval(ngx_http_request_t *r,
     ngx_http_sandbox_api_ctx_t *ctx);
 static time_t ngx_http_sandbox_api_parse_iso(u_char *p, size_t len);
 static void ngx_http_sandbox_api_reply(void *data, redisReply *reply);
+static ngx_int_t ngx_http_sandbox_api_copy(ngx_http_request_t *r,
+    ngx_str_t *dst, redisReply *src);
 static ngx_int_t ngx_http_sandbox_api_answer(ngx_http_request_t *r,
     ngx_http_sandbox_api_ctx_t *ctx, redisReply *reply);
 static void ngx_http_sandbox_api_cleanup(void *data);
@@ -223,12 +233,11 @@ ngx_http_sandbox_api_handler(ngx_http_request_t *r)
     ngx_http_sandbox_api_ctx_t   *ctx;
     ngx_http_sandbox_loc_conf_t  *slcf;
 
-    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_sandbox_api_ctx_t));
+    ctx = ngx_http_sandbox_create_ctx(r, NGX_HTTP_SANDBOX_CTX_API,
+                                      sizeof(ngx_http_sandbox_api_ctx_t));
     if (ctx == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    ngx_http_set_ctx(r, ctx, ngx_http_sandbox_module);
 
     slcf = ngx_http_get_module_loc_conf(r, ngx_http_sandbox_module);
 
@@ -290,13 +299,24 @@ ngx_http_sandbox_api_handler(ngx_http_request_t *r)
 }
 
 
+ngx_str_t *
+ngx_http_sandbox_api_user(ngx_http_request_t *r)
+{
+    ngx_http_sandbox_api_ctx_t  *ctx;
+
+    ctx = ngx_http_sandbox_api_ctx(r);
+
+    return ctx ? &ctx->user : NULL;
+}
+
+
 static void
 ngx_http_sandbox_api_body_handler(ngx_http_request_t *r)
 {
     ngx_int_t                    rc;
     ngx_http_sandbox_api_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_sandbox_module);
+    ctx = ngx_http_sandbox_api_ctx(r);
 
     rc = ngx_http_sandbox_api_parse_body(r, ctx);
 
@@ -405,30 +425,64 @@ static ngx_int_t
 ngx_http_sandbox_api_parse_body(ngx_http_request_t *r,
     ngx_http_sandbox_api_ctx_t *ctx)
 {
-    size_t        len;
-    json_t       *j;
-    ngx_buf_t    *b;
-    json_error_t  err;
-    u_char        msg[256];
+    u_char                    *p, *data;
+    size_t                     len;
+    json_t                    *j;
+    ngx_chain_t               *cl;
+    json_error_t               err;
+    u_char                     msg[256];
+    ngx_http_core_loc_conf_t  *clcf;
 
     if (r->request_body == NULL || r->request_body->bufs == NULL) {
         return NGX_OK;
     }
 
-    if (r->request_body->temp_file || r->request_body->bufs->next) {
+    /*
+     * A body past client_body_buffer_size went to a file: too large.  One
+     * kept in memory may still come in several buffers (a chunked body
+     * has one per chunk), joined here.
+     */
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    len = 0;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        if (cl->buf->in_file || r->request_body->temp_file) {
+            len = clcf->client_body_buffer_size + 1;
+            break;
+        }
+
+        len += cl->buf->last - cl->buf->pos;
+    }
+
+    if (len > clcf->client_body_buffer_size) {
         return ngx_http_sandbox_api_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
                                            "Payload Too Large",
                                            "Request body too large");
     }
 
-    b = r->request_body->bufs->buf;
-    len = b->last - b->pos;
-
     if (len == 0) {
         return NGX_OK;
     }
 
-    j = json_loadb((const char *) b->pos, len, JSON_REJECT_DUPLICATES, &err);
+    cl = r->request_body->bufs;
+
+    if (cl->next == NULL) {
+        data = cl->buf->pos;
+
+    } else {
+        data = ngx_pnalloc(r->pool, len);
+        if (data == NULL) {
+            return NGX_ERROR;
+        }
+
+        for (p = data; cl; cl = cl->next) {
+            p = ngx_cpymem(p, cl->buf->pos, cl->buf->last - cl->buf->pos);
+        }
+    }
+
+    j = json_loadb((const char *) data, len, JSON_REJECT_DUPLICATES, &err);
 
     if (j == NULL) {
         ngx_snprintf(msg, sizeof(msg) - 1, "Invalid JSON: %s%Z", err.text);
@@ -588,7 +642,7 @@ ngx_http_sandbox_api_reply(void *data, redisReply *reply)
     ngx_http_sandbox_api_ctx_t  *ctx;
 
     c = r->connection;
-    ctx = ngx_http_get_module_ctx(r, ngx_http_sandbox_module);
+    ctx = ngx_http_sandbox_api_ctx(r);
     ctx->op = NULL;
 
     ngx_http_finalize_request(r, ngx_http_sandbox_api_answer(r, ctx, reply));
@@ -706,18 +760,31 @@ ngx_http_sandbox_api_answer(ngx_http_request_t *r,
     }
 
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
-        || reply->elements != 2
+        || reply->elements < 2 || reply->elements > 3
         || reply->element[0]->type != REDIS_REPLY_INTEGER
         || reply->element[1]->type != REDIS_REPLY_STRING)
     {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "sandbox api: script failed");
+        /* a NULL reply is an outage, which the Redis client logs once */
+
+        if (reply != NULL) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "sandbox api: script failed");
+        }
+
         return ngx_http_sandbox_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                            "Service Unavailable",
                                            "Sandbox registry unavailable");
     }
 
     status = reply->element[0]->integer;
+
+    if (reply->elements == 3
+        && reply->element[2]->type == REDIS_REPLY_STRING
+        && ngx_http_sandbox_api_copy(r, &ctx->user, reply->element[2])
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     j = json_loadb(reply->element[1]->str, reply->element[1]->len, 0, &err);
 
@@ -750,6 +817,21 @@ ngx_http_sandbox_api_answer(ngx_http_request_t *r,
     }
 
     return ngx_http_sandbox_send_json(r, status, j);
+}
+
+
+static ngx_int_t
+ngx_http_sandbox_api_copy(ngx_http_request_t *r, ngx_str_t *dst,
+    redisReply *src)
+{
+    dst->data = ngx_pnalloc(r->pool, src->len);
+    if (dst->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    dst->len = ngx_cpymem(dst->data, src->str, src->len) - dst->data;
+
+    return NGX_OK;
 }
 
 
@@ -1007,7 +1089,7 @@ ngx_http_sandbox_api_error(ngx_http_request_t *r, ngx_uint_t status,
 {
     ngx_http_sandbox_api_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_sandbox_module);
+    ctx = ngx_http_sandbox_api_ctx(r);
     ctx->rc = ngx_http_sandbox_send_error(r, status, error, message);
 
     return NGX_ABORT;

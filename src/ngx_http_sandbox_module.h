@@ -55,6 +55,21 @@ typedef struct {
 } ngx_http_sandbox_loc_conf_t;
 
 
+/*
+ * Each kind of handler keeps its own request context in the module's slot,
+ * and each context begins with its kind.  Contexts are made and read only
+ * through ngx_http_sandbox_create_ctx() and ngx_http_sandbox_get_ctx(),
+ * which returns NULL for a context of another kind: a reader can never
+ * take one kind for another (the access log reads the variables of every
+ * request, whichever handler served it).
+ */
+
+typedef enum {
+    NGX_HTTP_SANDBOX_CTX_ROUTE = 1,     /* sandbox_route: the data plane */
+    NGX_HTTP_SANDBOX_CTX_API            /* sandbox_api */
+} ngx_http_sandbox_ctx_kind_e;
+
+
 typedef enum {
     NGX_HTTP_SANDBOX_NEW = 0,
     NGX_HTTP_SANDBOX_PENDING,
@@ -63,6 +78,7 @@ typedef enum {
 
 
 typedef struct {
+    ngx_http_sandbox_ctx_kind_e     kind;       /* first, in every kind */
     ngx_http_sandbox_state_e        state;
 
     /* the decision: NGX_OK to forward, else an HTTP status to answer */
@@ -93,10 +109,21 @@ typedef struct {
     ngx_str_t                       cache_status;
 
     void                           *op;
-} ngx_http_sandbox_ctx_t;
+} ngx_http_sandbox_route_ctx_t;
 
 
 extern ngx_module_t               ngx_http_sandbox_module;
+
+
+void *ngx_http_sandbox_create_ctx(ngx_http_request_t *r,
+    ngx_http_sandbox_ctx_kind_e kind, size_t size);
+void *ngx_http_sandbox_get_ctx(ngx_http_request_t *r,
+    ngx_http_sandbox_ctx_kind_e kind);
+
+#define ngx_http_sandbox_route_ctx(r)                                         \
+    ((ngx_http_sandbox_route_ctx_t *)                                         \
+         ngx_http_sandbox_get_ctx(r, NGX_HTTP_SANDBOX_CTX_ROUTE))
+
 extern ngx_http_sandbox_redis_t  *ngx_http_sandbox_worker_redis;
 extern ngx_http_sandbox_redis_t  *ngx_http_sandbox_events_redis;
 
@@ -132,6 +159,7 @@ char *ngx_http_sandbox_balancer(ngx_conf_t *cf, ngx_command_t *cmd,
 
 /* management and admin API: content handler of "sandbox_api" */
 ngx_int_t ngx_http_sandbox_api_handler(ngx_http_request_t *r);
+ngx_str_t *ngx_http_sandbox_api_user(ngx_http_request_t *r);
 
 /* JSON answers */
 ngx_int_t ngx_http_sandbox_send_json(ngx_http_request_t *r,

@@ -67,6 +67,17 @@ struct ngx_http_sandbox_redis_s {
     ngx_log_t                           *log;
     unsigned                             auth_failed:1;
 
+    /*
+     * An outage is logged once when it starts and once when it ends, with
+     * the number of commands that failed meanwhile; in between, the link's
+     * own errors (each reconnect's connect() failure) go to quiet_log, a
+     * copy of the log that lets only [crit] and worse through.
+     */
+    unsigned                             outage:1;
+    ngx_msec_t                           outage_start;
+    ngx_uint_t                           outage_failed;
+    ngx_log_t                            quiet_log;
+
     ngx_http_sandbox_redis_stats_t      *stats;
     ngx_http_sandbox_redis_stats_t       own_stats;
 };
@@ -93,6 +104,9 @@ static void ngx_http_sandbox_redis_op_free(ngx_http_sandbox_redis_t *rd,
     ngx_http_sandbox_redis_op_t *op);
 static void ngx_http_sandbox_redis_auth_handler(void *data,
     redisReply *reply);
+static void ngx_http_sandbox_redis_trouble(ngx_http_sandbox_redis_t *rd,
+    ngx_err_t err, const char *reason);
+static void ngx_http_sandbox_redis_recovered(ngx_http_sandbox_redis_t *rd);
 
 
 ngx_http_sandbox_redis_t *
@@ -194,7 +208,12 @@ ngx_http_sandbox_redis_command(ngx_http_sandbox_redis_t *rd, ngx_uint_t argc,
      * them), so a fresh worker does not refuse its first requests
      */
 
-    if (rd == NULL || rd->state == NGX_HTTP_SANDBOX_REDIS_DOWN) {
+    if (rd == NULL) {
+        return NULL;
+    }
+
+    if (rd->state == NGX_HTTP_SANDBOX_REDIS_DOWN) {
+        rd->outage_failed += (handler != NULL);
         return NULL;
     }
 
@@ -260,15 +279,13 @@ ngx_http_sandbox_redis_connect(ngx_http_sandbox_redis_t *rd)
     rd->peer.socklen = rd->conf.addr->socklen;
     rd->peer.name = &rd->conf.addr->name;
     rd->peer.get = ngx_event_get_peer;
-    rd->peer.log = rd->log;
+    rd->peer.log = rd->outage ? &rd->quiet_log : rd->log;
     rd->peer.log_error = NGX_ERROR_ERR;
 
     rc = ngx_event_connect_peer(&rd->peer);
 
     if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
-        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
-                      "sandbox: cannot connect to redis at %V",
-                      &rd->conf.addr->name);
+        ngx_http_sandbox_redis_trouble(rd, 0, "cannot connect");
 
         if (rd->peer.connection) {
             ngx_close_connection(rd->peer.connection);
@@ -285,9 +302,9 @@ ngx_http_sandbox_redis_connect(ngx_http_sandbox_redis_t *rd)
     c->data = rd;
     c->read->handler = ngx_http_sandbox_redis_read_handler;
     c->write->handler = ngx_http_sandbox_redis_write_handler;
-    c->log = rd->log;
-    c->read->log = rd->log;
-    c->write->log = rd->log;
+    c->log = rd->peer.log;
+    c->read->log = c->log;
+    c->write->log = c->log;
 
     rd->state = NGX_HTTP_SANDBOX_REDIS_CONNECTING;
 
@@ -335,6 +352,10 @@ ngx_http_sandbox_redis_connected(ngx_http_sandbox_redis_t *rd)
     rd->state = NGX_HTTP_SANDBOX_REDIS_UP;
     rd->backoff = NGX_HTTP_SANDBOX_REDIS_BACKOFF_MIN;
 
+    if (rd->outage) {
+        ngx_http_sandbox_redis_recovered(rd);
+    }
+
     if (rd->conf.ready) {
         rd->conf.ready(rd, rd->conf.data);
     }
@@ -367,8 +388,7 @@ ngx_http_sandbox_redis_test_connect(ngx_connection_t *c)
     }
 
     if (err) {
-        ngx_log_error(NGX_LOG_ERR, c->log, err,
-                      "sandbox: redis connect() failed");
+        ngx_http_sandbox_redis_trouble(c->data, err, "connect() failed");
         return NGX_ERROR;
     }
 
@@ -388,10 +408,7 @@ ngx_http_sandbox_redis_write_handler(ngx_event_t *wev)
     if (rd->state == NGX_HTTP_SANDBOX_REDIS_CONNECTING) {
 
         if (wev->timedout) {
-            ngx_log_error(NGX_LOG_ERR, rd->log, NGX_ETIMEDOUT,
-                          "sandbox: redis connect to %V timed out",
-                          &rd->conf.addr->name);
-            ngx_http_sandbox_redis_fail(rd, NULL);
+            ngx_http_sandbox_redis_fail(rd, "connect timed out");
             return;
         }
 
@@ -460,10 +477,7 @@ ngx_http_sandbox_redis_read_handler(ngx_event_t *rev)
     }
 
     if (rev->timedout) {
-        ngx_log_error(NGX_LOG_ERR, rd->log, NGX_ETIMEDOUT,
-                      "sandbox: redis at %V timed out",
-                      &rd->conf.addr->name);
-        ngx_http_sandbox_redis_fail(rd, NULL);
+        ngx_http_sandbox_redis_fail(rd, "timed out");
         return;
     }
 
@@ -623,8 +637,7 @@ ngx_http_sandbox_redis_fail(ngx_http_sandbox_redis_t *rd, const char *reason)
     ngx_http_sandbox_redis_op_t  *op;
 
     if (reason) {
-        ngx_log_error(NGX_LOG_ERR, rd->log, 0, "sandbox: %s (redis %V)",
-                      reason, &rd->conf.addr->name);
+        ngx_http_sandbox_redis_trouble(rd, 0, reason);
     }
 
     ngx_http_sandbox_redis_close(rd);
@@ -648,6 +661,7 @@ ngx_http_sandbox_redis_fail(ngx_http_sandbox_redis_t *rd, const char *reason)
         (void) ngx_atomic_fetch_add(&rd->stats->failures, 1);
 
         if (op->handler) {
+            rd->outage_failed++;
             op->handler(op->data, NULL);
         }
 
@@ -789,4 +803,50 @@ ngx_http_sandbox_redis_auth_handler(void *data, redisReply *reply)
     if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
         rd->auth_failed = 1;
     }
+}
+
+
+static void
+ngx_http_sandbox_redis_trouble(ngx_http_sandbox_redis_t *rd, ngx_err_t err,
+    const char *reason)
+{
+    if (rd->outage) {
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, rd->log, err,
+                       "sandbox: redis %V still unavailable: %s",
+                       &rd->conf.addr->name, reason);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, rd->log, err,
+                  "sandbox: redis %V unavailable: %s; requests that need it "
+                  "fail until it is back", &rd->conf.addr->name, reason);
+
+    rd->outage = 1;
+    rd->outage_start = ngx_current_msec;
+    rd->outage_failed = 0;
+
+    rd->quiet_log = *rd->log;
+
+    if (rd->quiet_log.log_level > NGX_LOG_CRIT) {
+        rd->quiet_log.log_level = NGX_LOG_CRIT;
+    }
+}
+
+
+static void
+ngx_http_sandbox_redis_recovered(ngx_http_sandbox_redis_t *rd)
+{
+    ngx_connection_t  *c;
+
+    ngx_log_error(NGX_LOG_NOTICE, rd->log, 0,
+                  "sandbox: redis %V is back after %M ms; %ui requests "
+                  "failed meanwhile", &rd->conf.addr->name,
+                  ngx_current_msec - rd->outage_start, rd->outage_failed);
+
+    rd->outage = 0;
+
+    c = rd->peer.connection;
+    c->log = rd->log;
+    c->read->log = rd->log;
+    c->write->log = rd->log;
 }

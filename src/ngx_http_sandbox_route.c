@@ -65,39 +65,39 @@ static const char  ngx_http_sandbox_lookup_lua[] =
 
 
 static ngx_int_t ngx_http_sandbox_start(ngx_http_request_t *r,
-    ngx_http_sandbox_ctx_t *ctx, ngx_http_sandbox_loc_conf_t *slcf);
+    ngx_http_sandbox_route_ctx_t *ctx, ngx_http_sandbox_loc_conf_t *slcf);
 static ngx_int_t ngx_http_sandbox_parse(ngx_http_request_t *r,
-    ngx_http_sandbox_ctx_t *ctx);
+    ngx_http_sandbox_route_ctx_t *ctx);
 static ngx_uint_t ngx_http_sandbox_from_cache(ngx_http_request_t *r,
-    ngx_http_sandbox_ctx_t *ctx, ngx_http_sandbox_loc_conf_t *slcf);
+    ngx_http_sandbox_route_ctx_t *ctx, ngx_http_sandbox_loc_conf_t *slcf);
 static ngx_int_t ngx_http_sandbox_lookup(ngx_http_request_t *r,
-    ngx_http_sandbox_ctx_t *ctx);
+    ngx_http_sandbox_route_ctx_t *ctx);
 static void ngx_http_sandbox_lookup_handler(void *data, redisReply *reply);
 static void ngx_http_sandbox_lookup_cleanup(void *data);
 static void ngx_http_sandbox_lookup_failed(ngx_http_request_t *r,
-    ngx_http_sandbox_ctx_t *ctx);
+    ngx_http_sandbox_route_ctx_t *ctx);
 static ngx_int_t ngx_http_sandbox_parse_reply(ngx_http_request_t *r,
-    ngx_http_sandbox_ctx_t *ctx, redisReply *reply);
+    ngx_http_sandbox_route_ctx_t *ctx, redisReply *reply);
 static ngx_int_t ngx_http_sandbox_parse_route(ngx_http_request_t *r,
-    ngx_http_sandbox_ctx_t *ctx, redisReply **el, size_t n);
+    ngx_http_sandbox_route_ctx_t *ctx, redisReply **el, size_t n);
 static void ngx_http_sandbox_decide(ngx_http_request_t *r,
-    ngx_http_sandbox_ctx_t *ctx);
-static ngx_int_t ngx_http_sandbox_decide_key(ngx_http_sandbox_ctx_t *ctx);
+    ngx_http_sandbox_route_ctx_t *ctx);
+static ngx_int_t ngx_http_sandbox_decide_key(ngx_http_sandbox_route_ctx_t *ctx);
 static void ngx_http_sandbox_decide_route(ngx_http_request_t *r,
-    ngx_http_sandbox_ctx_t *ctx);
-static void ngx_http_sandbox_deny(ngx_http_sandbox_ctx_t *ctx,
+    ngx_http_sandbox_route_ctx_t *ctx);
+static void ngx_http_sandbox_deny(ngx_http_sandbox_route_ctx_t *ctx,
     ngx_int_t status, const char *error, const char *message);
-static void ngx_http_sandbox_not_ready(ngx_http_sandbox_ctx_t *ctx,
+static void ngx_http_sandbox_not_ready(ngx_http_sandbox_route_ctx_t *ctx,
     const char *message);
-static void ngx_http_sandbox_not_found(ngx_http_sandbox_ctx_t *ctx);
+static void ngx_http_sandbox_not_found(ngx_http_sandbox_route_ctx_t *ctx);
 static ngx_int_t ngx_http_sandbox_finish(ngx_http_request_t *r,
-    ngx_http_sandbox_ctx_t *ctx);
+    ngx_http_sandbox_route_ctx_t *ctx);
 static ngx_int_t ngx_http_sandbox_set_uri(ngx_http_request_t *r,
-    ngx_http_sandbox_ctx_t *ctx, u_char *rest, size_t len);
+    ngx_http_sandbox_route_ctx_t *ctx, u_char *rest, size_t len);
 static ngx_int_t ngx_http_sandbox_forward_headers(ngx_http_request_t *r,
-    ngx_http_sandbox_ctx_t *ctx);
+    ngx_http_sandbox_route_ctx_t *ctx);
 static ngx_int_t ngx_http_sandbox_request_id(ngx_http_request_t *r,
-    ngx_http_sandbox_ctx_t *ctx);
+    ngx_http_sandbox_route_ctx_t *ctx);
 static ngx_int_t ngx_http_sandbox_push_header(ngx_http_request_t *r,
     ngx_list_t *list, const char *name, ngx_str_t *value);
 static ngx_int_t ngx_http_sandbox_str_copy(ngx_http_request_t *r,
@@ -109,8 +109,8 @@ static ngx_int_t ngx_http_sandbox_reply_is(redisReply *reply,
 ngx_int_t
 ngx_http_sandbox_access_handler(ngx_http_request_t *r)
 {
-    ngx_http_sandbox_ctx_t       *ctx;
-    ngx_http_sandbox_loc_conf_t  *slcf;
+    ngx_http_sandbox_route_ctx_t  *ctx;
+    ngx_http_sandbox_loc_conf_t   *slcf;
 
     slcf = ngx_http_get_module_loc_conf(r, ngx_http_sandbox_module);
 
@@ -118,15 +118,14 @@ ngx_http_sandbox_access_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_sandbox_module);
+    ctx = ngx_http_sandbox_route_ctx(r);
 
     if (ctx == NULL) {
-        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_sandbox_ctx_t));
+        ctx = ngx_http_sandbox_create_ctx(r, NGX_HTTP_SANDBOX_CTX_ROUTE,
+                                          sizeof(ngx_http_sandbox_route_ctx_t));
         if (ctx == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
-
-        ngx_http_set_ctx(r, ctx, ngx_http_sandbox_module);
 
         if (ngx_http_sandbox_start(r, ctx, slcf) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -142,8 +141,8 @@ ngx_http_sandbox_access_handler(ngx_http_request_t *r)
 
 
 static ngx_int_t
-ngx_http_sandbox_start(ngx_http_request_t *r, ngx_http_sandbox_ctx_t *ctx,
-    ngx_http_sandbox_loc_conf_t *slcf)
+ngx_http_sandbox_start(ngx_http_request_t *r,
+    ngx_http_sandbox_route_ctx_t *ctx, ngx_http_sandbox_loc_conf_t *slcf)
 {
     ngx_int_t                      rc;
     ngx_str_t                      key;
@@ -205,7 +204,8 @@ ngx_http_sandbox_start(ngx_http_request_t *r, ngx_http_sandbox_ctx_t *ctx,
 
 
 static ngx_int_t
-ngx_http_sandbox_parse(ngx_http_request_t *r, ngx_http_sandbox_ctx_t *ctx)
+ngx_http_sandbox_parse(ngx_http_request_t *r,
+    ngx_http_sandbox_route_ctx_t *ctx)
 {
     int          rc;
     u_char      *raw;
@@ -277,7 +277,7 @@ ngx_http_sandbox_parse(ngx_http_request_t *r, ngx_http_sandbox_ctx_t *ctx)
 
 static ngx_uint_t
 ngx_http_sandbox_from_cache(ngx_http_request_t *r,
-    ngx_http_sandbox_ctx_t *ctx, ngx_http_sandbox_loc_conf_t *slcf)
+    ngx_http_sandbox_route_ctx_t *ctx, ngx_http_sandbox_loc_conf_t *slcf)
 {
     ngx_http_sandbox_main_conf_t  *smcf;
 
@@ -337,7 +337,8 @@ ngx_http_sandbox_from_cache(ngx_http_request_t *r,
 
 
 static ngx_int_t
-ngx_http_sandbox_lookup(ngx_http_request_t *r, ngx_http_sandbox_ctx_t *ctx)
+ngx_http_sandbox_lookup(ngx_http_request_t *r,
+    ngx_http_sandbox_route_ctx_t *ctx)
 {
     u_char                       *now, *every;
     u_char                        hex[NGX_HTTP_SANDBOX_SHA256_HEX_LEN];
@@ -403,8 +404,9 @@ ngx_http_sandbox_lookup(ngx_http_request_t *r, ngx_http_sandbox_ctx_t *ctx)
                                              r);
 
     if (ctx->op == NULL) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "sandbox: redis unavailable");
+        /* the Redis client logs the outage once, not each request */
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "sandbox: redis unavailable");
         ngx_http_sandbox_lookup_failed(r, ctx);
         return NGX_OK;
     }
@@ -421,7 +423,7 @@ ngx_http_sandbox_lookup(ngx_http_request_t *r, ngx_http_sandbox_ctx_t *ctx)
 static void
 ngx_http_sandbox_lookup_cleanup(void *data)
 {
-    ngx_http_sandbox_ctx_t *ctx = data;
+    ngx_http_sandbox_route_ctx_t *ctx = data;
 
     /* the request is going away: its reply must find nobody */
 
@@ -439,12 +441,12 @@ ngx_http_sandbox_lookup_handler(void *data, redisReply *reply)
     ngx_http_request_t *r = data;
 
     ngx_connection_t              *c;
-    ngx_http_sandbox_ctx_t        *ctx;
+    ngx_http_sandbox_route_ctx_t  *ctx;
     ngx_http_sandbox_loc_conf_t   *slcf;
     ngx_http_sandbox_main_conf_t  *smcf;
 
     c = r->connection;
-    ctx = ngx_http_get_module_ctx(r, ngx_http_sandbox_module);
+    ctx = ngx_http_sandbox_route_ctx(r);
 
     ctx->op = NULL;
     ctx->state = NGX_HTTP_SANDBOX_DONE;
@@ -493,7 +495,7 @@ ngx_http_sandbox_lookup_handler(void *data, redisReply *reply)
 
 static void
 ngx_http_sandbox_lookup_failed(ngx_http_request_t *r,
-    ngx_http_sandbox_ctx_t *ctx)
+    ngx_http_sandbox_route_ctx_t *ctx)
 {
     ngx_http_sandbox_main_conf_t  *smcf;
 
@@ -518,7 +520,7 @@ ngx_http_sandbox_lookup_failed(ngx_http_request_t *r,
 
 static ngx_int_t
 ngx_http_sandbox_parse_reply(ngx_http_request_t *r,
-    ngx_http_sandbox_ctx_t *ctx, redisReply *reply)
+    ngx_http_sandbox_route_ctx_t *ctx, redisReply *reply)
 {
     size_t                   n;
     redisReply             **el;
@@ -591,7 +593,7 @@ ngx_http_sandbox_parse_reply(ngx_http_request_t *r,
 
 static ngx_int_t
 ngx_http_sandbox_parse_route(ngx_http_request_t *r,
-    ngx_http_sandbox_ctx_t *ctx, redisReply **el, size_t n)
+    ngx_http_sandbox_route_ctx_t *ctx, redisReply **el, size_t n)
 {
     ngx_http_sandbox_route_t  *route;
 
@@ -633,7 +635,8 @@ ngx_http_sandbox_parse_route(ngx_http_request_t *r,
 
 
 static void
-ngx_http_sandbox_decide(ngx_http_request_t *r, ngx_http_sandbox_ctx_t *ctx)
+ngx_http_sandbox_decide(ngx_http_request_t *r,
+    ngx_http_sandbox_route_ctx_t *ctx)
 {
     if (ctx->authenticated && ngx_http_sandbox_decide_key(ctx) != NGX_OK) {
         return;
@@ -644,7 +647,7 @@ ngx_http_sandbox_decide(ngx_http_request_t *r, ngx_http_sandbox_ctx_t *ctx)
 
 
 static ngx_int_t
-ngx_http_sandbox_decide_key(ngx_http_sandbox_ctx_t *ctx)
+ngx_http_sandbox_decide_key(ngx_http_sandbox_route_ctx_t *ctx)
 {
     ngx_http_sandbox_key_t  *key;
 
@@ -697,7 +700,7 @@ ngx_http_sandbox_decide_key(ngx_http_sandbox_ctx_t *ctx)
 
 static void
 ngx_http_sandbox_decide_route(ngx_http_request_t *r,
-    ngx_http_sandbox_ctx_t *ctx)
+    ngx_http_sandbox_route_ctx_t *ctx)
 {
     ngx_addr_t                *addr;
     ngx_http_sandbox_route_t  *route;
@@ -756,7 +759,7 @@ ngx_http_sandbox_decide_route(ngx_http_request_t *r,
 
 
 static void
-ngx_http_sandbox_deny(ngx_http_sandbox_ctx_t *ctx, ngx_int_t status,
+ngx_http_sandbox_deny(ngx_http_sandbox_route_ctx_t *ctx, ngx_int_t status,
     const char *error, const char *message)
 {
     ctx->status = status;
@@ -766,7 +769,8 @@ ngx_http_sandbox_deny(ngx_http_sandbox_ctx_t *ctx, ngx_int_t status,
 
 
 static void
-ngx_http_sandbox_not_ready(ngx_http_sandbox_ctx_t *ctx, const char *message)
+ngx_http_sandbox_not_ready(ngx_http_sandbox_route_ctx_t *ctx,
+    const char *message)
 {
     ngx_http_sandbox_deny(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
                           "Service Unavailable", message);
@@ -775,7 +779,7 @@ ngx_http_sandbox_not_ready(ngx_http_sandbox_ctx_t *ctx, const char *message)
 
 
 static void
-ngx_http_sandbox_not_found(ngx_http_sandbox_ctx_t *ctx)
+ngx_http_sandbox_not_found(ngx_http_sandbox_route_ctx_t *ctx)
 {
     /*
      * /proxy/ keeps the original proxy's 403, which real clients depend on;
@@ -794,7 +798,8 @@ ngx_http_sandbox_not_found(ngx_http_sandbox_ctx_t *ctx)
 
 
 static ngx_int_t
-ngx_http_sandbox_finish(ngx_http_request_t *r, ngx_http_sandbox_ctx_t *ctx)
+ngx_http_sandbox_finish(ngx_http_request_t *r,
+    ngx_http_sandbox_route_ctx_t *ctx)
 {
     ngx_int_t                     rc;
     ngx_table_elt_t              *h;
@@ -849,8 +854,8 @@ ngx_http_sandbox_finish(ngx_http_request_t *r, ngx_http_sandbox_ctx_t *ctx)
 
 
 static ngx_int_t
-ngx_http_sandbox_set_uri(ngx_http_request_t *r, ngx_http_sandbox_ctx_t *ctx,
-    u_char *rest, size_t len)
+ngx_http_sandbox_set_uri(ngx_http_request_t *r,
+    ngx_http_sandbox_route_ctx_t *ctx, u_char *rest, size_t len)
 {
     u_char     *p;
     uintptr_t   escape;
@@ -898,7 +903,7 @@ ngx_http_sandbox_set_uri(ngx_http_request_t *r, ngx_http_sandbox_ctx_t *ctx,
 
 static ngx_int_t
 ngx_http_sandbox_forward_headers(ngx_http_request_t *r,
-    ngx_http_sandbox_ctx_t *ctx)
+    ngx_http_sandbox_route_ctx_t *ctx)
 {
     ngx_str_t         name;
     ngx_uint_t        i;
@@ -1003,7 +1008,7 @@ ngx_http_sandbox_request_id_init(void)
 
 static ngx_int_t
 ngx_http_sandbox_request_id(ngx_http_request_t *r,
-    ngx_http_sandbox_ctx_t *ctx)
+    ngx_http_sandbox_route_ctx_t *ctx)
 {
     u_char  *p;
 

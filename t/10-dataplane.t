@@ -314,6 +314,7 @@ ok(req('GET', '/proxy/' . ('a' x 63) . '/x', $alice)->{status} == 403,
 # Redis stopped: fast JSON 503, never a hang; back by itself afterwards
 
 {
+    my $log_before = length $t->error_log;
     $t->redis_stop;
     my $t0 = time;
     my $res = req('GET', '/proxy/sb/_debug/x', $alice);
@@ -321,6 +322,21 @@ ok(req('GET', '/proxy/' . ('a' x 63) . '/x', $alice)->{status} == 403,
     json_is($res, 503, 'Service Unavailable', 'Sandbox registry unavailable',
             'redis down');
     ok($took < 1.0, sprintf('redis down answered in %.3f s', $took));
+
+    # a quiet outage: 40 more failed requests over 2.5 s (several
+    # reconnect attempts) add no line; each link logs its start once
+    for (1 .. 40) {
+        req('GET', '/proxy/sb/_debug/x', $alice);
+        sleep 0.06;
+    }
+    my $during = substr $t->error_log, $log_before;
+    my @errs = grep { /\[(error|warn)\]/ } split /\n/, $during;
+    my @starts = grep { /redis \S+ unavailable: / } @errs;
+    ok(@starts >= 1 && @starts <= 3,
+       'outage start logged once per Redis link (' . @starts . ')')
+        or diag(join "\n", @errs);
+    is(scalar(@errs), scalar(@starts), 'and nothing else logged per request')
+        or diag(join "\n", @errs[0 .. ($#errs > 5 ? 5 : $#errs)]);
 
     $t->redis_start(keep_port => 1);
     $t->add_user('alice');
@@ -335,6 +351,10 @@ ok(req('GET', '/proxy/' . ('a' x 63) . '/x', $alice)->{status} == 403,
         sleep 0.1;
     }
     ok($ok, 'recovers by itself when redis returns');
+    my $after = substr $t->error_log, $log_before;
+    my ($failed) = $after =~ /redis \S+ is back after \d+ ms; (\d+) requests failed meanwhile/;
+    ok(defined $failed && $failed >= 1,
+       'outage end logged with the failed count (' . ($failed // 'none') . ')');
 }
 
 # Redis hanging (DEBUG SLEEP): lookups time out at sandbox_redis_timeout
