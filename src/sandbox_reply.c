@@ -175,8 +175,8 @@ sbx_lookup_reply_parse(const redisReply *reply, sbx_lookup_t *out)
 int
 sbx_reply_read(const char *buf, size_t len, redisReply **reply)
 {
-    int          rc;
-    void         *r, *more;
+    int           rc;
+    void         *r;
     redisReader  *reader;
 
     *reply = NULL;
@@ -187,7 +187,6 @@ sbx_reply_read(const char *buf, size_t len, redisReply **reply)
     }
 
     r = NULL;
-    more = NULL;
 
     rc = redisReaderFeed(reader, buf, len);
 
@@ -195,11 +194,7 @@ sbx_reply_read(const char *buf, size_t len, redisReply **reply)
         rc = redisReaderGetReply(reader, &r);
     }
 
-    if (rc == REDIS_OK && r != NULL) {
-        rc = redisReaderGetReply(reader, &more);
-    }
-
-    /* bytes left over, not even a second reply, are not one reply */
+    /* bytes left over, even the start of a second reply, are refused */
 
     if (rc == REDIS_OK && reader->pos != reader->len) {
         rc = REDIS_ERR;
@@ -207,13 +202,9 @@ sbx_reply_read(const char *buf, size_t len, redisReply **reply)
 
     redisReaderFree(reader);
 
-    if (rc != REDIS_OK || r == NULL || more != NULL) {
+    if (rc != REDIS_OK || r == NULL) {
         if (r) {
             freeReplyObject(r);
-        }
-
-        if (more) {
-            freeReplyObject(more);
         }
 
         return -1;
