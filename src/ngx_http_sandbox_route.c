@@ -525,7 +525,10 @@ ngx_http_sandbox_parse_reply(ngx_http_request_t *r,
     rc = sbx_lookup_reply_parse(reply, &lk);
 
     if (rc != SBX_REPLY_OK) {
-        if (rc == SBX_REPLY_FAILED) {
+
+        /* no reply is an outage, which the Redis client logs once */
+
+        if (rc == SBX_REPLY_FAILED && reply != NULL) {
             ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                           "sandbox: route lookup failed");
         }
