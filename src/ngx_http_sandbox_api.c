@@ -451,6 +451,8 @@ ngx_http_sandbox_api_authenticate(ngx_http_request_t *r,
                                            "Unauthorized", message);
     }
 
+    /* a user's key is judged by the operation's script, atomically */
+
     if (ctx->ep->auth == NGX_HTTP_SANDBOX_API_USER) {
         ngx_http_sandbox_sha256_hex(ctx->caller, key.data, key.len);
         return NGX_OK;
