@@ -131,14 +131,24 @@ extern ngx_http_sandbox_redis_t  *ngx_http_sandbox_events_redis;
 /* auth */
 ngx_int_t ngx_http_sandbox_auth_bearer(ngx_http_request_t *r, ngx_str_t *key,
     const char **message);
+ngx_int_t ngx_http_sandbox_auth_key(ngx_http_sandbox_key_t *key,
+    const char **message);
+ngx_int_t ngx_http_sandbox_auth_admin(ngx_http_request_t *r, ngx_str_t *key,
+    const char **error, const char **message);
 ngx_int_t ngx_http_sandbox_sha256(u_char *md, u_char *src, size_t len);
 void ngx_http_sandbox_sha256_hex(u_char *dst, u_char *src, size_t len);
 void ngx_http_sandbox_sha256_cleanup(void);
 char *ngx_http_sandbox_admin_key_file(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
-/* route: access-phase handler and upstream header hygiene */
+/* route: the access-phase handler */
 ngx_int_t ngx_http_sandbox_access_handler(ngx_http_request_t *r);
+
+/* forward: the URI and headers a sandbox receives */
+ngx_int_t ngx_http_sandbox_forward_uri(ngx_http_request_t *r,
+    ngx_http_sandbox_route_ctx_t *ctx, u_char *rest, size_t len);
+ngx_int_t ngx_http_sandbox_forward_headers(ngx_http_request_t *r,
+    ngx_http_sandbox_route_ctx_t *ctx);
 void ngx_http_sandbox_request_id_init(void);
 
 /* invalidation events: the sbx:events subscriber of worker 0 */
