@@ -22,7 +22,7 @@ $t->write_conf($t->base_conf(http => <<'EOF'));
     sandbox_redis %%REDIS%%;
     sandbox_redis_timeout 500ms;
 
-    log_format sbx '$sandbox_user|$sandbox_name|$sandbox_addr|$sandbox_key_id|$sandbox_uri';
+    log_format sbx '$sandbox_user|$sandbox_name|$sandbox_addr|$sandbox_key_id|$sandbox_uri|$http_user_agent';
 
     upstream sandbox_pods {
         sandbox_balancer;
@@ -141,6 +141,29 @@ for my $path ('/proxy/sb/v1/shell/exec', '/alice/sb/v1/shell/exec') {
     is($j->{headers}{'x-other'}, 'kept', 'other headers pass');
     is($j->{runtime_id}, 'alice-sb', 'reached alice\'s runtime');
 
+    # as many dropped as added (edited in place), and a list past its
+    # first part: every kept header once, in the order sent, the known
+    # ones (User-Agent) still found by nginx
+    for my $extra (0, 30) {
+        my @more = map { ("X-Many-$_" => "v$_") } 1 .. $extra;
+        $res = req('GET', '/proxy/sb/_debug/request', $alice,
+                   headers => { 'X-Sandbox-User' => 'mallory',
+                                'User-Agent' => 'ua-test',
+                                'X-Other' => 'kept', @more });
+        $j = $t->json($res);
+        my $h = $j->{headers};
+        is($h->{'x-sandbox-user'}, 'alice', "in place ($extra): user header once");
+        like($h->{'x-request-id'} // '', qr/^[0-9a-f]{32}$/,
+             "in place ($extra): one request id");
+        ok(!exists $h->{authorization}, "in place ($extra): no key");
+        is($h->{'user-agent'}, 'ua-test', "in place ($extra): user agent");
+        is($h->{'x-other'}, 'kept', "in place ($extra): other header");
+        is(scalar(grep { $h->{"x-many-$_"} eq "v$_" } 1 .. $extra), $extra,
+           "in place ($extra): all $extra extra headers, each once");
+    }
+    like($t->read_file('sbx.log'), qr/\|ua-test$/m,
+         'the log still reads the known User-Agent header');
+
     $res = req('GET', '/alice/sb', $alice);
     is($res->{status}, 404, 'bare /<user>/<sandbox> goes to the runtime\'s /');
 
@@ -254,7 +277,7 @@ ok(req('GET', '/proxy/' . ('a' x 63) . '/x', $alice)->{status} == 403,
 {
     req('GET', '/proxy/sb/_debug/logged?q=1', $alice);
     my $log = $t->read_file('sbx.log');
-    like($log, qr{^alice\|sb\|\Q$rt\E\|[0-9a-f-]+\|/_debug/logged\?q=1$}m,
+    like($log, qr{^alice\|sb\|\Q$rt\E\|[0-9a-f-]+\|/_debug/logged\?q=1\|-$}m,
          'variables in the access log');
 }
 
