@@ -171,6 +171,46 @@ like($scripts->{'redis-start.sh'}, qr/^appendonly yes$/m, 'dev: AOF on');
 like($scripts->{'sentinel-start.sh'}, qr/sentinel monitor \$name \$master 6379 2/,
      'dev: the sentinels monitor the master, quorum 2');
 
+### the gateway's start script: conf/nginx.conf pointed at $SANDBOX_REDIS
+
+{
+    mkdir "$dir/start";
+    spew("$dir/start/nginx", "#!/bin/sh\necho \"\$@\" > $dir/start/args\n");
+    chmod 0755, "$dir/start/nginx";
+    my %env = (GATEWAY_CONF_SRC => "$root/deploy/base/nginx.conf",
+               GATEWAY_CONF => "$dir/start/run/nginx.conf",
+               GATEWAY_READY_MARK => "$dir/start/was-ready",
+               GATEWAY_LOG_DIR => "$dir/start",
+               GATEWAY_NGINX => "$dir/start/nginx");
+    my $start = sub {
+        local @ENV{ keys %env } = values %env;
+        local $ENV{SANDBOX_REDIS} = shift;
+        unlink "$dir/start/args";
+        my $out = `/bin/sh $root/deploy/base/gateway-start.sh 2>&1`;
+        return ($? >> 8, $out, -e "$dir/start/args"
+                ? slurp("$dir/start/args") : '', eval { slurp($env{GATEWAY_CONF}) });
+    };
+    spew("$dir/start/was-ready", '');
+    my ($rc, $out, $args, $got) = $start->('localhost:6390');
+    is($rc, 0, 'start: a Redis host name') or diag($out);
+    like($out, qr/Redis at 127\.0\.0\.1:6390/, 'start: resolved once, here');
+    (my $want = $conf) =~ s/(sandbox_redis\s+)127\.0\.0\.1:6379;/${1}127.0.0.1:6390;/;
+    ok($got eq $want && $got ne $conf,
+       'start: conf/nginx.conf with only its sandbox_redis changed');
+    is($args, "-c $dir/start/run/nginx.conf -e stderr -g daemon off;\n",
+       'start: nginx in the foreground, errors on stderr');
+    ok(!-e "$dir/start/was-ready", 'start: readiness starts over');
+    is(readlink("$dir/start/sandbox-access.log"), '/dev/stdout',
+       'start: the access log on the container\'s output');
+    ($rc, $out, $args, $got) = $start->('10.1.2.3:6379');
+    like($got, qr/^\s*sandbox_redis\s+10\.1\.2\.3:6379;$/m, 'start: an address as is');
+    ($rc, $out, $args, $got) = $start->('10.1.2.3');
+    like($got, qr/^\s*sandbox_redis\s+10\.1\.2\.3:6379;$/m, 'start: the default port');
+    ($rc, $out) = $start->('no-such-host.invalid:6379');
+    is($rc, 1, 'start: a name that does not resolve stops the pod');
+    like($out, qr/cannot resolve no-such-host\.invalid/, 'start: says so');
+}
+
 ### policy/v1 and autoscaling/v2 against their published schema
 
 my $fixture = decode_json(slurp("$root/t/fixtures/k8s-openapi-pdb-hpa.json"));

@@ -38,8 +38,9 @@ grep -q "sandbox_redis[[:space:]]*$addr;" "$conf" \
     || { echo "gateway-start: no sandbox_redis line in $src" >&2; exit 1; }
 
 # the access log of conf/nginx.conf, on the container's stdout
-if [ -d /var/log/nginx ] && [ -w /var/log/nginx ]; then
-    ln -sf /dev/stdout /var/log/nginx/sandbox-access.log
+logs=${GATEWAY_LOG_DIR:-/var/log/nginx}
+if [ -d "$logs" ] && [ -w "$logs" ]; then
+    ln -sf /dev/stdout "$logs/sandbox-access.log"
 fi
 
 echo "gateway-start: Redis at $addr"
