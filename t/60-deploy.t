@@ -202,6 +202,21 @@ like($scripts->{'sentinel-start.sh'}, qr/sentinel monitor \$name \$master 6379 2
     ok(!-e "$dir/start/was-ready", 'start: readiness starts over');
     is(readlink("$dir/start/sandbox-access.log"), '/dev/stdout',
        'start: the access log on the container\'s output');
+
+    # what the pod runs is a configuration nginx and the module accept
+    # (the paths only a pod has made the test's)
+    my $pod = $got;
+    my $module = $t->module_path;
+    $pod =~ s{/usr/lib/nginx/modules/ngx_http_sandbox_module\.so}{$module};
+    $pod =~ s{/etc/nginx/sandbox-admin\.key}{$dir/start/admin.key};
+    $pod =~ s{/var/log/nginx/}{$dir/start/};
+    spew("$dir/start/admin.key", "a" x 32 . "\n");
+    chmod 0600, "$dir/start/admin.key";
+    spew("$dir/start/pod.conf", $pod);
+    my $bin = $t->nginx_binary;
+    $out = `$bin -t -p $dir/start/ -c $dir/start/pod.conf -e $dir/start/test.log 2>&1`;
+    is($?, 0, 'start: nginx -t accepts the configuration a pod runs') or diag($out);
+
     ($rc, $out, $args, $got) = $start->('10.1.2.3:6379');
     like($got, qr/^\s*sandbox_redis\s+10\.1\.2\.3:6379;$/m, 'start: an address as is');
     ($rc, $out, $args, $got) = $start->('10.1.2.3');
