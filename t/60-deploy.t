@@ -226,6 +226,29 @@ like($scripts->{'sentinel-start.sh'}, qr/sentinel monitor \$name \$master 6379 2
     like($out, qr/cannot resolve no-such-host\.invalid/, 'start: says so');
 }
 
+### deploy/redis's start scripts, as its pods run them, through a failover
+
+SKIP: {
+    skip 'needs root (a private network namespace)', 12 if $>;
+    my $out = `$root/t/k8s/redis-pods.sh $dir/redis-pods 2>&1`;
+    is($?, 0, 'redis pods: the scenario ran') or diag($out);
+    my %saw = $out =~ /^(\S+) (.*)$/mg;
+    is($saw{'start.redis-0'}, 'master', 'redis-0 starts as the master');
+    is($saw{'start.redis-1'}, 'slave', 'redis-1 replicates it');
+    is($saw{'sentinel.master'}, '127.0.0.10', 'the sentinels monitor redis-0');
+    is($saw{'sentinel.others'}, 2, 'the three sentinels know each other');
+    is($saw{'aof.redis-0'}, 'yes', 'AOF on');
+    is($saw{'wait.acked'}, 1, 'a write acknowledged by the replica');
+    is($saw{'failover.redis-1'}, 'master', 'redis-0 killed: redis-1 promoted');
+    diag("failover in $saw{'failover.seconds'} s (down-after 5 s)")
+        if defined $saw{'failover.seconds'};
+    is($saw{'failover.sentinel'}, '127.0.0.11', 'the sentinels name it');
+    is($saw{'rejoin.redis-0'}, 'slave',
+       'redis-0 restarted: it asks the sentinels and follows redis-1');
+    is($saw{'rejoin.master-key'}, 'kept', 'the acknowledged write survived');
+    is($saw{'rejoin.key'}, 'kept', 'and reached the rejoined replica');
+}
+
 ### policy/v1 and autoscaling/v2 against their published schema
 
 my $fixture = decode_json(slurp("$root/t/fixtures/k8s-openapi-pdb-hpa.json"));

@@ -12,6 +12,7 @@ peers=${REDIS_PEERS:-2}
 svc=${REDIS_HEADLESS:-redis-headless}
 sentinel=${REDIS_SENTINEL:-redis-sentinel}
 name=${REDIS_MASTER_NAME:-sandbox}
+data=${REDIS_DATA:-/data}
 
 ip_of() { set -- $(getent ahostsv4 "$1" 2>/dev/null || true); echo "${1:-}"; }
 
@@ -34,14 +35,19 @@ if [ -z "$master" ] && [ "$me" != "$set_name-0" ]; then
     master=$(ip_of "$set_name-0.$svc")
 fi
 
-conf=/tmp/redis.conf
+conf=${TMPDIR:-/tmp}/redis.conf
 cat > "$conf" <<CONF
 port 6379
-dir /data
+dir $data
 protected-mode no
 appendonly yes
 appendfsync everysec
 CONF
+# all addresses, as a pod wants; one address for all traffic where pods
+# share a host (t/k8s/redis-pods.sh)
+[ -z "${REDIS_BIND:-}" ] \
+    || printf "bind %s\nbind-source-addr %s\n" "$REDIS_BIND" "$REDIS_BIND" \
+        >> "$conf"
 if [ -n "$master" ] && [ "$master" != "${POD_IP:-}" ]; then
     echo "replicaof $master 6379" >> "$conf"
     echo "redis-start: $me replicates $master"

@@ -9,6 +9,7 @@ svc=${REDIS_HEADLESS:-redis-headless}
 sentinel=${REDIS_SENTINEL:-redis-sentinel}
 name=${REDIS_MASTER_NAME:-sandbox}
 peers=${REDIS_PEERS:-2}
+data=${REDIS_DATA:-/data}
 
 ip_of() { set -- $(getent ahostsv4 "$1" 2>/dev/null || true); echo "${1:-}"; }
 
@@ -26,13 +27,16 @@ done
 [ -n "$master" ] || master=$(ip_of "redis-0.$svc")
 [ -n "$master" ] || { echo "sentinel-start: no Redis found yet" >&2; exit 1; }
 
-cat > /data/sentinel.conf <<CONF
+cat > "$data/sentinel.conf" <<CONF
 port 26379
-dir /data
+dir $data
 sentinel monitor $name $master 6379 2
 sentinel down-after-milliseconds $name 5000
 sentinel failover-timeout $name 30000
 sentinel parallel-syncs $name 1
 CONF
+[ -z "${REDIS_BIND:-}" ] \
+    || printf "bind %s\nbind-source-addr %s\n" "$REDIS_BIND" "$REDIS_BIND" \
+        >> "$data/sentinel.conf"
 echo "sentinel-start: monitoring $master"
-exec redis-sentinel /data/sentinel.conf
+exec redis-sentinel "$data/sentinel.conf"
