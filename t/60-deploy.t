@@ -90,8 +90,9 @@ for my $o (qw(gke dev)) {
 
 sub docs {
     my ($o, $kind, $name) = @_;
-    return grep { $_->{kind} eq $kind
-                  && (!defined $name || $_->{metadata}{name} =~ /^\Q$name\E(?:-[a-z0-9]{10})?$/) }
+    # generated ConfigMaps carry a hash suffix
+    my $re = defined $name ? qr/^\Q$name\E(?:-[a-z0-9]{10})?$/ : qr/^/;
+    return grep { $_->{kind} eq $kind && $_->{metadata}{name} =~ $re }
            @{ $docs{$o} };
 }
 
@@ -137,9 +138,10 @@ for my $o (qw(gke dev)) {
          "$o: sandbox-syncd elects on a Lease");
 
     my $rules = one($o, 'ClusterRole', 'sandbox-syncd')->{rules};
-    is_deeply([ sort map { my $r = $_; map { "$r->{apiGroups}[0]/$_:"
-                           . join(',', sort @{ $r->{verbs} }) } @{ $r->{resources} } }
-                @$rules ],
+    my @granted = map { my $r = $_; map {
+                          "$r->{apiGroups}[0]/$_:" . join(',', sort @{ $r->{verbs} })
+                      } @{ $r->{resources} } } @$rules;
+    is_deeply([ sort @granted ],
               [ '/namespaces:create',
                 'agents.x-k8s.io/sandboxes:create,delete,list,patch,watch' ],
               "$o: the ClusterRole holds exactly the daemon's calls");
@@ -187,8 +189,8 @@ like($scripts->{'sentinel-start.sh'}, qr/sentinel monitor \$name \$master 6379 2
         local $ENV{SANDBOX_REDIS} = shift;
         unlink "$dir/start/args";
         my $out = `/bin/sh $root/deploy/base/gateway-start.sh 2>&1`;
-        return ($? >> 8, $out, -e "$dir/start/args"
-                ? slurp("$dir/start/args") : '', eval { slurp($env{GATEWAY_CONF}) });
+        my $args = -e "$dir/start/args" ? slurp("$dir/start/args") : '';
+        return ($? >> 8, $out, $args, eval { slurp($env{GATEWAY_CONF}) });
     };
     spew("$dir/start/was-ready", '');
     my ($rc, $out, $args, $got) = $start->('localhost:6390');
@@ -406,7 +408,9 @@ for my $o (qw(gke dev)) {
        "$o: each one created (server dry run)");
 
     # the whole overlay, as README applies it: only the kinds left fail
-    $out = `$kubectl --kubeconfig $kc apply -k $root/deploy/overlays/$o --dry-run=server 2>&1`;
+    my $cmd = "$kubectl --kubeconfig $kc apply -k $root/deploy/overlays/$o"
+              . ' --dry-run=server 2>&1';
+    $out = `$cmd`;
     my %unknown;
     $unknown{"$2 $1"} = 1
         while $out =~ /no matches for kind "(\w+)" in version "([^"]+)"/g;
@@ -432,7 +436,7 @@ my $syncd = $t->syncd_binary;
 SKIP: {
 skip "$syncd not built", 1 unless -x $syncd;
 
-my @rbac = grep { $_->{kind} =~ /^(ServiceAccount|ClusterRole|ClusterRoleBinding|Role|RoleBinding)$/ }
+my @rbac = grep { $_->{kind} =~ /^(?:ServiceAccount|(?:Cluster)?Role(?:Binding)?)$/ }
            @{ $docs{gke} };
 is(scalar @rbac, 5, 'the RBAC objects of the gke overlay');
 my $file = list_file("$dir/rbac.json", @rbac);
