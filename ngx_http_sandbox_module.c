@@ -338,8 +338,13 @@ static ngx_int_t
 ngx_http_sandbox_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
-    ngx_str_t                     *s;
+    ngx_str_t                     *s, text;
     ngx_http_sandbox_route_ctx_t  *ctx;
+
+    static ngx_str_t  cache_status[] = {
+        ngx_string("BYPASS"), ngx_string("MISS"), ngx_string("HIT"),
+        ngx_string("STALE")
+    };
 
     ctx = ngx_http_sandbox_route_ctx(r->main);
 
@@ -374,15 +379,28 @@ ngx_http_sandbox_variable(ngx_http_request_t *r,
         break;
 
     case NGX_HTTP_SANDBOX_VAR_URI:
-        s = &ctx->uri;
+        if (ctx->uri.len == 0) {
+            v->not_found = 1;
+            return NGX_OK;
+        }
+
+        if (ngx_http_sandbox_forward_uri_value(r->main, ctx, &text)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        s = &text;
         break;
 
     case NGX_HTTP_SANDBOX_VAR_CACHE_STATUS:
-        s = &ctx->cache_status;
+        s = &cache_status[ctx->cache_status];
         break;
 
     default: /* NGX_HTTP_SANDBOX_VAR_REQUEST_ID */
-        s = &ctx->request_id;
+        text.len = ctx->request_id_set ? NGX_HTTP_SANDBOX_REQUEST_ID_LEN : 0;
+        text.data = ctx->request_id;
+        s = &text;
         break;
     }
 

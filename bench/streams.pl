@@ -113,7 +113,7 @@ conf('gateway', <<EOF);
         listen 127.0.0.1:$gw backlog=8192;
         location / {
             sandbox_route on;
-            proxy_pass http://sandbox_pods\$sandbox_uri;
+            proxy_pass http://sandbox_pods;
 $proxy
         }
     }

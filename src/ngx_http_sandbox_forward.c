@@ -18,40 +18,67 @@
 #include "ngx_http_sandbox_module.h"
 
 
-static ngx_int_t ngx_http_sandbox_request_id(ngx_http_request_t *r,
-    ngx_http_sandbox_route_ctx_t *ctx);
+static void ngx_http_sandbox_request_id(ngx_http_sandbox_route_ctx_t *ctx);
 static void ngx_http_sandbox_header(ngx_table_elt_t *h, const char *name,
     const char *lowcase, ngx_str_t *value);
 
 
+/*
+ * The URI the sandbox gets is the path's rest, "/" if none, with the
+ * query string.  It becomes the request's URI when the request goes
+ * upstream, so "proxy_pass http://sandbox_pods;" sends it as it is (the
+ * URI counts as changed, as after a rewrite); $sandbox_uri is made from it
+ * only when read, for configurations that name it in proxy_pass.
+ */
+
+void
+ngx_http_sandbox_forward_uri(ngx_http_sandbox_route_ctx_t *ctx, u_char *rest,
+    size_t len)
+{
+    if (len == 0) {
+        ngx_str_set(&ctx->uri, "/");
+        return;
+    }
+
+    ctx->uri.data = rest;
+    ctx->uri.len = len;
+}
+
+
+void
+ngx_http_sandbox_forward_rewrite(ngx_http_request_t *r,
+    ngx_http_sandbox_route_ctx_t *ctx)
+{
+    r->uri = ctx->uri;
+    r->valid_unparsed_uri = 0;
+}
+
+
 ngx_int_t
-ngx_http_sandbox_forward_uri(ngx_http_request_t *r,
-    ngx_http_sandbox_route_ctx_t *ctx, u_char *rest, size_t len)
+ngx_http_sandbox_forward_uri_value(ngx_http_request_t *r,
+    ngx_http_sandbox_route_ctx_t *ctx, ngx_str_t *value)
 {
     u_char     *p;
     uintptr_t   escape;
 
-    if (len == 0) {
-        rest = (u_char *) "/";
-        len = 1;
-    }
+    /* the URI is decoded: encode it again as proxy_pass itself would */
 
-    /* r->uri is decoded: encode it again as proxy_pass itself would */
+    escape = 2 * ngx_escape_uri(NULL, ctx->uri.data, ctx->uri.len,
+                                NGX_ESCAPE_URI);
 
-    escape = 2 * ngx_escape_uri(NULL, rest, len, NGX_ESCAPE_URI);
-
-    p = ngx_pnalloc(r->pool, len + escape + 1 + r->args.len);
+    p = ngx_pnalloc(r->pool, ctx->uri.len + escape + 1 + r->args.len);
     if (p == NULL) {
         return NGX_ERROR;
     }
 
-    ctx->uri.data = p;
+    value->data = p;
 
     if (escape) {
-        p = (u_char *) ngx_escape_uri(p, rest, len, NGX_ESCAPE_URI);
+        p = (u_char *) ngx_escape_uri(p, ctx->uri.data, ctx->uri.len,
+                                      NGX_ESCAPE_URI);
 
     } else {
-        p = ngx_cpymem(p, rest, len);
+        p = ngx_cpymem(p, ctx->uri.data, ctx->uri.len);
     }
 
     if (r->args.len) {
@@ -59,7 +86,7 @@ ngx_http_sandbox_forward_uri(ngx_http_request_t *r,
         p = ngx_cpymem(p, r->args.data, r->args.len);
     }
 
-    ctx->uri.len = p - ctx->uri.data;
+    value->len = p - value->data;
 
     return NGX_OK;
 }
@@ -89,6 +116,7 @@ ngx_int_t
 ngx_http_sandbox_forward_headers(ngx_http_request_t *r,
     ngx_http_sandbox_route_ctx_t *ctx)
 {
+    ngx_str_t         id;
     ngx_uint_t        i, nadd, used;
     ngx_list_part_t  *part;
     ngx_table_elt_t  *h, *slot[NGX_HTTP_SANDBOX_ADDED];
@@ -101,12 +129,12 @@ ngx_http_sandbox_forward_headers(ngx_http_request_t *r,
                                 "x-sandbox-user", &ctx->user);
     }
 
-    if (ngx_http_sandbox_request_id(r, ctx) != NGX_OK) {
-        return NGX_ERROR;
-    }
+    ngx_http_sandbox_request_id(ctx);
 
-    ngx_http_sandbox_header(&add[nadd++], "X-Request-Id", "x-request-id",
-                            &ctx->request_id);
+    id.len = NGX_HTTP_SANDBOX_REQUEST_ID_LEN;
+    id.data = ctx->request_id;
+
+    ngx_http_sandbox_header(&add[nadd++], "X-Request-Id", "x-request-id", &id);
 
     /* the dropped headers' slots, as many as there are headers to add */
 
@@ -235,24 +263,14 @@ ngx_http_sandbox_request_id_init(void)
 }
 
 
-static ngx_int_t
-ngx_http_sandbox_request_id(ngx_http_request_t *r,
-    ngx_http_sandbox_route_ctx_t *ctx)
+static void
+ngx_http_sandbox_request_id(ngx_http_sandbox_route_ctx_t *ctx)
 {
-    u_char  *p;
+    (void) ngx_sprintf(ctx->request_id, "%016xL%016xL",
+                       ngx_http_sandbox_request_id_prefix,
+                       ++ngx_http_sandbox_request_id_seq);
 
-    p = ngx_pnalloc(r->pool, 32);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    ctx->request_id.data = p;
-    ctx->request_id.len = ngx_sprintf(p, "%016xL%016xL",
-                                      ngx_http_sandbox_request_id_prefix,
-                                      ++ngx_http_sandbox_request_id_seq)
-                          - p;
-
-    return NGX_OK;
+    ctx->request_id_set = 1;
 }
 
 
