@@ -13,6 +13,7 @@
 #include "kube.h"
 
 #define BODY_MAX  (256 * 1024 * 1024)
+#define WAIT_MAX  16
 
 typedef struct buf {
     char *data;
@@ -171,7 +172,8 @@ long kube_send(kube *k, const char *method, const char *path,
     }
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT, 60L);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS,
+                     k->timeout_ms > 0 ? k->timeout_ms : 60000L);
 
     if (curl_easy_perform(curl) == CURLE_OK) {
         curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
@@ -204,6 +206,46 @@ static size_t split(char *p, size_t size, size_t n, void *data) {
     return len;
 }
 
+/*
+ * The watch's loop: libcurl's multi interface, so that the daemon's other
+ * descriptors (the resolver's) are waited on in the same poll and served
+ * between two waits, never from inside a libcurl callback.
+ */
+static CURLcode perform(kube *k, CURL *curl) {
+    struct pollfd pfd[WAIT_MAX];
+    struct curl_waitfd wfd[WAIT_MAX];
+    CURLcode rc = CURLE_FAILED_INIT;
+    CURLMsg *msg;
+    CURLM *m;
+    int running = 1, n, i, timeout, left;
+
+    if (k->wait_fds == NULL) return curl_easy_perform(curl);
+    m = curl_multi_init();
+    if (m == NULL) return rc;
+    if (curl_multi_add_handle(m, curl) != CURLM_OK) {
+        curl_multi_cleanup(m);
+        return rc;
+    }
+    for (;;) {
+        if (curl_multi_perform(m, &running) != CURLM_OK || !running) break;
+        timeout = 1000;
+        n = k->wait_fds(k->tick_data, pfd, WAIT_MAX, &timeout);
+        for (i = 0; i < n; i++) {
+            wfd[i].fd = pfd[i].fd;
+            wfd[i].events = (pfd[i].events & POLLIN ? CURL_WAIT_POLLIN : 0)
+                          | (pfd[i].events & POLLOUT ? CURL_WAIT_POLLOUT : 0);
+            wfd[i].revents = 0;
+        }
+        if (curl_multi_poll(m, wfd, n, timeout, NULL) != CURLM_OK) break;
+        if (k->after_wait) k->after_wait(k->tick_data);
+    }
+    while ((msg = curl_multi_info_read(m, &left)) != NULL)
+        if (msg->msg == CURLMSG_DONE) rc = msg->data.result;
+    curl_multi_remove_handle(m, curl);
+    curl_multi_cleanup(m);
+    return rc;
+}
+
 long kube_watch(kube *k, const char *path, long idle_timeout,
                 kube_line_fn fn, void *data) {
     struct curl_slist *h = NULL;
@@ -222,7 +264,7 @@ long kube_watch(kube *k, const char *path, long idle_timeout,
     curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, idle_timeout);
 
     k->watching = curl;
-    rc = curl_easy_perform(curl);
+    rc = perform(k, curl);
     k->watching = NULL;
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
     if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && s.stop)) status = 0;

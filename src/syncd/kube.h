@@ -5,6 +5,7 @@
 #ifndef SYNCD_KUBE_H
 #define SYNCD_KUBE_H
 
+#include <poll.h>
 #include <signal.h>
 
 #include <jansson.h>
@@ -27,6 +28,15 @@ typedef struct kube {
     void *tick_data;
     long long tick_at;              /* ms */
     void *watching;                 /* the watch's CURL handle */
+
+    /* other descriptors the watch's loop waits on (at most max; *timeout
+     * may be lowered), and what to do after each wait: the resolver */
+    int (*wait_fds)(void *data, struct pollfd *fds, int max,
+                    int *timeout_ms);
+    void (*after_wait)(void *data);
+
+    /* a whole request's limit (kube_send), 0 for the default (60 s) */
+    long timeout_ms;
 } kube;
 
 /* called with each complete line of a watch stream; returns 0 to go on */
