@@ -39,14 +39,16 @@ sub holder {
 
 sub daemon_log { $t->read_file("$_[0].out") // '' }
 
-# the time of the first log line matching $re, in seconds since the epoch
+# the time of the first log line matching $re logged after $since, in
+# seconds since the epoch
 sub logged_at {
-    my ($name, $re) = @_;
+    my ($name, $re, $since) = @_;
     for (split /\n/, daemon_log($name)) {
         next unless /$re/;
-        my ($y, $mo, $d, $h, $mi, $s, $ms) =
-            /^sandbox-syncd: (\d+)-(\d+)-(\d+)T(\d+):(\d+):(\d+)\.(\d+)Z / or next;
-        return timegm($s, $mi, $h, $d, $mo - 1, $y) + $ms / 1000;
+        my ($y, $mo, $d, $h, $mi, $s, $ms) = /^sandbox-syncd:
+            \ (\d+)-(\d+)-(\d+)T(\d+):(\d+):(\d+)\.(\d+)Z\ /x or next;
+        my $at = timegm($s, $mi, $h, $d, $mo - 1, $y) + $ms / 1000;
+        return $at if $at >= $since;
     }
     return undef;
 }
@@ -84,15 +86,15 @@ sub child_of {
     return undef;
 }
 
-# a lease of 3 s: the renew deadline defaults to 2 s, the retry period
-# to 0.4 s
+# a lease of 6 s: the renew deadline defaults to 4 s, the retry period
+# to 0.8 s (room for a loaded machine's slow answers)
 sub elector {
     my ($name, $api) = @_;
     return $t->spawn($name, $k->daemon_env($t, K8S_API => $api),
                      $syncd, '--watch-timeout', '5',
                      '--template', "$root/conf/sandbox-template.json",
                      '--lease', 'default/sandbox-syncd',
-                     '--lease-duration', '3');
+                     '--lease-duration', '6');
 }
 
 my $out = `$syncd --lease default/x --lease-duration 3 --renew-deadline 3 2>&1`;
@@ -118,6 +120,9 @@ my $worker = child_of($old);
 ok($worker && group_members($worker) >= 2,
    'the leader runs a worker and its operations process');
 
+unlike(daemon_log('old'), qr/stopped leading/,
+       'until the freeze, the leader keeps the lease');
+
 # the freeze: every connection of the leader hangs, new ones too
 kill 'USR2', $t->{pids}{relay};
 my $frozen = time;
@@ -138,9 +143,10 @@ my @done = map { /create alice\/ld1: (.*)/ ? $1 : () }
 is_deeply(\@done, ['HTTP 201'], 'carried out exactly once: one answer, 201')
     or diag(explain(\@done));
 
-my $stopped = logged_at('old', qr/stopped leading: no renewal within 2\.000 s/);
-my $leads = logged_at('new', qr/ leads$/);
-my $first = logged_at('new', qr{create alice/ld1: });
+my $stopped = logged_at('old', qr/stopped leading: no renewal within 4\.000 s/,
+                        $frozen);
+my $leads = logged_at('new', qr/ leads$/, $frozen);
+my $first = logged_at('new', qr{create alice/ld1: }, $frozen);
 ok(defined $stopped, 'the old leader says it stopped')
     or diag(daemon_log('old'));
 ok(defined $leads && defined $first, 'the new leader says it leads and acts');
@@ -149,9 +155,9 @@ ok(defined $stopped && defined $leads && $stopped < $leads,
 ok(defined $leads && defined $first && $leads <= $first,
    'and the new one acted only after');
 diag(sprintf 'after the freeze: old leader stopped at +%.2f s, new leader '
-     . 'at +%.2f s, operation done at +%.2f s (lease 3 s, renew deadline 2 s)',
+     . 'at +%.2f s, operation done at +%.2f s (lease 6 s, renew deadline 4 s)',
      map { ($_ // 0) - $frozen } $stopped, $leads, $first);
-ok($stopped - $frozen < 2.5, 'within the renew deadline of the freeze')
+ok($stopped - $frozen < 4.5, 'within the renew deadline of the freeze')
     if defined $stopped;
 is(scalar(() = group_members($worker)), 0,
    'no process of the old worker is left');

@@ -79,10 +79,10 @@ int elect(kube *k, const election *e, elect_work_fn work, void *data,
 
     while (!*stopping) {
         start = monotonic_ms();
-        /* a leader's attempt ends by its deadline at the latest */
-        budget = e->renew_ms / 2;
-        if (worker > 0 && renewed + e->renew_ms - start < budget)
-            budget = renewed + e->renew_ms - start;
+        /* a leader's attempt may take what is left until its deadline; a
+         * follower's, half the renew deadline */
+        budget = worker > 0 ? renewed + e->renew_ms - start
+                            : e->renew_ms / 2;
         rc = budget > 0
              ? lease_acquire(k, ns, name, e->id, e->duration, budget) : -1;
         if (rc == 1) renewed = start;       /* from before the request */

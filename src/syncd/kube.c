@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 
@@ -116,9 +117,29 @@ static void tls(CURL *curl, const kubeconfig *c) {
     }
 }
 
-static CURL *request(kube *k, const char *path, struct curl_slist **h) {
+/*
+ * kube_send's handle, kept so that its connection is reused: no TLS
+ * handshake per request (the elector renews every few seconds).  A
+ * process made by fork() makes its own: a connection is never shared.
+ */
+static CURL *kept(kube *k) {
+    if (k->conn && k->conn_pid == (long) getpid()) {
+        curl_easy_reset(k->conn);
+        return k->conn;
+    }
+    k->conn = curl_easy_init();
+    k->conn_pid = (long) getpid();
+    return k->conn;
+}
+
+void kube_close(kube *k) {
+    if (k->conn && k->conn_pid == (long) getpid()) curl_easy_cleanup(k->conn);
+    k->conn = NULL;
+}
+
+static CURL *request(kube *k, CURL *curl, const char *path,
+                     struct curl_slist **h) {
     char url[2048], auth[4200];
-    CURL *curl = curl_easy_init();
 
     if (curl == NULL) return NULL;
     snprintf(url, sizeof(url), "%s%s", k->api, path);
@@ -160,7 +181,7 @@ long kube_send(kube *k, const char *method, const char *path,
 
     *out = NULL;
     kube_token(k, 0);
-    curl = request(k, path, &h);
+    curl = request(k, kept(k), path, &h);
     if (curl == NULL) return 0;
     curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
     if (body) {
@@ -183,7 +204,6 @@ long kube_send(kube *k, const char *method, const char *path,
 
     free(b.data);
     curl_slist_free_all(h);
-    curl_easy_cleanup(curl);
     return status;
 }
 
@@ -255,7 +275,7 @@ long kube_watch(kube *k, const char *path, long idle_timeout,
     CURL *curl;
 
     kube_token(k, 0);
-    curl = request(k, path, &h);
+    curl = request(k, curl_easy_init(), path, &h);
     if (curl == NULL) return 0;
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, split);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, &s);

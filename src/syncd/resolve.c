@@ -116,13 +116,16 @@ int resolver_start(resolver *res, const char *name, resolve_fn fn,
 int resolver_fds(resolver *res, struct pollfd *fds, int max, int *timeout_ms) {
     ares_socket_t socks[ARES_GETSOCK_MAXNUM];
     struct timeval max_tv, tv, *t;
-    int bits, i, n = 0;
+    unsigned bits;
+    int i, n = 0;
 
-    bits = ares_getsock(res->channel, socks, ARES_GETSOCK_MAXNUM);
+    /* c-ares's own READABLE/WRITABLE macros shift a signed 1 into the
+     * sign bit: the same tests, unsigned */
+    bits = (unsigned) ares_getsock(res->channel, socks, ARES_GETSOCK_MAXNUM);
     for (i = 0; i < ARES_GETSOCK_MAXNUM && n < max; i++) {
         short ev = 0;
-        if (ARES_GETSOCK_READABLE(bits, i)) ev |= POLLIN;
-        if (ARES_GETSOCK_WRITABLE(bits, i)) ev |= POLLOUT;
+        if (bits & (1u << i)) ev |= POLLIN;
+        if (bits & (1u << (i + ARES_GETSOCK_MAXNUM))) ev |= POLLOUT;
         if (ev == 0) continue;
         fds[n].fd = socks[i];
         fds[n].events = ev;

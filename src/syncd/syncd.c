@@ -468,6 +468,7 @@ static int run_ops(syncd *s, const char *template_file) {
     }
     redisFree(o.redis);
     json_decref(o.template);
+    kube_close(&s->k);
     return 0;
 }
 
@@ -628,6 +629,7 @@ int main(int argc, char **argv) {
     } else {
         i = run(&s, template_file);
     }
+    kube_close(&s.k);
     curl_global_cleanup();
     kubeconfig_free(&s.k.conf);
     return i;
@@ -640,6 +642,8 @@ static int run(syncd *s_, const char *template_file) {
     pid_t ops_pid = 0;
     int backoff = 1;
     char path[1024], query[256], err[256];
+
+    s.k.conn = NULL;                /* the caller's connection stays its own */
 
     if (template_file) {
         ops_pid = fork();
@@ -693,6 +697,7 @@ static int run(syncd *s_, const char *template_file) {
     }
     s.npending = 0;                 /* the lookups' ends go nowhere */
     resolver_free(s.res);
+    kube_close(&s.k);
     redisFree(s.redis);
     free(s.pending);
     return 0;
