@@ -213,7 +213,8 @@ for my $name (sort keys %routed) {
 is(route_field('dn1', 'reason'), 'AddressUnresolved',
    'the route says the address is unresolved');
 like(route_field('dn1', 'message'),
-     qr/cannot resolve dn1\.silent\.test: Timeout/, 'because the lookup timed out');
+     qr/cannot resolve dn1\.silent\.test: Timeout/,
+     'because the lookup timed out');
 is(route_field('dn1', 'ready'), '0', 'not ready');
 is(get('dn1')->{status}, 503, 'gateway: 503');
 
