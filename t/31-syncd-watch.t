@@ -132,6 +132,9 @@ like($out, qr/no context "nope"/, 'and why');
 $out = `$syncd --kubeconfig $kc/missing 2>&1`;
 is($? >> 8, 2, 'a missing kubeconfig: exit status 2');
 like($out, qr/cannot open/, 'and why');
+$out = `$syncd --dns-servers nonsense 2>&1`;
+is($? >> 8, 2, 'a DNS server list that is not one: exit status 2');
+like($out, qr/resolver nonsense: /, 'and why');
 
 # serviceFQDN: without a pod IP the daemon resolves the service name
 
