@@ -248,7 +248,10 @@ static CURLcode perform(kube *k, CURL *curl) {
     }
     for (;;) {
         if (curl_multi_perform(m, &running) != CURLM_OK || !running) break;
-        timeout = 1000;
+        /* awake when the next tick is due, not up to a second after */
+        timeout = (int) (k->tick_at + 1000 - monotonic_ms());
+        if (timeout > 1000) timeout = 1000;
+        if (timeout < 10) timeout = 10;
         n = k->wait_fds(k->tick_data, pfd, WAIT_MAX, &timeout);
         for (i = 0; i < n; i++) {
             wfd[i].fd = pfd[i].fd;
