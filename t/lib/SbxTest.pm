@@ -214,9 +214,11 @@ sub add_sandbox_record {
 # A TCP relay the test controls, in its own process: connections to the
 # returned port are passed to $target ("host:port").  SIGUSR1 cuts every
 # open connection; SIGUSR2 freezes them (nothing more is passed, nothing
-# is closed).  New connections are always served.
+# is closed).  New connections are always served; with freeze_new => 1,
+# those accepted after SIGUSR2 are frozen too (accepted, held open, never
+# read: a server that hangs).
 sub relay_start {
-    my ($self, $name, $target) = @_;
+    my ($self, $name, $target, %o) = @_;
     my $srv = IO::Socket::IP->new(LocalAddr => '127.0.0.1', LocalPort => 0,
                                   Listen => 64, ReuseAddr => 1)
         or croak "relay: $!";
@@ -228,9 +230,9 @@ sub relay_start {
         return $port;
     }
 
-    my ($cut, $freeze) = (0, 0);
+    my ($cut, $freeze, $frozen, @held) = (0, 0, 0);
     local $SIG{USR1} = sub { $cut = 1 };
-    local $SIG{USR2} = sub { $freeze = 1 };
+    local $SIG{USR2} = sub { $freeze = $frozen = 1 };
     my $sel = IO::Select->new($srv);
     my %peer;                               # "$fh" => [$fh, $other]
     my $drop = sub {
@@ -253,6 +255,10 @@ sub relay_start {
         for my $fh ($sel->can_read(0.1)) {
             if ($fh == $srv) {
                 my $c = $srv->accept or next;
+                if ($frozen && $o{freeze_new}) {
+                    push @held, $c;
+                    next;
+                }
                 my $u = IO::Socket::IP->new(PeerAddr => $target) or do {
                     close $c;
                     next;
@@ -268,6 +274,40 @@ sub relay_start {
                 $drop->($fh, $p->[1]);
             }
         }
+    }
+}
+
+# A DNS server that never answers, in its own process: it reads the
+# queries sent to the returned UDP port and appends "time name type" for
+# each to $dir/$name.queries.
+sub dns_silent_start {
+    my ($self, $name) = @_;
+    my $sock = IO::Socket::IP->new(LocalAddr => '127.0.0.1', LocalPort => 0,
+                                   Proto => 'udp')
+        or croak "dns: $!";
+    my $port = $sock->sockport;
+    my $log = "$self->{dir}/$name.queries";
+    my $pid = fork // croak "fork: $!";
+    if ($pid) {
+        close $sock;
+        $self->{pids}{$name} = $pid;
+        return $port;
+    }
+    for (;;) {
+        defined $sock->recv(my $q, 4096) or next;
+        my ($pos, @labels) = (12);
+        while ($pos < length $q) {
+            my $n = ord substr $q, $pos, 1;
+            last if $n == 0 || $n > 63;
+            push @labels, substr $q, $pos + 1, $n;
+            $pos += $n + 1;
+        }
+        my $type = length $q >= $pos + 3
+                   ? unpack('n', substr $q, $pos + 1, 2) : 0;
+        open my $fh, '>>', $log or next;
+        printf $fh "%.3f %s %s\n", time, join('.', @labels),
+               $type == 1 ? 'A' : $type == 28 ? 'AAAA' : $type;
+        close $fh;
     }
 }
 
