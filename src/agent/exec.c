@@ -15,7 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -253,6 +255,34 @@ exec_parse(http_conn_t *c, http_req_t *r, json_t *in, exec_req_t *x)
 }
 
 
+/* descriptors the agent inherited itself are no business of a command */
+static void
+close_from(int low)
+{
+    struct dirent  *e;
+    DIR            *d;
+    int             fd;
+
+    if (syscall(SYS_close_range, low, ~0U, 0) == 0) {
+        return;
+    }
+    d = opendir("/proc/self/fd");
+    if (d == NULL) {
+        for (fd = low; fd < 1024; fd++) {
+            close(fd);
+        }
+        return;
+    }
+    while ((e = readdir(d)) != NULL) {
+        fd = atoi(e->d_name);
+        if (fd >= low && fd != dirfd(d)) {
+            close(fd);
+        }
+    }
+    closedir(d);
+}
+
+
 static void
 exec_child(exec_req_t *x, int out, int err)
 {
@@ -274,9 +304,7 @@ exec_child(exec_req_t *x, int out, int err)
     {
         _exit(126);
     }
-    if (null > 2) {
-        close(null);
-    }
+    close_from(3);
 
     if (x->dir && chdir(x->dir) != 0) {
         dprintf(2, "sandbox-agent: exec_dir %s: %s\n", x->dir,

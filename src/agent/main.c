@@ -5,6 +5,7 @@
  * termination signals to it, and reaps every child, orphans included.
  *
  *   sandbox-agent [--listen [HOST]:PORT] [options] [-- COMMAND [ARG...]]
+ *   sandbox-agent --install PATH     (copies itself, for an init container)
  */
 
 #include <arpa/inet.h>
@@ -19,6 +20,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -62,7 +64,8 @@ usage(void)
         "  --max-body BYTES     largest request body (16777216)\n"
         "  --max-file BYTES     largest file read (16777216)\n"
         "  --max-conns N        connections at once (64)\n"
-        "  --idle-timeout S     idle keep-alive connection (75)\n");
+        "  --idle-timeout S     idle keep-alive connection (75)\n"
+        "sandbox-agent --install PATH   copy this binary to PATH (mode 755)\n");
     exit(2);
 }
 
@@ -121,6 +124,44 @@ listen_on(const char *addr)
         return -1;
     }
     return fd;
+}
+
+
+/* an init container's job: this very binary into the shared volume, with
+ * no cp or shell needed in the image that carries it */
+static int
+install(const char *path)
+{
+    char     tmp[4096], buf[65536];
+    ssize_t  n;
+    int      in, out, rc = 0;
+
+    if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int) sizeof(tmp)) {
+        return 2;
+    }
+    in = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+    out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
+    if (in < 0 || out < 0) {
+        fprintf(stderr, "sandbox-agent: --install %s: %s\n", path,
+                strerror(errno));
+        return 1;
+    }
+    while ((n = read(in, buf, sizeof(buf))) > 0) {
+        if (http_write_all(out, buf, n) != 0) {
+            rc = 1;
+            break;
+        }
+    }
+    if (n < 0 || close(out) != 0 || rc || chmod(tmp, 0755) != 0
+        || rename(tmp, path) != 0)
+    {
+        fprintf(stderr, "sandbox-agent: --install %s: %s\n", path,
+                strerror(errno));
+        unlink(tmp);
+        rc = 1;
+    }
+    close(in);
+    return rc;
 }
 
 
@@ -190,6 +231,35 @@ dispatch(http_conn_t *c, http_req_t *r)
 }
 
 
+/* closing with unread bytes would reset the connection, and the peer
+ * could lose the answer (a 413 above all): end our side, then discard
+ * what still comes, for a bounded time and amount */
+static void
+linger(int fd)
+{
+    struct pollfd  pfd = { .fd = fd, .events = POLLIN };
+    char           buf[16384];
+    size_t         total = 0;
+    ssize_t        n;
+    int            i;
+
+    shutdown(fd, SHUT_WR);
+    for (i = 0; i < 20 && total < 4 * 1024 * 1024; i++) {
+        if (poll(&pfd, 1, 100) < 0) {
+            break;
+        }
+        if (pfd.revents == 0) {
+            continue;
+        }
+        n = read(fd, buf, sizeof(buf));
+        if (n <= 0) {
+            break;
+        }
+        total += n;
+    }
+}
+
+
 static void
 handle_connection(int fd)
 {
@@ -213,6 +283,7 @@ handle_connection(int fd)
             break;
         }
     }
+    linger(fd);
     free(c.buf);
 }
 
@@ -354,6 +425,9 @@ main(int argc, char **argv)
         }
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage();
+        }
+        if (strcmp(a, "--install") == 0 && i + 1 < argc) {
+            return install(argv[i + 1]);
         }
         if (strcmp(a, "--version") == 0) {
             printf("sandbox-agent %s\n", AGENT_VERSION);
