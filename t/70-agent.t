@@ -503,6 +503,34 @@ sub _parse_raw { SbxTest::_parse($_[0]) }
     is(fds_of($agent), $fds_before, 'the agent holds no more fds than at start');
 }
 
+### AIO's optional key (SANDBOX_API_KEY)
+
+{
+    my $p = $t->port('keyed');
+    $t->spawn('keyed', { SANDBOX_API_KEY => 's3cret' }, $bin, '--listen',
+              "127.0.0.1:$p");
+    ok($t->wait_port($p), 'keyed agent listening');
+    my $cmd = { command => 'echo ${SANDBOX_API_KEY-unset}' };
+    is(post('/v1/shell/exec', $cmd, port => 'keyed')->{status}, 401,
+       'no key: 401');
+    is(post('/v1/shell/exec', $cmd, port => 'keyed',
+            headers => { 'X-AIO-API-Key' => 's3cre' })->{status}, 401,
+       'a wrong key: 401');
+    is(post('/v1/shell/exec', $cmd, port => 'keyed',
+            headers => { Authorization => 'Bearer s3cret!' })->{status}, 401,
+       'a longer key: 401');
+    my $res = post('/v1/shell/exec', $cmd, port => 'keyed',
+                   headers => { 'X-AIO-API-Key' => 's3cret' });
+    is($res->{status}, 200, 'X-AIO-API-Key: 200');
+    is($res->{json}{data}{output}, "unset\n", 'commands do not see the key');
+    is(post('/v1/file/read', { file => '/nonexistent' }, port => 'keyed',
+            headers => { Authorization => 'Bearer s3cret' })->{status}, 404,
+       'Bearer: passes');
+    is($t->http('GET', '/health', port => 'keyed')->{status}, 200,
+       'health needs no key');
+    $t->reap('keyed');
+}
+
 ### the wrapped entrypoint
 
 {

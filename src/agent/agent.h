@@ -18,6 +18,7 @@ typedef struct {
     size_t       max_file;      /* largest file /v1/file/read returns */
     int          idle_timeout;  /* seconds a connection may sit idle */
     int          max_conns;     /* connections served at once (503 beyond) */
+    char        *api_key;       /* SANDBOX_API_KEY, AIO's; NULL: none */
 } agent_conf_t;
 
 extern agent_conf_t  agent_conf;

@@ -70,6 +70,9 @@ buf_add(exec_buf_t *b, const char *p, size_t n)
     size_t  room;
     char   *d;
 
+    if (n == 0) {
+        return;
+    }
     if (b->data == NULL) {
         b->data = malloc(agent_conf.max_output);
         if (b->data == NULL) {

@@ -20,6 +20,7 @@ http_reason(int status)
     case 100: return "Continue";
     case 200: return "OK";
     case 400: return "Bad Request";
+    case 401: return "Unauthorized";
     case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
@@ -325,6 +326,12 @@ http_parse_head(http_conn_t *c, http_req_t *r, size_t head_len,
 
         } else if (strcasecmp(name, "Expect") == 0) {
             *expect = strcasecmp(value, "100-continue") == 0 ? 1 : -1;
+
+        } else if (strcasecmp(name, "X-AIO-API-Key") == 0) {
+            r->api_key = value;
+
+        } else if (strcasecmp(name, "Authorization") == 0) {
+            r->authorization = value;
 
         } else if (strcasecmp(name, "Accept") == 0) {
             r->accept = value;

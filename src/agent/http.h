@@ -27,6 +27,8 @@ typedef struct http_req_s {
     char    *method;
     char    *path;          /* the target without its query string */
     char    *accept;
+    char    *api_key;       /* X-AIO-API-Key */
+    char    *authorization;
     char    *body;          /* NUL-terminated; body_len bytes */
     size_t   body_len;
     int      close;         /* the connection ends after the answer */

@@ -200,6 +200,37 @@ serve_health(http_conn_t *c, http_req_t *r)
 }
 
 
+/* AIO's optional key: X-AIO-API-Key or a bearer token, compared in
+ * constant time */
+static int
+authorized(http_req_t *r)
+{
+    const char     *given = r->api_key;
+    const char     *key = agent_conf.api_key;
+    size_t          i, n, m;
+    unsigned char   diff;
+
+    if (key == NULL) {
+        return 1;
+    }
+    if (given == NULL && r->authorization
+        && strncmp(r->authorization, "Bearer ", 7) == 0)
+    {
+        given = r->authorization + 7;
+    }
+    if (given == NULL) {
+        return 0;
+    }
+    n = strlen(key);
+    m = strlen(given);
+    diff = (n != m);
+    for (i = 0; i < m; i++) {
+        diff |= (unsigned char) given[i] ^ (unsigned char) key[i % n];
+    }
+    return diff == 0;
+}
+
+
 static int
 dispatch(http_conn_t *c, http_req_t *r)
 {
@@ -217,6 +248,9 @@ dispatch(http_conn_t *c, http_req_t *r)
     if (strcmp(r->path, "/health") == 0 || strcmp(r->path, "/v1/health") == 0)
     {
         return serve_health(c, r);
+    }
+    if (!authorized(r)) {
+        return http_send_error(c, r, 401, "Invalid or missing API key");
     }
     for (i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         if (strcmp(r->path, routes[i].path) == 0) {
@@ -458,6 +492,12 @@ main(int argc, char **argv)
             usage();
         }
     }
+    /* the key is ours: commands do not inherit it */
+    if (getenv("SANDBOX_API_KEY") && getenv("SANDBOX_API_KEY")[0]) {
+        agent_conf.api_key = strdup(getenv("SANDBOX_API_KEY"));
+    }
+    unsetenv("SANDBOX_API_KEY");
+
     if (agent_conf.timeout > agent_conf.timeout_max) {
         agent_conf.timeout = agent_conf.timeout_max;
     }
