@@ -357,7 +357,9 @@ http_read_request(http_conn_t *c, http_req_t *r)
 
     memset(r, 0, sizeof(*r));
 
-    while ((end = memmem(c->buf, c->len, "\r\n\r\n", 4)) == NULL) {
+    while (c->len < 4
+           || (end = memmem(c->buf, c->len, "\r\n\r\n", 4)) == NULL)
+    {
         if (c->len >= HTTP_MAX_HEAD) {
             r->close = 1;
             http_send_error(c, r, 431, "request head larger than %d bytes",
