@@ -13,13 +13,13 @@ NGX_CONFIGURE_FLAGS ?= --with-compat --with-threads --with-http_ssl_module
 
 MODULE_SRCS := config ngx_http_sandbox_module.c $(wildcard src/*.c src/*.h)
 
-.PHONY: all module admin syncd deps test test-asan unit fuzz demo clean help \
-        kube-apiserver
+.PHONY: all module admin syncd agent deps test test-asan unit fuzz demo \
+        clean help kube-apiserver
 
 ADMIN       := $(BUILD)/sandbox-admin
 CFLAGS_TOOLS ?= -O2 -g -std=c99 -D_DEFAULT_SOURCE -Wall -Wextra -Werror
 
-all: module admin syncd
+all: module admin syncd agent
 
 help:
 	@echo "make            build the module, sandbox-admin and sandbox-syncd"
@@ -27,6 +27,7 @@ help:
 	@echo "make deps       install the Debian packages needed (root or sudo)"
 	@echo "make test       deps + build + the whole test suite (prove),"
 	@echo "                then the end-to-end tests under AddressSanitizer"
+	@echo "make agent      build/sandbox-agent, static (musl), for any image"
 	@echo "make fuzz       libFuzzer on the path and token parsers"
 	@echo "make kube-apiserver  build a real kube-apiserver 1.20 from Debian's"
 	@echo "                source package, for the sync daemon's tests"
@@ -61,6 +62,27 @@ admin: $(ADMIN)
 $(ADMIN): src/admin/sandbox-admin.c
 	@mkdir -p $(BUILD)
 	$(CC) $(CFLAGS_TOOLS) -o $@ $< -lcurl -ljansson
+
+# sandbox-agent: one static musl binary that runs in any image (Alpine
+# or Debian).  It links Debian's own libjansson.a and libcrypto.a (for
+# base64); musl-gcc must not see glibc's headers, so only those two
+# libraries' headers are put on its include path.
+AGENT       := $(BUILD)/sandbox-agent
+AGENT_INC   := $(BUILD)/agent-include
+AGENT_SRCS  := $(wildcard src/agent/*.c)
+MULTIARCH   := $(shell gcc -print-multiarch 2>/dev/null)
+LIBDIR      := /usr/lib/$(MULTIARCH)
+AGENT_CFLAGS ?= -O2 -std=c99 -D_GNU_SOURCE -Wall -Wextra -Werror
+
+agent: $(AGENT)
+
+$(AGENT): $(AGENT_SRCS) $(wildcard src/agent/*.h)
+	@mkdir -p $(AGENT_INC)/openssl
+	ln -sf /usr/include/jansson.h /usr/include/jansson_config.h $(AGENT_INC)/
+	ln -sf /usr/include/openssl/*.h /usr/include/$(MULTIARCH)/openssl/*.h \
+	    $(AGENT_INC)/openssl/
+	musl-gcc -static $(AGENT_CFLAGS) -I$(AGENT_INC) -o $@ $(AGENT_SRCS) \
+	    $(LIBDIR)/libjansson.a $(LIBDIR)/libcrypto.a
 
 syncd:
 	@if [ -f src/syncd/Makefile ]; then $(MAKE) -C src/syncd; fi

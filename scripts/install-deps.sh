@@ -5,7 +5,7 @@ set -eu
 
 PKGS="build-essential perl openssl curl redis-server nginx nginx-dev
       libpcre2-dev zlib1g-dev libssl-dev libhiredis-dev libjansson-dev
-      libcurl4-openssl-dev libyaml-dev libc-ares-dev"
+      libcurl4-openssl-dev libyaml-dev libc-ares-dev musl-tools"
 
 # t/60-deploy.t: YAML::XS for the rendered manifests; redis-sentinel and
 # iproute2 for deploy/redis's pods (t/k8s/redis-pods.sh); and a kubectl
