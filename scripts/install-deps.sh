@@ -6,6 +6,8 @@ set -eu
 PKGS="build-essential perl openssl curl redis-server nginx nginx-dev
       libpcre2-dev zlib1g-dev libssl-dev libhiredis-dev libjansson-dev
       libcurl4-openssl-dev libyaml-dev"
+# make deb (t/61-deb.t); make image and podman to run it (t/62-image.t)
+PKGS="$PKGS debhelper dpkg-dev mmdebstrap buildah podman runc"
 
 missing=""
 for p in $PKGS; do
