@@ -39,7 +39,8 @@ my $dir = $t->dir;
 # what must be the same after the purge (only what these packages touch:
 # other work may install packages on this machine meanwhile)
 sub etc_state {
-    return scalar `find /etc/nginx /etc/systemd/system /var/lib/systemd/deb-systemd-helper-enabled -printf '%p %y %m %s\\n' 2>/dev/null | sort`;
+    return scalar `find /etc/nginx -printf '%p %y %m %s\\n' | sort`
+         . `find /etc/systemd/system /var/lib/systemd -name '*sandbox*' 2>/dev/null | sort`;
 }
 my $etc_before = etc_state();
 
