@@ -135,6 +135,7 @@ is($n, 3, 'example site: Redis, listen and log lines found');
 symlink '/usr/lib/nginx/modules', "$dir/modules" or die "modules: $!";
 $t->write_conf(<<"EOF");
 include /etc/nginx/modules-enabled/*.conf;
+daemon off;
 worker_processes 2;
 pid %%DIR%%/nginx.pid;
 error_log %%DIR%%/error.log info;
@@ -209,6 +210,7 @@ for my $c (@cases) {
 like($t->read_file('sandbox-access.log'), qr{"GET /api/me HTTP/1\.1" 200 .*user=alice},
      "the packaged log format");
 $t->nginx_stop;
+ok(!$t->wait_port($t->port(1), 1), 'nginx stopped');
 $t->error_log_ok;
 
 ### purge
