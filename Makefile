@@ -14,7 +14,7 @@ NGX_CONFIGURE_FLAGS ?= --with-compat --with-threads --with-http_ssl_module
 MODULE_SRCS := config ngx_http_sandbox_module.c $(wildcard src/*.c src/*.h)
 
 .PHONY: all module admin syncd agent deps test test-asan unit fuzz demo \
-        clean help kube-apiserver
+        clean help kube-apiserver deb image
 
 ADMIN       := $(BUILD)/sandbox-admin
 CFLAGS_TOOLS ?= -O2 -g -std=c99 -D_DEFAULT_SOURCE -Wall -Wextra -Werror
@@ -32,6 +32,10 @@ help:
 	@echo "make kube-apiserver  build a real kube-apiserver 1.20 from Debian's"
 	@echo "                source package, for the sync daemon's tests"
 	@echo "make demo       deps + build + run the gateway locally"
+	@echo "make deb        Debian packages (module, sandbox-syncd, sandbox-admin)"
+	@echo "                into build/deb/"
+	@echo "make image      the gateway's OCI image from Debian packages"
+	@echo "                (mmdebstrap + buildah), as localhost/sandbox-gateway"
 	@echo "make NGINX_SRC=/path/to/nginx   build against another nginx tree"
 
 deps:
@@ -120,6 +124,22 @@ fuzz:
 
 demo: deps all
 	scripts/demo.sh
+
+# Debian packages, built from a copy of the tree so that the build's
+# leftovers (obj-*, debian/.debhelper) stay out of the work tree
+DEB_DIR := $(BUILD)/deb
+deb: deps
+	rm -rf $(DEB_DIR)
+	mkdir -p $(DEB_DIR)/src
+	tar -C $(CURDIR) --exclude=./build --exclude=./.git -cf - . \
+	    | tar -C $(DEB_DIR)/src -xf -
+	cd $(DEB_DIR)/src && dpkg-buildpackage -b -us -uc
+	rm -rf $(DEB_DIR)/src
+	@ls $(DEB_DIR)/*.deb
+
+# the gateway's OCI image: docker/build-image.sh
+image: all
+	docker/build-image.sh
 
 clean:
 	rm -rf $(BUILD)

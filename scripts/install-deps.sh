@@ -16,6 +16,9 @@ PKGS="build-essential perl openssl curl redis-server nginx nginx-dev
 PKGS="$PKGS libyaml-libyaml-perl redis-sentinel iproute2"
 command -v kubectl >/dev/null 2>&1 || PKGS="$PKGS kubernetes-client"
 
+# make deb (t/61-deb.t); make image and podman to run it (t/62-image.t)
+PKGS="$PKGS debhelper dpkg-dev mmdebstrap buildah podman runc"
+
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" \
