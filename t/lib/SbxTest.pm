@@ -388,11 +388,12 @@ sub write_conf {
 # harness's port 1) and the Redis address (the harness's) replaced.  Each
 # replacement must match as often as it says, or the shipped file changed
 # under the test and it dies.  The admin key is made here: admin_key().
+# (from => FILE renders another file the same way.)
 sub write_shipped_conf {
     my ($self, %o) = @_;
     my $d = $self->{dir};
-    my $text = $self->read_file("$ROOT/conf/nginx.conf")
-        or croak "no $ROOT/conf/nginx.conf";
+    my $from = $o{from} // "$ROOT/conf/nginx.conf";
+    my $text = $self->read_file($from) or croak "no $from";
     my $level = $o{log_level} // $ENV{SBX_TEST_LOG_LEVEL};
     my $temp = join '', map { "    ${_}_temp_path $d/${_}_temp;\n" }
                         qw(client_body proxy fastcgi uwsgi scgi);
@@ -414,8 +415,8 @@ sub write_shipped_conf {
         my ($re, $want, $to) = @$s;
         my $n = $text =~ s/$re/$to->()/ge;
         croak "write_shipped_conf: $re matched " . ($n || 0)
-              . " times in conf/nginx.conf, not $want"
-            unless $n == $want;
+              . " times in $from, not $want"
+            unless ($n || 0) == $want;
     }
     croak "write_shipped_conf: a path the test cannot own is left:\n$1"
         if $text =~ m{^([^#\n]*(?:/etc/|/var/|/usr/lib/)[^\n]*)}m;
