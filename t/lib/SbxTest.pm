@@ -92,6 +92,7 @@ sub spawn {
     my ($self, $name, $env, @cmd) = @_;
     my $pid = fork // croak "fork: $!";
     if ($pid == 0) {
+        $SIG{PIPE} = 'DEFAULT';
         $ENV{$_} = $env->{$_} for keys %$env;
         open STDIN, '<', '/dev/null';
         open STDOUT, '>>', "$self->{dir}/$name.out";
@@ -786,6 +787,10 @@ END {
 }
 
 $ENV{SBX_TEST_LOG_LEVEL} //= 'info';
+
+# a server that closes a connection fails the request, not the test
+# process (which would die before its END checks)
+$SIG{PIPE} = 'IGNORE';
 
 package SbxTest::Conn;
 
