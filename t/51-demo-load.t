@@ -124,6 +124,8 @@ is($done, 1000, sprintf('1,000 mixed requests on 4 connections in %.1f s', $took
 is($closed, 0, 'no connection closed or reset under them');
 ok(!@bad, 'each answered as it should be') or diag(join "\n", @bad);
 
+$t->clean_ok('no alert, lost worker or crash in the nginx, sandbox-syncd '
+             . 'and controller logs');
 my $workers = () = $t->read_file("$dir/logs/error.log") =~ /start worker process \d+/g;
 is($workers, $workers_before, 'no worker was restarted');
 my @lines = grep { /conn=/ } split /\n/, $t->read_file("$dir/logs/access.log");

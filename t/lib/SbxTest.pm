@@ -580,6 +580,17 @@ sub problems {
     return @p;
 }
 
+# the same check as a test of its own, passing or failing, where a test
+# wants it in its sequence
+sub clean_ok {
+    my ($self, $name) = @_;
+    my @p = $self->problems;
+    my $n = @p > 20 ? 20 : @p;
+    ok(!@p, $name // 'no alert, crash, sanitizer report or dead process')
+        or diag(join "\n", @p[0 .. $n - 1], @p > $n ? '...' : ());
+    return !@p;
+}
+
 # a failed test for each new problem; nothing when all is well (an END
 # block may come after done_testing)
 sub verify {
