@@ -12,7 +12,10 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use Time::HiRes qw(time sleep);
+use Digest::SHA ();
+use IO::Select;
 use IO::Socket::IP;
+use POSIX ();
 use SbxTest;
 
 my $t = SbxTest->new;
@@ -230,7 +233,8 @@ ok($again->{json}{conn_requests} > $seen->{conn_requests}, 'and counted');
     $res = call('POST', '/proxy/sb/_debug/up', $key{alice}, $big,
                 headers => { 'Content-Type' => 'application/octet-stream' });
     is($res->{status}, 200, 'a 2 MB upload passes');
-    is(length($res->{json}{body} // ''), length $big, 'whole');
+    is($res->{json}{body_length}, length $big, 'whole');
+    is($res->{json}{body_sha256}, Digest::SHA::sha256_hex($big), 'intact');
     # the body's second half comes later: unbuffered, nginx starts the
     # upstream request at once, so it cannot know the length
     $c->send_raw("POST /proxy/sb/_debug/chunked HTTP/1.1\r\nHost: x\r\n"
@@ -288,8 +292,12 @@ ok(!$c->closed, 'the keep-alive connection still open after the data plane');
 }
 
 # every error nginx or the module makes is JSON, through sandbox_error
-my $ec = $t->conn;
-sub err { my $r = call(@_[0 .. 3], conn => $ec); $ec = $t->conn if $ec->closed; $r }
+# (400, 413, 414 close the connection, as nginx does: a new one then)
+my $ec;
+sub err {
+    $ec = $t->conn if !$ec || $ec->closed;
+    return call(@_[0 .. 3], conn => $ec);
+}
 is_json_error(err('GET', '/proxy/sb/v1/x'), 401, 'Unauthorized',
               'Missing Authorization header', 'no key');
 is_json_error(err('GET', '/proxy/sb/v1/x', 'sk_live_' . 'A' x 32), 401,
@@ -327,6 +335,7 @@ is_json_error(err('GET', '/proxy/sb/' . ('a' x 9000), $key{alice}), 414,
     $res->{json} = $t->json($res);
     is_json_error($res, 400, undef, undef, 'an invalid request line');
 }
+$ec->close;
 
 ### sandbox_status, the shipped location
 
@@ -358,15 +367,20 @@ SKIP: {
     my $fresh = $t->add_key('alice');
     my $pid = fork // die;
     if ($pid == 0) {
-        eval { $t->redis('DEBUG', 'SLEEP', '2.5') };
+        eval { $t->redis('DEBUG', 'SLEEP', '3') };
         POSIX::_exit(0);
     }
-    sleep 0.2;
+    # until Redis is seen hanging: a PING unanswered for 0.1 s
+    wait_for(sub {
+        my $s = IO::Socket::IP->new(PeerAddr => $t->redis_addr) or return 0;
+        print $s "PING\r\n";
+        return !IO::Select->new($s)->can_read(0.1);
+    });
     my $t0 = time;
     $res = call('GET', '/proxy/sb/_debug/t', $fresh, undef, conn => $t->conn);
     my $took = time - $t0;
     is($res->{status}, 503, 'Redis hanging: 503');
-    ok($took > 0.7 && $took < 2, sprintf('after %.2f s (sandbox_redis_timeout 1s)', $took));
+    ok($took > 0.7 && $took < 2.5, sprintf('after %.2f s (sandbox_redis_timeout 1s)', $took));
     waitpid $pid, 0;
     ok(wait_for(sub {
            call('GET', '/proxy/sb/_debug/t', $fresh, undef, conn => $t->conn)

@@ -373,6 +373,7 @@ EOF
 
 sub write_conf {
     my ($self, $text) = @_;
+    delete $self->{nginx_args};         # a conf of its own says daemon off
     $text =~ s/%%MODULE%%/$self->module_path/ge;
     $text =~ s/%%DIR%%/$self->{dir}/g;
     $text =~ s/%%REDIS%%/$self->redis_addr/ge;
@@ -919,6 +920,8 @@ sub response {
         $res->{body} = $c->{buf};
         $c->{buf} = '';
     }
+    # the server said it closes now: no further request may go here
+    $c->{closed} = 1 if ($h{connection} // '') =~ /\bclose\b/i;
     return $res;
 }
 

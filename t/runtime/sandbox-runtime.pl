@@ -9,7 +9,8 @@
 #                       streams SSE when Accept has text/event-stream
 # GET  /v1/events       ?count=N&interval_ms=M: an SSE stream
 # GET  /v1/shell/ws     WebSocket: {"type":"ready"}, then echoes input
-# ANY  /_debug/...      reports the request as seen (headers, connection);
+# ANY  /_debug/...      reports the request as seen (headers, connection,
+#                       the body, or past 64 KiB its length and SHA-256);
 #                       with ?then=reset the next request on the connection
 #                       is answered by a reset (a pod's keep-alive timeout
 #                       racing a reuse)
@@ -36,7 +37,7 @@ use Socket qw(SOL_SOCKET SO_LINGER);
 use IO::Select;
 use JSON::PP;
 use POSIX qw(:sys_wait_h);
-use Digest::SHA qw(sha1_base64);
+use Digest::SHA qw(sha1_base64 sha256_hex);
 use Time::HiRes qw(time sleep);
 
 my ($listen, $id, $workdir, $verbose) = ('127.0.0.1:8080', 'runtime', '.', 0);
@@ -167,9 +168,14 @@ sub handle {
     print STDERR "$r->{method} $r->{target}\n" if $verbose;
 
     if ($r->{path} =~ m{^/_debug/}) {
+        # a large body is reported by its length and digest only
+        my $big = length $r->{body} > 65536;
         return respond_json($c, $st, 200, {
             method => $r->{method}, path => $r->{path}, query => $r->{query},
-            headers => $r->{headers}, body => $r->{body}, conn => $st->{conn},
+            headers => $r->{headers}, body => $big ? undef : $r->{body},
+            body_length => length $r->{body},
+            body_sha256 => Digest::SHA::sha256_hex($r->{body}),
+            conn => $st->{conn},
             conn_requests => $st->{requests}, runtime_id => $id });
     }
     return respond_json($c, $st, 200, { status => 'ok' })
