@@ -137,7 +137,12 @@ is($res->{json}{count}, 1, 'list_sandboxes: 1');
 
 $res = call('POST', '/api/sandboxes/gem/pause');      # no body, no type
 is($res->{json}{replicas}, 0, 'pause_sandbox: replicas 0');
-$res = poll('gem', sub { !$_[0]{ready} && ($_[0]{state} // '') eq 'paused' }, 30);
+# paused once the controller says so too: a resume before that finds the
+# Sandbox's status still Ready from before the pause, and sandbox-syncd
+# routes to the pod being stopped (502) until the controller catches up
+$res = poll('gem', sub { !$_[0]{ready} && ($_[0]{state} // '') eq 'paused'
+                         && ($_[0]{readyReason} // '') eq 'SandboxSuspended' },
+            30);
 ok($res, 'get_sandbox_status: paused');
 is(exec_in('true')->{status}, 503, 'exec while paused: 503');
 
@@ -145,7 +150,8 @@ $res = call('POST', '/api/sandboxes/gem/resume');
 is($res->{json}{replicas}, 1, 'resume_sandbox: replicas 1');
 ok(poll('gem', sub { $_[0]{ready} }, 30), 'ready again');
 $res = exec_in('echo again');
-is($res->{json}{data}{output}, "again\n", 'exec after resume');
+is($res->{json}{data}{output}, "again\n", 'exec after resume')
+    or diag(explain($res));
 
 $res = call('DELETE', '/api/sandboxes/gem');
 is($res->{status}, 200, 'delete_sandbox: 200');
@@ -161,6 +167,29 @@ is($c->local_port, $port, 'the same socket throughout (' . $c->requests
 my $gemini_requests = $c->requests;
 my $gemini_port = $port;
 $c->close;
+
+### the same session made by Node's own fetch, as the extension makes it
+
+SKIP: {
+    skip 'no node', 8 unless `node --version 2>/dev/null` =~ /^v(\d+)/ && $1 >= 18;
+    my $gw = 'http://127.0.0.1:' . $t->port(1);
+    my $out = `node $root/t/clients/extension-session.cjs $gw $key node-gem 2>&1`;
+    is($?, 0, "Node's fetch: the session ran without an error") or diag($out);
+    my $s = eval { decode_json((split /\n/, $out)[-1]) } // {};
+    is($s->{created}, 201, 'create_sandbox');
+    is($s->{exec1}, "first\n", 'exec once ready');
+    is($s->{pausedState}, 'paused', 'paused');
+    is($s->{exec2}, "second\n", 'exec after resume') or diag(explain($s->{exec2Answer}));
+    is($s->{deleted}, 200, 'deleted');
+    my @sockets = @{ $s->{sockets} || [] };
+    # fetch opens another connection when it asks before the last answer's
+    # socket is back in its pool; none may be closed under it
+    is_deeply([ grep { $_->{closed} || $_->{error} } @sockets ], [],
+              scalar(@{ $s->{calls} || [] }) . ' calls on ' . scalar(@sockets)
+              . ' connection(s), none closed or reset by the gateway');
+    is_deeply([ grep { $_->{status} >= 500 } @{ $s->{calls} || [] } ], [],
+              'no 5xx');
+}
 
 ### an MCP streamable HTTP session through the gateway
 
