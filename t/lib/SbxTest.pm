@@ -479,7 +479,7 @@ sub nginx_start {
     return $self;
 }
 
-sub _started { () = $_[0]->error_log =~ /start worker process/g }
+sub _started { () = $_[0]->error_log =~ /start worker process \d+/g }
 
 sub _wait_workers {
     my ($self, $before) = @_;
