@@ -3,7 +3,7 @@
 # Only missing packages are installed; nothing else on the system changes.
 set -eu
 
-PKGS="build-essential perl openssl curl redis-server nginx nginx-dev
+PKGS="build-essential perl openssl curl redis-server redis-sentinel nginx nginx-dev
       libpcre2-dev zlib1g-dev libssl-dev libhiredis-dev libjansson-dev
       libcurl4-openssl-dev libyaml-dev"
 

@@ -17,6 +17,14 @@
  * operation fails, and a cancelable timer reconnects with backoff.  While
  * the link is down new commands fail at once (fail fast, never queue behind
  * a dead link).
+ *
+ * A link that follows a Sentinel-named master (conf.sentinel) queues ROLE
+ * first on every connection and sends nothing else until ROLE says
+ * "master": a demoted master is never used.  Commands queued meanwhile, or
+ * before the sentinels have named any master, wait behind it (bounded by
+ * the timeouts).  A READONLY reply, a lost link or a refused connection
+ * makes the sentinels be asked again; a new master named by them moves the
+ * link at once (ngx_http_sandbox_redis_retarget).
  */
 
 
@@ -33,9 +41,13 @@
 #define NGX_HTTP_SANDBOX_REDIS_READ_SIZE    16384
 
 
+/* in this order: a link at HANDSHAKE or later reads replies */
+
 typedef enum {
     NGX_HTTP_SANDBOX_REDIS_DOWN = 0,
+    NGX_HTTP_SANDBOX_REDIS_RESOLVING,     /* waits for the sentinels */
     NGX_HTTP_SANDBOX_REDIS_CONNECTING,
+    NGX_HTTP_SANDBOX_REDIS_HANDSHAKE,     /* connected, ROLE pending */
     NGX_HTTP_SANDBOX_REDIS_UP
 } ngx_http_sandbox_redis_state_e;
 
@@ -54,10 +66,17 @@ struct ngx_http_sandbox_redis_s {
     ngx_peer_connection_t                peer;
     redisReader                         *reader;
 
+    /* where it connects: conf.addr, or a copy of the master's address */
+    ngx_addr_t                          *addr;
+    ngx_addr_t                           master;
+    ngx_sockaddr_t                       master_sockaddr;
+    u_char                               master_name[NGX_SOCKADDR_STRLEN];
+
     u_char                              *out;
     size_t                               out_len;
     size_t                               out_sent;
     size_t                               out_size;
+    size_t                               out_gate;  /* sendable before UP */
 
     ngx_queue_t                          pending;
     ngx_queue_t                          free;
@@ -66,6 +85,8 @@ struct ngx_http_sandbox_redis_s {
     ngx_msec_t                           backoff;
     ngx_log_t                           *log;
     unsigned                             auth_failed:1;
+    unsigned                             not_master:1;
+    unsigned                             quiet:1;   /* failed on purpose */
 
     ngx_http_sandbox_redis_stats_t      *stats;
     ngx_http_sandbox_redis_stats_t       own_stats;
@@ -73,6 +94,15 @@ struct ngx_http_sandbox_redis_s {
 
 
 static void ngx_http_sandbox_redis_connect(ngx_http_sandbox_redis_t *rd);
+static void ngx_http_sandbox_redis_open(ngx_http_sandbox_redis_t *rd);
+static ngx_int_t ngx_http_sandbox_redis_handshake(
+    ngx_http_sandbox_redis_t *rd);
+static ngx_uint_t ngx_http_sandbox_redis_follows(ngx_http_sandbox_redis_t *rd,
+    ngx_addr_t *addr);
+static ngx_http_sandbox_redis_op_t *ngx_http_sandbox_redis_queue(
+    ngx_http_sandbox_redis_t *rd, ngx_uint_t argc, const char **argv,
+    const size_t *argvlen, ngx_http_sandbox_redis_handler_pt handler,
+    void *data);
 static void ngx_http_sandbox_redis_connected(ngx_http_sandbox_redis_t *rd);
 static ngx_int_t ngx_http_sandbox_redis_test_connect(ngx_connection_t *c);
 static void ngx_http_sandbox_redis_read_handler(ngx_event_t *rev);
@@ -92,6 +122,8 @@ static ngx_http_sandbox_redis_op_t *ngx_http_sandbox_redis_op_alloc(
 static void ngx_http_sandbox_redis_op_free(ngx_http_sandbox_redis_t *rd,
     ngx_http_sandbox_redis_op_t *op);
 static void ngx_http_sandbox_redis_auth_handler(void *data,
+    redisReply *reply);
+static void ngx_http_sandbox_redis_role_handler(void *data,
     redisReply *reply);
 
 
@@ -120,6 +152,19 @@ ngx_http_sandbox_redis_create(ngx_http_sandbox_redis_conf_t *conf,
     ngx_queue_init(&rd->pending);
     ngx_queue_init(&rd->free);
 
+    rd->addr = conf->addr;
+
+    if (conf->sentinel) {
+        rd->master.sockaddr = &rd->master_sockaddr.sockaddr;
+        rd->master.name.data = rd->master_name;
+
+        if (ngx_http_sandbox_sentinel_follow(conf->sentinel, rd) != NGX_OK) {
+            redisReaderFree(rd->reader);
+            ngx_free(rd);
+            return NULL;
+        }
+    }
+
     /* the reconnect timer must not keep a worker alive on shutdown */
 
     rd->reconnect.handler = ngx_http_sandbox_redis_reconnect_handler;
@@ -142,6 +187,12 @@ ngx_http_sandbox_redis_destroy(ngx_http_sandbox_redis_t *rd)
     if (rd == NULL) {
         return;
     }
+
+    if (rd->conf.sentinel) {
+        ngx_http_sandbox_sentinel_unfollow(rd->conf.sentinel, rd);
+    }
+
+    rd->quiet = 1;
 
     /* what is queued goes out if the socket takes it now, without waiting */
 
@@ -198,6 +249,40 @@ ngx_http_sandbox_redis_command(ngx_http_sandbox_redis_t *rd, ngx_uint_t argc,
         return NULL;
     }
 
+    op = ngx_http_sandbox_redis_queue(rd, argc, argv, argvlen, handler, data);
+    if (op == NULL) {
+        return NULL;
+    }
+
+    /* waiting for the sentinels: the reconnect timer bounds the wait */
+
+    if (rd->state == NGX_HTTP_SANDBOX_REDIS_RESOLVING) {
+        return op;
+    }
+
+    c = rd->peer.connection;
+
+    if (!c->read->timer_set) {
+        ngx_add_timer(c->read, rd->conf.timeout);
+    }
+
+    /* flush once per event-loop iteration: pipelining for free */
+
+    if (rd->state == NGX_HTTP_SANDBOX_REDIS_UP && !c->write->posted) {
+        ngx_post_event(c->write, &ngx_posted_events);
+    }
+
+    return op;
+}
+
+
+static ngx_http_sandbox_redis_op_t *
+ngx_http_sandbox_redis_queue(ngx_http_sandbox_redis_t *rd, ngx_uint_t argc,
+    const char **argv, const size_t *argvlen,
+    ngx_http_sandbox_redis_handler_pt handler, void *data)
+{
+    ngx_http_sandbox_redis_op_t  *op;
+
     op = ngx_http_sandbox_redis_op_alloc(rd);
     if (op == NULL) {
         return NULL;
@@ -216,18 +301,6 @@ ngx_http_sandbox_redis_command(ngx_http_sandbox_redis_t *rd, ngx_uint_t argc,
 
     (void) ngx_atomic_fetch_add(&rd->stats->commands, 1);
 
-    c = rd->peer.connection;
-
-    if (!c->read->timer_set) {
-        ngx_add_timer(c->read, rd->conf.timeout);
-    }
-
-    /* flush once per event-loop iteration: pipelining for free */
-
-    if (rd->state == NGX_HTTP_SANDBOX_REDIS_UP && !c->write->posted) {
-        ngx_post_event(c->write, &ngx_posted_events);
-    }
-
     return op;
 }
 
@@ -245,20 +318,128 @@ ngx_http_sandbox_redis_cancel(ngx_http_sandbox_redis_op_t *op)
 static void
 ngx_http_sandbox_redis_connect(ngx_http_sandbox_redis_t *rd)
 {
-    ngx_int_t          rc;
-    ngx_connection_t  *c;
-    const char        *argv[2];
-    size_t             argvlen[2];
-
     if (ngx_exiting || ngx_terminate || ngx_quit) {
         return;
     }
 
+    if (rd->conf.sentinel == NULL) {
+        ngx_http_sandbox_redis_open(rd);
+        return;
+    }
+
+    /*
+     * ROLE goes first, before any address is known, so that commands
+     * queued from now on wait behind it
+     */
+
+    rd->state = NGX_HTTP_SANDBOX_REDIS_RESOLVING;
+
+    if (ngx_http_sandbox_redis_handshake(rd) != NGX_OK) {
+        ngx_http_sandbox_redis_fail(rd, "cannot queue the handshake");
+        return;
+    }
+
+    if (!ngx_http_sandbox_redis_follows(rd, NULL)) {
+
+        /* the sentinels have not named the master yet: wait, bounded */
+
+        ngx_add_timer(&rd->reconnect, rd->conf.connect_timeout);
+        return;
+    }
+
+    ngx_http_sandbox_redis_open(rd);
+}
+
+
+/*
+ * Copies the master's address the sentinels name now into the link, or,
+ * with addr, tells whether the link already follows that address.
+ */
+
+static ngx_uint_t
+ngx_http_sandbox_redis_follows(ngx_http_sandbox_redis_t *rd,
+    ngx_addr_t *addr)
+{
+    ngx_addr_t  *master;
+
+    master = ngx_http_sandbox_sentinel_master(rd->conf.sentinel);
+
+    if (addr) {
+        return master != NULL && rd->addr != NULL
+               && ngx_cmp_sockaddr(master->sockaddr, master->socklen,
+                                   rd->addr->sockaddr, rd->addr->socklen, 1)
+                  == NGX_OK;
+    }
+
+    if (master == NULL) {
+        rd->addr = NULL;
+        return 0;
+    }
+
+    ngx_memcpy(rd->master.sockaddr, master->sockaddr, master->socklen);
+    rd->master.socklen = master->socklen;
+    rd->master.name.len = ngx_min(master->name.len, NGX_SOCKADDR_STRLEN);
+    ngx_memcpy(rd->master.name.data, master->name.data, rd->master.name.len);
+
+    rd->addr = &rd->master;
+
+    return 1;
+}
+
+
+static ngx_int_t
+ngx_http_sandbox_redis_handshake(ngx_http_sandbox_redis_t *rd)
+{
+    const char  *argv[2];
+    size_t       argvlen[2];
+
+    if (rd->conf.password.len) {
+        argv[0] = "AUTH";
+        argvlen[0] = 4;
+        argv[1] = (const char *) rd->conf.password.data;
+        argvlen[1] = rd->conf.password.len;
+
+        if (ngx_http_sandbox_redis_queue(rd, 2, argv, argvlen,
+                                         ngx_http_sandbox_redis_auth_handler,
+                                         rd)
+            == NULL)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (rd->conf.sentinel) {
+        argv[0] = "ROLE";
+        argvlen[0] = 4;
+
+        if (ngx_http_sandbox_redis_queue(rd, 1, argv, argvlen,
+                                         ngx_http_sandbox_redis_role_handler,
+                                         rd)
+            == NULL)
+        {
+            return NGX_ERROR;
+        }
+
+        /* nothing past the handshake leaves before ROLE says "master" */
+
+        rd->out_gate = rd->out_len;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_sandbox_redis_open(ngx_http_sandbox_redis_t *rd)
+{
+    ngx_int_t          rc;
+    ngx_connection_t  *c;
+
     ngx_memzero(&rd->peer, sizeof(ngx_peer_connection_t));
 
-    rd->peer.sockaddr = rd->conf.addr->sockaddr;
-    rd->peer.socklen = rd->conf.addr->socklen;
-    rd->peer.name = &rd->conf.addr->name;
+    rd->peer.sockaddr = rd->addr->sockaddr;
+    rd->peer.socklen = rd->addr->socklen;
+    rd->peer.name = &rd->addr->name;
     rd->peer.get = ngx_event_get_peer;
     rd->peer.log = rd->log;
     rd->peer.log_error = NGX_ERROR_ERR;
@@ -268,14 +449,14 @@ ngx_http_sandbox_redis_connect(ngx_http_sandbox_redis_t *rd)
     if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
         ngx_log_error(NGX_LOG_ERR, rd->log, 0,
                       "sandbox: cannot connect to redis at %V",
-                      &rd->conf.addr->name);
+                      &rd->addr->name);
 
         if (rd->peer.connection) {
             ngx_close_connection(rd->peer.connection);
             rd->peer.connection = NULL;
         }
 
-        ngx_http_sandbox_redis_schedule(rd);
+        ngx_http_sandbox_redis_fail(rd, NULL);
         return;
     }
 
@@ -289,25 +470,29 @@ ngx_http_sandbox_redis_connect(ngx_http_sandbox_redis_t *rd)
     c->read->log = rd->log;
     c->write->log = rd->log;
 
-    rd->state = NGX_HTTP_SANDBOX_REDIS_CONNECTING;
-
-    if (rd->conf.password.len) {
-        argv[0] = "AUTH";
-        argvlen[0] = 4;
-        argv[1] = (const char *) rd->conf.password.data;
-        argvlen[1] = rd->conf.password.len;
+    if (rd->state == NGX_HTTP_SANDBOX_REDIS_DOWN) {
 
         /* queued now, sent first once connected */
 
-        if (ngx_http_sandbox_redis_command(rd, 2, argv, argvlen,
-                                           ngx_http_sandbox_redis_auth_handler,
-                                           rd)
-            == NULL)
-        {
+        rd->state = NGX_HTTP_SANDBOX_REDIS_CONNECTING;
+
+        if (ngx_http_sandbox_redis_handshake(rd) != NGX_OK) {
             ngx_http_sandbox_redis_fail(rd, "cannot queue AUTH");
             return;
         }
+
+    } else {
+
+        /* commands queued while the sentinels were asked are bounded now */
+
+        if (rd->reconnect.timer_set) {
+            ngx_del_timer(&rd->reconnect);
+        }
+
+        rd->state = NGX_HTTP_SANDBOX_REDIS_CONNECTING;
     }
+
+    ngx_http_sandbox_redis_arm_timer(rd);
 
     if (rc == NGX_AGAIN) {
         ngx_add_timer(c->write, rd->conf.connect_timeout);
@@ -330,17 +515,25 @@ ngx_http_sandbox_redis_connected(ngx_http_sandbox_redis_t *rd)
     }
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, rd->log, 0,
-                   "sandbox: redis connected to %V", &rd->conf.addr->name);
+                   "sandbox: redis connected to %V", &rd->addr->name);
 
-    rd->state = NGX_HTTP_SANDBOX_REDIS_UP;
-    rd->backoff = NGX_HTTP_SANDBOX_REDIS_BACKOFF_MIN;
+    if (rd->conf.sentinel) {
 
-    if (rd->conf.ready) {
-        rd->conf.ready(rd, rd->conf.data);
-    }
+        /* up once ROLE says "master": the role handler finishes */
 
-    if (rd->state != NGX_HTTP_SANDBOX_REDIS_UP) {
-        return;
+        rd->state = NGX_HTTP_SANDBOX_REDIS_HANDSHAKE;
+
+    } else {
+        rd->state = NGX_HTTP_SANDBOX_REDIS_UP;
+        rd->backoff = NGX_HTTP_SANDBOX_REDIS_BACKOFF_MIN;
+
+        if (rd->conf.ready) {
+            rd->conf.ready(rd, rd->conf.data);
+        }
+
+        if (rd->state != NGX_HTTP_SANDBOX_REDIS_UP) {
+            return;
+        }
     }
 
     if (rd->out_len > rd->out_sent && !c->write->posted) {
@@ -390,7 +583,7 @@ ngx_http_sandbox_redis_write_handler(ngx_event_t *wev)
         if (wev->timedout) {
             ngx_log_error(NGX_LOG_ERR, rd->log, NGX_ETIMEDOUT,
                           "sandbox: redis connect to %V timed out",
-                          &rd->conf.addr->name);
+                          &rd->addr->name);
             ngx_http_sandbox_redis_fail(rd, NULL);
             return;
         }
@@ -402,7 +595,7 @@ ngx_http_sandbox_redis_write_handler(ngx_event_t *wev)
 
         ngx_http_sandbox_redis_connected(rd);
 
-        if (rd->state != NGX_HTTP_SANDBOX_REDIS_UP) {
+        if (rd->state < NGX_HTTP_SANDBOX_REDIS_HANDSHAKE) {
             return;
         }
     }
@@ -416,14 +609,20 @@ ngx_http_sandbox_redis_write_handler(ngx_event_t *wev)
 static ngx_int_t
 ngx_http_sandbox_redis_flush(ngx_http_sandbox_redis_t *rd)
 {
+    size_t             limit;
     ssize_t            n;
     ngx_connection_t  *c;
 
     c = rd->peer.connection;
 
-    while (rd->out_sent < rd->out_len) {
+    /* before ROLE says "master", only the handshake may leave */
 
-        n = c->send(c, rd->out + rd->out_sent, rd->out_len - rd->out_sent);
+    limit = (rd->state == NGX_HTTP_SANDBOX_REDIS_UP || !rd->conf.sentinel)
+            ? rd->out_len : rd->out_gate;
+
+    while (rd->out_sent < limit) {
+
+        n = c->send(c, rd->out + rd->out_sent, limit - rd->out_sent);
 
         if (n == NGX_AGAIN) {
             return ngx_handle_write_event(c->write, 0);
@@ -436,8 +635,11 @@ ngx_http_sandbox_redis_flush(ngx_http_sandbox_redis_t *rd)
         rd->out_sent += n;
     }
 
-    rd->out_len = 0;
-    rd->out_sent = 0;
+    if (rd->out_sent == rd->out_len) {
+        rd->out_len = 0;
+        rd->out_sent = 0;
+        rd->out_gate = 0;
+    }
 
     return NGX_OK;
 }
@@ -461,13 +663,12 @@ ngx_http_sandbox_redis_read_handler(ngx_event_t *rev)
 
     if (rev->timedout) {
         ngx_log_error(NGX_LOG_ERR, rd->log, NGX_ETIMEDOUT,
-                      "sandbox: redis at %V timed out",
-                      &rd->conf.addr->name);
+                      "sandbox: redis at %V timed out", &rd->addr->name);
         ngx_http_sandbox_redis_fail(rd, NULL);
         return;
     }
 
-    if (rd->state != NGX_HTTP_SANDBOX_REDIS_UP) {
+    if (rd->state < NGX_HTTP_SANDBOX_REDIS_HANDSHAKE) {
         return;
     }
 
@@ -533,7 +734,7 @@ ngx_http_sandbox_redis_dispatch(ngx_http_sandbox_redis_t *rd)
         if (rd->conf.push && rd->conf.push(rd->conf.data, reply) == NGX_OK) {
             freeReplyObject(reply);
 
-            if (rd->state != NGX_HTTP_SANDBOX_REDIS_UP) {
+            if (rd->state < NGX_HTTP_SANDBOX_REDIS_HANDSHAKE) {
                 return NGX_ERROR;
             }
 
@@ -563,6 +764,14 @@ ngx_http_sandbox_redis_dispatch(ngx_http_sandbox_redis_t *rd)
             ngx_log_error(NGX_LOG_ERR, rd->log, 0,
                           "sandbox: redis error: %*s",
                           (size_t) reply->len, reply->str);
+
+            /* a master demoted under a live link: find the new one */
+
+            if (rd->conf.sentinel && reply->len >= 8
+                && ngx_strncmp(reply->str, "READONLY", 8) == 0)
+            {
+                rd->not_master = 1;
+            }
         }
 
         /* the handler may queue new commands: that is safe here */
@@ -580,7 +789,13 @@ ngx_http_sandbox_redis_dispatch(ngx_http_sandbox_redis_t *rd)
             return NGX_ERROR;
         }
 
-        if (rd->state != NGX_HTTP_SANDBOX_REDIS_UP) {
+        if (rd->not_master) {
+            rd->not_master = 0;
+            ngx_http_sandbox_redis_fail(rd, "redis is not the master");
+            return NGX_ERROR;
+        }
+
+        if (rd->state < NGX_HTTP_SANDBOX_REDIS_HANDSHAKE) {
             return NGX_ERROR;
         }
     }
@@ -619,12 +834,24 @@ ngx_http_sandbox_redis_arm_timer(ngx_http_sandbox_redis_t *rd)
 static void
 ngx_http_sandbox_redis_fail(ngx_http_sandbox_redis_t *rd, const char *reason)
 {
+    ngx_addr_t                    failed_addr;
     ngx_queue_t                   failed, *q;
+    ngx_sockaddr_t                failed_sockaddr;
     ngx_http_sandbox_redis_op_t  *op;
 
     if (reason) {
         ngx_log_error(NGX_LOG_ERR, rd->log, 0, "sandbox: %s (redis %V)",
-                      reason, &rd->conf.addr->name);
+                      reason, rd->addr ? &rd->addr->name : &rd->master.name);
+    }
+
+    /* the sentinels are asked again, once this link no longer needs it */
+
+    failed_addr.sockaddr = NULL;
+
+    if (rd->conf.sentinel && rd->addr && !rd->quiet) {
+        failed_addr = *rd->addr;
+        failed_addr.sockaddr = &failed_sockaddr.sockaddr;
+        ngx_memcpy(&failed_sockaddr, rd->addr->sockaddr, rd->addr->socklen);
     }
 
     ngx_http_sandbox_redis_close(rd);
@@ -654,6 +881,10 @@ ngx_http_sandbox_redis_fail(ngx_http_sandbox_redis_t *rd, const char *reason)
         ngx_http_sandbox_redis_op_free(rd, op);
     }
 
+    if (failed_addr.sockaddr) {
+        ngx_http_sandbox_sentinel_failed(rd->conf.sentinel, &failed_addr);
+    }
+
     ngx_http_sandbox_redis_schedule(rd);
 }
 
@@ -669,6 +900,7 @@ ngx_http_sandbox_redis_close(ngx_http_sandbox_redis_t *rd)
     rd->state = NGX_HTTP_SANDBOX_REDIS_DOWN;
     rd->out_len = 0;
     rd->out_sent = 0;
+    rd->out_gate = 0;
 
     /* a partial reply of the old link must not prefix the next one */
 
@@ -706,9 +938,61 @@ ngx_http_sandbox_redis_reconnect_handler(ngx_event_t *ev)
 
     rd = ev->data;
 
+    if (rd->state == NGX_HTTP_SANDBOX_REDIS_RESOLVING) {
+        ngx_http_sandbox_redis_fail(rd, "no sentinel named the master");
+        return;
+    }
+
     if (rd->state == NGX_HTTP_SANDBOX_REDIS_DOWN && rd->reader != NULL) {
         ngx_http_sandbox_redis_connect(rd);
     }
+}
+
+
+void
+ngx_http_sandbox_redis_retarget(ngx_http_sandbox_redis_t *rd,
+    ngx_uint_t force)
+{
+    if (ngx_exiting || ngx_terminate || ngx_quit) {
+        return;
+    }
+
+    switch (rd->state) {
+
+    case NGX_HTTP_SANDBOX_REDIS_DOWN:
+        break;
+
+    case NGX_HTTP_SANDBOX_REDIS_RESOLVING:
+
+        /* what waited for the master's name goes there now */
+
+        if (ngx_http_sandbox_redis_follows(rd, NULL)) {
+            ngx_http_sandbox_redis_open(rd);
+        }
+
+        return;
+
+    default:
+        if (!force && (rd->conf.sentinel == NULL
+                       || ngx_http_sandbox_redis_follows(rd, rd->addr)))
+        {
+            return;
+        }
+
+        rd->quiet = 1;
+        ngx_http_sandbox_redis_fail(rd, rd->conf.sentinel
+                                        ? "the sentinels named another master"
+                                        : NULL);
+        rd->quiet = 0;
+    }
+
+    if (rd->reconnect.timer_set) {
+        ngx_del_timer(&rd->reconnect);
+    }
+
+    rd->backoff = NGX_HTTP_SANDBOX_REDIS_BACKOFF_MIN;
+
+    ngx_http_sandbox_redis_connect(rd);
 }
 
 
@@ -788,5 +1072,47 @@ ngx_http_sandbox_redis_auth_handler(void *data, redisReply *reply)
 
     if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
         rd->auth_failed = 1;
+    }
+}
+
+
+static void
+ngx_http_sandbox_redis_role_handler(void *data, redisReply *reply)
+{
+    ngx_http_sandbox_redis_t  *rd = data;
+
+    ngx_connection_t  *c;
+
+    if (reply == NULL) {
+        return;
+    }
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0
+        || reply->element[0]->type != REDIS_REPLY_STRING
+        || reply->element[0]->len != 6
+        || ngx_strncmp(reply->element[0]->str, "master", 6) != 0)
+    {
+        rd->not_master = 1;
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, rd->log, 0,
+                  "sandbox: redis master at %V", &rd->addr->name);
+
+    rd->state = NGX_HTTP_SANDBOX_REDIS_UP;
+    rd->backoff = NGX_HTTP_SANDBOX_REDIS_BACKOFF_MIN;
+
+    if (rd->conf.ready) {
+        rd->conf.ready(rd, rd->conf.data);
+    }
+
+    /* what waited behind ROLE leaves now */
+
+    c = rd->peer.connection;
+
+    if (rd->state == NGX_HTTP_SANDBOX_REDIS_UP && rd->out_len > rd->out_sent
+        && !c->write->posted)
+    {
+        ngx_post_event(c->write, &ngx_posted_events);
     }
 }

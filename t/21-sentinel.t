@@ -1,0 +1,266 @@
+#!/usr/bin/perl
+# Redis that survives a failover: a master, a replica and three sentinels
+# on loopback; the gateway (sandbox_redis_sentinel) under load while the
+# master is killed: cached traffic never fails, uncached lookups fail fast
+# with 503 only until the sentinels announce the new master, and service
+# is back right after; nothing acknowledged by the replica is lost.
+# sandbox-syncd (--redis sentinel:...) keeps writing routes to the new
+# master.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use IO::Select;
+use IO::Socket::IP;
+use POSIX qw(WNOHANG);
+use Time::HiRes qw(time sleep);
+use JSON::PP;
+use SbxTest;
+use SbxKube;
+
+my $t = SbxTest->new;
+my $root = $t->root;
+
+plan skip_all => 'redis-sentinel not installed'
+    unless grep { -x "$_/redis-sentinel" } split /:/, $ENV{PATH};
+
+my $M = 'mymaster';
+*wait_for = \&SbxKube::wait_for;
+
+# the cluster the sync daemon watches starts while Redis settles
+my $syncd = $t->syncd_binary;
+my $k = -x $syncd ? SbxKube->start($t) : undef;
+
+$t->redis_node_start('r1');
+$t->redis_node_start('r2', replicaof => 'r1');
+$t->sentinel_start($_, master => 'r1') for qw(s1 s2 s3);
+$t->redis_use('r1');
+
+ok(wait_for(sub { !grep { !$t->sentinel_ready($_, $M, 1, 2) } qw(s1 s2 s3) },
+            30),
+   'three sentinels see the master, its replica and each other');
+
+my $rt = $t->runtime_start(id => 'pod');
+$t->add_user('alice');
+my $key = $t->add_key('alice');
+$t->add_route('alice', 'sb', addr => $rt);
+
+open my $kf, '>', $t->dir . '/admin.key' or die $!;
+print $kf "admin-key-for-the-sentinel-test\n";
+close $kf;
+chmod 0600, $t->dir . '/admin.key';
+my $admin = 'admin-key-for-the-sentinel-test';
+
+my $sentinels = join ' ', map { '127.0.0.1:' . $t->port($_) } qw(s1 s2 s3);
+
+# port 1: cached (long TTL); port 2: no cache; port 3: API and status
+$t->write_conf($t->base_conf(http => <<"EOF"));
+    sandbox_redis_sentinel $M $sentinels;
+    sandbox_redis_timeout 1s;
+    sandbox_admin_key_file %%DIR%%/admin.key;
+    sandbox_cache_zone sbx:1m;
+
+    upstream pods { sandbox_balancer keepalive=16; }
+
+    server {
+        listen 127.0.0.1:%%PORT_1%%;
+        sandbox_cache_ttl 600s;
+        location / {
+            sandbox_route on;
+            proxy_pass http://pods\$sandbox_uri;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT_2%%;
+        sandbox_cache off;
+        location / {
+            sandbox_route on;
+            proxy_pass http://pods\$sandbox_uri;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT_3%%;
+        location /api/ { sandbox_api; }
+        location = /status { sandbox_status; }
+    }
+EOF
+
+my ($conf_ok, $conf_out) = $t->nginx_test_conf;
+ok($conf_ok, 'nginx -t accepts sandbox_redis_sentinel') or diag($conf_out);
+$t->nginx_start;
+
+sub get {
+    my ($port, $k, $sb) = @_;
+    return $t->http('GET', '/proxy/' . ($sb // 'sb') . '/_debug/k',
+                    port => $port, timeout => 5,
+                    headers => { Authorization => 'Bearer ' . ($k // $key) });
+}
+
+sub api {
+    my ($method, $path, $body) = @_;
+    my $res = $t->http($method, $path, port => 3, timeout => 5,
+                       headers => { Authorization => "Bearer $admin",
+                                    'Content-Type' => 'application/json' },
+                       body => defined $body ? encode_json($body) : '');
+    return ($res->{status}, $t->json($res));
+}
+
+ok(wait_for(sub { get(1)->{status} == 200 }), 'cached port routed');
+is(get(2)->{status}, 200, 'uncached port routed');
+like($t->error_log, qr/redis master "$M" is at 127\.0\.0\.1:@{[ $t->port('r1') ]}/,
+     'the sentinels named the master');
+is(get(1)->{status}, 200, 'cached now');
+
+# what must survive: users, keys and routes written before the failover
+
+my (@keys, @routes);
+for my $i (1 .. 10) {
+    $t->add_user("u$i");
+    push @keys, [ "u$i", $t->add_key("u$i") ];
+    $t->add_route("u$i", "sb$i", addr => $rt);
+    push @routes, "u$i:sb$i";
+}
+my ($st, $body) = api('POST', '/api/admin/users', { username => 'viaapi' });
+is($st, 201, 'a user created through the gateway');
+my $uid = $body->{user}{id};
+($st, $body) = api('POST', "/api/admin/users/$uid/apikeys", { name => 'k' });
+is($st, 201, 'and its key');
+my $apikey = $body->{api_key};
+$t->add_route('viaapi', 'sb', addr => $rt);
+
+# replication is ordered: the fence's acknowledgement covers all before it
+my (undef, $acked) = $t->redis_pipeline('r1', [ 'SET', 'sbx:test:fence', 1 ],
+                                        [ 'WAIT', 1, 5000 ]);
+is($acked, 1, 'everything written so far is on the replica (WAIT 1)');
+
+# the load: one client on the cached port, one on the uncached, each
+# logging "start end status" per request until told to stop
+
+my $stop = $t->dir . '/stop-load';
+sub load {
+    my ($name, $port) = @_;
+    my $pid = fork // die "fork: $!";
+    return $pid if $pid;
+    open my $log, '>', $t->dir . "/load-$name.log" or POSIX::_exit(1);
+    $log->autoflush(1);
+    my $until = time + 60;
+    while (!-e $stop && time < $until) {
+        my $t0 = time;
+        my $res = eval { get($port) } // { status => 0 };
+        printf $log "%.4f %.4f %d\n", $t0, time, $res->{status};
+    }
+    POSIX::_exit(0);
+}
+
+# the announcement, as the test sees it: the first +switch-master
+my @subs = map {
+    my $s = IO::Socket::IP->new(PeerAddr => '127.0.0.1',
+                                PeerPort => $t->port($_), Timeout => 5)
+        or die "sentinel $_: $!";
+    print $s "*2\r\n\$9\r\nSUBSCRIBE\r\n\$14\r\n+switch-master\r\n";
+    $s;
+} qw(s1 s2 s3);
+
+my %loaders = (cached => load('cached', 1), uncached => load('uncached', 2));
+sleep 1;
+
+my $killed = time;
+my $r1 = delete $t->{pids}{r1};
+kill 'KILL', $r1;
+waitpid $r1, 0;
+
+my ($announced, $announcement);
+my $sel = IO::Select->new(@subs);
+my $until = time + 20;
+while (!$announced && time < $until) {
+    for my $s ($sel->can_read(0.01)) {
+        sysread $s, my $buf, 4096;
+        if ($buf =~ /(\Q$M\E 127\.0\.0\.1 \d+ 127\.0\.0\.1 \d+)/) {
+            $announced = time;
+            $announcement = $1;
+            last;
+        }
+    }
+}
+ok($announced, 'the sentinels announced a new master')
+    or diag($t->read_file('s1.out'));
+like($announcement // '', qr/ @{[ $t->port('r2') ]}$/, 'the replica');
+
+sleep 3;
+open my $sf, '>', $stop or die $!;
+close $sf;
+waitpid $_, 0 for values %loaders;
+
+sub results {
+    my ($name) = @_;
+    return map { [ split ' ' ] } split /\n/, $t->read_file("load-$name.log");
+}
+my @cached = results('cached');
+my @uncached = results('uncached');
+
+my @cached_bad = grep { $_->[2] != 200 } @cached;
+ok(@cached > 50, scalar(@cached) . ' cached requests during the failover');
+is(scalar @cached_bad, 0, 'cached traffic: no errors')
+    or diag(join "\n", map { sprintf '%+.3f %d', $_->[0] - $killed, $_->[2] }
+                       @cached_bad[0 .. ($#cached_bad > 9 ? 9 : $#cached_bad)]);
+
+my @failed = grep { $_->[2] != 200 } @uncached;
+is(scalar(grep { $_->[2] != 503 } @failed), 0,
+   'uncached traffic: every failure is a 503');
+ok(@failed, scalar(@failed) . ' uncached requests got 503 while no master'
+            . ' was known');
+
+# fail fast: no 503 waited for a timeout
+my ($slowest) = sort { $b <=> $a } map { $_->[1] - $_->[0] } @failed;
+ok(($slowest // 0) < 0.5, sprintf 'the slowest 503 took %.0f ms',
+                                  ($slowest // 0) * 1000);
+
+my ($back) = grep { $_->[0] > ($announced // 0) && $_->[2] == 200 }
+             @uncached;
+my $late = $announced ? grep { $_->[0] > $announced + 0.1 && $_->[2] != 200 }
+                        @uncached : -1;
+ok($back && $back->[1] - $announced < 2,
+   sprintf 'service back %.0f ms after the announcement',
+           $back ? ($back->[1] - $announced) * 1000 : -1);
+is($late, 0, 'no 503 started 100 ms after the announcement');
+diag(sprintf 'killed at 0; announced at %.0f ms; last 503 at %.0f ms;'
+             . ' back at %.0f ms; %d/%d uncached 503',
+     (($announced // 0) - $killed) * 1000,
+     (@failed ? $failed[-1][1] - $killed : 0) * 1000,
+     ($back ? $back->[1] - $killed : 0) * 1000,
+     scalar @failed, scalar @uncached);
+
+# nothing lost: every key works and every record is on the new master
+
+$t->redis_use('r2');
+is($t->redis('ROLE')->[0], 'master', 'the replica is the master now');
+is(scalar(grep { !defined $t->redis('HGET', "sbx:route:$_", 'addr') }
+          @routes, 'viaapi:sb'), 0, 'every route is there');
+my $i = 0;
+is(scalar(grep { $i++; get(2, $_->[1], "sb$i")->{status} != 200 } @keys),
+   0, 'every key still works, uncached');
+is($t->http('GET', '/proxy/sb/_debug/k', port => 2,
+            headers => { Authorization => "Bearer $apikey" })->{status},
+   200, 'the key made through the gateway works');
+ok(defined $t->redis('HGET', 'sbx:user:viaapi', 'id'), 'and its user is there');
+
+# writes go to the new master: a user made through the gateway now
+($st) = api('POST', '/api/admin/users', { username => 'after' });
+is($st, 201, 'the API writes to the new master');
+ok(defined $t->redis('HGET', 'sbx:user:after', 'id'), 'there');
+
+like($t->error_log, qr/redis master "$M" is at 127\.0\.0\.1:@{[ $t->port('r2') ]} \(switched\)/,
+     'the switch was followed');
+
+$t->nginx_stop;
+$t->error_log_ok;
+
+done_testing;
