@@ -45,7 +45,6 @@ ok(wait_for(sub { !grep { !$t->sentinel_ready($_, $M, 1, 2) } qw(s1 s2 s3) },
 my $rt = $t->runtime_start(id => 'pod');
 $t->add_user('alice');
 my $key = $t->add_key('alice');
-$t->add_route('alice', 'sb', addr => $rt);
 
 open my $kf, '>', $t->dir . '/admin.key' or die $!;
 print $kf "admin-key-for-the-sentinel-test\n";
@@ -54,6 +53,56 @@ chmod 0600, $t->dir . '/admin.key';
 my $admin = 'admin-key-for-the-sentinel-test';
 
 my $sentinels = join ' ', map { '127.0.0.1:' . $t->port($_) } qw(s1 s2 s3);
+
+# what nginx -t refuses: names (workers never resolve), unix sockets,
+# both directives
+sub refused {
+    my ($http, $want, $name) = @_;
+    $t->write_conf($t->base_conf(http => $http));
+    my ($ok, $out) = $t->nginx_test_conf;
+    ok(!$ok && $out =~ $want, "refused: $name") or diag($out);
+}
+refused("sandbox_redis_sentinel $M localhost:26379;",
+        qr/"sandbox_redis_sentinel" needs an IP address/, 'a sentinel by name');
+refused("sandbox_redis_sentinel $M unix:/tmp/s.sock;",
+        qr/a sentinel is reached over TCP/, 'a sentinel on a unix socket');
+refused("sandbox_redis_sentinel $M;", qr/invalid number of arguments/,
+        'no sentinel');
+refused("sandbox_redis 127.0.0.1:6379; sandbox_redis_sentinel $M $sentinels;",
+        qr/"sandbox_redis_sentinel" directive is duplicate/,
+        'both sandbox_redis and sandbox_redis_sentinel');
+my ($rt_port) = $rt =~ /:(\d+)$/;
+
+# sandbox-syncd follows the same master; with it, every route is a
+# Sandbox (its re-list removes routes without one)
+my $have_k8s = $k && $k->install_crd;
+sub route_addr {
+    my ($name, $user) = @_;
+    return $t->redis('HGET', 'sbx:route:' . ($user // 'alice') . ":$name",
+                     'addr');
+}
+sub sandbox {
+    my ($name, $user) = @_;
+    return $k->create($name, port => $rt_port, user => $user // 'alice')
+               == 201
+           && $k->set_ready($name, podIPs => ['127.0.0.1']) == 200;
+}
+sub route {
+    my ($user, $name) = @_;
+    return $t->add_route($user, $name, addr => $rt) unless $have_k8s;
+    sandbox($name, $user)
+        && wait_for(sub { (route_addr($name, $user) // '') eq $rt })
+        or die "no route for $user/$name";
+}
+if ($have_k8s) {
+    $t->spawn('syncd', $k->daemon_env($t, SANDBOX_REDIS => 'sentinel:' . $M
+                  . '@' . join(',', split / /, $sentinels)),
+              $syncd, '--watch-timeout', '5');
+    ok(sandbox('before'), 'a Sandbox made before the failover');
+    ok(wait_for(sub { (route_addr('before') // '') eq $rt }),
+       'sandbox-syncd wrote its route to the master');
+}
+route('alice', 'sb');
 
 # port 1: cached (long TTL); port 2: no cache; port 3: API and status
 $t->write_conf($t->base_conf(http => <<"EOF"));
@@ -119,13 +168,17 @@ like($t->error_log, qr/redis master "$M" is at 127\.0\.0\.1:@{[ $t->port('r1') ]
      'the sentinels named the master');
 is(get(1)->{status}, 200, 'cached now');
 
+# new workers find the master by themselves
+$t->nginx_reload;
+is(get(2)->{status}, 200, 'routed after a reload');
+
 # what must survive: users, keys and routes written before the failover
 
 my (@keys, @routes);
 for my $i (1 .. 10) {
     $t->add_user("u$i");
     push @keys, [ "u$i", $t->add_key("u$i") ];
-    $t->add_route("u$i", "sb$i", addr => $rt);
+    route("u$i", "sb$i");
     push @routes, "u$i:sb$i";
 }
 my ($st, $body) = api('POST', '/api/admin/users', { username => 'viaapi' });
@@ -134,7 +187,7 @@ my $uid = $body->{user}{id};
 ($st, $body) = api('POST', "/api/admin/users/$uid/apikeys", { name => 'k' });
 is($st, 201, 'and its key');
 my $apikey = $body->{api_key};
-$t->add_route('viaapi', 'sb', addr => $rt);
+route('viaapi', 'sbapi');
 
 # replication is ordered: the fence's acknowledgement covers all before it
 my (undef, $acked) = $t->redis_pipeline('r1', [ 'SET', 'sbx:test:fence', 1 ],
@@ -177,6 +230,9 @@ my $r1 = delete $t->{pids}{r1};
 kill 'KILL', $r1;
 waitpid $r1, 0;
 
+# made while there is no master: the daemon must write it to the next one
+my $during = $have_k8s && sandbox('during');
+
 my ($announced, $announcement);
 my $sel = IO::Select->new(@subs);
 my $until = time + 20;
@@ -194,7 +250,15 @@ ok($announced, 'the sentinels announced a new master')
     or diag($t->read_file('s1.out'));
 like($announcement // '', qr/ @{[ $t->port('r2') ]}$/, 'the replica');
 
-sleep 3;
+# the load goes on for 3 s; meanwhile, when the daemon's route for the
+# Sandbox made during the outage reaches the new master
+my $synced;
+my $load_until = time + 3;
+while (time < $load_until) {
+    $synced //= time if $during && eval {
+        $t->redis_at('r2', 'HGET', 'sbx:route:alice:during', 'addr') };
+    sleep 0.02;
+}
 open my $sf, '>', $stop or die $!;
 close $sf;
 waitpid $_, 0 for values %loaders;
@@ -223,31 +287,34 @@ my ($slowest) = sort { $b <=> $a } map { $_->[1] - $_->[0] } @failed;
 ok(($slowest // 0) < 0.5, sprintf 'the slowest 503 took %.0f ms',
                                   ($slowest // 0) * 1000);
 
+# the test and nginx hear the announcement at about the same moment; the
+# slack is for scheduling on a loaded machine
 my ($back) = grep { $_->[0] > ($announced // 0) && $_->[2] == 200 }
              @uncached;
-my $late = $announced ? grep { $_->[0] > $announced + 0.1 && $_->[2] != 200 }
+my $late = $announced ? grep { $_->[0] > $announced + 0.5 && $_->[2] != 200 }
                         @uncached : -1;
 ok($back && $back->[1] - $announced < 2,
    sprintf 'service back %.0f ms after the announcement',
            $back ? ($back->[1] - $announced) * 1000 : -1);
-is($late, 0, 'no 503 started 100 ms after the announcement');
-diag(sprintf 'killed at 0; announced at %.0f ms; last 503 at %.0f ms;'
-             . ' back at %.0f ms; %d/%d uncached 503',
+is($late, 0, 'no 503 started 500 ms after the announcement');
+diag(sprintf 'killed at 0; announced at %.0f ms; last 503 ended at %.0f ms;'
+             . ' first request started after it served by %.0f ms;'
+             . ' %d/%d uncached 503, %d cached, all 200',
      (($announced // 0) - $killed) * 1000,
      (@failed ? $failed[-1][1] - $killed : 0) * 1000,
      ($back ? $back->[1] - $killed : 0) * 1000,
-     scalar @failed, scalar @uncached);
+     scalar @failed, scalar @uncached, scalar @cached);
 
 # nothing lost: every key works and every record is on the new master
 
 $t->redis_use('r2');
 is($t->redis('ROLE')->[0], 'master', 'the replica is the master now');
 is(scalar(grep { !defined $t->redis('HGET', "sbx:route:$_", 'addr') }
-          @routes, 'viaapi:sb'), 0, 'every route is there');
+          @routes, 'viaapi:sbapi'), 0, 'every route is there');
 my $i = 0;
 is(scalar(grep { $i++; get(2, $_->[1], "sb$i")->{status} != 200 } @keys),
    0, 'every key still works, uncached');
-is($t->http('GET', '/proxy/sb/_debug/k', port => 2,
+is($t->http('GET', '/proxy/sbapi/_debug/k', port => 2,
             headers => { Authorization => "Bearer $apikey" })->{status},
    200, 'the key made through the gateway works');
 ok(defined $t->redis('HGET', 'sbx:user:viaapi', 'id'), 'and its user is there');
@@ -259,6 +326,24 @@ ok(defined $t->redis('HGET', 'sbx:user:after', 'id'), 'there');
 
 like($t->error_log, qr/redis master "$M" is at 127\.0\.0\.1:@{[ $t->port('r2') ]} \(switched\)/,
      'the switch was followed');
+
+SKIP: {
+    skip 'no kube-apiserver for sandbox-syncd', 5 unless $have_k8s;
+    ok($during, 'a Sandbox made while no master was known');
+    diag(sprintf 'sandbox-syncd: its route on the new master %.0f ms after'
+                 . ' the announcement', (($synced // 0) - $announced) * 1000)
+        if $synced && $announced;
+    ok(wait_for(sub { (route_addr('during') // '') eq $rt }, 10),
+       'its route reached the new master');
+    is(route_addr('before'), $rt, 'the route written before is there');
+    ok(sandbox('after') && wait_for(sub { (route_addr('after') // '') eq $rt }),
+       'sandbox-syncd keeps writing routes to the new master');
+    like($t->read_file('syncd.out'),
+         qr/redis master $M is at 127\.0\.0\.1:@{[ $t->port('r2') ]}/,
+         'sandbox-syncd found it through the sentinels');
+    $t->reap('syncd');
+    $t->spawned_ok;
+}
 
 $t->nginx_stop;
 $t->error_log_ok;
