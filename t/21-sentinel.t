@@ -35,7 +35,11 @@ my $k = -x $syncd ? SbxKube->start($t) : undef;
 
 $t->redis_node_start('r1');
 $t->redis_node_start('r2', replicaof => 'r1');
-$t->sentinel_start($_, master => 'r1') for qw(s1 s2 s3);
+# "replica" names a server that is a replica: the sentinels go on naming
+# it (a master that says it is a replica is only "down" to them, and
+# with no replica of its own it cannot be failed over)
+$t->sentinel_start($_, master => 'r1', also => { replica => 'r2' })
+    for qw(s1 s2 s3);
 $t->redis_use('r1');
 
 ok(wait_for(sub { !grep { !$t->sentinel_ready($_, $M, 1, 2) } qw(s1 s2 s3) },
@@ -103,6 +107,35 @@ if ($have_k8s) {
        'sandbox-syncd wrote its route to the master');
 }
 route('alice', 'sb');
+
+# a demoted master is never used: the replica the sentinels name gets
+# ROLE and nothing else, and lookups fail fast meanwhile
+
+my $replica_conf = <<"EOF";
+    sandbox_redis_sentinel replica $sentinels;
+    server {
+        listen 127.0.0.1:%%PORT_1%%;
+        location / { sandbox_route on; proxy_pass http://127.0.0.1:1; }
+    }
+EOF
+$t->write_conf($t->base_conf(http => $replica_conf));
+$t->nginx_start;
+my $evals = sub {
+    my ($n) = $t->redis_at('r2', 'INFO', 'commandstats')
+              =~ /cmdstat_eval:calls=(\d+)/;
+    return $n // 0;
+};
+my $before = $evals->();
+my @replica = map { my $t0 = time; [ get(1)->{status}, time - $t0 ] } 1 .. 5;
+is(scalar(grep { $_->[0] == 503 && $_->[1] < 0.5 } @replica), 5,
+   'the sentinels name a replica: 503 at once')
+    or diag(explain \@replica);
+ok(wait_for(sub { $t->error_log =~ /redis is not the master \(redis 127\.0\.0\.1:@{[ $t->port('r2') ]}\)/ }),
+   'ROLE said so');
+is($evals->(), $before, 'no lookup reached the replica');
+$t->nginx_stop;
+$t->error_log_ok;
+unlink $t->dir . '/error.log';
 
 # port 1: cached (long TTL); port 2: no cache; port 3: API and status
 $t->write_conf($t->base_conf(http => <<"EOF"));

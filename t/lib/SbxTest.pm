@@ -169,21 +169,24 @@ sub redis_node_start {
 }
 
 # a redis-sentinel named $name watching the server named $o{master} as
-# $o{name} ("mymaster"), with short timers: a master silent for
-# $o{down_after} ms (1000) is down; quorum $o{quorum} (2)
+# $o{name} ("mymaster"), and each server named in $o{also} (master name
+# => server name), with short timers: a master silent for $o{down_after}
+# ms (1000) is down; quorum $o{quorum} (2)
 sub sentinel_start {
     my ($self, $name, %o) = @_;
     my $port = $self->port($name);
-    my $m = $o{name} // 'mymaster';
+    my %watch = (($o{name} // 'mymaster') => $o{master}, %{ $o{also} || {} });
     my $file = "$self->{dir}/$name.conf";
     open my $f, '>', $file or croak "$file: $!";
-    printf $f "port %d\nbind 127.0.0.1\ndir %s\n"
-        . "sentinel monitor %s 127.0.0.1 %d %d\n"
-        . "sentinel down-after-milliseconds %s %d\n"
-        . "sentinel failover-timeout %s %d\n"
-        . "sentinel parallel-syncs %s 1\n",
-        $port, $self->{dir}, $m, $self->port($o{master}), $o{quorum} // 2,
-        $m, $o{down_after} // 1000, $m, $o{failover_timeout} // 3000, $m;
+    printf $f "port %d\nbind 127.0.0.1\ndir %s\n", $port, $self->{dir};
+    for my $m (sort keys %watch) {
+        printf $f "sentinel monitor %s 127.0.0.1 %d %d\n"
+            . "sentinel down-after-milliseconds %s %d\n"
+            . "sentinel failover-timeout %s %d\n"
+            . "sentinel parallel-syncs %s 1\n",
+            $m, $self->port($watch{$m}), $o{quorum} // 2,
+            $m, $o{down_after} // 1000, $m, $o{failover_timeout} // 3000, $m;
+    }
     close $f;
     $self->spawn($name, {}, $ENV{SBX_REDIS_SENTINEL} // 'redis-sentinel',
                  $file);
