@@ -8,7 +8,8 @@
  * variables and process hooks; each concern lives in src/:
  *
  *   sandbox_path.c, sandbox_token.c   pure parsers (no nginx headers)
- *   ngx_http_sandbox_redis.c          the non-blocking Redis client
+ *   ngx_http_sandbox_redis.c          the non-blocking Redis client: links
+ *   ngx_http_sandbox_redis_io.c       ... and their traffic
  *   ngx_http_sandbox_sentinel.c       the master Redis Sentinel names
  *   ngx_http_sandbox_auth.c           bearer keys, digests, the admin key
  *   ngx_http_sandbox_route.c          the access phase: auth and routing
