@@ -130,8 +130,9 @@ my @replica = map { my $t0 = time; [ get(1)->{status}, time - $t0 ] } 1 .. 5;
 is(scalar(grep { $_->[0] == 503 && $_->[1] < 0.5 } @replica), 5,
    'the sentinels name a replica: 503 at once')
     or diag(explain \@replica);
-ok(wait_for(sub { $t->error_log =~ /redis is not the master \(redis 127\.0\.0\.1:@{[ $t->port('r2') ]}\)/ }),
-   'ROLE said so');
+my ($r1_port, $r2_port) = ($t->port('r1'), $t->port('r2'));
+my $not_master = qr/redis is not the master \(redis 127\.0\.0\.1:$r2_port\)/;
+ok(wait_for(sub { $t->error_log =~ $not_master }), 'ROLE said so');
 is($evals->(), $before, 'no lookup reached the replica');
 $t->nginx_stop;
 $t->error_log_ok;
@@ -197,7 +198,7 @@ sub api {
 
 ok(wait_for(sub { get(1)->{status} == 200 }), 'cached port routed');
 is(get(2)->{status}, 200, 'uncached port routed');
-like($t->error_log, qr/redis master "$M" is at 127\.0\.0\.1:@{[ $t->port('r1') ]}/,
+like($t->error_log, qr/redis master "$M" is at 127\.0\.0\.1:$r1_port/,
      'the sentinels named the master');
 is(get(1)->{status}, 200, 'cached now');
 
@@ -357,7 +358,8 @@ ok(defined $t->redis('HGET', 'sbx:user:viaapi', 'id'), 'and its user is there');
 is($st, 201, 'the API writes to the new master');
 ok(defined $t->redis('HGET', 'sbx:user:after', 'id'), 'there');
 
-like($t->error_log, qr/redis master "$M" is at 127\.0\.0\.1:@{[ $t->port('r2') ]} \(switched\)/,
+like($t->error_log,
+     qr/redis master "$M" is at 127\.0\.0\.1:$r2_port \(switched\)/,
      'the switch was followed');
 
 SKIP: {
