@@ -111,8 +111,11 @@ route('alice', 'sb');
 # a demoted master is never used: the replica the sentinels name gets
 # ROLE and nothing else, and lookups fail fast meanwhile
 
+# the timeouts are long: a 503 well within them was not waiting for one
 my $replica_conf = <<"EOF";
     sandbox_redis_sentinel replica $sentinels;
+    sandbox_redis_connect_timeout 10s;
+    sandbox_redis_timeout 10s;
     server {
         listen 127.0.0.1:%%PORT_1%%;
         location / { sandbox_route on; proxy_pass http://127.0.0.1:1; }
@@ -127,7 +130,7 @@ my $evals = sub {
 };
 my $before = $evals->();
 my @replica = map { my $t0 = time; [ get(1)->{status}, time - $t0 ] } 1 .. 5;
-is(scalar(grep { $_->[0] == 503 && $_->[1] < 0.5 } @replica), 5,
+is(scalar(grep { $_->[0] == 503 && $_->[1] < 2 } @replica), 5,
    'the sentinels name a replica: 503 at once')
     or diag(explain \@replica);
 my ($r1_port, $r2_port) = ($t->port('r1'), $t->port('r2'));
@@ -141,7 +144,7 @@ unlink $t->dir . '/error.log';
 # port 1: cached (long TTL); port 2: no cache; port 3: API and status
 $t->write_conf($t->base_conf(http => <<"EOF"));
     sandbox_redis_sentinel $M $sentinels;
-    sandbox_redis_timeout 1s;
+    sandbox_redis_timeout 3s;
     sandbox_admin_key_file %%DIR%%/admin.key;
     sandbox_cache_zone sbx:1m;
 
@@ -316,10 +319,10 @@ is(scalar(grep { $_->[2] != 503 } @failed), 0,
 ok(@failed, scalar(@failed) . ' uncached requests got 503 while no master'
             . ' was known');
 
-# fail fast: no 503 waited for a timeout
+# fail fast: no 503 waited for the 3 s timeout
 my ($slowest) = sort { $b <=> $a } map { $_->[1] - $_->[0] } @failed;
-ok(($slowest // 0) < 0.5, sprintf 'the slowest 503 took %.0f ms',
-                                  ($slowest // 0) * 1000);
+ok(($slowest // 0) < 1, sprintf 'the slowest 503 took %.0f ms',
+                                ($slowest // 0) * 1000);
 
 # the test and nginx hear the announcement at about the same moment; the
 # slack is for scheduling on a loaded machine
