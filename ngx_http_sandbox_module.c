@@ -312,18 +312,61 @@ ngx_http_sandbox_add_variables(ngx_conf_t *cf)
 }
 
 
+void *
+ngx_http_sandbox_create_ctx(ngx_http_request_t *r,
+    ngx_http_sandbox_ctx_kind_e kind, size_t size)
+{
+    ngx_http_sandbox_ctx_kind_e  *ctx;
+
+    ctx = ngx_pcalloc(r->pool, size);
+    if (ctx == NULL) {
+        return NULL;
+    }
+
+    *ctx = kind;
+    ngx_http_set_ctx(r, ctx, ngx_http_sandbox_module);
+
+    return ctx;
+}
+
+
+void *
+ngx_http_sandbox_get_ctx(ngx_http_request_t *r,
+    ngx_http_sandbox_ctx_kind_e kind)
+{
+    ngx_http_sandbox_ctx_kind_e  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_sandbox_module);
+
+    return (ctx != NULL && *ctx == kind) ? ctx : NULL;
+}
+
+
+/*
+ * On the data plane every variable has its value; in an API request only
+ * $sandbox_user does (the user the caller's key belongs to), and in any
+ * other request none.
+ */
+
 static ngx_int_t
 ngx_http_sandbox_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
-    ngx_str_t               *s;
-    ngx_http_sandbox_ctx_t  *ctx;
+    ngx_str_t                     *s;
+    ngx_http_sandbox_route_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r->main, ngx_http_sandbox_module);
+    ctx = ngx_http_sandbox_route_ctx(r->main);
 
     if (ctx == NULL) {
-        v->not_found = 1;
-        return NGX_OK;
+        s = (data == NGX_HTTP_SANDBOX_VAR_USER)
+            ? ngx_http_sandbox_api_user(r->main) : NULL;
+
+        if (s == NULL || s->len == 0) {
+            v->not_found = 1;
+            return NGX_OK;
+        }
+
+        goto found;
     }
 
     switch (data) {
@@ -361,6 +404,8 @@ ngx_http_sandbox_variable(ngx_http_request_t *r,
         v->not_found = 1;
         return NGX_OK;
     }
+
+found:
 
     v->len = s->len;
     v->valid = 1;

@@ -3,9 +3,19 @@
 # Only missing packages are installed; nothing else on the system changes.
 set -eu
 
-PKGS="build-essential perl openssl curl redis-server redis-sentinel nginx nginx-dev
+PKGS="build-essential perl openssl curl redis-server nginx nginx-dev
       libpcre2-dev zlib1g-dev libssl-dev libhiredis-dev libjansson-dev
       libcurl4-openssl-dev libyaml-dev"
+
+# t/60-deploy.t: YAML::XS for the rendered manifests; redis-sentinel (for
+# t/21-sentinel.t too) and iproute2 for deploy/redis's pods
+# (t/k8s/redis-pods.sh); and a kubectl
+# with kustomize.  Any kubectl will do (some machines carry a newer one,
+# from a package that conflicts with Debian's); else Debian's
+# kubernetes-client, 1.20 with kustomize v2, which deploy/ is written for
+# as well.
+PKGS="$PKGS libyaml-libyaml-perl redis-sentinel iproute2"
+command -v kubectl >/dev/null 2>&1 || PKGS="$PKGS kubernetes-client"
 
 missing=""
 for p in $PKGS; do

@@ -6,7 +6,8 @@
  * users, API keys and sandboxes, on Redis (docs/api.md).
  *
  * A request is matched against a table of endpoints, its JSON body read
- * and checked here, and the operation is then one Redis script (in
+ * here and checked by the endpoint's preparer (ngx_http_sandbox_api_
+ * prepare.c), and the operation is then one Redis script (in
  * ngx_http_sandbox_api_lua.c) that authenticates the caller and does all
  * of its reads and writes atomically.  The script answers {status, JSON};
  * this file turns epoch times into ISO-8601 and sends it.
@@ -17,59 +18,8 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include <openssl/crypto.h>
-#include <openssl/rand.h>
-
-#include "ngx_http_sandbox_module.h"
 #include "ngx_http_sandbox_api.h"
-#include "sandbox_path.h"
-#include "sandbox_token.h"
-
-
-#define NGX_HTTP_SANDBOX_API_ARGS    12
-#define NGX_HTTP_SANDBOX_API_PARAMS  3
-
-#define NGX_HTTP_SANDBOX_API_PUBLIC  0
-#define NGX_HTTP_SANDBOX_API_ADMIN   1
-#define NGX_HTTP_SANDBOX_API_USER    2
-#define NGX_HTTP_SANDBOX_API_ANON    3      /* with "sandbox_auth off" */
-
-
-typedef struct ngx_http_sandbox_api_ctx_s  ngx_http_sandbox_api_ctx_t;
-
-typedef ngx_int_t (*ngx_http_sandbox_api_prepare_pt)(ngx_http_request_t *r,
-    ngx_http_sandbox_api_ctx_t *ctx);
-
-
-typedef struct {
-    ngx_uint_t                          method;
-    const char                         *path;
-    ngx_uint_t                          auth;
-    ngx_uint_t                          script;
-    ngx_http_sandbox_api_prepare_pt     prepare;
-} ngx_http_sandbox_api_endpoint_t;
-
-
-struct ngx_http_sandbox_api_ctx_s {
-    ngx_http_sandbox_api_endpoint_t    *ep;
-    ngx_str_t                           params[NGX_HTTP_SANDBOX_API_PARAMS];
-    json_t                             *body;
-
-    ngx_uint_t                          argc;
-    const char                         *argv[NGX_HTTP_SANDBOX_API_ARGS];
-    size_t                              argvlen[NGX_HTTP_SANDBOX_API_ARGS];
-
-    u_char                              now[NGX_TIME_T_LEN];
-    u_char                              caller[NGX_HTTP_SANDBOX_SHA256_HEX_LEN];
-    u_char                              id[36];
-    u_char                              key[SBX_KEY_LEN];
-    u_char                              digest[NGX_HTTP_SANDBOX_SHA256_HEX_LEN];
-    u_char                              expires[NGX_TIME_T_LEN];
-    ngx_flag_t                          new_key;
-    ngx_int_t                           rc;
-
-    void                               *op;
-};
+#include "sandbox_body.h"
 
 
 static ngx_int_t ngx_http_sandbox_api_route(ngx_http_request_t *r,
@@ -83,53 +33,14 @@ static ngx_int_t ngx_http_sandbox_api_authenticate(ngx_http_request_t *r,
     ngx_http_sandbox_api_ctx_t *ctx);
 static ngx_int_t ngx_http_sandbox_api_eval(ngx_http_request_t *r,
     ngx_http_sandbox_api_ctx_t *ctx);
-static time_t ngx_http_sandbox_api_parse_iso(u_char *p, size_t len);
 static void ngx_http_sandbox_api_reply(void *data, redisReply *reply);
+static ngx_int_t ngx_http_sandbox_api_copy(ngx_http_request_t *r,
+    ngx_str_t *dst, redisReply *src);
 static ngx_int_t ngx_http_sandbox_api_answer(ngx_http_request_t *r,
     ngx_http_sandbox_api_ctx_t *ctx, redisReply *reply);
 static void ngx_http_sandbox_api_cleanup(void *data);
 static void ngx_http_sandbox_api_fixup(json_t *j);
-static json_t *ngx_http_sandbox_api_iso(time_t t);
-static json_t *ngx_http_sandbox_api_sync(ngx_http_request_t *r, json_t *raw);
 static ngx_int_t ngx_http_sandbox_api_not_found(ngx_http_request_t *r);
-static void ngx_http_sandbox_api_arg(ngx_http_sandbox_api_ctx_t *ctx,
-    const char *s, size_t len);
-static ngx_int_t ngx_http_sandbox_api_string(ngx_http_request_t *r,
-    ngx_http_sandbox_api_ctx_t *ctx, const char *field, ngx_uint_t required,
-    const char **value);
-static ngx_int_t ngx_http_sandbox_api_name(ngx_http_request_t *r,
-    ngx_http_sandbox_api_ctx_t *ctx, const char *field, const char *what,
-    ngx_uint_t required);
-static void ngx_http_sandbox_api_uuid(u_char *dst);
-static ngx_int_t ngx_http_sandbox_api_error(ngx_http_request_t *r,
-    ngx_uint_t status, const char *error, const char *message);
-static ngx_int_t ngx_http_sandbox_api_bad(ngx_http_request_t *r,
-    const char *message);
-
-static ngx_int_t ngx_http_sandbox_api_prep_none(ngx_http_request_t *r,
-    ngx_http_sandbox_api_ctx_t *ctx);
-static ngx_int_t ngx_http_sandbox_api_prep_param(ngx_http_request_t *r,
-    ngx_http_sandbox_api_ctx_t *ctx);
-static ngx_int_t ngx_http_sandbox_api_prep_user_create(ngx_http_request_t *r,
-    ngx_http_sandbox_api_ctx_t *ctx);
-static ngx_int_t ngx_http_sandbox_api_prep_user_list(ngx_http_request_t *r,
-    ngx_http_sandbox_api_ctx_t *ctx);
-static ngx_int_t ngx_http_sandbox_api_prep_user_update(ngx_http_request_t *r,
-    ngx_http_sandbox_api_ctx_t *ctx);
-static ngx_int_t ngx_http_sandbox_api_prep_key_create(ngx_http_request_t *r,
-    ngx_http_sandbox_api_ctx_t *ctx);
-static ngx_int_t ngx_http_sandbox_api_label(ngx_http_request_t *r,
-    ngx_http_sandbox_api_ctx_t *ctx, const char *field, const char **value);
-static ngx_int_t ngx_http_sandbox_api_prep_sandbox_create(
-    ngx_http_request_t *r, ngx_http_sandbox_api_ctx_t *ctx);
-static ngx_int_t ngx_http_sandbox_api_prep_sandbox(ngx_http_request_t *r,
-    ngx_http_sandbox_api_ctx_t *ctx);
-static ngx_int_t ngx_http_sandbox_api_prep_state(ngx_http_request_t *r,
-    ngx_http_sandbox_api_ctx_t *ctx);
-static void ngx_http_sandbox_api_op_arg(ngx_http_request_t *r,
-    ngx_http_sandbox_api_ctx_t *ctx);
-static ngx_int_t ngx_http_sandbox_api_prep_anon(ngx_http_request_t *r,
-    ngx_http_sandbox_api_ctx_t *ctx);
 
 
 #define SBX_GET     NGX_HTTP_GET
@@ -223,12 +134,11 @@ ngx_http_sandbox_api_handler(ngx_http_request_t *r)
     ngx_http_sandbox_api_ctx_t   *ctx;
     ngx_http_sandbox_loc_conf_t  *slcf;
 
-    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_sandbox_api_ctx_t));
+    ctx = ngx_http_sandbox_create_ctx(r, NGX_HTTP_SANDBOX_CTX_API,
+                                      sizeof(ngx_http_sandbox_api_ctx_t));
     if (ctx == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    ngx_http_set_ctx(r, ctx, ngx_http_sandbox_module);
 
     slcf = ngx_http_get_module_loc_conf(r, ngx_http_sandbox_module);
 
@@ -290,13 +200,24 @@ ngx_http_sandbox_api_handler(ngx_http_request_t *r)
 }
 
 
+ngx_str_t *
+ngx_http_sandbox_api_user(ngx_http_request_t *r)
+{
+    ngx_http_sandbox_api_ctx_t  *ctx;
+
+    ctx = ngx_http_sandbox_api_ctx(r);
+
+    return ctx ? &ctx->user : NULL;
+}
+
+
 static void
 ngx_http_sandbox_api_body_handler(ngx_http_request_t *r)
 {
     ngx_int_t                    rc;
     ngx_http_sandbox_api_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_sandbox_module);
+    ctx = ngx_http_sandbox_api_ctx(r);
 
     rc = ngx_http_sandbox_api_parse_body(r, ctx);
 
@@ -405,40 +326,66 @@ static ngx_int_t
 ngx_http_sandbox_api_parse_body(ngx_http_request_t *r,
     ngx_http_sandbox_api_ctx_t *ctx)
 {
-    size_t        len;
-    json_t       *j;
-    ngx_buf_t    *b;
-    json_error_t  err;
-    u_char        msg[256];
+    u_char                    *p, *data;
+    size_t                     len;
+    json_t                    *j;
+    ngx_chain_t               *cl;
+    u_char                     msg[SBX_BODY_ERR_MAX];
+    ngx_http_core_loc_conf_t  *clcf;
 
     if (r->request_body == NULL || r->request_body->bufs == NULL) {
         return NGX_OK;
     }
 
-    if (r->request_body->temp_file || r->request_body->bufs->next) {
+    /*
+     * A body past client_body_buffer_size went to a file: too large.  One
+     * kept in memory may still come in several buffers (a chunked body
+     * has one per chunk), joined here.
+     */
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    len = 0;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        if (cl->buf->in_file || r->request_body->temp_file) {
+            len = clcf->client_body_buffer_size + 1;
+            break;
+        }
+
+        len += cl->buf->last - cl->buf->pos;
+    }
+
+    if (len > clcf->client_body_buffer_size) {
         return ngx_http_sandbox_api_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
                                            "Payload Too Large",
                                            "Request body too large");
     }
 
-    b = r->request_body->bufs->buf;
-    len = b->last - b->pos;
-
     if (len == 0) {
         return NGX_OK;
     }
 
-    j = json_loadb((const char *) b->pos, len, JSON_REJECT_DUPLICATES, &err);
+    cl = r->request_body->bufs;
 
-    if (j == NULL) {
-        ngx_snprintf(msg, sizeof(msg) - 1, "Invalid JSON: %s%Z", err.text);
-        return ngx_http_sandbox_api_bad(r, (const char *) msg);
+    if (cl->next == NULL) {
+        data = cl->buf->pos;
+
+    } else {
+        data = ngx_pnalloc(r->pool, len);
+        if (data == NULL) {
+            return NGX_ERROR;
+        }
+
+        for (p = data; cl; cl = cl->next) {
+            p = ngx_cpymem(p, cl->buf->pos, cl->buf->last - cl->buf->pos);
+        }
     }
 
-    if (!json_is_object(j)) {
-        json_decref(j);
-        return ngx_http_sandbox_api_bad(r,
-                                        "Request body must be a JSON object");
+    j = sbx_body_load((const char *) data, len, (char *) msg);
+
+    if (j == NULL) {
+        return ngx_http_sandbox_api_bad(r, (const char *) msg);
     }
 
     ctx->body = j;
@@ -483,11 +430,9 @@ static ngx_int_t
 ngx_http_sandbox_api_authenticate(ngx_http_request_t *r,
     ngx_http_sandbox_api_ctx_t *ctx)
 {
-    ngx_int_t                      rc;
-    ngx_str_t                      key;
-    const char                    *message;
-    u_char                         digest[NGX_HTTP_SANDBOX_SHA256_HEX_LEN];
-    ngx_http_sandbox_main_conf_t  *smcf;
+    ngx_int_t    rc;
+    ngx_str_t    key;
+    const char  *error, *message;
 
     if (ctx->ep->auth == NGX_HTTP_SANDBOX_API_PUBLIC
         || ctx->ep->auth == NGX_HTTP_SANDBOX_API_ANON)
@@ -506,27 +451,17 @@ ngx_http_sandbox_api_authenticate(ngx_http_request_t *r,
                                            "Unauthorized", message);
     }
 
+    /* a user's key is judged by the operation's script, atomically */
+
     if (ctx->ep->auth == NGX_HTTP_SANDBOX_API_USER) {
         ngx_http_sandbox_sha256_hex(ctx->caller, key.data, key.len);
         return NGX_OK;
     }
 
-    /* the admin key: digests compared in constant time */
+    rc = ngx_http_sandbox_auth_admin(r, &key, &error, &message);
 
-    smcf = ngx_http_get_module_main_conf(r, ngx_http_sandbox_module);
-
-    if (!smcf->admin_key_set) {
-        return ngx_http_sandbox_api_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                           "Internal server error",
-                                           "Admin authentication not "
-                                           "configured");
-    }
-
-    ngx_http_sandbox_sha256_hex(digest, key.data, key.len);
-
-    if (CRYPTO_memcmp(digest, smcf->admin_key_hash, sizeof(digest)) != 0) {
-        return ngx_http_sandbox_api_error(r, NGX_HTTP_FORBIDDEN, "Forbidden",
-                                           "Invalid admin API key");
+    if (rc != NGX_OK) {
+        return ngx_http_sandbox_api_error(r, rc, error, message);
     }
 
     return NGX_OK;
@@ -588,7 +523,7 @@ ngx_http_sandbox_api_reply(void *data, redisReply *reply)
     ngx_http_sandbox_api_ctx_t  *ctx;
 
     c = r->connection;
-    ctx = ngx_http_get_module_ctx(r, ngx_http_sandbox_module);
+    ctx = ngx_http_sandbox_api_ctx(r);
     ctx->op = NULL;
 
     ngx_http_finalize_request(r, ngx_http_sandbox_api_answer(r, ctx, reply));
@@ -596,128 +531,44 @@ ngx_http_sandbox_api_reply(void *data, redisReply *reply)
 }
 
 
-/*
- * sbx:sync as sandbox-syncd wrote it, judged: routes are trustworthy
- * ("synced") while the daemon has listed everything and its view was
- * current within sandbox_sync_max_lag.  The lag is computed here, so a
- * daemon that died, and stopped writing, shows as stale.
- */
-
-static json_t *
-ngx_http_sandbox_api_sync(ngx_http_request_t *r, json_t *raw)
-{
-    json_t                       *sync;
-    const char                   *state, *s;
-    long long                     synced_at, now, lag;
-    ngx_time_t                   *tp;
-    ngx_http_sandbox_loc_conf_t  *slcf;
-
-    slcf = ngx_http_get_module_loc_conf(r, ngx_http_sandbox_module);
-
-    s = json_string_value(json_object_get(raw, "synced_at"));
-    synced_at = s ? strtoll(s, NULL, 10) : 0;
-
-    tp = ngx_timeofday();
-    now = (long long) tp->sec * 1000 + tp->msec;
-    lag = synced_at > 0 ? now - synced_at : -1;
-
-    s = json_string_value(json_object_get(raw, "listed"));
-
-    if (json_object_size(raw) == 0) {
-        state = "unknown";
-
-    } else if (s == NULL || ngx_strcmp(s, "1") != 0) {
-        state = "listing";
-
-    } else if (synced_at <= 0 || lag > (long long) slcf->sync_max_lag
-               || -lag > (long long) slcf->sync_max_lag)
-    {
-        /* far in the future is a wrong clock, which would hide a stop */
-        state = "stale";
-
-    } else {
-        state = "synced";
-    }
-
-    if (lag < 0 && synced_at > 0) {
-        lag = 0;                /* clocks a little apart */
-    }
-
-    sync = json_pack("{ss sb sI}", "state", state,
-                     "routes_trustworthy", ngx_strcmp(state, "synced") == 0,
-                     "lag_ms", (json_int_t) lag);
-    if (sync == NULL) {
-        return json_null();
-    }
-
-    s = json_string_value(json_object_get(raw, "leader"));
-    if (s) {
-        json_object_set_new(sync, "leader", json_string(s));
-    }
-
-    s = json_string_value(json_object_get(raw, "resource_version"));
-    if (s) {
-        json_object_set_new(sync, "resource_version", json_string(s));
-    }
-
-    return sync;
-}
-
-
 static ngx_int_t
 ngx_http_sandbox_api_answer(ngx_http_request_t *r,
     ngx_http_sandbox_api_ctx_t *ctx, redisReply *reply)
 {
-    json_t        *j, *health;
+    json_t        *j;
     ngx_int_t      status;
     json_error_t   err;
 
     if (ctx->ep->script == SBX_LUA_HEALTH) {
-
-        /* healthy means serving; Redis and sync state are reported */
-
-        j = NULL;
-
-        if (reply && reply->type == REDIS_REPLY_ARRAY
-            && reply->elements == 2
-            && reply->element[1]->type == REDIS_REPLY_STRING)
-        {
-            j = json_loadb(reply->element[1]->str, reply->element[1]->len, 0,
-                           &err);
-        }
-
-        health = json_pack("{ss so ss}", "status", "ok",
-                           "timestamp", ngx_http_sandbox_api_iso(ngx_time()),
-                           "database", j ? "connected" : "disconnected");
-        if (health == NULL) {
-            json_decref(j);
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        if (j) {
-            json_object_set(health, "sandboxes", json_object_get(j, "routes"));
-            json_object_set_new(health, "sync",
-                                ngx_http_sandbox_api_sync(r,
-                                    json_object_get(j, "sync")));
-            json_decref(j);
-        }
-
-        return ngx_http_sandbox_send_json(r, NGX_HTTP_OK, health);
+        return ngx_http_sandbox_api_health(r, reply);
     }
 
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
-        || reply->elements != 2
+        || reply->elements < 2 || reply->elements > 3
         || reply->element[0]->type != REDIS_REPLY_INTEGER
         || reply->element[1]->type != REDIS_REPLY_STRING)
     {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "sandbox api: script failed");
+        /* a NULL reply is an outage, which the Redis client logs once */
+
+        if (reply != NULL) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "sandbox api: script failed");
+        }
+
         return ngx_http_sandbox_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                            "Service Unavailable",
                                            "Sandbox registry unavailable");
     }
 
     status = reply->element[0]->integer;
+
+    if (reply->elements == 3
+        && reply->element[2]->type == REDIS_REPLY_STRING
+        && ngx_http_sandbox_api_copy(r, &ctx->user, reply->element[2])
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     j = json_loadb(reply->element[1]->str, reply->element[1]->len, 0, &err);
 
@@ -750,6 +601,21 @@ ngx_http_sandbox_api_answer(ngx_http_request_t *r,
     }
 
     return ngx_http_sandbox_send_json(r, status, j);
+}
+
+
+static ngx_int_t
+ngx_http_sandbox_api_copy(ngx_http_request_t *r, ngx_str_t *dst,
+    redisReply *src)
+{
+    dst->data = ngx_pnalloc(r->pool, src->len);
+    if (dst->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    dst->len = ngx_cpymem(dst->data, src->str, src->len) - dst->data;
+
+    return NGX_OK;
 }
 
 
@@ -807,7 +673,7 @@ ngx_http_sandbox_api_fixup(json_t *j)
 }
 
 
-static json_t *
+json_t *
 ngx_http_sandbox_api_iso(time_t t)
 {
     ngx_tm_t  tm;
@@ -876,7 +742,7 @@ ngx_http_sandbox_api_not_found(ngx_http_request_t *r)
 
 /* arguments */
 
-static void
+void
 ngx_http_sandbox_api_arg(ngx_http_sandbox_api_ctx_t *ctx, const char *s,
     size_t len)
 {
@@ -889,573 +755,27 @@ ngx_http_sandbox_api_arg(ngx_http_sandbox_api_ctx_t *ctx, const char *s,
 
 
 /*
- * A string field of the body: absent or null gives "" (or 400 when
- * required); any other type is a 400.
- */
-
-static ngx_int_t
-ngx_http_sandbox_api_string(ngx_http_request_t *r,
-    ngx_http_sandbox_api_ctx_t *ctx, const char *field, ngx_uint_t required,
-    const char **value)
-{
-    json_t  *v;
-    u_char  *msg;
-
-    v = ctx->body ? json_object_get(ctx->body, field) : NULL;
-
-    if (v == NULL || json_is_null(v)
-        || (json_is_string(v) && json_string_length(v) == 0))
-    {
-        if (required) {
-            msg = ngx_pnalloc(r->pool, ngx_strlen(field) + 13);
-            if (msg == NULL) {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-
-            ngx_sprintf(msg, "%s is required%Z", field);
-            return ngx_http_sandbox_api_bad(r, (const char *) msg);
-        }
-
-        *value = "";
-        return NGX_OK;
-    }
-
-    if (!json_is_string(v) || json_string_length(v) > 1024
-        || ngx_strlen(json_string_value(v)) != json_string_length(v))
-    {
-        msg = ngx_pnalloc(r->pool, ngx_strlen(field) + 40);
-        if (msg == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        ngx_sprintf(msg, "%s must be a string of at most 1024 bytes%Z",
-                    field);
-        return ngx_http_sandbox_api_bad(r, (const char *) msg);
-    }
-
-    *value = json_string_value(v);
-
-    return NGX_OK;
-}
-
-
-/* a name field (user or sandbox): a DNS-1123 label, as Kubernetes wants */
-
-static ngx_int_t
-ngx_http_sandbox_api_name(ngx_http_request_t *r,
-    ngx_http_sandbox_api_ctx_t *ctx, const char *field, const char *what,
-    ngx_uint_t required)
-{
-    ngx_int_t    rc;
-    const char  *s;
-    u_char      *msg;
-
-    rc = ngx_http_sandbox_api_string(r, ctx, field, required, &s);
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
-    if (*s && (!sbx_dns_label_valid((u_char *) s, ngx_strlen(s))
-               || ngx_strcmp(s, "proxy") == 0))
-    {
-        msg = ngx_pnalloc(r->pool, 160);
-        if (msg == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        ngx_sprintf(msg, "%s must be a DNS-1123 label: 1 to 63 lowercase "
-                    "letters, digits or '-', starting and ending with a "
-                    "letter or digit%Z", what);
-        return ngx_http_sandbox_api_bad(r, (const char *) msg);
-    }
-
-    ngx_http_sandbox_api_arg(ctx, s, ngx_strlen(s));
-
-    return NGX_OK;
-}
-
-
-static void
-ngx_http_sandbox_api_uuid(u_char *dst)
-{
-    u_char  b[16], hex[32];
-
-    if (RAND_bytes(b, sizeof(b)) != 1) {
-        ngx_memzero(b, sizeof(b));
-    }
-
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-
-    ngx_hex_dump(hex, b, 16);
-
-    ngx_sprintf(dst, "%*s-%*s-%*s-%*s-%*s", (size_t) 8, hex, (size_t) 4,
-                hex + 8, (size_t) 4, hex + 12, (size_t) 4, hex + 16,
-                (size_t) 12, hex + 20);
-}
-
-
-/*
  * An answer made before any Redis command: the send's result is kept for
  * the final ngx_http_finalize_request(), and NGX_ABORT tells the callers
  * that the request has been answered.
  */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_sandbox_api_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *error, const char *message)
 {
     ngx_http_sandbox_api_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_sandbox_module);
+    ctx = ngx_http_sandbox_api_ctx(r);
     ctx->rc = ngx_http_sandbox_send_error(r, status, error, message);
 
     return NGX_ABORT;
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_sandbox_api_bad(ngx_http_request_t *r, const char *message)
 {
     return ngx_http_sandbox_api_error(r, NGX_HTTP_BAD_REQUEST, "Bad Request",
                                       message);
-}
-
-
-/* per-endpoint arguments */
-
-static ngx_int_t
-ngx_http_sandbox_api_prep_none(ngx_http_request_t *r,
-    ngx_http_sandbox_api_ctx_t *ctx)
-{
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_sandbox_api_prep_param(ngx_http_request_t *r,
-    ngx_http_sandbox_api_ctx_t *ctx)
-{
-    ngx_http_sandbox_api_arg(ctx, (char *) ctx->params[0].data,
-                             ctx->params[0].len);
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_sandbox_api_prep_user_create(ngx_http_request_t *r,
-    ngx_http_sandbox_api_ctx_t *ctx)
-{
-    ngx_int_t    rc;
-    const char  *email;
-
-    rc = ngx_http_sandbox_api_name(r, ctx, "username", "username", 1);
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
-    rc = ngx_http_sandbox_api_string(r, ctx, "email", 0, &email);
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
-    ngx_http_sandbox_api_arg(ctx, email, ngx_strlen(email));
-
-    ngx_http_sandbox_api_uuid(ctx->id);
-    ngx_http_sandbox_api_arg(ctx, (char *) ctx->id, 36);
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_sandbox_api_prep_user_list(ngx_http_request_t *r,
-    ngx_http_sandbox_api_ctx_t *ctx)
-{
-    ngx_str_t  v;
-
-    if (ngx_http_arg(r, (u_char *) "active_only", 11, &v) == NGX_OK
-        && v.len == 4 && ngx_strncmp(v.data, "true", 4) == 0)
-    {
-        ngx_http_sandbox_api_arg(ctx, "1", 1);
-
-    } else {
-        ngx_http_sandbox_api_arg(ctx, "0", 1);
-    }
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_sandbox_api_prep_user_update(ngx_http_request_t *r,
-    ngx_http_sandbox_api_ctx_t *ctx)
-{
-    json_t  *email, *active;
-
-    ngx_http_sandbox_api_prep_param(r, ctx);
-
-    email = ctx->body ? json_object_get(ctx->body, "email") : NULL;
-    active = ctx->body ? json_object_get(ctx->body, "is_active") : NULL;
-
-    /* "\0": leave the email as it is */
-
-    if (email == NULL) {
-        ngx_http_sandbox_api_arg(ctx, "\\0", 2);
-
-    } else if (json_is_null(email)) {
-        ngx_http_sandbox_api_arg(ctx, "", 0);
-
-    } else if (json_is_string(email) && json_string_length(email) > 0
-               && json_string_length(email) <= 1024
-               && ngx_strlen(json_string_value(email))
-                  == json_string_length(email))
-    {
-        ngx_http_sandbox_api_arg(ctx, json_string_value(email),
-                                 json_string_length(email));
-
-    } else {
-        return ngx_http_sandbox_api_bad(r, "email must be a string or null");
-    }
-
-    if (active == NULL) {
-        ngx_http_sandbox_api_arg(ctx, "", 0);
-
-    } else if (json_is_boolean(active)) {
-        ngx_http_sandbox_api_arg(ctx, json_is_true(active) ? "1" : "0", 1);
-
-    } else {
-        return ngx_http_sandbox_api_bad(r, "is_active must be a boolean");
-    }
-
-    return NGX_OK;
-}
-
-
-/*
- * A new key: 24 random bytes, base64url, "sk_live_" in front; Redis gets
- * only its digest and a display prefix.
- */
-
-static ngx_int_t
-ngx_http_sandbox_api_prep_key_create(ngx_http_request_t *r,
-    ngx_http_sandbox_api_ctx_t *ctx)
-{
-    time_t       expires;
-    ngx_int_t    rc;
-    ngx_str_t    src, dst;
-    json_t      *v;
-    const char  *name;
-    u_char       raw[24], enc[32];
-
-    if (ctx->ep->auth == NGX_HTTP_SANDBOX_API_ADMIN) {
-        ngx_http_sandbox_api_prep_param(r, ctx);
-
-    } else {
-        ngx_http_sandbox_api_arg(ctx, "", 0);
-    }
-
-    rc = ngx_http_sandbox_api_string(r, ctx, "name", 0, &name);
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
-    expires = 0;
-    v = ctx->body ? json_object_get(ctx->body, "expires_at") : NULL;
-
-    if (v && !json_is_null(v)) {
-        if (!json_is_string(v)) {
-            return ngx_http_sandbox_api_bad(r, "expires_at must be an "
-                                               "ISO-8601 date");
-        }
-
-        expires = ngx_parse_http_time((u_char *) json_string_value(v),
-                                      json_string_length(v));
-
-        if (expires == NGX_ERROR) {
-            expires = ngx_http_sandbox_api_parse_iso(
-                                            (u_char *) json_string_value(v),
-                                            json_string_length(v));
-        }
-
-        if (expires == NGX_ERROR || expires <= ngx_time()) {
-            return ngx_http_sandbox_api_bad(r, "expires_at must be an "
-                                               "ISO-8601 date in the future");
-        }
-    }
-
-    if (RAND_bytes(raw, sizeof(raw)) != 1) {
-        return ngx_http_sandbox_api_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                           "Internal server error",
-                                           "No randomness available");
-    }
-
-    src.data = raw;
-    src.len = sizeof(raw);
-    dst.data = enc;
-
-    ngx_encode_base64url(&dst, &src);
-    ngx_explicit_memzero(raw, sizeof(raw));
-
-    ngx_memcpy(ctx->key, SBX_KEY_PREFIX, sizeof(SBX_KEY_PREFIX) - 1);
-    ngx_memcpy(ctx->key + sizeof(SBX_KEY_PREFIX) - 1, enc, 32);
-    ngx_explicit_memzero(enc, sizeof(enc));
-    ctx->new_key = 1;
-
-    ngx_http_sandbox_sha256_hex(ctx->digest, ctx->key, SBX_KEY_LEN);
-    ngx_http_sandbox_api_uuid(ctx->id);
-
-    ngx_http_sandbox_api_arg(ctx, (char *) ctx->digest,
-                             NGX_HTTP_SANDBOX_SHA256_HEX_LEN);
-    ngx_http_sandbox_api_arg(ctx, (char *) ctx->key, 12);
-    ngx_http_sandbox_api_arg(ctx, (char *) ctx->id, 36);
-    ngx_http_sandbox_api_arg(ctx, name, ngx_strlen(name));
-    ngx_http_sandbox_api_arg(ctx, (char *) ctx->expires,
-                             ngx_sprintf(ctx->expires, "%T", expires)
-                             - ctx->expires);
-
-    return NGX_OK;
-}
-
-
-/* "2025-11-09T10:30:00Z", "2025-11-09T10:30:00.000Z", "2025-11-09" */
-
-static time_t
-ngx_http_sandbox_api_parse_iso(u_char *p, size_t len)
-{
-    ngx_tm_t    tm;
-    ngx_uint_t  i, n[6];
-
-    ngx_memzero(n, sizeof(n));
-
-    if (len < 10 || p[4] != '-' || p[7] != '-') {
-        return NGX_ERROR;
-    }
-
-    n[0] = ngx_atoi(p, 4);
-    n[1] = ngx_atoi(p + 5, 2);
-    n[2] = ngx_atoi(p + 8, 2);
-
-    if (len > 10) {
-        if (len < 19 || (p[10] != 'T' && p[10] != ' ') || p[13] != ':'
-            || p[16] != ':')
-        {
-            return NGX_ERROR;
-        }
-
-        n[3] = ngx_atoi(p + 11, 2);
-        n[4] = ngx_atoi(p + 14, 2);
-        n[5] = ngx_atoi(p + 17, 2);
-
-        /* fractions and a "Z" may follow; other zones are refused */
-
-        for (i = 19; i < len; i++) {
-            if (!((p[i] >= '0' && p[i] <= '9') || p[i] == '.'
-                  || (p[i] == 'Z' && i == len - 1)))
-            {
-                return NGX_ERROR;
-            }
-        }
-    }
-
-    for (i = 0; i < 6; i++) {
-        if (n[i] == (ngx_uint_t) NGX_ERROR) {
-            return NGX_ERROR;
-        }
-    }
-
-    if (n[1] < 1 || n[1] > 12 || n[2] < 1 || n[2] > 31 || n[3] > 23
-        || n[4] > 59 || n[5] > 59 || n[0] < 1970)
-    {
-        return NGX_ERROR;
-    }
-
-    ngx_memzero(&tm, sizeof(ngx_tm_t));
-    tm.tm_year = n[0] - 1900;
-    tm.tm_mon = n[1] - 1;
-    tm.tm_mday = n[2];
-    tm.tm_hour = n[3];
-    tm.tm_min = n[4];
-    tm.tm_sec = n[5];
-
-    return timegm(&tm);
-}
-
-
-/* a label field of the no-auth API: absent means "default" */
-
-static ngx_int_t
-ngx_http_sandbox_api_label(ngx_http_request_t *r,
-    ngx_http_sandbox_api_ctx_t *ctx, const char *field, const char **value)
-{
-    ngx_int_t  rc;
-    u_char     msg[64];
-
-    rc = ngx_http_sandbox_api_string(r, ctx, field, 0, value);
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
-    if (**value == '\0') {
-        *value = "default";
-    }
-
-    if (!sbx_dns_label_valid((u_char *) *value, ngx_strlen(*value))) {
-        ngx_snprintf(msg, sizeof(msg), "%s must be a DNS-1123 label%Z",
-                     field);
-        return ngx_http_sandbox_api_bad(r, (const char *) msg);
-    }
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_sandbox_api_prep_sandbox_create(ngx_http_request_t *r,
-    ngx_http_sandbox_api_ctx_t *ctx)
-{
-    ngx_int_t                     rc;
-    const char                   *image, *user, *nsv;
-    ngx_http_sandbox_loc_conf_t  *slcf;
-
-    slcf = ngx_http_get_module_loc_conf(r, ngx_http_sandbox_module);
-
-    /* with authentication off, the body names the user (or "default") */
-
-    if (ctx->ep->auth == NGX_HTTP_SANDBOX_API_ANON) {
-        rc = ngx_http_sandbox_api_label(r, ctx, "username", &user);
-        if (rc != NGX_OK) {
-            return rc;
-        }
-
-        ctx->argv[4] = user;
-        ctx->argvlen[4] = ngx_strlen(user);
-    }
-
-    rc = ngx_http_sandbox_api_name(r, ctx, "name", "Sandbox name", 1);
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
-    /* the "port" clients send is ignored: the runtime's port is fixed */
-
-    rc = ngx_http_sandbox_api_string(r, ctx, "image", 0, &image);
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
-    if (*image == '\0') {
-        image = (const char *) slcf->default_image.data;
-    }
-
-    ngx_http_sandbox_api_arg(ctx, image, ngx_strlen(image));
-
-    if (ctx->ep->auth == NGX_HTTP_SANDBOX_API_ANON) {
-        rc = ngx_http_sandbox_api_label(r, ctx, "namespace", &nsv);
-        if (rc != NGX_OK) {
-            return rc;
-        }
-
-        ngx_http_sandbox_api_arg(ctx, nsv, ngx_strlen(nsv));
-
-    } else {
-        /* a namespace per user, as the original: <prefix><user> */
-        ngx_http_sandbox_api_arg(ctx, (char *) slcf->namespace_prefix.data,
-                                 slcf->namespace_prefix.len);
-    }
-
-    ngx_http_sandbox_api_arg(ctx, (char *) ctx->expires,
-                             ngx_sprintf(ctx->expires, "%ui", slcf->quota)
-                             - ctx->expires);
-
-    ngx_http_sandbox_api_arg(ctx, ctx->ep->auth == NGX_HTTP_SANDBOX_API_ANON
-                                  ? "namespace" : "prefix",
-                             ctx->ep->auth == NGX_HTTP_SANDBOX_API_ANON
-                             ? 9 : 6);
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_sandbox_api_prep_sandbox(ngx_http_request_t *r,
-    ngx_http_sandbox_api_ctx_t *ctx)
-{
-    if (!sbx_dns_label_valid(ctx->params[0].data, ctx->params[0].len)) {
-        return ngx_http_sandbox_api_bad(r, "Sandbox name must be a DNS-1123 "
-                                           "label");
-    }
-
-    return ngx_http_sandbox_api_prep_param(r, ctx);
-}
-
-
-/* pause or resume: the last path segment says which */
-
-static ngx_int_t
-ngx_http_sandbox_api_prep_state(ngx_http_request_t *r,
-    ngx_http_sandbox_api_ctx_t *ctx)
-{
-    ngx_int_t  rc;
-
-    rc = ngx_http_sandbox_api_prep_sandbox(r, ctx);
-    if (rc == NGX_OK) {
-        ngx_http_sandbox_api_op_arg(r, ctx);
-    }
-
-    return rc;
-}
-
-
-static void
-ngx_http_sandbox_api_op_arg(ngx_http_request_t *r,
-    ngx_http_sandbox_api_ctx_t *ctx)
-{
-    size_t  len;
-
-    len = r->uri.len;
-
-    if (len && r->uri.data[len - 1] == '/') {
-        len--;
-    }
-
-    if (len >= 6 && ngx_strncasecmp(r->uri.data + len - 6,
-                                    (u_char *) "/pause", 6) == 0)
-    {
-        ngx_http_sandbox_api_arg(ctx, "pause", 5);
-
-    } else {
-        ngx_http_sandbox_api_arg(ctx, "resume", 6);
-    }
-}
-
-
-/* /api/sandboxes/:user/:name[/pause|/resume], authentication off */
-
-static ngx_int_t
-ngx_http_sandbox_api_prep_anon(ngx_http_request_t *r,
-    ngx_http_sandbox_api_ctx_t *ctx)
-{
-    ngx_str_t  *user, *name;
-
-    user = &ctx->params[0];
-    name = &ctx->params[1];
-
-    if (!sbx_dns_label_valid(user->data, user->len)
-        || !sbx_dns_label_valid(name->data, name->len))
-    {
-        return ngx_http_sandbox_api_bad(r, "user and sandbox names must be "
-                                           "DNS-1123 labels");
-    }
-
-    ctx->argv[4] = (const char *) user->data;
-    ctx->argvlen[4] = user->len;
-
-    ngx_http_sandbox_api_arg(ctx, (char *) name->data, name->len);
-
-    if (ctx->ep->script == SBX_LUA_ANON_SANDBOX_STATE) {
-        ngx_http_sandbox_api_op_arg(r, ctx);
-    }
-
-    return NGX_OK;
 }

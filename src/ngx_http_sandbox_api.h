@@ -2,7 +2,11 @@
 /*
  * Copyright (C) The sandbox gateway authors
  *
- * The management and admin API: endpoints and their Redis scripts.
+ * The management and admin API: what its files share.  The router and
+ * the request's life are in ngx_http_sandbox_api.c, each endpoint's
+ * arguments in ngx_http_sandbox_api_prepare.c (bodies checked by
+ * sandbox_body.c), /health in ngx_http_sandbox_api_health.c and the Redis
+ * scripts in ngx_http_sandbox_api_lua.c.
  */
 
 
@@ -12,6 +16,10 @@
 
 #include <ngx_config.h>
 #include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_sandbox_module.h"
+#include "sandbox_token.h"
 
 
 typedef struct {
@@ -48,6 +56,98 @@ typedef enum {
 
 
 extern ngx_http_sandbox_api_script_t  ngx_http_sandbox_api_scripts[];
+
+
+#define NGX_HTTP_SANDBOX_API_ARGS    12
+#define NGX_HTTP_SANDBOX_API_PARAMS  3
+
+/* who may call an endpoint */
+#define NGX_HTTP_SANDBOX_API_PUBLIC  0
+#define NGX_HTTP_SANDBOX_API_ADMIN   1
+#define NGX_HTTP_SANDBOX_API_USER    2
+#define NGX_HTTP_SANDBOX_API_ANON    3      /* with "sandbox_auth off" */
+
+
+typedef struct ngx_http_sandbox_api_ctx_s  ngx_http_sandbox_api_ctx_t;
+
+typedef ngx_int_t (*ngx_http_sandbox_api_prepare_pt)(ngx_http_request_t *r,
+    ngx_http_sandbox_api_ctx_t *ctx);
+
+
+typedef struct {
+    ngx_uint_t                          method;
+    const char                         *path;
+    ngx_uint_t                          auth;
+    ngx_uint_t                          script;
+    ngx_http_sandbox_api_prepare_pt     prepare;
+} ngx_http_sandbox_api_endpoint_t;
+
+
+struct ngx_http_sandbox_api_ctx_s {
+    ngx_http_sandbox_ctx_kind_e         kind;       /* first: see module.h */
+    ngx_http_sandbox_api_endpoint_t    *ep;
+    ngx_str_t                           params[NGX_HTTP_SANDBOX_API_PARAMS];
+    json_t                             *body;
+
+    /* the script's EVAL command: EVAL, script, 0, now, caller, ... */
+    ngx_uint_t                          argc;
+    const char                         *argv[NGX_HTTP_SANDBOX_API_ARGS];
+    size_t                              argvlen[NGX_HTTP_SANDBOX_API_ARGS];
+
+    u_char                              now[NGX_TIME_T_LEN];
+    u_char                              caller[NGX_HTTP_SANDBOX_SHA256_HEX_LEN];
+    u_char                              id[36];
+    u_char                              key[SBX_KEY_LEN];
+    u_char                              digest[NGX_HTTP_SANDBOX_SHA256_HEX_LEN];
+    u_char                              expires[NGX_TIME_T_LEN];
+    ngx_flag_t                          new_key;
+    ngx_int_t                           rc;
+
+    ngx_str_t                           user;       /* the caller's */
+
+    void                               *op;
+};
+
+
+#define ngx_http_sandbox_api_ctx(r)                                           \
+    ((ngx_http_sandbox_api_ctx_t *)                                           \
+         ngx_http_sandbox_get_ctx(r, NGX_HTTP_SANDBOX_CTX_API))
+
+
+/* ngx_http_sandbox_api.c */
+void ngx_http_sandbox_api_arg(ngx_http_sandbox_api_ctx_t *ctx, const char *s,
+    size_t len);
+ngx_int_t ngx_http_sandbox_api_error(ngx_http_request_t *r,
+    ngx_uint_t status, const char *error, const char *message);
+ngx_int_t ngx_http_sandbox_api_bad(ngx_http_request_t *r,
+    const char *message);
+json_t *ngx_http_sandbox_api_iso(time_t t);
+
+/* ngx_http_sandbox_api_prepare.c: each endpoint's script arguments */
+ngx_int_t ngx_http_sandbox_api_prep_none(ngx_http_request_t *r,
+    ngx_http_sandbox_api_ctx_t *ctx);
+ngx_int_t ngx_http_sandbox_api_prep_param(ngx_http_request_t *r,
+    ngx_http_sandbox_api_ctx_t *ctx);
+ngx_int_t ngx_http_sandbox_api_prep_user_create(ngx_http_request_t *r,
+    ngx_http_sandbox_api_ctx_t *ctx);
+ngx_int_t ngx_http_sandbox_api_prep_user_list(ngx_http_request_t *r,
+    ngx_http_sandbox_api_ctx_t *ctx);
+ngx_int_t ngx_http_sandbox_api_prep_user_update(ngx_http_request_t *r,
+    ngx_http_sandbox_api_ctx_t *ctx);
+ngx_int_t ngx_http_sandbox_api_prep_key_create(ngx_http_request_t *r,
+    ngx_http_sandbox_api_ctx_t *ctx);
+ngx_int_t ngx_http_sandbox_api_prep_sandbox_create(ngx_http_request_t *r,
+    ngx_http_sandbox_api_ctx_t *ctx);
+ngx_int_t ngx_http_sandbox_api_prep_sandbox(ngx_http_request_t *r,
+    ngx_http_sandbox_api_ctx_t *ctx);
+ngx_int_t ngx_http_sandbox_api_prep_state(ngx_http_request_t *r,
+    ngx_http_sandbox_api_ctx_t *ctx);
+ngx_int_t ngx_http_sandbox_api_prep_anon(ngx_http_request_t *r,
+    ngx_http_sandbox_api_ctx_t *ctx);
+
+/* ngx_http_sandbox_api_health.c: the answer of GET /health */
+ngx_int_t ngx_http_sandbox_api_health(ngx_http_request_t *r,
+    redisReply *reply);
 
 
 #endif /* _NGX_HTTP_SANDBOX_API_H_INCLUDED_ */

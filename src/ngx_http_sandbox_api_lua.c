@@ -5,7 +5,8 @@
  * The management API's Redis scripts.  Each request is one EVAL: the
  * authentication, the checks and every write of an operation happen in one
  * atomic step, so nothing is ever half done.  A script returns
- * {status, body}, body being JSON made with Redis's cjson; times are epoch
+ * {status, body[, user]}, body being JSON made with Redis's cjson and user
+ * the authenticated caller's name (for the access log); times are epoch
  * seconds, turned into ISO-8601 by the module.
  *
  * ARGV[1] is always the time (epoch seconds), ARGV[2] the caller: a key
@@ -25,7 +26,9 @@
 
 #define SBX_LUA_COMMON                                                        \
     "local now = tonumber(ARGV[1])\n"                                         \
-    "local function reply(status, t) return {status, cjson.encode(t)} end\n"  \
+    "local who\n"                                                             \
+    "local function reply(status, t)\n"                                       \
+    "  return {status, cjson.encode(t), who} end\n"                           \
     "local function fail(status, e, m)\n"                                     \
     "  return reply(status, {error = e, message = m}) end\n"                  \
     "local function hash(key)\n"                                              \
@@ -77,13 +80,15 @@
     "  return fail(401, 'Unauthorized', 'API key has expired') end\n"         \
     "if now - num(k[5]) >= 60 then\n"                                         \
     "  redis.call('HSET', kh, 'last_used_at', now) end\n"                     \
-    "local user = k[1]\n"
+    "local user = k[1]\n"                                                     \
+    "who = user\n"
 
 
 /* authentication off: the user named in the request */
 
 #define SBX_LUA_AUTH_NONE                                                     \
     "local user = ARGV[2]\n"                                                  \
+    "who = user\n"                                                            \
     "local function missing(n)\n"                                             \
     "  return reply(404, {error = 'Sandbox not found', username = user,\n"    \
     "                     name = n}) end\n"

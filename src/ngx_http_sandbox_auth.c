@@ -2,9 +2,13 @@
 /*
  * Copyright (C) The sandbox gateway authors
  *
- * Bearer key extraction and hashing.  Keys are only ever compared as
- * SHA-256 hex digests: Redis stores digests, and the admin key read from
- * its file is hashed at configuration time and the clear text dropped.
+ * The gateway's authentication decisions, in one place: the bearer key
+ * of a request, the admin key, and whether a key record found in Redis or
+ * the cache is good (active, not expired, its user active).  Keys are
+ * only ever compared as SHA-256 digests: Redis stores digests, and the
+ * admin key read from its file is hashed at configuration time and the
+ * clear text dropped.  (The API's Redis scripts judge the keys of /api/me
+ * and /api/sandboxes the same way, atomically with what they do.)
  */
 
 
@@ -12,6 +16,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 #include "ngx_http_sandbox_module.h"
@@ -53,6 +58,75 @@ ngx_http_sandbox_auth_bearer(ngx_http_request_t *r, ngx_str_t *key,
 
     key->data = h->value.data + off;
     key->len = len;
+
+    return NGX_OK;
+}
+
+
+/*
+ * A key record, as Redis or the cache gave it: NGX_OK when it may be
+ * used, else NGX_HTTP_UNAUTHORIZED with the original proxy's message.
+ * On the hot path (every cached request): no allocation.
+ */
+
+ngx_int_t
+ngx_http_sandbox_auth_key(ngx_http_sandbox_key_t *key, const char **message)
+{
+    switch (key->state) {
+
+    case NGX_HTTP_SANDBOX_KEY_VALID:
+        break;
+
+    case NGX_HTTP_SANDBOX_KEY_INACTIVE:
+        *message = "API key is inactive";
+        return NGX_HTTP_UNAUTHORIZED;
+
+    case NGX_HTTP_SANDBOX_KEY_USER_INACTIVE:
+        *message = "User account is inactive";
+        return NGX_HTTP_UNAUTHORIZED;
+
+    default: /* NGX_HTTP_SANDBOX_KEY_UNKNOWN */
+        *message = "Invalid API key";
+        return NGX_HTTP_UNAUTHORIZED;
+    }
+
+    if (key->expires > 0 && key->expires <= ngx_time()) {
+        *message = "API key has expired";
+        return NGX_HTTP_UNAUTHORIZED;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The admin API's key against the configured one, digests compared in
+ * constant time: NGX_OK, or the status to answer with its error and
+ * message.
+ */
+
+ngx_int_t
+ngx_http_sandbox_auth_admin(ngx_http_request_t *r, ngx_str_t *key,
+    const char **error, const char **message)
+{
+    u_char                         digest[NGX_HTTP_SANDBOX_SHA256_HEX_LEN];
+    ngx_http_sandbox_main_conf_t  *smcf;
+
+    smcf = ngx_http_get_module_main_conf(r, ngx_http_sandbox_module);
+
+    if (!smcf->admin_key_set) {
+        *error = "Internal server error";
+        *message = "Admin authentication not configured";
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_http_sandbox_sha256_hex(digest, key->data, key->len);
+
+    if (CRYPTO_memcmp(digest, smcf->admin_key_hash, sizeof(digest)) != 0) {
+        *error = "Forbidden";
+        *message = "Invalid admin API key";
+        return NGX_HTTP_FORBIDDEN;
+    }
 
     return NGX_OK;
 }

@@ -48,8 +48,8 @@ typedef struct {
 
 typedef struct {
     ngx_http_sandbox_balancer_conf_t  *conf;
-    ngx_http_sandbox_ctx_t         *ctx;
-    ngx_http_upstream_t            *upstream;
+    ngx_http_sandbox_route_ctx_t      *ctx;
+    ngx_http_upstream_t               *upstream;
 } ngx_http_sandbox_balancer_peer_t;
 
 
@@ -264,10 +264,10 @@ static ngx_int_t
 ngx_http_sandbox_balancer_init_peer(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us)
 {
-    ngx_http_sandbox_ctx_t            *ctx;
+    ngx_http_sandbox_route_ctx_t      *ctx;
     ngx_http_sandbox_balancer_peer_t  *bp;
 
-    ctx = ngx_http_get_module_ctx(r->main, ngx_http_sandbox_module);
+    ctx = ngx_http_sandbox_route_ctx(r->main);
 
     if (ctx == NULL || ctx->addr == NULL) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
@@ -376,7 +376,7 @@ ngx_http_sandbox_balancer_free_peer(ngx_peer_connection_t *pc, void *data,
     ngx_http_sandbox_balancer_peer_t *bp = data;
 
     ngx_connection_t              *c;
-    ngx_http_sandbox_ctx_t        *ctx;
+    ngx_http_sandbox_route_ctx_t  *ctx;
     ngx_http_sandbox_main_conf_t  *smcf;
 
     ctx = bp->ctx;

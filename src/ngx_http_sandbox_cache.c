@@ -13,7 +13,9 @@
  * Every entry records the zone's generation when it was filled; bumping the
  * generation (after a lost subscription, or on "flush") turns every entry
  * into a miss in O(1).  Single entries are dropped by the invalidation
- * messages the API and the sync daemon publish on sbx:events.
+ * messages the API and the sync daemon publish on sbx:events
+ * (ngx_http_sandbox_cache_inval.c); the entry layout and the table's
+ * primitives are in ngx_http_sandbox_cache_table.h.
  */
 
 
@@ -21,113 +23,11 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include "ngx_http_sandbox_cache.h"
-
-
-#define NGX_HTTP_SANDBOX_CACHE_KEY    'k'
-#define NGX_HTTP_SANDBOX_CACHE_ROUTE  'r'
-
-/* entries in use an eviction may move back to the head before it evicts */
-#define NGX_HTTP_SANDBOX_CACHE_CHANCES  16
-
-/* room for "r" + user + "/" + name, both DNS labels */
-#define NGX_HTTP_SANDBOX_CACHE_KEY_MAX  160
-
-/* "k" + the raw SHA-256 of an API key */
-#define NGX_HTTP_SANDBOX_CACHE_KEY_LEN  (1 + 32)
-
-
-typedef struct ngx_http_sandbox_cache_node_s  ngx_http_sandbox_cache_node_t;
-
-/*
- * Links are 32-bit offsets from the zone's start in 8-byte units (slab
- * chunks are 8-aligned; 0 is the slab pool header, never an entry): the
- * bucket array, read at every lookup, is half the size it would be with
- * pointers and so stays in the CPU caches longer.  Zones up to 32G.
- */
-
-typedef uint32_t  ngx_http_sandbox_cache_link_t;
-
-#if (NGX_PTR_SIZE == 8)
-#define NGX_HTTP_SANDBOX_CACHE_ZONE_MAX  ((size_t) 0xffffffff << 3)
-#endif
-
-#define ngx_http_sandbox_cache_node(ctx, link)                               \
-    ((link) ? (ngx_http_sandbox_cache_node_t *)                              \
-              ((u_char *) (ctx)->shpool + ((size_t) (link) << 3))            \
-            : NULL)
-
-#define ngx_http_sandbox_cache_link(ctx, cn)                                 \
-    ((ngx_http_sandbox_cache_link_t)                                         \
-         (((u_char *) (cn) - (u_char *) (ctx)->shpool) >> 3))
-
-
-#if (__GNUC__ || __clang__)
-#define ngx_http_sandbox_cache_prefetch(p)  __builtin_prefetch(p)
-#else
-#define ngx_http_sandbox_cache_prefetch(p)
-#endif
-
-
-typedef struct {
-    ngx_http_sandbox_cache_link_t   *buckets;
-    ngx_uint_t                       mask;
-    ngx_queue_t                      lru;
-    ngx_uint_t                       generation;
-    ngx_uint_t                       subscribers;
-    ngx_msec_t                       heartbeat;
-    size_t                           base;      /* bytes before entries */
-    ngx_http_sandbox_cache_stats_t   stats;
-} ngx_http_sandbox_cache_sh_t;
-
-
-typedef struct {
-    ngx_http_sandbox_cache_sh_t     *sh;
-    ngx_slab_pool_t                 *shpool;
-} ngx_http_sandbox_cache_ctx_t;
-
-
-/*
- * An entry, packed so that a route entry, or a key entry with a short id
- * and user, fits a 128-byte slab chunk: what a lookup reads comes first,
- * and the owner (the user whose change drops the entry) is found inside
- * the key or the value, not copied.  Times kept in 32 bits are only ever
- * compared by difference.
- *
- * The LRU queue is kept lazily (second chance): a hit only marks its
- * entry used, and an eviction moves a used entry back to the head instead
- * of evicting it.  Moving an entry at hits wrote two other random entries
- * (its neighbours) and cost, with 100,000 users, a tenth of throughput.
- *
- * A key entry's hint links the route entry its last request used, so the
- * route is usually found without a second hash search (two cache misses
- * fewer per request).  A hint is only a guess: it is checked like any
- * chain entry (hash, length, key bytes), and a freed entry has its hash
- * and length zeroed, so a stale hint never matches.
- */
-
-struct ngx_http_sandbox_cache_node_s {
-    ngx_http_sandbox_cache_link_t    next;      /* hash chain */
-    uint32_t                         hash;
-    uint32_t                         generation;    /* the zone's, low bits */
-    uint32_t                         mark;
-    ngx_msec_t                       expire;
-    u_short                          vlen;
-    u_short                          uoff;      /* owner's offset in data */
-    u_char                           klen;
-    u_char                           ulen;
-    u_char                           used;      /* hit since queued */
-    ngx_http_sandbox_cache_link_t    hint;      /* a key's last route */
-    ngx_queue_t                      queue;     /* LRU */
-    u_char                           data[1];   /* key, value */
-};
+#include "ngx_http_sandbox_cache_table.h"
 
 
 static ngx_int_t ngx_http_sandbox_cache_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
-static ngx_http_sandbox_cache_node_t *ngx_http_sandbox_cache_lookup(
-    ngx_http_sandbox_cache_ctx_t *ctx, u_char *key, size_t len,
-    uint32_t hash);
 static ngx_http_sandbox_cache_node_t *ngx_http_sandbox_cache_at(
     ngx_http_sandbox_cache_ctx_t *ctx, ngx_http_sandbox_cache_link_t link,
     u_char *key, size_t len, uint32_t hash);
@@ -145,20 +45,9 @@ static ngx_int_t ngx_http_sandbox_cache_route_value(ngx_int_t rc,
 static void ngx_http_sandbox_cache_put(ngx_shm_zone_t *zone, u_char *key,
     size_t klen, u_char *value, size_t vlen, size_t uoff, size_t ulen,
     ngx_msec_t ttl, ngx_msec_t spread);
-static void ngx_http_sandbox_cache_digest_key(u_char *buf, u_char *digest);
-static ngx_int_t ngx_http_sandbox_cache_hex(u_char c);
-static ngx_int_t ngx_http_sandbox_cache_key_of(u_char *buf, u_char *hex);
-static void ngx_http_sandbox_cache_delete(ngx_shm_zone_t *zone, u_char *key,
-    size_t klen);
-static void ngx_http_sandbox_cache_delete_owner(ngx_shm_zone_t *zone,
-    u_char *user, size_t len);
-static void ngx_http_sandbox_cache_free_node(ngx_http_sandbox_cache_ctx_t *ctx,
-    ngx_http_sandbox_cache_node_t *cn);
 static void ngx_http_sandbox_cache_expire(ngx_http_sandbox_cache_ctx_t *ctx,
     ngx_uint_t force);
 static void ngx_http_sandbox_cache_evict(ngx_http_sandbox_cache_ctx_t *ctx);
-static size_t ngx_http_sandbox_cache_route_key(u_char *buf, ngx_str_t *user,
-    ngx_str_t *name);
 
 
 ngx_shm_zone_t *
@@ -266,31 +155,6 @@ ngx_http_sandbox_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ctx->shpool->log_nomem = 0;
 
     return NGX_OK;
-}
-
-
-static ngx_http_sandbox_cache_node_t *
-ngx_http_sandbox_cache_lookup(ngx_http_sandbox_cache_ctx_t *ctx, u_char *key,
-    size_t len, uint32_t hash)
-{
-    ngx_http_sandbox_cache_link_t   link;
-    ngx_http_sandbox_cache_node_t  *cn;
-
-    link = ctx->sh->buckets[hash & ctx->sh->mask];
-
-    for (cn = ngx_http_sandbox_cache_node(ctx, link);
-         cn;
-         cn = ngx_http_sandbox_cache_node(ctx, cn->next))
-    {
-
-        if (cn->hash == hash
-            && ngx_memn2cmp(key, cn->data, len, cn->klen) == 0)
-        {
-            return cn;
-        }
-    }
-
-    return NULL;
 }
 
 
@@ -470,93 +334,6 @@ ngx_http_sandbox_cache_put(ngx_shm_zone_t *zone, u_char *key, size_t klen,
     ctx->sh->stats.entries++;
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
-}
-
-
-static void
-ngx_http_sandbox_cache_delete(ngx_shm_zone_t *zone, u_char *key, size_t klen)
-{
-    ngx_http_sandbox_cache_ctx_t   *ctx;
-    ngx_http_sandbox_cache_node_t  *cn;
-
-    ctx = zone->data;
-
-    ngx_shmtx_lock(&ctx->shpool->mutex);
-
-    cn = ngx_http_sandbox_cache_lookup(ctx, key, klen,
-                                       ngx_murmur_hash2(key, klen));
-    if (cn) {
-        ngx_http_sandbox_cache_free_node(ctx, cn);
-        ctx->sh->stats.invalidations++;
-    }
-
-    ngx_shmtx_unlock(&ctx->shpool->mutex);
-}
-
-
-/*
- * A user changed (deactivated, deleted): drop every entry it owns.  This
- * walks the whole zone, which is fine for an event that rare.
- */
-
-static void
-ngx_http_sandbox_cache_delete_owner(ngx_shm_zone_t *zone, u_char *user,
-    size_t len)
-{
-    ngx_queue_t                    *q, *next;
-    ngx_http_sandbox_cache_ctx_t   *ctx;
-    ngx_http_sandbox_cache_node_t  *cn;
-
-    ctx = zone->data;
-
-    ngx_shmtx_lock(&ctx->shpool->mutex);
-
-    for (q = ngx_queue_head(&ctx->sh->lru);
-         q != ngx_queue_sentinel(&ctx->sh->lru);
-         q = next)
-    {
-        next = ngx_queue_next(q);
-        cn = ngx_queue_data(q, ngx_http_sandbox_cache_node_t, queue);
-
-        if (ngx_memn2cmp(cn->data + cn->uoff, user, cn->ulen, len)
-            == 0)
-        {
-            ngx_http_sandbox_cache_free_node(ctx, cn);
-            ctx->sh->stats.invalidations++;
-        }
-    }
-
-    ngx_shmtx_unlock(&ctx->shpool->mutex);
-}
-
-
-static void
-ngx_http_sandbox_cache_free_node(ngx_http_sandbox_cache_ctx_t *ctx,
-    ngx_http_sandbox_cache_node_t *cn)
-{
-    ngx_http_sandbox_cache_link_t  *p, link;
-
-    link = ngx_http_sandbox_cache_link(ctx, cn);
-
-    for (p = &ctx->sh->buckets[cn->hash & ctx->sh->mask];
-         *p != link;
-         p = &ngx_http_sandbox_cache_node(ctx, *p)->next)
-    {
-        /* void */
-    }
-
-    *p = cn->next;
-
-    ngx_queue_remove(&cn->queue);
-
-    /* a hint may still name this chunk: make sure it cannot match */
-
-    cn->hash = 0;
-    cn->klen = 0;
-
-    ngx_slab_free_locked(ctx->shpool, cn);
-
-    ctx->sh->stats.entries--;
 }
 
 
@@ -814,79 +591,7 @@ ngx_http_sandbox_cache_put_key(ngx_shm_zone_t *zone, u_char *digest,
 }
 
 
-/* a key's cache key: "k" and its raw digest */
-
-static void
-ngx_http_sandbox_cache_digest_key(u_char *buf, u_char *digest)
-{
-    buf[0] = NGX_HTTP_SANDBOX_CACHE_KEY;
-    ngx_memcpy(buf + 1, digest, NGX_HTTP_SANDBOX_CACHE_KEY_LEN - 1);
-}
-
-
-static ngx_int_t
-ngx_http_sandbox_cache_hex(u_char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-
-    c |= 0x20;
-
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-
-    return NGX_ERROR;
-}
-
-
-/* a key's cache key from a "key <hex digest>" message */
-
-static ngx_int_t
-ngx_http_sandbox_cache_key_of(u_char *buf, u_char *hex)
-{
-    ngx_int_t   hi, lo;
-    ngx_uint_t  i;
-
-    buf[0] = NGX_HTTP_SANDBOX_CACHE_KEY;
-
-    for (i = 0; i < 32; i++) {
-        hi = ngx_http_sandbox_cache_hex(hex[2 * i]);
-        lo = ngx_http_sandbox_cache_hex(hex[2 * i + 1]);
-
-        if (hi == NGX_ERROR || lo == NGX_ERROR) {
-            return NGX_ERROR;
-        }
-
-        buf[1 + i] = (u_char) (hi << 4 | lo);
-    }
-
-    return NGX_OK;
-}
-
-
 /* routes */
-
-static size_t
-ngx_http_sandbox_cache_route_key(u_char *buf, ngx_str_t *user,
-    ngx_str_t *name)
-{
-    u_char  *p;
-
-    if (user->len + name->len + 2 > NGX_HTTP_SANDBOX_CACHE_KEY_MAX) {
-        return 0;
-    }
-
-    p = buf;
-    *p++ = NGX_HTTP_SANDBOX_CACHE_ROUTE;
-    p = ngx_cpymem(p, user->data, user->len);
-    *p++ = '/';
-    p = ngx_cpymem(p, name->data, name->len);
-
-    return p - buf;
-}
-
 
 ngx_int_t
 ngx_http_sandbox_cache_get_route(ngx_shm_zone_t *zone, ngx_pool_t *pool,
@@ -964,153 +669,6 @@ ngx_http_sandbox_cache_put_route(ngx_shm_zone_t *zone, ngx_str_t *user,
                                1, user->len,
                                route->state == NGX_HTTP_SANDBOX_ROUTE_READY
                                ? ttl->ttl : ttl->negative_ttl, 0);
-}
-
-
-void
-ngx_http_sandbox_cache_drop_route(ngx_shm_zone_t *zone, ngx_str_t *user,
-    ngx_str_t *name)
-{
-    size_t  klen;
-    u_char  buf[NGX_HTTP_SANDBOX_CACHE_KEY_MAX];
-
-    klen = ngx_http_sandbox_cache_route_key(buf, user, name);
-
-    if (klen) {
-        ngx_http_sandbox_cache_delete(zone, buf, klen);
-    }
-}
-
-
-void
-ngx_http_sandbox_cache_flush(ngx_shm_zone_t *zone)
-{
-    ngx_http_sandbox_cache_ctx_t  *ctx;
-
-    ctx = zone->data;
-
-    ngx_shmtx_lock(&ctx->shpool->mutex);
-    ctx->sh->generation++;
-    ctx->sh->stats.flushes++;
-    ngx_shmtx_unlock(&ctx->shpool->mutex);
-}
-
-
-/*
- * A subscriber (re)joined sbx:events.  Messages published while nobody was
- * listening are lost, so unless another subscriber has been live all along
- * (a reload overlaps old and new workers), everything cached is suspect.
- */
-
-ngx_uint_t
-ngx_http_sandbox_cache_subscribed(ngx_shm_zone_t *zone, ngx_msec_t live)
-{
-    ngx_uint_t                     flush;
-    ngx_http_sandbox_cache_ctx_t  *ctx;
-
-    ctx = zone->data;
-
-    ngx_shmtx_lock(&ctx->shpool->mutex);
-
-    flush = ctx->sh->subscribers == 0
-            || (ngx_msec_int_t) (ngx_current_msec - ctx->sh->heartbeat)
-               > (ngx_msec_int_t) live;
-
-    if (flush) {
-        ctx->sh->generation++;
-        ctx->sh->stats.flushes++;
-    }
-
-    ctx->sh->subscribers++;
-    ctx->sh->heartbeat = ngx_current_msec;
-
-    ngx_shmtx_unlock(&ctx->shpool->mutex);
-
-    return flush;
-}
-
-
-void
-ngx_http_sandbox_cache_unsubscribed(ngx_shm_zone_t *zone)
-{
-    ngx_http_sandbox_cache_ctx_t  *ctx;
-
-    ctx = zone->data;
-
-    ngx_shmtx_lock(&ctx->shpool->mutex);
-
-    if (ctx->sh->subscribers) {
-        ctx->sh->subscribers--;
-    }
-
-    ngx_shmtx_unlock(&ctx->shpool->mutex);
-}
-
-
-void
-ngx_http_sandbox_cache_heartbeat(ngx_shm_zone_t *zone)
-{
-    ngx_http_sandbox_cache_ctx_t  *ctx;
-
-    ctx = zone->data;
-    ctx->sh->heartbeat = ngx_current_msec;
-}
-
-
-/*
- * Messages of the sbx:events channel (docs/redis-data-model.md):
- * "key <sha256hex>", "user <name>", "route <user> <name>", "flush".
- */
-
-void
-ngx_http_sandbox_cache_event(ngx_shm_zone_t *zone, u_char *msg, size_t len,
-    ngx_log_t *log)
-{
-    u_char     *p, *last, *sp;
-    ngx_str_t   user, name;
-    u_char      buf[NGX_HTTP_SANDBOX_CACHE_KEY_LEN];
-
-    last = msg + len;
-
-    if (len == 5 && ngx_strncmp(msg, "flush", 5) == 0) {
-        ngx_http_sandbox_cache_flush(zone);
-        return;
-    }
-
-    if (len == 4 + 64 && ngx_strncmp(msg, "key ", 4) == 0
-        && ngx_http_sandbox_cache_key_of(buf, msg + 4) == NGX_OK)
-    {
-        ngx_http_sandbox_cache_delete(zone, buf, sizeof(buf));
-        return;
-    }
-
-    if (len > 5 && ngx_strncmp(msg, "user ", 5) == 0) {
-        ngx_http_sandbox_cache_delete_owner(zone, msg + 5, len - 5);
-        return;
-    }
-
-    if (len > 6 && ngx_strncmp(msg, "route ", 6) == 0) {
-        p = msg + 6;
-        sp = ngx_strlchr(p, last, ' ');
-
-        if (sp != NULL && sp > p && sp + 1 < last) {
-            user.data = p;
-            user.len = sp - p;
-            name.data = sp + 1;
-            name.len = last - sp - 1;
-
-            ngx_http_sandbox_cache_drop_route(zone, &user, &name);
-            return;
-        }
-    }
-
-    /* an unknown message may mean a newer writer: be safe, drop it all */
-
-    ngx_log_error(NGX_LOG_WARN, log, 0,
-                  "sandbox: unknown invalidation \"%*s\", flushing cache",
-                  ngx_min(len, 128), msg);
-
-    ngx_http_sandbox_cache_flush(zone);
 }
 
 

@@ -15,14 +15,15 @@
 #include <ngx_http.h>
 
 #include "ngx_http_sandbox_redis.h"
+#include "sandbox_reply.h"
 
 
-/* what a key digest resolves to */
+/* what a key digest resolves to: the decoded reply's states */
 typedef enum {
-    NGX_HTTP_SANDBOX_KEY_VALID = 1,
-    NGX_HTTP_SANDBOX_KEY_UNKNOWN,
-    NGX_HTTP_SANDBOX_KEY_INACTIVE,
-    NGX_HTTP_SANDBOX_KEY_USER_INACTIVE
+    NGX_HTTP_SANDBOX_KEY_VALID = SBX_KEY_VALID,
+    NGX_HTTP_SANDBOX_KEY_UNKNOWN = SBX_KEY_UNKNOWN,
+    NGX_HTTP_SANDBOX_KEY_INACTIVE = SBX_KEY_INACTIVE,
+    NGX_HTTP_SANDBOX_KEY_USER_INACTIVE = SBX_KEY_USER_INACTIVE
 } ngx_http_sandbox_key_state_e;
 
 
@@ -36,10 +37,10 @@ typedef struct {
 
 /* what (user, sandbox) resolves to */
 typedef enum {
-    NGX_HTTP_SANDBOX_ROUTE_NONE = 1,
-    NGX_HTTP_SANDBOX_ROUTE_PENDING,
-    NGX_HTTP_SANDBOX_ROUTE_NOT_READY,
-    NGX_HTTP_SANDBOX_ROUTE_READY
+    NGX_HTTP_SANDBOX_ROUTE_NONE = SBX_ROUTE_NONE,
+    NGX_HTTP_SANDBOX_ROUTE_PENDING = SBX_ROUTE_PENDING,
+    NGX_HTTP_SANDBOX_ROUTE_NOT_READY = SBX_ROUTE_NOT_READY,
+    NGX_HTTP_SANDBOX_ROUTE_READY = SBX_ROUTE_READY
 } ngx_http_sandbox_route_state_e;
 
 

@@ -57,6 +57,21 @@ typedef struct {
 } ngx_http_sandbox_loc_conf_t;
 
 
+/*
+ * Each kind of handler keeps its own request context in the module's slot,
+ * and each context begins with its kind.  Contexts are made and read only
+ * through ngx_http_sandbox_create_ctx() and ngx_http_sandbox_get_ctx(),
+ * which returns NULL for a context of another kind: a reader can never
+ * take one kind for another (the access log reads the variables of every
+ * request, whichever handler served it).
+ */
+
+typedef enum {
+    NGX_HTTP_SANDBOX_CTX_ROUTE = 1,     /* sandbox_route: the data plane */
+    NGX_HTTP_SANDBOX_CTX_API            /* sandbox_api */
+} ngx_http_sandbox_ctx_kind_e;
+
+
 typedef enum {
     NGX_HTTP_SANDBOX_NEW = 0,
     NGX_HTTP_SANDBOX_PENDING,
@@ -65,6 +80,7 @@ typedef enum {
 
 
 typedef struct {
+    ngx_http_sandbox_ctx_kind_e     kind;       /* first, in every kind */
     ngx_http_sandbox_state_e        state;
 
     /* the decision: NGX_OK to forward, else an HTTP status to answer */
@@ -95,10 +111,21 @@ typedef struct {
     ngx_str_t                       cache_status;
 
     void                           *op;
-} ngx_http_sandbox_ctx_t;
+} ngx_http_sandbox_route_ctx_t;
 
 
 extern ngx_module_t               ngx_http_sandbox_module;
+
+
+void *ngx_http_sandbox_create_ctx(ngx_http_request_t *r,
+    ngx_http_sandbox_ctx_kind_e kind, size_t size);
+void *ngx_http_sandbox_get_ctx(ngx_http_request_t *r,
+    ngx_http_sandbox_ctx_kind_e kind);
+
+#define ngx_http_sandbox_route_ctx(r)                                         \
+    ((ngx_http_sandbox_route_ctx_t *)                                         \
+         ngx_http_sandbox_get_ctx(r, NGX_HTTP_SANDBOX_CTX_ROUTE))
+
 extern ngx_http_sandbox_redis_t  *ngx_http_sandbox_worker_redis;
 extern ngx_http_sandbox_redis_t  *ngx_http_sandbox_events_redis;
 extern ngx_http_sandbox_sentinel_t
@@ -108,14 +135,24 @@ extern ngx_http_sandbox_sentinel_t
 /* auth */
 ngx_int_t ngx_http_sandbox_auth_bearer(ngx_http_request_t *r, ngx_str_t *key,
     const char **message);
+ngx_int_t ngx_http_sandbox_auth_key(ngx_http_sandbox_key_t *key,
+    const char **message);
+ngx_int_t ngx_http_sandbox_auth_admin(ngx_http_request_t *r, ngx_str_t *key,
+    const char **error, const char **message);
 ngx_int_t ngx_http_sandbox_sha256(u_char *md, u_char *src, size_t len);
 void ngx_http_sandbox_sha256_hex(u_char *dst, u_char *src, size_t len);
 void ngx_http_sandbox_sha256_cleanup(void);
 char *ngx_http_sandbox_admin_key_file(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
-/* route: access-phase handler and upstream header hygiene */
+/* route: the access-phase handler */
 ngx_int_t ngx_http_sandbox_access_handler(ngx_http_request_t *r);
+
+/* forward: the URI and headers a sandbox receives */
+ngx_int_t ngx_http_sandbox_forward_uri(ngx_http_request_t *r,
+    ngx_http_sandbox_route_ctx_t *ctx, u_char *rest, size_t len);
+ngx_int_t ngx_http_sandbox_forward_headers(ngx_http_request_t *r,
+    ngx_http_sandbox_route_ctx_t *ctx);
 void ngx_http_sandbox_request_id_init(void);
 
 /* invalidation events: the sbx:events subscriber of worker 0 */
@@ -136,6 +173,7 @@ char *ngx_http_sandbox_balancer(ngx_conf_t *cf, ngx_command_t *cmd,
 
 /* management and admin API: content handler of "sandbox_api" */
 ngx_int_t ngx_http_sandbox_api_handler(ngx_http_request_t *r);
+ngx_str_t *ngx_http_sandbox_api_user(ngx_http_request_t *r);
 
 /* JSON answers */
 ngx_int_t ngx_http_sandbox_send_json(ngx_http_request_t *r,

@@ -46,6 +46,9 @@ static void ngx_http_sandbox_redis_auth_handler(void *data,
     redisReply *reply);
 static void ngx_http_sandbox_redis_role_handler(void *data,
     redisReply *reply);
+static void ngx_http_sandbox_redis_trouble(ngx_http_sandbox_redis_t *rd,
+    ngx_err_t err, const char *reason);
+static void ngx_http_sandbox_redis_recovered(ngx_http_sandbox_redis_t *rd);
 
 
 ngx_http_sandbox_redis_t *
@@ -279,15 +282,13 @@ ngx_http_sandbox_redis_open(ngx_http_sandbox_redis_t *rd)
     rd->peer.socklen = rd->addr->socklen;
     rd->peer.name = &rd->addr->name;
     rd->peer.get = ngx_event_get_peer;
-    rd->peer.log = rd->log;
+    rd->peer.log = rd->outage ? &rd->quiet_log : rd->log;
     rd->peer.log_error = NGX_ERROR_ERR;
 
     rc = ngx_event_connect_peer(&rd->peer);
 
     if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
-        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
-                      "sandbox: cannot connect to redis at %V",
-                      &rd->addr->name);
+        ngx_http_sandbox_redis_trouble(rd, 0, "cannot connect");
 
         if (rd->peer.connection) {
             ngx_close_connection(rd->peer.connection);
@@ -304,9 +305,9 @@ ngx_http_sandbox_redis_open(ngx_http_sandbox_redis_t *rd)
     c->data = rd;
     c->read->handler = ngx_http_sandbox_redis_read_handler;
     c->write->handler = ngx_http_sandbox_redis_write_handler;
-    c->log = rd->log;
-    c->read->log = rd->log;
-    c->write->log = rd->log;
+    c->log = rd->peer.log;
+    c->read->log = c->log;
+    c->write->log = c->log;
 
     if (rd->state == NGX_HTTP_SANDBOX_REDIS_DOWN) {
 
@@ -365,6 +366,10 @@ ngx_http_sandbox_redis_connected(ngx_http_sandbox_redis_t *rd)
         rd->state = NGX_HTTP_SANDBOX_REDIS_UP;
         rd->backoff = NGX_HTTP_SANDBOX_REDIS_BACKOFF_MIN;
 
+        if (rd->outage) {
+            ngx_http_sandbox_redis_recovered(rd);
+        }
+
         if (rd->conf.ready) {
             rd->conf.ready(rd, rd->conf.data);
         }
@@ -398,8 +403,7 @@ ngx_http_sandbox_redis_test_connect(ngx_connection_t *c)
     }
 
     if (err) {
-        ngx_log_error(NGX_LOG_ERR, c->log, err,
-                      "sandbox: redis connect() failed");
+        ngx_http_sandbox_redis_trouble(c->data, err, "connect() failed");
         return NGX_ERROR;
     }
 
@@ -416,8 +420,7 @@ ngx_http_sandbox_redis_fail(ngx_http_sandbox_redis_t *rd, const char *reason)
     ngx_http_sandbox_redis_op_t  *op;
 
     if (reason) {
-        ngx_log_error(NGX_LOG_ERR, rd->log, 0, "sandbox: %s (redis %V)",
-                      reason, rd->addr ? &rd->addr->name : &rd->master.name);
+        ngx_http_sandbox_redis_trouble(rd, 0, reason);
     }
 
     /* the sentinels are asked again, once this link no longer needs it */
@@ -451,6 +454,7 @@ ngx_http_sandbox_redis_fail(ngx_http_sandbox_redis_t *rd, const char *reason)
         (void) ngx_atomic_fetch_add(&rd->stats->failures, 1);
 
         if (op->handler) {
+            rd->outage_failed++;
             op->handler(op->data, NULL);
         }
 
@@ -611,6 +615,10 @@ ngx_http_sandbox_redis_role_handler(void *data, redisReply *reply)
     rd->state = NGX_HTTP_SANDBOX_REDIS_UP;
     rd->backoff = NGX_HTTP_SANDBOX_REDIS_BACKOFF_MIN;
 
+    if (rd->outage) {
+        ngx_http_sandbox_redis_recovered(rd);
+    }
+
     if (rd->conf.ready) {
         rd->conf.ready(rd, rd->conf.data);
     }
@@ -624,4 +632,56 @@ ngx_http_sandbox_redis_role_handler(void *data, redisReply *reply)
     {
         ngx_post_event(c->write, &ngx_posted_events);
     }
+}
+
+
+static void
+ngx_http_sandbox_redis_trouble(ngx_http_sandbox_redis_t *rd, ngx_err_t err,
+    const char *reason)
+{
+    ngx_str_t  *name;
+
+    /* a link that waits for the sentinels has no address yet */
+
+    name = rd->addr ? &rd->addr->name : &rd->master.name;
+
+    if (rd->outage) {
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, rd->log, err,
+                       "sandbox: redis %V still unavailable: %s",
+                       name, reason);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, rd->log, err,
+                  "sandbox: redis %V unavailable: %s; requests that need it "
+                  "fail until it is back", name, reason);
+
+    rd->outage = 1;
+    rd->outage_start = ngx_current_msec;
+    rd->outage_failed = 0;
+
+    rd->quiet_log = *rd->log;
+
+    if (rd->quiet_log.log_level > NGX_LOG_CRIT) {
+        rd->quiet_log.log_level = NGX_LOG_CRIT;
+    }
+}
+
+
+static void
+ngx_http_sandbox_redis_recovered(ngx_http_sandbox_redis_t *rd)
+{
+    ngx_connection_t  *c;
+
+    ngx_log_error(NGX_LOG_NOTICE, rd->log, 0,
+                  "sandbox: redis %V is back after %M ms; %ui requests "
+                  "failed meanwhile", &rd->addr->name,
+                  ngx_current_msec - rd->outage_start, rd->outage_failed);
+
+    rd->outage = 0;
+
+    c = rd->peer.connection;
+    c->log = rd->log;
+    c->read->log = rd->log;
+    c->write->log = rd->log;
 }

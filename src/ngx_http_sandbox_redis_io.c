@@ -39,7 +39,12 @@ ngx_http_sandbox_redis_command(ngx_http_sandbox_redis_t *rd, ngx_uint_t argc,
      * them), so a fresh worker does not refuse its first requests
      */
 
-    if (rd == NULL || rd->state == NGX_HTTP_SANDBOX_REDIS_DOWN) {
+    if (rd == NULL) {
+        return NULL;
+    }
+
+    if (rd->state == NGX_HTTP_SANDBOX_REDIS_DOWN) {
+        rd->outage_failed += (handler != NULL);
         return NULL;
     }
 
@@ -121,10 +126,7 @@ ngx_http_sandbox_redis_write_handler(ngx_event_t *wev)
     if (rd->state == NGX_HTTP_SANDBOX_REDIS_CONNECTING) {
 
         if (wev->timedout) {
-            ngx_log_error(NGX_LOG_ERR, rd->log, NGX_ETIMEDOUT,
-                          "sandbox: redis connect to %V timed out",
-                          &rd->addr->name);
-            ngx_http_sandbox_redis_fail(rd, NULL);
+            ngx_http_sandbox_redis_fail(rd, "connect timed out");
             return;
         }
 
@@ -202,9 +204,7 @@ ngx_http_sandbox_redis_read_handler(ngx_event_t *rev)
     }
 
     if (rev->timedout) {
-        ngx_log_error(NGX_LOG_ERR, rd->log, NGX_ETIMEDOUT,
-                      "sandbox: redis at %V timed out", &rd->addr->name);
-        ngx_http_sandbox_redis_fail(rd, NULL);
+        ngx_http_sandbox_redis_fail(rd, "timed out");
         return;
     }
 
@@ -331,7 +331,7 @@ ngx_http_sandbox_redis_dispatch(ngx_http_sandbox_redis_t *rd)
 
         if (rd->not_master) {
             rd->not_master = 0;
-            ngx_http_sandbox_redis_fail(rd, "redis is not the master");
+            ngx_http_sandbox_redis_fail(rd, "not the master");
             return NGX_ERROR;
         }
 

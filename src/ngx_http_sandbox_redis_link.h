@@ -74,6 +74,17 @@ struct ngx_http_sandbox_redis_s {
     unsigned                             not_master:1;
     unsigned                             quiet:1;   /* failed on purpose */
 
+    /*
+     * An outage is logged once when it starts and once when it ends, with
+     * the number of commands that failed meanwhile; in between, the link's
+     * own errors (each reconnect's connect() failure) go to quiet_log, a
+     * copy of the log that lets only [crit] and worse through.
+     */
+    unsigned                             outage:1;
+    ngx_msec_t                           outage_start;
+    ngx_uint_t                           outage_failed;
+    ngx_log_t                            quiet_log;
+
     ngx_http_sandbox_redis_stats_t      *stats;
     ngx_http_sandbox_redis_stats_t       own_stats;
 };

@@ -10,6 +10,10 @@
  * The first entry may suspend the request for one Redis round trip; the
  * reply resumes the phases, and the re-entered handler returns the stored
  * decision, as auth_request does.
+ *
+ * The reply is decoded by sandbox_reply.c, the key judged by
+ * ngx_http_sandbox_auth.c; what the sandbox then receives (URI, headers)
+ * is made by ngx_http_sandbox_forward.c.
  */
 
 
@@ -17,11 +21,10 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include <openssl/rand.h>
-
 #include "ngx_http_sandbox_module.h"
 #include "ngx_http_sandbox_redis.h"
 #include "sandbox_path.h"
+#include "sandbox_reply.h"
 
 
 /*
@@ -65,52 +68,40 @@ static const char  ngx_http_sandbox_lookup_lua[] =
 
 
 static ngx_int_t ngx_http_sandbox_start(ngx_http_request_t *r,
-    ngx_http_sandbox_ctx_t *ctx, ngx_http_sandbox_loc_conf_t *slcf);
+    ngx_http_sandbox_route_ctx_t *ctx, ngx_http_sandbox_loc_conf_t *slcf);
 static ngx_int_t ngx_http_sandbox_parse(ngx_http_request_t *r,
-    ngx_http_sandbox_ctx_t *ctx);
+    ngx_http_sandbox_route_ctx_t *ctx);
 static ngx_uint_t ngx_http_sandbox_from_cache(ngx_http_request_t *r,
-    ngx_http_sandbox_ctx_t *ctx, ngx_http_sandbox_loc_conf_t *slcf);
+    ngx_http_sandbox_route_ctx_t *ctx, ngx_http_sandbox_loc_conf_t *slcf);
 static ngx_int_t ngx_http_sandbox_lookup(ngx_http_request_t *r,
-    ngx_http_sandbox_ctx_t *ctx);
+    ngx_http_sandbox_route_ctx_t *ctx);
 static void ngx_http_sandbox_lookup_handler(void *data, redisReply *reply);
 static void ngx_http_sandbox_lookup_cleanup(void *data);
 static void ngx_http_sandbox_lookup_failed(ngx_http_request_t *r,
-    ngx_http_sandbox_ctx_t *ctx);
+    ngx_http_sandbox_route_ctx_t *ctx);
 static ngx_int_t ngx_http_sandbox_parse_reply(ngx_http_request_t *r,
-    ngx_http_sandbox_ctx_t *ctx, redisReply *reply);
-static ngx_int_t ngx_http_sandbox_parse_route(ngx_http_request_t *r,
-    ngx_http_sandbox_ctx_t *ctx, redisReply **el, size_t n);
+    ngx_http_sandbox_route_ctx_t *ctx, redisReply *reply);
+static ngx_int_t ngx_http_sandbox_reply_copy(ngx_http_request_t *r,
+    ngx_str_t *dst, sbx_reply_str_t *src);
 static void ngx_http_sandbox_decide(ngx_http_request_t *r,
-    ngx_http_sandbox_ctx_t *ctx);
-static ngx_int_t ngx_http_sandbox_decide_key(ngx_http_sandbox_ctx_t *ctx);
+    ngx_http_sandbox_route_ctx_t *ctx);
+static ngx_int_t ngx_http_sandbox_decide_key(ngx_http_sandbox_route_ctx_t *ctx);
 static void ngx_http_sandbox_decide_route(ngx_http_request_t *r,
-    ngx_http_sandbox_ctx_t *ctx);
-static void ngx_http_sandbox_deny(ngx_http_sandbox_ctx_t *ctx,
+    ngx_http_sandbox_route_ctx_t *ctx);
+static void ngx_http_sandbox_deny(ngx_http_sandbox_route_ctx_t *ctx,
     ngx_int_t status, const char *error, const char *message);
-static void ngx_http_sandbox_not_ready(ngx_http_sandbox_ctx_t *ctx,
+static void ngx_http_sandbox_not_ready(ngx_http_sandbox_route_ctx_t *ctx,
     const char *message);
-static void ngx_http_sandbox_not_found(ngx_http_sandbox_ctx_t *ctx);
+static void ngx_http_sandbox_not_found(ngx_http_sandbox_route_ctx_t *ctx);
 static ngx_int_t ngx_http_sandbox_finish(ngx_http_request_t *r,
-    ngx_http_sandbox_ctx_t *ctx);
-static ngx_int_t ngx_http_sandbox_set_uri(ngx_http_request_t *r,
-    ngx_http_sandbox_ctx_t *ctx, u_char *rest, size_t len);
-static ngx_int_t ngx_http_sandbox_forward_headers(ngx_http_request_t *r,
-    ngx_http_sandbox_ctx_t *ctx);
-static ngx_int_t ngx_http_sandbox_request_id(ngx_http_request_t *r,
-    ngx_http_sandbox_ctx_t *ctx);
-static ngx_int_t ngx_http_sandbox_push_header(ngx_http_request_t *r,
-    ngx_list_t *list, const char *name, ngx_str_t *value);
-static ngx_int_t ngx_http_sandbox_str_copy(ngx_http_request_t *r,
-    ngx_str_t *dst, redisReply *reply);
-static ngx_int_t ngx_http_sandbox_reply_is(redisReply *reply,
-    const char *s);
+    ngx_http_sandbox_route_ctx_t *ctx);
 
 
 ngx_int_t
 ngx_http_sandbox_access_handler(ngx_http_request_t *r)
 {
-    ngx_http_sandbox_ctx_t       *ctx;
-    ngx_http_sandbox_loc_conf_t  *slcf;
+    ngx_http_sandbox_route_ctx_t  *ctx;
+    ngx_http_sandbox_loc_conf_t   *slcf;
 
     slcf = ngx_http_get_module_loc_conf(r, ngx_http_sandbox_module);
 
@@ -118,15 +109,14 @@ ngx_http_sandbox_access_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_sandbox_module);
+    ctx = ngx_http_sandbox_route_ctx(r);
 
     if (ctx == NULL) {
-        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_sandbox_ctx_t));
+        ctx = ngx_http_sandbox_create_ctx(r, NGX_HTTP_SANDBOX_CTX_ROUTE,
+                                          sizeof(ngx_http_sandbox_route_ctx_t));
         if (ctx == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
-
-        ngx_http_set_ctx(r, ctx, ngx_http_sandbox_module);
 
         if (ngx_http_sandbox_start(r, ctx, slcf) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -142,8 +132,8 @@ ngx_http_sandbox_access_handler(ngx_http_request_t *r)
 
 
 static ngx_int_t
-ngx_http_sandbox_start(ngx_http_request_t *r, ngx_http_sandbox_ctx_t *ctx,
-    ngx_http_sandbox_loc_conf_t *slcf)
+ngx_http_sandbox_start(ngx_http_request_t *r,
+    ngx_http_sandbox_route_ctx_t *ctx, ngx_http_sandbox_loc_conf_t *slcf)
 {
     ngx_int_t                      rc;
     ngx_str_t                      key;
@@ -205,7 +195,8 @@ ngx_http_sandbox_start(ngx_http_request_t *r, ngx_http_sandbox_ctx_t *ctx,
 
 
 static ngx_int_t
-ngx_http_sandbox_parse(ngx_http_request_t *r, ngx_http_sandbox_ctx_t *ctx)
+ngx_http_sandbox_parse(ngx_http_request_t *r,
+    ngx_http_sandbox_route_ctx_t *ctx)
 {
     int          rc;
     u_char      *raw;
@@ -265,8 +256,8 @@ ngx_http_sandbox_parse(ngx_http_request_t *r, ngx_http_sandbox_ctx_t *ctx)
         ctx->path_user.len = path.user_len;
     }
 
-    return ngx_http_sandbox_set_uri(r, ctx, r->uri.data + path.rest_off,
-                                    path.rest_len);
+    return ngx_http_sandbox_forward_uri(r, ctx, r->uri.data + path.rest_off,
+                                        path.rest_len);
 }
 
 
@@ -277,7 +268,7 @@ ngx_http_sandbox_parse(ngx_http_request_t *r, ngx_http_sandbox_ctx_t *ctx)
 
 static ngx_uint_t
 ngx_http_sandbox_from_cache(ngx_http_request_t *r,
-    ngx_http_sandbox_ctx_t *ctx, ngx_http_sandbox_loc_conf_t *slcf)
+    ngx_http_sandbox_route_ctx_t *ctx, ngx_http_sandbox_loc_conf_t *slcf)
 {
     ngx_http_sandbox_main_conf_t  *smcf;
 
@@ -337,7 +328,8 @@ ngx_http_sandbox_from_cache(ngx_http_request_t *r,
 
 
 static ngx_int_t
-ngx_http_sandbox_lookup(ngx_http_request_t *r, ngx_http_sandbox_ctx_t *ctx)
+ngx_http_sandbox_lookup(ngx_http_request_t *r,
+    ngx_http_sandbox_route_ctx_t *ctx)
 {
     u_char                       *now, *every;
     u_char                        hex[NGX_HTTP_SANDBOX_SHA256_HEX_LEN];
@@ -403,8 +395,9 @@ ngx_http_sandbox_lookup(ngx_http_request_t *r, ngx_http_sandbox_ctx_t *ctx)
                                              r);
 
     if (ctx->op == NULL) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "sandbox: redis unavailable");
+        /* the Redis client logs the outage once, not each request */
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "sandbox: redis unavailable");
         ngx_http_sandbox_lookup_failed(r, ctx);
         return NGX_OK;
     }
@@ -421,7 +414,7 @@ ngx_http_sandbox_lookup(ngx_http_request_t *r, ngx_http_sandbox_ctx_t *ctx)
 static void
 ngx_http_sandbox_lookup_cleanup(void *data)
 {
-    ngx_http_sandbox_ctx_t *ctx = data;
+    ngx_http_sandbox_route_ctx_t *ctx = data;
 
     /* the request is going away: its reply must find nobody */
 
@@ -439,12 +432,12 @@ ngx_http_sandbox_lookup_handler(void *data, redisReply *reply)
     ngx_http_request_t *r = data;
 
     ngx_connection_t              *c;
-    ngx_http_sandbox_ctx_t        *ctx;
+    ngx_http_sandbox_route_ctx_t  *ctx;
     ngx_http_sandbox_loc_conf_t   *slcf;
     ngx_http_sandbox_main_conf_t  *smcf;
 
     c = r->connection;
-    ctx = ngx_http_get_module_ctx(r, ngx_http_sandbox_module);
+    ctx = ngx_http_sandbox_route_ctx(r);
 
     ctx->op = NULL;
     ctx->state = NGX_HTTP_SANDBOX_DONE;
@@ -493,7 +486,7 @@ ngx_http_sandbox_lookup_handler(void *data, redisReply *reply)
 
 static void
 ngx_http_sandbox_lookup_failed(ngx_http_request_t *r,
-    ngx_http_sandbox_ctx_t *ctx)
+    ngx_http_sandbox_route_ctx_t *ctx)
 {
     ngx_http_sandbox_main_conf_t  *smcf;
 
@@ -516,124 +509,91 @@ ngx_http_sandbox_lookup_failed(ngx_http_request_t *r,
 }
 
 
+/*
+ * The script's reply, decoded by sbx_lookup_reply_parse(), supersedes
+ * whatever the cache held; the strings are copied out of the reply.
+ */
+
 static ngx_int_t
 ngx_http_sandbox_parse_reply(ngx_http_request_t *r,
-    ngx_http_sandbox_ctx_t *ctx, redisReply *reply)
+    ngx_http_sandbox_route_ctx_t *ctx, redisReply *reply)
 {
-    size_t                   n;
-    redisReply             **el;
+    int                      rc;
+    sbx_lookup_t             lk;
     ngx_http_sandbox_key_t  *key;
 
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
-        || reply->elements == 0)
-    {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "sandbox: route lookup failed");
+    rc = sbx_lookup_reply_parse(reply, &lk);
+
+    if (rc != SBX_REPLY_OK) {
+
+        /* no reply is an outage, which the Redis client logs once */
+
+        if (rc == SBX_REPLY_FAILED && reply != NULL) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "sandbox: route lookup failed");
+        }
+
         return NGX_ERROR;
     }
-
-    el = reply->element;
-    n = reply->elements;
-    key = &ctx->key;
-
-    /* whatever the cache held is superseded by this answer */
 
     ngx_memzero(&ctx->route, sizeof(ngx_http_sandbox_route_t));
 
-    if (ngx_http_sandbox_reply_is(el[0], "nokey")) {
+    /* no key part: none was asked, or the cached key stands */
+
+    if (lk.key_state != SBX_KEY_ABSENT) {
+        key = &ctx->key;
+
         ngx_memzero(key, sizeof(ngx_http_sandbox_key_t));
-        key->state = NGX_HTTP_SANDBOX_KEY_UNKNOWN;
-        return NGX_OK;
-    }
+        key->state = (ngx_http_sandbox_key_state_e) lk.key_state;
+        key->expires = lk.expires;
 
-    if (!ngx_http_sandbox_reply_is(el[0], "key")) {
-        return ngx_http_sandbox_parse_route(r, ctx, el + 1, n - 1);
-    }
-
-    /* "key", user, id, expires_at, active, user's active ("" = no user) */
-
-    if (n < 6) {
-        return NGX_ERROR;
-    }
-
-    if (ngx_http_sandbox_str_copy(r, &key->user, el[1]) != NGX_OK
-        || ngx_http_sandbox_str_copy(r, &key->id, el[2]) != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    key->expires = 0;
-
-    if (el[3]->type == REDIS_REPLY_STRING && el[3]->len > 0) {
-        key->expires = ngx_atotm((u_char *) el[3]->str, el[3]->len);
-
-        if (key->expires == NGX_ERROR) {
-            key->expires = 1;     /* unreadable expiry: treat as expired */
+        if (ngx_http_sandbox_reply_copy(r, &key->user, &lk.user) != NGX_OK
+            || ngx_http_sandbox_reply_copy(r, &key->id, &lk.id) != NGX_OK)
+        {
+            return NGX_ERROR;
         }
     }
 
-    if (ngx_http_sandbox_reply_is(el[4], "0")) {
-        key->state = NGX_HTTP_SANDBOX_KEY_INACTIVE;
+    if (lk.route_state != SBX_ROUTE_ABSENT) {
+        ctx->route.state = (ngx_http_sandbox_route_state_e) lk.route_state;
 
-    } else if (ngx_http_sandbox_reply_is(el[5], "")) {
-        key->state = NGX_HTTP_SANDBOX_KEY_UNKNOWN;
-
-    } else if (!ngx_http_sandbox_reply_is(el[5], "1")) {
-        key->state = NGX_HTTP_SANDBOX_KEY_USER_INACTIVE;
-
-    } else {
-        key->state = NGX_HTTP_SANDBOX_KEY_VALID;
+        if (ngx_http_sandbox_reply_copy(r, &ctx->route.addr, &lk.addr)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
     }
 
-    return ngx_http_sandbox_parse_route(r, ctx, el + 6, n - 6);
+    return NGX_OK;
 }
 
 
 static ngx_int_t
-ngx_http_sandbox_parse_route(ngx_http_request_t *r,
-    ngx_http_sandbox_ctx_t *ctx, redisReply **el, size_t n)
+ngx_http_sandbox_reply_copy(ngx_http_request_t *r, ngx_str_t *dst,
+    sbx_reply_str_t *src)
 {
-    ngx_http_sandbox_route_t  *route;
+    dst->len = 0;
+    dst->data = (u_char *) "";
 
-    route = &ctx->route;
-
-    /* no route part: the key was refused or belongs to another user */
-
-    if (n == 0) {
+    if (src->len == 0) {
         return NGX_OK;
     }
 
-    if (ngx_http_sandbox_reply_is(el[0], "none")) {
-        route->state = NGX_HTTP_SANDBOX_ROUTE_NONE;
-        return NGX_OK;
-    }
-
-    if (ngx_http_sandbox_reply_is(el[0], "pending")) {
-        route->state = NGX_HTTP_SANDBOX_ROUTE_PENDING;
-        return NGX_OK;
-    }
-
-    /* "route", addr, ready, suspended */
-
-    if (n < 4 || !ngx_http_sandbox_reply_is(el[0], "route")) {
+    dst->data = ngx_pnalloc(r->pool, src->len);
+    if (dst->data == NULL) {
         return NGX_ERROR;
     }
 
-    if (ngx_http_sandbox_str_copy(r, &route->addr, el[1]) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    route->state = (ngx_http_sandbox_reply_is(el[2], "1")
-                    && !ngx_http_sandbox_reply_is(el[3], "1"))
-                   ? NGX_HTTP_SANDBOX_ROUTE_READY
-                   : NGX_HTTP_SANDBOX_ROUTE_NOT_READY;
+    ngx_memcpy(dst->data, src->data, src->len);
+    dst->len = src->len;
 
     return NGX_OK;
 }
 
 
 static void
-ngx_http_sandbox_decide(ngx_http_request_t *r, ngx_http_sandbox_ctx_t *ctx)
+ngx_http_sandbox_decide(ngx_http_request_t *r,
+    ngx_http_sandbox_route_ctx_t *ctx)
 {
     if (ctx->authenticated && ngx_http_sandbox_decide_key(ctx) != NGX_OK) {
         return;
@@ -644,36 +604,18 @@ ngx_http_sandbox_decide(ngx_http_request_t *r, ngx_http_sandbox_ctx_t *ctx)
 
 
 static ngx_int_t
-ngx_http_sandbox_decide_key(ngx_http_sandbox_ctx_t *ctx)
+ngx_http_sandbox_decide_key(ngx_http_sandbox_route_ctx_t *ctx)
 {
+    ngx_int_t                rc;
+    const char              *message;
     ngx_http_sandbox_key_t  *key;
 
     key = &ctx->key;
 
-    switch (key->state) {
+    rc = ngx_http_sandbox_auth_key(key, &message);
 
-    case NGX_HTTP_SANDBOX_KEY_VALID:
-        break;
-
-    case NGX_HTTP_SANDBOX_KEY_INACTIVE:
-        ngx_http_sandbox_deny(ctx, NGX_HTTP_UNAUTHORIZED, "Unauthorized",
-                              "API key is inactive");
-        return NGX_DECLINED;
-
-    case NGX_HTTP_SANDBOX_KEY_USER_INACTIVE:
-        ngx_http_sandbox_deny(ctx, NGX_HTTP_UNAUTHORIZED, "Unauthorized",
-                              "User account is inactive");
-        return NGX_DECLINED;
-
-    default: /* NGX_HTTP_SANDBOX_KEY_UNKNOWN */
-        ngx_http_sandbox_deny(ctx, NGX_HTTP_UNAUTHORIZED, "Unauthorized",
-                              "Invalid API key");
-        return NGX_DECLINED;
-    }
-
-    if (key->expires > 0 && key->expires <= ngx_time()) {
-        ngx_http_sandbox_deny(ctx, NGX_HTTP_UNAUTHORIZED, "Unauthorized",
-                              "API key has expired");
+    if (rc != NGX_OK) {
+        ngx_http_sandbox_deny(ctx, rc, "Unauthorized", message);
         return NGX_DECLINED;
     }
 
@@ -697,7 +639,7 @@ ngx_http_sandbox_decide_key(ngx_http_sandbox_ctx_t *ctx)
 
 static void
 ngx_http_sandbox_decide_route(ngx_http_request_t *r,
-    ngx_http_sandbox_ctx_t *ctx)
+    ngx_http_sandbox_route_ctx_t *ctx)
 {
     ngx_addr_t                *addr;
     ngx_http_sandbox_route_t  *route;
@@ -756,7 +698,7 @@ ngx_http_sandbox_decide_route(ngx_http_request_t *r,
 
 
 static void
-ngx_http_sandbox_deny(ngx_http_sandbox_ctx_t *ctx, ngx_int_t status,
+ngx_http_sandbox_deny(ngx_http_sandbox_route_ctx_t *ctx, ngx_int_t status,
     const char *error, const char *message)
 {
     ctx->status = status;
@@ -766,7 +708,8 @@ ngx_http_sandbox_deny(ngx_http_sandbox_ctx_t *ctx, ngx_int_t status,
 
 
 static void
-ngx_http_sandbox_not_ready(ngx_http_sandbox_ctx_t *ctx, const char *message)
+ngx_http_sandbox_not_ready(ngx_http_sandbox_route_ctx_t *ctx,
+    const char *message)
 {
     ngx_http_sandbox_deny(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
                           "Service Unavailable", message);
@@ -775,7 +718,7 @@ ngx_http_sandbox_not_ready(ngx_http_sandbox_ctx_t *ctx, const char *message)
 
 
 static void
-ngx_http_sandbox_not_found(ngx_http_sandbox_ctx_t *ctx)
+ngx_http_sandbox_not_found(ngx_http_sandbox_route_ctx_t *ctx)
 {
     /*
      * /proxy/ keeps the original proxy's 403, which real clients depend on;
@@ -794,7 +737,8 @@ ngx_http_sandbox_not_found(ngx_http_sandbox_ctx_t *ctx)
 
 
 static ngx_int_t
-ngx_http_sandbox_finish(ngx_http_request_t *r, ngx_http_sandbox_ctx_t *ctx)
+ngx_http_sandbox_finish(ngx_http_request_t *r,
+    ngx_http_sandbox_route_ctx_t *ctx)
 {
     ngx_int_t                     rc;
     ngx_table_elt_t              *h;
@@ -845,244 +789,4 @@ ngx_http_sandbox_finish(ngx_http_request_t *r, ngx_http_sandbox_ctx_t *ctx)
     ngx_http_finalize_request(r, rc);
 
     return NGX_DONE;
-}
-
-
-static ngx_int_t
-ngx_http_sandbox_set_uri(ngx_http_request_t *r, ngx_http_sandbox_ctx_t *ctx,
-    u_char *rest, size_t len)
-{
-    u_char     *p;
-    uintptr_t   escape;
-
-    if (len == 0) {
-        rest = (u_char *) "/";
-        len = 1;
-    }
-
-    /* r->uri is decoded: encode it again as proxy_pass itself would */
-
-    escape = 2 * ngx_escape_uri(NULL, rest, len, NGX_ESCAPE_URI);
-
-    p = ngx_pnalloc(r->pool, len + escape + 1 + r->args.len);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    ctx->uri.data = p;
-
-    if (escape) {
-        p = (u_char *) ngx_escape_uri(p, rest, len, NGX_ESCAPE_URI);
-
-    } else {
-        p = ngx_cpymem(p, rest, len);
-    }
-
-    if (r->args.len) {
-        *p++ = '?';
-        p = ngx_cpymem(p, r->args.data, r->args.len);
-    }
-
-    ctx->uri.len = p - ctx->uri.data;
-
-    return NGX_OK;
-}
-
-
-/*
- * The sandbox must never see the client's key nor any X-Sandbox-* header
- * the client made up; it gets the authenticated user and a request id from
- * the gateway instead.  The header list is rebuilt rather than patched, so
- * no proxy configuration can forward what was removed.
- */
-
-static ngx_int_t
-ngx_http_sandbox_forward_headers(ngx_http_request_t *r,
-    ngx_http_sandbox_ctx_t *ctx)
-{
-    ngx_str_t         name;
-    ngx_uint_t        i;
-    ngx_list_t        list;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h, *nh;
-
-    part = &r->headers_in.headers.part;
-
-    if (ngx_list_init(&list, r->pool, part->nelts + 4,
-                      sizeof(ngx_table_elt_t))
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        name = h[i].key;
-
-        if ((name.len == sizeof("Authorization") - 1
-             && ngx_strncasecmp(name.data, (u_char *) "Authorization",
-                                name.len) == 0)
-            || (name.len == sizeof("X-Request-Id") - 1
-                && ngx_strncasecmp(name.data, (u_char *) "X-Request-Id",
-                                   name.len) == 0)
-            || (name.len >= sizeof("X-Sandbox-") - 1
-                && ngx_strncasecmp(name.data, (u_char *) "X-Sandbox-",
-                                   sizeof("X-Sandbox-") - 1) == 0))
-        {
-            continue;
-        }
-
-        nh = ngx_list_push(&list);
-        if (nh == NULL) {
-            return NGX_ERROR;
-        }
-
-        *nh = h[i];
-    }
-
-    if (ctx->user.len
-        && ngx_http_sandbox_push_header(r, &list, "X-Sandbox-User",
-                                        &ctx->user)
-           != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    if (ngx_http_sandbox_request_id(r, ctx) != NGX_OK
-        || ngx_http_sandbox_push_header(r, &list, "X-Request-Id",
-                                        &ctx->request_id)
-           != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    r->headers_in.headers = list;
-    r->headers_in.authorization = NULL;
-
-    return NGX_OK;
-}
-
-
-/*
- * Request ids: a random per-process prefix and a counter, unique without
- * asking OpenSSL's DRBG for 16 bytes per request as $request_id does
- * (that alone was 4% of a worker's time in the benchmark).
- */
-
-static uint64_t  ngx_http_sandbox_request_id_prefix;
-static uint64_t  ngx_http_sandbox_request_id_seq;
-
-
-void
-ngx_http_sandbox_request_id_init(void)
-{
-    if (RAND_bytes((u_char *) &ngx_http_sandbox_request_id_prefix,
-                   sizeof(uint64_t))
-        != 1)
-    {
-        ngx_http_sandbox_request_id_prefix = ((uint64_t) ngx_random() << 32)
-                                             ^ (uint64_t) ngx_pid
-                                             ^ (uint64_t) ngx_time();
-    }
-
-    ngx_http_sandbox_request_id_seq = 0;
-}
-
-
-static ngx_int_t
-ngx_http_sandbox_request_id(ngx_http_request_t *r,
-    ngx_http_sandbox_ctx_t *ctx)
-{
-    u_char  *p;
-
-    p = ngx_pnalloc(r->pool, 32);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    ctx->request_id.data = p;
-    ctx->request_id.len = ngx_sprintf(p, "%016xL%016xL",
-                                      ngx_http_sandbox_request_id_prefix,
-                                      ++ngx_http_sandbox_request_id_seq)
-                          - p;
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_sandbox_push_header(ngx_http_request_t *r, ngx_list_t *list,
-    const char *name, ngx_str_t *value)
-{
-    size_t            len;
-    ngx_table_elt_t  *h;
-
-    h = ngx_list_push(list);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    len = ngx_strlen(name);
-
-    h->key.data = (u_char *) name;
-    h->key.len = len;
-    h->value = *value;
-
-    h->lowcase_key = ngx_pnalloc(r->pool, len);
-    if (h->lowcase_key == NULL) {
-        return NGX_ERROR;
-    }
-
-    h->hash = ngx_hash_strlow(h->lowcase_key, h->key.data, len);
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_sandbox_str_copy(ngx_http_request_t *r, ngx_str_t *dst,
-    redisReply *reply)
-{
-    dst->len = 0;
-    dst->data = (u_char *) "";
-
-    if (reply->type != REDIS_REPLY_STRING || reply->len == 0) {
-        return NGX_OK;
-    }
-
-    dst->data = ngx_pnalloc(r->pool, reply->len);
-    if (dst->data == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(dst->data, reply->str, reply->len);
-    dst->len = reply->len;
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_sandbox_reply_is(redisReply *reply, const char *s)
-{
-    size_t  len;
-
-    len = ngx_strlen(s);
-
-    return (reply->type == REDIS_REPLY_STRING
-            || reply->type == REDIS_REPLY_STATUS)
-           && (size_t) reply->len == len
-           && ngx_strncmp(reply->str, s, len) == 0;
 }

@@ -22,7 +22,7 @@ $t->write_conf($t->base_conf(http => <<'EOF'));
     sandbox_redis %%REDIS%%;
     sandbox_redis_timeout 500ms;
 
-    log_format sbx '$sandbox_user|$sandbox_name|$sandbox_addr|$sandbox_key_id|$sandbox_uri';
+    log_format sbx '$sandbox_user|$sandbox_name|$sandbox_addr|$sandbox_key_id|$sandbox_uri|$http_user_agent';
 
     upstream sandbox_pods {
         sandbox_balancer;
@@ -141,6 +141,29 @@ for my $path ('/proxy/sb/v1/shell/exec', '/alice/sb/v1/shell/exec') {
     is($j->{headers}{'x-other'}, 'kept', 'other headers pass');
     is($j->{runtime_id}, 'alice-sb', 'reached alice\'s runtime');
 
+    # as many dropped as added (edited in place), and a list past its
+    # first part: every kept header once, in the order sent, the known
+    # ones (User-Agent) still found by nginx
+    for my $extra (0, 30) {
+        my @more = map { ("X-Many-$_" => "v$_") } 1 .. $extra;
+        $res = req('GET', '/proxy/sb/_debug/request', $alice,
+                   headers => { 'X-Sandbox-User' => 'mallory',
+                                'User-Agent' => 'ua-test',
+                                'X-Other' => 'kept', @more });
+        $j = $t->json($res);
+        my $h = $j->{headers};
+        is($h->{'x-sandbox-user'}, 'alice', "in place ($extra): user header once");
+        like($h->{'x-request-id'} // '', qr/^[0-9a-f]{32}$/,
+             "in place ($extra): one request id");
+        ok(!exists $h->{authorization}, "in place ($extra): no key");
+        is($h->{'user-agent'}, 'ua-test', "in place ($extra): user agent");
+        is($h->{'x-other'}, 'kept', "in place ($extra): other header");
+        is(scalar(grep { $h->{"x-many-$_"} eq "v$_" } 1 .. $extra), $extra,
+           "in place ($extra): all $extra extra headers, each once");
+    }
+    like($t->read_file('sbx.log'), qr/\|ua-test$/m,
+         'the log still reads the known User-Agent header');
+
     $res = req('GET', '/alice/sb', $alice);
     is($res->{status}, 404, 'bare /<user>/<sandbox> goes to the runtime\'s /');
 
@@ -254,7 +277,7 @@ ok(req('GET', '/proxy/' . ('a' x 63) . '/x', $alice)->{status} == 403,
 {
     req('GET', '/proxy/sb/_debug/logged?q=1', $alice);
     my $log = $t->read_file('sbx.log');
-    like($log, qr{^alice\|sb\|\Q$rt\E\|[0-9a-f-]+\|/_debug/logged\?q=1$}m,
+    like($log, qr{^alice\|sb\|\Q$rt\E\|[0-9a-f-]+\|/_debug/logged\?q=1\|-$}m,
          'variables in the access log');
 }
 
@@ -314,6 +337,7 @@ ok(req('GET', '/proxy/' . ('a' x 63) . '/x', $alice)->{status} == 403,
 # Redis stopped: fast JSON 503, never a hang; back by itself afterwards
 
 {
+    my $log_before = length $t->error_log;
     $t->redis_stop;
     my $t0 = time;
     my $res = req('GET', '/proxy/sb/_debug/x', $alice);
@@ -321,6 +345,21 @@ ok(req('GET', '/proxy/' . ('a' x 63) . '/x', $alice)->{status} == 403,
     json_is($res, 503, 'Service Unavailable', 'Sandbox registry unavailable',
             'redis down');
     ok($took < 1.0, sprintf('redis down answered in %.3f s', $took));
+
+    # a quiet outage: 40 more failed requests over 2.5 s (several
+    # reconnect attempts) add no line; each link logs its start once
+    for (1 .. 40) {
+        req('GET', '/proxy/sb/_debug/x', $alice);
+        sleep 0.06;
+    }
+    my $during = substr $t->error_log, $log_before;
+    my @errs = grep { /\[(error|warn)\]/ } split /\n/, $during;
+    my @starts = grep { /redis \S+ unavailable: / } @errs;
+    ok(@starts >= 1 && @starts <= 3,
+       'outage start logged once per Redis link (' . @starts . ')')
+        or diag(join "\n", @errs);
+    is(scalar(@errs), scalar(@starts), 'and nothing else logged per request')
+        or diag(join "\n", @errs[0 .. ($#errs > 5 ? 5 : $#errs)]);
 
     $t->redis_start(keep_port => 1);
     $t->add_user('alice');
@@ -335,6 +374,10 @@ ok(req('GET', '/proxy/' . ('a' x 63) . '/x', $alice)->{status} == 403,
         sleep 0.1;
     }
     ok($ok, 'recovers by itself when redis returns');
+    my $after = substr $t->error_log, $log_before;
+    my ($failed) = $after =~ /redis \S+ is back after \d+ ms; (\d+) requests failed meanwhile/;
+    ok(defined $failed && $failed >= 1,
+       'outage end logged with the failed count (' . ($failed // 'none') . ')');
 }
 
 # Redis hanging (DEBUG SLEEP): lookups time out at sandbox_redis_timeout

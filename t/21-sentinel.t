@@ -134,7 +134,7 @@ is(scalar(grep { $_->[0] == 503 && $_->[1] < 2 } @replica), 5,
    'the sentinels name a replica: 503 at once')
     or diag(explain \@replica);
 my ($r1_port, $r2_port) = ($t->port('r1'), $t->port('r2'));
-my $not_master = qr/redis is not the master \(redis 127\.0\.0\.1:$r2_port\)/;
+my $not_master = qr/redis 127\.0\.0\.1:$r2_port unavailable: not the master/;
 ok(wait_for(sub { $t->error_log =~ $not_master }), 'ROLE said so');
 is($evals->(), $before, 'no lookup reached the replica');
 $t->nginx_stop;

@@ -23,6 +23,12 @@ close $f;
 chmod 0600, $t->dir . '/admin.key';
 
 $t->write_conf($t->base_conf(http => <<'EOF'));
+    # every sandbox variable in every request's log line, API ones too
+    log_format vars 'V $request_method $uri u=$sandbox_user n=$sandbox_name '
+                    'a=$sandbox_addr k=$sandbox_key_id i=$sandbox_uri '
+                    'c=$sandbox_cache_status r=$sandbox_request_id';
+    access_log %%DIR%%/vars.log vars;
+
     sandbox_redis %%REDIS%%;
     sandbox_admin_key_file %%DIR%%/admin.key;
     sandbox_cache_zone api:1m;
@@ -190,6 +196,32 @@ my ($alice_id, $bob_id);
                   '{"username":"big","email":"' . ('x' x 20000) . '"}'),
              413, undef, undef, 'body too large');
     is($t->redis('EXISTS', 'sbx:user:big'), 0, 'nothing written for a bad body');
+
+    # chunked bodies are read like any other, and bounded the same way
+    my $chunked = sub {
+        my ($body, @chunks) = @_;
+        my $req = "POST /api/admin/users HTTP/1.1\r\nHost: localhost\r\n"
+                . "Authorization: Bearer $admin\r\n"
+                . "Content-Type: application/json\r\n"
+                . "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+        $req .= sprintf("%x\r\n%s\r\n", length $_, $_) for @chunks;
+        my $res = SbxTest::_parse($t->http_raw("${req}0\r\n\r\n"));
+        $res->{json} = $t->json($res);
+        return $res;
+    };
+    $res = $chunked->(undef, '{"user', 'name":"chunky"', '}');
+    is($res->{status}, 201, 'chunked body in three chunks: created');
+    is($res->{json}{user}{username}, 'chunky', 'chunked body: parsed');
+    is_error($chunked->(undef, '{}'), 400, 'Bad Request',
+             'username is required', 'chunked: 2 bytes, validated');
+    is_error($chunked->(undef, '{"username":"bigc","email":"',
+                        ('x' x 9000), ('y' x 9000), '"}'),
+             413, undef, undef, 'chunked body too large');
+    is($t->redis('EXISTS', 'sbx:user:bigc'), 0,
+       'nothing written for a large chunked body');
+    $res = call('DELETE', '/api/admin/users/'
+                . $t->redis('HGET', 'sbx:user:chunky', 'id'), $admin);
+    is($res->{status}, 200, 'chunky removed');
 
     $res = call('GET', '/api/admin/users', $admin);
     is($res->{status}, 200, 'list users');
@@ -526,6 +558,20 @@ my ($alice_key, $alice_key_id);
     my $res = call('GET', '/health');
     is($res->{status}, 200, 'health with redis down');
     is($res->{json}{database}, 'disconnected', 'health: disconnected');
+}
+
+# the log line of every kind of request: API calls know their user only
+
+{
+    my @lines = split /\n/, $t->read_file('vars.log');
+    my ($me) = grep { m{^V GET /api/me u=alice } } @lines;
+    ok($me, 'API request logs the authenticated user') or diag($lines[-1]);
+    like($me // '', qr/ n=- a=- k=- i=- c=- r=-$/,
+         'API request: the data plane variables are empty');
+    my ($adm) = grep { m{^V GET /api/admin/users u=} } @lines;
+    like($adm // '', qr/ u=- /, 'admin request: no user');
+    ok((grep { m{^V POST /proxy/\S+ u=\w+ n=\w+ a=127\.0\.0\.1:\d+ k=\S+ i=/\S+ c=[A-Z]+ r=[0-9a-f]{32}$} } @lines),
+       'data plane request logs its variables');
 }
 
 $t->nginx_stop;

@@ -1,11 +1,12 @@
 #!/usr/bin/perl
 # Builds and runs the C unit tests of the pure parsers: each
-# t/unit/test_<x>.c with src/sandbox_<x>.c (test_syncd_<x>.c with the
-# daemon's src/syncd/<x>.c and its libraries), and t/unit/<x>_cases.txt as
-# its argument when there is one.  AddressSanitizer and UBSan are used when the
-# compiler (CC, default cc) can build and run with them.  Every TAP line of
-# a test program becomes a test of this script; a program that fails to
-# build, dies, exits non-zero or does not run its whole plan fails too.
+# t/unit/test_<x>.c with src/sandbox_<x>.c (and what %needs lists for it;
+# test_syncd_<x>.c with the daemon's src/syncd/<x>.c and its libraries),
+# and t/unit/<x>_cases.txt as its argument when there is one.
+# AddressSanitizer and UBSan are used when the compiler (CC, default cc)
+# can build and run with them.  Every TAP line of a test program becomes a
+# test of this script; a program that fails to build, dies, exits non-zero
+# or does not run its whole plan fails too.
 
 use strict;
 use warnings;
@@ -49,6 +50,12 @@ my @san = ('-fsanitize=address,undefined', '-fno-sanitize-recover=all');
     }
 }
 
+# the other pure sources and the libraries a module parser is built with
+my %needs = (
+    body  => [ [ "$root/src/sandbox_path.c" ], [ '-ljansson' ] ],
+    reply => [ [], [ '-lhiredis' ] ],
+);
+
 my @tests = sort glob("$root/t/unit/test_*.c");
 ok(@tests > 0, 'unit tests found') or BAIL_OUT('no t/unit/test_*.c');
 
@@ -58,6 +65,11 @@ for my $test (@tests) {
     my $cases = "$root/t/unit/${name}_cases.txt";
     my $bin = "$dir/test_$name";
     my (@more, @libs);
+
+    if ($needs{$name}) {
+        @more = @{ $needs{$name}[0] };
+        @libs = @{ $needs{$name}[1] };
+    }
 
     if ($name =~ /^syncd_(\w+)$/) {
         $src = "$root/src/syncd/$1.c";

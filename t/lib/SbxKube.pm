@@ -106,6 +106,25 @@ sub call {
     return ($code // 0, eval { decode_json($json) });
 }
 
+# a token for a service account, minted through the TokenRequest API (the
+# apiserver signs it with pki/sa.key, its audience the apiserver's)
+sub sa_token {
+    my ($self, $ns, $sa, $secs) = @_;
+    my ($code, $r) = $self->call('POST',
+        "/api/v1/namespaces/$ns/serviceaccounts/$sa/token",
+        encode_json({ apiVersion => 'authentication.k8s.io/v1',
+                      kind => 'TokenRequest',
+                      spec => { expirationSeconds => $secs // 3600 } }));
+    return ($code == 200 || $code == 201) ? $r->{status}{token} : undef;
+}
+
+# (HTTP status, decoded body) of one API call made with another token
+sub call_as {
+    my ($self, $token, @call) = @_;
+    local $self->{K8S_TOKEN} = $token;
+    return $self->call(@call);
+}
+
 sub install_crd {
     my ($self) = @_;
     my $file = "$self->{root}/t/k8s/sandbox-crd-$self->{version}.json";

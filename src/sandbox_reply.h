@@ -1,0 +1,84 @@
+
+/*
+ * Copyright (C) The sandbox gateway authors
+ *
+ * The route lookup script's reply (ngx_http_sandbox_route.c), decoded
+ * into a key record and a route record.  Plain C and hiredis: no nginx
+ * headers, no allocation, no global state.
+ */
+
+
+#ifndef _SANDBOX_REPLY_H_INCLUDED_
+#define _SANDBOX_REPLY_H_INCLUDED_
+
+
+#include <stddef.h>
+#include <time.h>
+
+#include <hiredis/hiredis.h>
+
+
+/* what a key digest resolves to; 0: the reply has no key part */
+typedef enum {
+    SBX_KEY_ABSENT = 0,
+    SBX_KEY_VALID,
+    SBX_KEY_UNKNOWN,
+    SBX_KEY_INACTIVE,
+    SBX_KEY_USER_INACTIVE
+} sbx_key_state_e;
+
+
+/* what (user, sandbox) resolves to; 0: the reply has no route part */
+typedef enum {
+    SBX_ROUTE_ABSENT = 0,
+    SBX_ROUTE_NONE,
+    SBX_ROUTE_PENDING,
+    SBX_ROUTE_NOT_READY,
+    SBX_ROUTE_READY
+} sbx_route_state_e;
+
+
+#define SBX_REPLY_OK          0
+#define SBX_REPLY_FAILED     -1     /* no reply, an error, not an array */
+#define SBX_REPLY_MALFORMED  -2     /* an array, but not the script's */
+
+
+/* strings point into the reply: valid while the reply is */
+typedef struct {
+    const char        *data;
+    size_t             len;
+} sbx_reply_str_t;
+
+
+typedef struct {
+    sbx_key_state_e    key_state;
+    time_t             expires;     /* 0: never; 1: unreadable, expired */
+    sbx_reply_str_t    user;
+    sbx_reply_str_t    id;
+
+    sbx_route_state_e  route_state;
+    sbx_reply_str_t    addr;
+} sbx_lookup_t;
+
+
+/*
+ * The script answers
+ *   {"nokey"}                          an unknown key
+ *   {"key", user, id, expires_at, active, user's active ("" = no user),
+ *    route part?}                      a known key (no route part when it
+ *                                      belongs to another user)
+ *   {"anon", route part}               no key asked
+ * and a route part is {"none"}, {"pending"} or {"route", addr, ready,
+ * suspended}.  Returns SBX_REPLY_OK with *out filled, or an error.
+ */
+int sbx_lookup_reply_parse(const redisReply *reply, sbx_lookup_t *out);
+
+/*
+ * One whole reply from RESP bytes, through hiredis's reader (for tests
+ * and fuzzing): 0 and *reply to be freed with freeReplyObject(), or -1
+ * when the bytes are not exactly one complete reply.
+ */
+int sbx_reply_read(const char *buf, size_t len, redisReply **reply);
+
+
+#endif /* _SANDBOX_REPLY_H_INCLUDED_ */
