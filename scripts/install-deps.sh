@@ -7,8 +7,9 @@ PKGS="build-essential perl openssl curl redis-server nginx nginx-dev
       libpcre2-dev zlib1g-dev libssl-dev libhiredis-dev libjansson-dev
       libcurl4-openssl-dev libyaml-dev libc-ares-dev musl-tools"
 
-# t/60-deploy.t: YAML::XS for the rendered manifests; redis-sentinel and
-# iproute2 for deploy/redis's pods (t/k8s/redis-pods.sh); and a kubectl
+# t/60-deploy.t: YAML::XS for the rendered manifests; redis-sentinel (for
+# t/21-sentinel.t too) and iproute2 for deploy/redis's pods
+# (t/k8s/redis-pods.sh); and a kubectl
 # with kustomize.  Any kubectl will do (some machines carry a newer one,
 # from a package that conflicts with Debian's); else Debian's
 # kubernetes-client, 1.20 with kustomize v2, which deploy/ is written for

@@ -28,6 +28,8 @@
 
 typedef struct {
     ngx_addr_t                     *redis_addr;
+    ngx_http_sandbox_sentinel_conf_t
+                                   *redis_sentinel;
     ngx_str_t                       redis_password;
     ngx_msec_t                      redis_connect_timeout;
     ngx_msec_t                      redis_timeout;
@@ -125,6 +127,8 @@ void *ngx_http_sandbox_get_ctx(ngx_http_request_t *r,
 
 extern ngx_http_sandbox_redis_t  *ngx_http_sandbox_worker_redis;
 extern ngx_http_sandbox_redis_t  *ngx_http_sandbox_events_redis;
+extern ngx_http_sandbox_sentinel_t
+                                 *ngx_http_sandbox_worker_sentinel;
 
 
 /* auth */

@@ -196,6 +196,98 @@ sub _resp {
     croak "redis: bad reply $line";
 }
 
+### Redis with Sentinel: named servers ("r1", "s1" ...) on free ports
+
+# a redis-server named $name, a replica of the server named $o{replicaof}
+sub redis_node_start {
+    my ($self, $name, %o) = @_;
+    my $port = $self->port($name);
+    mkdir "$self->{dir}/$name";
+    $self->spawn($name, {}, $ENV{SBX_REDIS_SERVER} // 'redis-server',
+                 '--port', $port, '--bind', '127.0.0.1', '--save', '',
+                 '--appendonly', 'no', '--dir', "$self->{dir}/$name",
+                 $o{replicaof}
+                 ? ('--replicaof', '127.0.0.1', $self->port($o{replicaof}))
+                 : ());
+    $self->_wait_pong($name) or croak "redis-server $name did not start";
+    return $port;
+}
+
+# a redis-sentinel named $name watching the server named $o{master} as
+# $o{name} ("mymaster"), and each server named in $o{also} (master name
+# => server name), with short timers: a master silent for $o{down_after}
+# ms (1000) is down; quorum $o{quorum} (2)
+sub sentinel_start {
+    my ($self, $name, %o) = @_;
+    my $port = $self->port($name);
+    my %watch = (($o{name} // 'mymaster') => $o{master}, %{ $o{also} || {} });
+    my $file = "$self->{dir}/$name.conf";
+    open my $f, '>', $file or croak "$file: $!";
+    printf $f "port %d\nbind 127.0.0.1\ndir %s\n", $port, $self->{dir};
+    for my $m (sort keys %watch) {
+        printf $f "sentinel monitor %s 127.0.0.1 %d %d\n"
+            . "sentinel down-after-milliseconds %s %d\n"
+            . "sentinel failover-timeout %s %d\n"
+            . "sentinel parallel-syncs %s 1\n",
+            $m, $self->port($watch{$m}), $o{quorum} // 2,
+            $m, $o{down_after} // 1000, $m, $o{failover_timeout} // 3000, $m;
+    }
+    close $f;
+    $self->spawn($name, {}, $ENV{SBX_REDIS_SENTINEL} // 'redis-sentinel',
+                 $file);
+    $self->_wait_pong($name) or croak "redis-sentinel $name did not start";
+    return $port;
+}
+
+# true once the sentinel named $name sees the master $m up, with at least
+# $replicas replicas and $others other sentinels
+sub sentinel_ready {
+    my ($self, $name, $m, $replicas, $others) = @_;
+    my $r = eval { $self->redis_at($name, 'SENTINEL', 'master', $m) };
+    return 0 unless ref $r eq 'ARRAY';
+    my %h = @$r;
+    return $h{flags} eq 'master' && $h{'num-slaves'} >= $replicas
+           && $h{'num-other-sentinels'} >= $others;
+}
+
+sub _wait_pong {
+    my ($self, $name) = @_;
+    my $until = time + 10;
+    while (time < $until) {
+        my $pong = eval { $self->redis_at($name, 'PING') };
+        return 1 if defined $pong && $pong eq 'PONG';
+        sleep 0.02;
+    }
+    return 0;
+}
+
+# one command to the server named $name; errors die
+sub redis_at {
+    my ($self, $name, @cmd) = @_;
+    return ($self->redis_pipeline($name, \@cmd))[0];
+}
+
+# commands on one connection (WAIT counts the writes of its own
+# connection), the replies in order; errors die
+sub redis_pipeline {
+    my ($self, $name, @cmds) = @_;
+    my $s = IO::Socket::IP->new(PeerAddr => '127.0.0.1',
+                                PeerPort => $self->port($name), Timeout => 5)
+        or croak "redis $name: $!";
+    for my $cmd (@cmds) {
+        my $req = '*' . @$cmd . "\r\n";
+        $req .= '$' . length($_) . "\r\n$_\r\n" for @$cmd;
+        print $s $req;
+    }
+    return map { _resp($s) } @cmds;
+}
+
+# redis() and the seeding helpers talk to the server named $name from now
+sub redis_use {
+    my ($self, $name) = @_;
+    $self->{ports}{redis} = $self->port($name);
+}
+
 ### seeding, as docs/redis-data-model.md says
 
 sub _uuid {
