@@ -26,6 +26,7 @@
 #include <ngx_event_connect.h>
 
 #include "ngx_http_sandbox_redis.h"
+#include "sandbox_reply.h"
 
 
 #define NGX_HTTP_SANDBOX_REDIS_BACKOFF_MIN  100
@@ -125,7 +126,7 @@ ngx_http_sandbox_redis_create(ngx_http_sandbox_redis_conf_t *conf,
     rd->stats = conf->stats ? conf->stats : &rd->own_stats;
     rd->backoff = NGX_HTTP_SANDBOX_REDIS_BACKOFF_MIN;
 
-    rd->reader = redisReaderCreate();
+    rd->reader = sbx_reply_reader_create();
     if (rd->reader == NULL) {
         ngx_free(rd);
         return NULL;
@@ -687,7 +688,7 @@ ngx_http_sandbox_redis_close(ngx_http_sandbox_redis_t *rd)
     /* a partial reply of the old link must not prefix the next one */
 
     redisReaderFree(rd->reader);
-    rd->reader = redisReaderCreate();
+    rd->reader = sbx_reply_reader_create();
 }
 
 
