@@ -28,7 +28,9 @@ help:
 	@echo "make test       deps + build + the whole test suite (prove),"
 	@echo "                then the end-to-end tests under AddressSanitizer"
 	@echo "make agent      build/sandbox-agent, static (musl), for any image"
-	@echo "make fuzz       libFuzzer on the path and token parsers"
+	@echo "make fuzz       libFuzzer on every parser of outside input, each"
+	@echo "                target SECONDS (30); FUZZ_TARGETS picks some"
+	@echo "                (path body event reply); docs/fuzzing.md"
 	@echo "make kube-apiserver  build a real kube-apiserver 1.20 from Debian's"
 	@echo "                source package, for the sync daemon's tests"
 	@echo "make demo       deps + build + run the gateway locally"
@@ -119,8 +121,9 @@ unit:
 kube-apiserver:
 	t/k8s/build-apiserver.sh
 
+# every target for SECONDS each; a crash saves its input in build/fuzz
 fuzz:
-	t/fuzz/run.sh $(or $(SECONDS),30)
+	t/fuzz/run.sh $(or $(SECONDS),30) $(FUZZ_TARGETS)
 
 demo: deps all
 	scripts/demo.sh

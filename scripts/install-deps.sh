@@ -7,6 +7,9 @@ PKGS="build-essential perl openssl curl redis-server nginx nginx-dev
       libpcre2-dev zlib1g-dev libssl-dev libhiredis-dev libjansson-dev
       libcurl4-openssl-dev libyaml-dev libc-ares-dev musl-tools"
 
+# make fuzz and t/fuzz/smoke.t: clang and its libFuzzer runtime
+PKGS="$PKGS clang libclang-rt-14-dev"
+
 # t/60-deploy.t: YAML::XS for the rendered manifests; redis-sentinel (for
 # t/21-sentinel.t too) and iproute2 for deploy/redis's pods
 # (t/k8s/redis-pods.sh); and a kubectl

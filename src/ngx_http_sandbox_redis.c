@@ -31,6 +31,7 @@
 #include <ngx_event_connect.h>
 
 #include "ngx_http_sandbox_redis_link.h"
+#include "sandbox_reply.h"
 
 
 static void ngx_http_sandbox_redis_connect(ngx_http_sandbox_redis_t *rd);
@@ -67,7 +68,7 @@ ngx_http_sandbox_redis_create(ngx_http_sandbox_redis_conf_t *conf,
     rd->stats = conf->stats ? conf->stats : &rd->own_stats;
     rd->backoff = NGX_HTTP_SANDBOX_REDIS_BACKOFF_MIN;
 
-    rd->reader = redisReaderCreate();
+    rd->reader = sbx_reply_reader_create();
     if (rd->reader == NULL) {
         ngx_free(rd);
         return NULL;
@@ -485,7 +486,7 @@ ngx_http_sandbox_redis_close(ngx_http_sandbox_redis_t *rd)
     /* a partial reply of the old link must not prefix the next one */
 
     redisReaderFree(rd->reader);
-    rd->reader = redisReaderCreate();
+    rd->reader = sbx_reply_reader_create();
 }
 
 
