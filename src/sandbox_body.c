@@ -140,6 +140,13 @@ sbx_body_label(const json_t *body, const char *field, sbx_body_str_t *value,
         return -1;
     }
 
+    /* a user named "proxy" would own sandboxes no path reaches */
+
+    if (strcmp(field, "username") == 0 && strcmp(value->data, "proxy") == 0) {
+        snprintf(err, SBX_BODY_ERR_MAX, "username \"proxy\" is reserved");
+        return -1;
+    }
+
     return 0;
 }
 

@@ -320,6 +320,11 @@ test_sandbox_create(void)
     tap_ok(rc == -1 && err_is("namespace must be a DNS-1123 label"),
            "anon sandbox: namespace refused");
 
+    RUN(sbx_body_sandbox_create(BODY, 1, &sc, err),
+        "{\"name\": \"box\", \"username\": \"proxy\"}");
+    tap_ok(rc == -1 && err_is("username \"proxy\" is reserved"),
+           "anon sandbox: the user \"proxy\" refused (no path reaches it)");
+
     RUN(sbx_body_sandbox_create(BODY, 1, &sc, err), "{}");
     tap_ok(rc == -1 && err_is("name is required"), "anon sandbox: no name");
 }
