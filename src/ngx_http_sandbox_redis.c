@@ -50,6 +50,7 @@ static void ngx_http_sandbox_redis_role_handler(void *data,
 static void ngx_http_sandbox_redis_trouble(ngx_http_sandbox_redis_t *rd,
     ngx_err_t err, const char *reason);
 static void ngx_http_sandbox_redis_recovered(ngx_http_sandbox_redis_t *rd);
+static void ngx_http_sandbox_redis_up(ngx_http_sandbox_redis_t *rd);
 
 
 ngx_http_sandbox_redis_t *
@@ -343,6 +344,24 @@ ngx_http_sandbox_redis_open(ngx_http_sandbox_redis_t *rd)
 }
 
 
+/* the link carries commands from now on */
+
+static void
+ngx_http_sandbox_redis_up(ngx_http_sandbox_redis_t *rd)
+{
+    rd->state = NGX_HTTP_SANDBOX_REDIS_UP;
+    rd->backoff = NGX_HTTP_SANDBOX_REDIS_BACKOFF_MIN;
+
+    if (rd->outage) {
+        ngx_http_sandbox_redis_recovered(rd);
+    }
+
+    if (rd->conf.ready) {
+        rd->conf.ready(rd, rd->conf.data);
+    }
+}
+
+
 void
 ngx_http_sandbox_redis_connected(ngx_http_sandbox_redis_t *rd)
 {
@@ -364,16 +383,7 @@ ngx_http_sandbox_redis_connected(ngx_http_sandbox_redis_t *rd)
         rd->state = NGX_HTTP_SANDBOX_REDIS_HANDSHAKE;
 
     } else {
-        rd->state = NGX_HTTP_SANDBOX_REDIS_UP;
-        rd->backoff = NGX_HTTP_SANDBOX_REDIS_BACKOFF_MIN;
-
-        if (rd->outage) {
-            ngx_http_sandbox_redis_recovered(rd);
-        }
-
-        if (rd->conf.ready) {
-            rd->conf.ready(rd, rd->conf.data);
-        }
+        ngx_http_sandbox_redis_up(rd);
 
         if (rd->state != NGX_HTTP_SANDBOX_REDIS_UP) {
             return;
@@ -613,16 +623,7 @@ ngx_http_sandbox_redis_role_handler(void *data, redisReply *reply)
     ngx_log_error(NGX_LOG_INFO, rd->log, 0,
                   "sandbox: redis master at %V", &rd->addr->name);
 
-    rd->state = NGX_HTTP_SANDBOX_REDIS_UP;
-    rd->backoff = NGX_HTTP_SANDBOX_REDIS_BACKOFF_MIN;
-
-    if (rd->outage) {
-        ngx_http_sandbox_redis_recovered(rd);
-    }
-
-    if (rd->conf.ready) {
-        rd->conf.ready(rd, rd->conf.data);
-    }
+    ngx_http_sandbox_redis_up(rd);
 
     /* what waited behind ROLE leaves now */
 
