@@ -3,9 +3,12 @@
  * Copyright (C) The sandbox gateway authors
  *
  * EVALSHA with one reload on NOSCRIPT (see the header).  The normal path
- * is one command, as EVAL was: no SCRIPT LOAD round trip before it, and
- * its place in the pipeline is the caller's.  Only a command that met
- * NOSCRIPT goes again, as EVAL, at the end of the pipeline; what it
+ * is one command, as EVAL was, in its place in the pipeline.  A worker's
+ * first use of a script, or the first NOSCRIPT it meets, queues one
+ * SCRIPT LOAD, and the EVALSHA behind it in the same pipeline: no round
+ * trip is waited for, and a burst of commands in flight when Redis lost
+ * its scripts costs one load, not one per command.  Only a command that
+ * met NOSCRIPT goes again, once, at the end of the pipeline; what it
  * answers is what the caller gets.
  */
 
@@ -33,8 +36,17 @@ typedef struct {
 } ngx_http_sandbox_script_call_t;
 
 
+/* ngx_http_sandbox_script_t's state */
+#define NGX_HTTP_SANDBOX_SCRIPT_UNKNOWN  0      /* or lost: load it */
+#define NGX_HTTP_SANDBOX_SCRIPT_LOADING  1      /* SCRIPT LOAD queued */
+#define NGX_HTTP_SANDBOX_SCRIPT_LOADED   2
+
+
 static ngx_int_t ngx_http_sandbox_script_send(
     ngx_http_sandbox_script_call_t *call);
+static void ngx_http_sandbox_script_load(ngx_http_sandbox_redis_t *rd,
+    ngx_http_sandbox_script_t *s);
+static void ngx_http_sandbox_script_loaded(void *data, redisReply *reply);
 static void ngx_http_sandbox_script_handler(void *data, redisReply *reply);
 static ngx_uint_t ngx_http_sandbox_script_noscript(redisReply *reply);
 
@@ -140,6 +152,10 @@ ngx_http_sandbox_script_send(ngx_http_sandbox_script_call_t *call)
 {
     void  *op;
 
+    if (call->script->state == NGX_HTTP_SANDBOX_SCRIPT_UNKNOWN) {
+        ngx_http_sandbox_script_load(call->rd, call->script);
+    }
+
     op = ngx_http_sandbox_redis_command(call->rd, call->argc, call->argv,
                                         call->argvlen,
                                         ngx_http_sandbox_script_handler,
@@ -163,18 +179,18 @@ ngx_http_sandbox_script_handler(void *data, redisReply *reply)
 
     if (!call->reloaded && ngx_http_sandbox_script_noscript(reply)) {
 
-        /* Redis lost its scripts: EVAL loads this one again, once */
+        /* Redis lost its scripts: load this one again, then retry once */
 
         ngx_log_error(NGX_LOG_INFO, call->log, 0,
-                      "sandbox: redis script %*s reloaded",
+                      "sandbox: redis lost script %*s, reloading",
                       (size_t) NGX_HTTP_SANDBOX_SCRIPT_SHA_LEN,
                       call->script->sha);
 
         call->reloaded = 1;
-        call->argv[0] = "EVAL";
-        call->argvlen[0] = sizeof("EVAL") - 1;
-        call->argv[1] = (const char *) call->script->text.data;
-        call->argvlen[1] = call->script->text.len;
+
+        if (call->script->state == NGX_HTTP_SANDBOX_SCRIPT_LOADED) {
+            call->script->state = NGX_HTTP_SANDBOX_SCRIPT_UNKNOWN;
+        }
 
         if (ngx_http_sandbox_script_send(call) == NGX_OK) {
             return;
@@ -195,6 +211,54 @@ ngx_http_sandbox_script_handler(void *data, redisReply *reply)
     }
 
     call->handler(call->data, reply);
+}
+
+
+static void
+ngx_http_sandbox_script_load(ngx_http_sandbox_redis_t *rd,
+    ngx_http_sandbox_script_t *s)
+{
+    const char  *argv[3];
+    size_t       argvlen[3];
+
+    argv[0] = "SCRIPT";
+    argvlen[0] = sizeof("SCRIPT") - 1;
+    argv[1] = "LOAD";
+    argvlen[1] = sizeof("LOAD") - 1;
+    argv[2] = (const char *) s->text.data;
+    argvlen[2] = s->text.len;
+
+    if (ngx_http_sandbox_redis_command(rd, 3, argv, argvlen,
+                                       ngx_http_sandbox_script_loaded, s)
+        != NULL)
+    {
+        s->state = NGX_HTTP_SANDBOX_SCRIPT_LOADING;
+    }
+}
+
+
+static void
+ngx_http_sandbox_script_loaded(void *data, redisReply *reply)
+{
+    ngx_http_sandbox_script_t *s = data;
+
+    /* Redis answers with the SHA-1; anything else: load it next time */
+
+    if (reply != NULL && reply->type == REDIS_REPLY_STRING
+        && reply->len == NGX_HTTP_SANDBOX_SCRIPT_SHA_LEN
+        && ngx_strncmp(reply->str, s->sha, reply->len) == 0)
+    {
+        s->state = NGX_HTTP_SANDBOX_SCRIPT_LOADED;
+        return;
+    }
+
+    if (reply != NULL) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "sandbox: redis did not load script %*s",
+                      (size_t) NGX_HTTP_SANDBOX_SCRIPT_SHA_LEN, s->sha);
+    }
+
+    s->state = NGX_HTTP_SANDBOX_SCRIPT_UNKNOWN;
 }
 
 

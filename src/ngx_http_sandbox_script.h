@@ -6,7 +6,7 @@
  * carries a 40-byte name instead of the script's text, and Redis neither
  * hashes nor parses the text again.  A NOSCRIPT answer (SCRIPT FLUSH, a
  * restarted or failed-over Redis) is handled by resending that one
- * command once as EVAL, which loads the script for every later EVALSHA.
+ * command once more as EVALSHA behind a SCRIPT LOAD, pipelined.
  */
 
 
@@ -27,10 +27,11 @@ typedef struct {
     ngx_str_t                            text;
     u_char                               sha[NGX_HTTP_SANDBOX_SCRIPT_SHA_LEN];
     unsigned                             hashed:1;
+    unsigned                             state:2;  /* this worker's view */
 } ngx_http_sandbox_script_t;
 
 
-#define ngx_http_sandbox_script(text)  { ngx_string(text), { 0 }, 0 }
+#define ngx_http_sandbox_script(text)  { ngx_string(text), { 0 }, 0, 0 }
 
 
 ngx_int_t ngx_http_sandbox_script_hash(ngx_http_sandbox_script_t *s,

@@ -34,16 +34,14 @@
 
 /* KEYS: the keys' hashes; ARGV[1]: the time */
 
-static ngx_http_sandbox_script_t  ngx_http_sandbox_usage_lua = {
-    ngx_string(
+static ngx_http_sandbox_script_t  ngx_http_sandbox_usage_lua =
+    ngx_http_sandbox_script(
     "for _, k in ipairs(KEYS) do\n"
     "  if redis.call('EXISTS', k) == 1 then\n"
     "    redis.call('HSET', k, 'last_used_at', ARGV[1])\n"
     "  end\n"
     "end\n"
-    "return 0\n"),
-    { 0 }, 0
-};
+    "return 0\n");
 
 #define NGX_HTTP_SANDBOX_USAGE_KEY_LEN                                        \
     (sizeof("sbx:key:") - 1 + NGX_HTTP_SANDBOX_SHA256_HEX_LEN)

@@ -1,8 +1,10 @@
 #!/usr/bin/perl
-# Redis scripts go by EVALSHA; a Redis that lost them (SCRIPT FLUSH, a
-# restart, a failover) gets each one again by a single EVAL, and the
-# request that met NOSCRIPT still gets its answer: the cache-off lookup in
-# both path forms, the management API, and the key-use report.
+# Redis scripts go by EVALSHA, each loaded by one SCRIPT LOAD pipelined
+# ahead of a worker's first use; a Redis that lost them (SCRIPT FLUSH, a
+# restart, a failover) gets each one again by a single SCRIPT LOAD, and
+# the request that met NOSCRIPT still gets its answer: the cache-off
+# lookup in both path forms, the management API, and the key-use report.
+# One worker, so that the counts are exact (each worker loads for itself).
 
 use strict;
 use warnings;
@@ -25,7 +27,7 @@ chmod 0600, $t->dir . '/admin.key';
 # port 1: cache off, and the API; port 2: cached keys, uses reported
 # each second
 
-$t->write_conf($t->base_conf(http => <<'EOF'));
+$t->write_conf($t->base_conf(workers => 1, http => <<'EOF'));
     sandbox_redis %%REDIS%%;
     sandbox_admin_key_file %%DIR%%/admin.key;
     sandbox_cache_zone sbx:1m;
@@ -94,7 +96,14 @@ sub loaded {
     return $t->redis('SCRIPT', 'EXISTS', @sha);
 }
 
+sub loads { calls('script|load') }
+
+$t->redis('CONFIG', 'RESETSTAT');
 is(get('/proxy/sb/_debug/a')->{status}, 200, 'a first lookup');
+is(loads(), 1, 'its script loaded first');
+is(calls('evalsha'), 1, 'then run by EVALSHA');
+is(calls('eval'), 0, 'never sent whole');
+unlike($t->error_log, qr/NOSCRIPT/, 'without meeting NOSCRIPT');
 
 # the data plane: both forms, after the scripts are gone
 
@@ -103,47 +112,60 @@ my $res = get('/proxy/sb/_debug/b');
 is($res->{status}, 200, 'after SCRIPT FLUSH: /proxy/ lookup answers');
 is($t->json($res) && $t->json($res)->{path}, '/_debug/b', 'from the sandbox')
     or diag $res->{body};
-is(calls('eval'), 1, 'the script loaded again by one EVAL');
-is(calls('evalsha'), 1, 'after one EVALSHA (NOSCRIPT)');
+is(loads(), 1, 'the script loaded again, once');
+is(calls('evalsha'), 2, 'NOSCRIPT, then EVALSHA again');
 
 is(get('/alice/sb/_debug/c')->{status}, 200, 'the path form too');
 is(get('/proxy/sb/_debug/d')->{status}, 200, 'and again');
-is(calls('eval'), 1, 'no second reload');
-is(calls('evalsha'), 3, 'EVALSHA every time');
+is(loads(), 1, 'no second reload');
+is(calls('evalsha'), 4, 'EVALSHA every time');
+is(calls('eval'), 0, 'no EVAL');
 
-# the API: a user's script and an admin's
+# the API: a user's script and an admin's, each used once before
 
+is(api('/api/me', $alice)->{status}, 200, 'a first API call');
+is(api('/api/admin/users', $admin)->{status}, 200, 'a first admin call');
 fresh();
 $res = api('/api/me', $alice);
 is($res->{status}, 200, 'after SCRIPT FLUSH: /api/me answers')
     or diag $res->{body};
 is($t->json($res) && $t->json($res)->{user}{username}, 'alice', 'its user');
 is(api('/api/admin/users', $admin)->{status}, 200, 'an admin endpoint too');
-is(calls('eval'), 2, 'each script loaded once');
+is(loads(), 2, 'each script loaded once');
 is(api('/api/me', $alice)->{status}, 200, 'again');
 is(api('/api/admin/users', $admin)->{status}, 200, 'again, admin');
-is(calls('eval'), 2, 'no second reload');
-is(calls('evalsha'), 4, 'EVALSHA every time');
+is(loads(), 2, 'no second reload');
+is(calls('evalsha'), 6, 'EVALSHA every time');
 is(api('/api/me', 'sk_live_' . ('Q' x 32))->{status}, 401,
    'an unknown key still refused');
 
-# the key-use report of a cached key, fire-and-forget as it is
+# the key-use report of a cached key, fire-and-forget as it is: one
+# report first, then one after SCRIPT FLUSH
+
+sub report {
+    my ($flush) = @_;
+    $t->redis('HSET', "sbx:key:$hash", 'last_used_at', 1);
+    sleep 1.2;                                 # the interval
+    fresh() if $flush;
+    is(get('/proxy/sb/_debug/f', 2)->{status}, 200,
+       'a use answered from cache');
+    my $used;
+    for (1 .. 40) {
+        sleep 0.1;
+        $used = $t->redis('HGET', "sbx:key:$hash", 'last_used_at');
+        last if $used ne '1';
+    }
+    ok(abs($used - time) < 5,
+       'its use reported' . ($flush ? ' after SCRIPT FLUSH' : ''))
+        or diag "last_used_at $used";
+}
 
 get('/proxy/sb/_debug/e', 2);                  # from Redis, now cached
-$t->redis('HSET', "sbx:key:$hash", 'last_used_at', 1);
-sleep 1.2;                                     # the interval
-fresh();
-is(get('/proxy/sb/_debug/f', 2)->{status}, 200, 'a use answered from cache');
-my $used;
-for (1 .. 40) {
-    sleep 0.1;
-    $used = $t->redis('HGET', "sbx:key:$hash", 'last_used_at');
-    last if $used ne '1';
-}
-ok(abs($used - time) < 5, 'its use reported after SCRIPT FLUSH')
-    or diag "last_used_at $used";
-is(calls('eval'), 1, 'the report script loaded once');
-is(calls('evalsha'), 1, 'after its EVALSHA');
+get('/proxy/sb/_debug/e', 2);                  # a first use from the cache
+report(0);
+report(1);
+is(loads(), 1, 'the report script loaded once');
+is(calls('evalsha'), 2, 'between its two EVALSHA');
 
 # the commands as sent: a SHA-1 Redis holds, and the keys declared
 
