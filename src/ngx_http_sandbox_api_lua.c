@@ -2,9 +2,10 @@
 /*
  * Copyright (C) The sandbox gateway authors
  *
- * The management API's Redis scripts.  Each request is one EVAL: the
- * authentication, the checks and every write of an operation happen in one
- * atomic step, so nothing is ever half done.  A script returns
+ * The management API's Redis scripts.  Each request is one script (by
+ * EVALSHA, ngx_http_sandbox_script.c): the authentication, the checks and
+ * every write of an operation happen in one atomic step, so nothing is
+ * ever half done.  A script returns
  * {status, body[, user]}, body being JSON made with Redis's cjson and user
  * the authenticated caller's name (for the access log); times are epoch
  * seconds, turned into ISO-8601 by the module.
@@ -12,7 +13,9 @@
  * ARGV[1] is always the time (epoch seconds), ARGV[2] the caller: a key
  * digest for user endpoints, unused for admin ones (the module checked the
  * admin key), a user name with authentication off.  Endpoint arguments
- * follow from ARGV[3].
+ * follow from ARGV[3].  User endpoints get the caller's key hash as
+ * KEYS[1]; the other keys are found from data (the key's user, sets), so
+ * they are named in the scripts: see docs/redis-data-model.md.
  */
 
 
