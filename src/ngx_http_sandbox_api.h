@@ -98,8 +98,9 @@ struct ngx_http_sandbox_api_ctx_s {
 
     u_char                              now[NGX_TIME_T_LEN];
     u_char                              caller[NGX_HTTP_SANDBOX_SHA256_HEX_LEN];
-    u_char                              caller_key[sizeof("sbx:key:") - 1
-                                               + NGX_HTTP_SANDBOX_SHA256_HEX_LEN];
+    u_char                              caller_key[
+                                    sizeof("sbx:key:") - 1
+                                    + NGX_HTTP_SANDBOX_SHA256_HEX_LEN];
     u_char                              id[36];
     u_char                              key[SBX_KEY_LEN];
     u_char                              digest[NGX_HTTP_SANDBOX_SHA256_HEX_LEN];

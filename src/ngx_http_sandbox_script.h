@@ -44,8 +44,8 @@ ngx_int_t ngx_http_sandbox_script_hash(ngx_http_sandbox_script_t *s,
  * without, it is freed when the call ends.  *opp, when not NULL, follows
  * the command in flight (a reload replaces it), for ..._redis_cancel().
  * Without a pool, a NULL handler makes the command fire-and-forget,
- * NOSCRIPT still handled.  Returns NGX_ERROR when the command could not be queued (the
- * link is down): the handler is then never called.
+ * NOSCRIPT still handled.  Returns NGX_ERROR when the command could not
+ * be queued (the link is down): the handler is then never called.
  */
 ngx_int_t ngx_http_sandbox_script_run(ngx_http_sandbox_redis_t *rd,
     ngx_http_sandbox_script_t *s, ngx_pool_t *pool, ngx_uint_t argc,
