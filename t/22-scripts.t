@@ -145,7 +145,7 @@ is(api('/api/me', 'sk_live_' . ('Q' x 32))->{status}, 401,
 sub report {
     my ($flush) = @_;
     $t->redis('HSET', "sbx:key:$hash", 'last_used_at', 1);
-    sleep 1.2;                                 # the interval
+    sleep 1.7;         # the interval, and the first report's spread (0.5 s)
     fresh() if $flush;
     is(get('/proxy/sb/_debug/f', 2)->{status}, 200,
        'a use answered from cache');
