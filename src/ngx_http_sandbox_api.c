@@ -405,10 +405,23 @@ ngx_http_sandbox_api_run(ngx_http_request_t *r,
         return rc == NGX_ABORT ? ctx->rc : rc;
     }
 
+    /*
+     * A user's key is the script's KEYS[1]; without one, the command
+     * starts a slot later, at the "0" keys
+     */
+
     ctx->argc = 0;
-    ngx_http_sandbox_api_arg(ctx, "EVAL", 4);
-    ngx_http_sandbox_api_arg(ctx, "", 0);      /* the script, set below */
-    ngx_http_sandbox_api_arg(ctx, "0", 1);
+
+    if (ctx->ep->auth == NGX_HTTP_SANDBOX_API_USER) {
+        ngx_http_sandbox_api_arg(ctx, "1", 1);
+        ngx_http_sandbox_api_arg(ctx, (char *) ctx->caller_key,
+                                 sizeof(ctx->caller_key));
+
+    } else {
+        ngx_http_sandbox_api_arg(ctx, "", 0);
+        ngx_http_sandbox_api_arg(ctx, "0", 1);
+    }
+
     ngx_http_sandbox_api_arg(ctx, (char *) ctx->now,
                              ngx_sprintf(ctx->now, "%T", ngx_time())
                              - ctx->now);
@@ -455,6 +468,9 @@ ngx_http_sandbox_api_authenticate(ngx_http_request_t *r,
 
     if (ctx->ep->auth == NGX_HTTP_SANDBOX_API_USER) {
         ngx_http_sandbox_sha256_hex(ctx->caller, key.data, key.len);
+        ngx_memcpy(ngx_cpymem(ctx->caller_key, "sbx:key:",
+                              sizeof("sbx:key:") - 1),
+                   ctx->caller, NGX_HTTP_SANDBOX_SHA256_HEX_LEN);
         return NGX_OK;
     }
 
@@ -472,17 +488,22 @@ static ngx_int_t
 ngx_http_sandbox_api_eval(ngx_http_request_t *r,
     ngx_http_sandbox_api_ctx_t *ctx)
 {
+    ngx_uint_t                      skip;
     ngx_http_sandbox_api_script_t  *s;
 
     s = &ngx_http_sandbox_api_scripts[ctx->ep->script];
 
-    ctx->argv[1] = (const char *) s->text.data;
-    ctx->argvlen[1] = s->text.len;
+    skip = (ctx->ep->auth != NGX_HTTP_SANDBOX_API_USER);
 
-    ctx->op = ngx_http_sandbox_redis_command(ngx_http_sandbox_worker_redis,
-                                             ctx->argc, ctx->argv,
-                                             ctx->argvlen,
-                                             ngx_http_sandbox_api_reply, r);
+    if (ngx_http_sandbox_script_run(ngx_http_sandbox_worker_redis, s,
+                                    r->pool, ctx->argc - skip,
+                                    ctx->argv + skip, ctx->argvlen + skip,
+                                    ngx_http_sandbox_api_reply, r, &ctx->op)
+        != NGX_OK)
+    {
+        ctx->op = NULL;
+    }
+
     if (ctx->op == NULL) {
         if (ctx->ep->script == SBX_LUA_HEALTH) {
             return ngx_http_sandbox_api_answer(r, ctx, NULL);

@@ -20,11 +20,10 @@
 
 #include "ngx_http_sandbox_module.h"
 #include "sandbox_token.h"
+#include "ngx_http_sandbox_script.h"
 
 
-typedef struct {
-    ngx_str_t  text;
-} ngx_http_sandbox_api_script_t;
+typedef ngx_http_sandbox_script_t  ngx_http_sandbox_api_script_t;
 
 
 /* indexes into ngx_http_sandbox_api_scripts[], in its order */
@@ -59,6 +58,9 @@ extern ngx_http_sandbox_api_script_t  ngx_http_sandbox_api_scripts[];
 
 
 #define NGX_HTTP_SANDBOX_API_ARGS    12
+
+/* argv[]'s index of ARGV[2], the caller (see ngx_http_sandbox_api_run) */
+#define NGX_HTTP_SANDBOX_API_CALLER  3
 #define NGX_HTTP_SANDBOX_API_PARAMS  3
 
 /* who may call an endpoint */
@@ -89,13 +91,16 @@ struct ngx_http_sandbox_api_ctx_s {
     ngx_str_t                           params[NGX_HTTP_SANDBOX_API_PARAMS];
     json_t                             *body;
 
-    /* the script's EVAL command: EVAL, script, 0, now, caller, ... */
+    /* what follows the script: numkeys, KEYS[1], now, caller, ... */
     ngx_uint_t                          argc;
     const char                         *argv[NGX_HTTP_SANDBOX_API_ARGS];
     size_t                              argvlen[NGX_HTTP_SANDBOX_API_ARGS];
 
     u_char                              now[NGX_TIME_T_LEN];
     u_char                              caller[NGX_HTTP_SANDBOX_SHA256_HEX_LEN];
+    u_char                              caller_key[
+                                    sizeof("sbx:key:") - 1
+                                    + NGX_HTTP_SANDBOX_SHA256_HEX_LEN];
     u_char                              id[36];
     u_char                              key[SBX_KEY_LEN];
     u_char                              digest[NGX_HTTP_SANDBOX_SHA256_HEX_LEN];

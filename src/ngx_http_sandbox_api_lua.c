@@ -2,9 +2,10 @@
 /*
  * Copyright (C) The sandbox gateway authors
  *
- * The management API's Redis scripts.  Each request is one EVAL: the
- * authentication, the checks and every write of an operation happen in one
- * atomic step, so nothing is ever half done.  A script returns
+ * The management API's Redis scripts.  Each request is one script (by
+ * EVALSHA, ngx_http_sandbox_script.c): the authentication, the checks and
+ * every write of an operation happen in one atomic step, so nothing is
+ * ever half done.  A script returns
  * {status, body[, user]}, body being JSON made with Redis's cjson and user
  * the authenticated caller's name (for the access log); times are epoch
  * seconds, turned into ISO-8601 by the module.
@@ -12,7 +13,9 @@
  * ARGV[1] is always the time (epoch seconds), ARGV[2] the caller: a key
  * digest for user endpoints, unused for admin ones (the module checked the
  * admin key), a user name with authentication off.  Endpoint arguments
- * follow from ARGV[3].
+ * follow from ARGV[3].  User endpoints get the caller's key hash as
+ * KEYS[1]; the other keys are found from data (the key's user, sets), so
+ * they are named in the scripts: see docs/redis-data-model.md.
  */
 
 
@@ -65,7 +68,7 @@
     "local function missing(n)\n"                                             \
     "  return fail(403, 'Forbidden', 'You do not have access to this sandbox')"\
     " end\n"                                                                  \
-    "local kh = 'sbx:key:' .. ARGV[2]\n"                                      \
+    "local kh = KEYS[1]\n"                                                    \
     "local k = redis.call('HMGET', kh, 'user', 'id', 'expires_at',"          \
     " 'active', 'last_used_at')\n"                                            \
     "if not k[1] then return fail(401, 'Unauthorized', 'Invalid API key') end"\
@@ -405,28 +408,28 @@ static const char  ngx_http_sandbox_lua_health[] =
 
 
 ngx_http_sandbox_api_script_t  ngx_http_sandbox_api_scripts[] = {
-    { ngx_string(ngx_http_sandbox_lua_user_create) },
-    { ngx_string(ngx_http_sandbox_lua_user_list) },
-    { ngx_string(ngx_http_sandbox_lua_user_get) },
-    { ngx_string(ngx_http_sandbox_lua_user_update) },
-    { ngx_string(ngx_http_sandbox_lua_user_delete) },
-    { ngx_string(ngx_http_sandbox_lua_admin_key_create) },
-    { ngx_string(ngx_http_sandbox_lua_admin_key_list) },
-    { ngx_string(ngx_http_sandbox_lua_admin_key_revoke) },
-    { ngx_string(ngx_http_sandbox_lua_me) },
-    { ngx_string(ngx_http_sandbox_lua_me_key_create) },
-    { ngx_string(ngx_http_sandbox_lua_me_key_list) },
-    { ngx_string(ngx_http_sandbox_lua_me_key_revoke) },
-    { ngx_string(SBX_LUA_USER_SANDBOX(SBX_LUA_SANDBOX_LIST)) },
-    { ngx_string(SBX_LUA_USER_SANDBOX(SBX_LUA_SANDBOX_CREATE)) },
-    { ngx_string(SBX_LUA_USER_SANDBOX(SBX_LUA_SANDBOX_GET)) },
-    { ngx_string(SBX_LUA_USER_SANDBOX(SBX_LUA_SANDBOX_DELETE)) },
-    { ngx_string(SBX_LUA_USER_SANDBOX(SBX_LUA_SANDBOX_STATE)) },
-    { ngx_string(ngx_http_sandbox_lua_all_sandboxes) },
-    { ngx_string(SBX_LUA_ANON_SANDBOX(SBX_LUA_SANDBOX_CREATE)) },
-    { ngx_string(SBX_LUA_ANON_SANDBOX(SBX_LUA_SANDBOX_GET)) },
-    { ngx_string(SBX_LUA_ANON_SANDBOX(SBX_LUA_SANDBOX_DELETE)) },
-    { ngx_string(SBX_LUA_ANON_SANDBOX(SBX_LUA_SANDBOX_STATE)) },
-    { ngx_string(ngx_http_sandbox_lua_health) },
-    { ngx_null_string }
+    ngx_http_sandbox_script(ngx_http_sandbox_lua_user_create),
+    ngx_http_sandbox_script(ngx_http_sandbox_lua_user_list),
+    ngx_http_sandbox_script(ngx_http_sandbox_lua_user_get),
+    ngx_http_sandbox_script(ngx_http_sandbox_lua_user_update),
+    ngx_http_sandbox_script(ngx_http_sandbox_lua_user_delete),
+    ngx_http_sandbox_script(ngx_http_sandbox_lua_admin_key_create),
+    ngx_http_sandbox_script(ngx_http_sandbox_lua_admin_key_list),
+    ngx_http_sandbox_script(ngx_http_sandbox_lua_admin_key_revoke),
+    ngx_http_sandbox_script(ngx_http_sandbox_lua_me),
+    ngx_http_sandbox_script(ngx_http_sandbox_lua_me_key_create),
+    ngx_http_sandbox_script(ngx_http_sandbox_lua_me_key_list),
+    ngx_http_sandbox_script(ngx_http_sandbox_lua_me_key_revoke),
+    ngx_http_sandbox_script(SBX_LUA_USER_SANDBOX(SBX_LUA_SANDBOX_LIST)),
+    ngx_http_sandbox_script(SBX_LUA_USER_SANDBOX(SBX_LUA_SANDBOX_CREATE)),
+    ngx_http_sandbox_script(SBX_LUA_USER_SANDBOX(SBX_LUA_SANDBOX_GET)),
+    ngx_http_sandbox_script(SBX_LUA_USER_SANDBOX(SBX_LUA_SANDBOX_DELETE)),
+    ngx_http_sandbox_script(SBX_LUA_USER_SANDBOX(SBX_LUA_SANDBOX_STATE)),
+    ngx_http_sandbox_script(ngx_http_sandbox_lua_all_sandboxes),
+    ngx_http_sandbox_script(SBX_LUA_ANON_SANDBOX(SBX_LUA_SANDBOX_CREATE)),
+    ngx_http_sandbox_script(SBX_LUA_ANON_SANDBOX(SBX_LUA_SANDBOX_GET)),
+    ngx_http_sandbox_script(SBX_LUA_ANON_SANDBOX(SBX_LUA_SANDBOX_DELETE)),
+    ngx_http_sandbox_script(SBX_LUA_ANON_SANDBOX(SBX_LUA_SANDBOX_STATE)),
+    ngx_http_sandbox_script(ngx_http_sandbox_lua_health),
+    ngx_http_sandbox_script("")
 };

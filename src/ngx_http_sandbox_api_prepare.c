@@ -261,8 +261,8 @@ ngx_http_sandbox_api_prep_sandbox_create(ngx_http_request_t *r,
     /* with authentication off, the body names the user: the caller arg */
 
     if (anon) {
-        ctx->argv[4] = sc.username.data;
-        ctx->argvlen[4] = sc.username.len;
+        ctx->argv[NGX_HTTP_SANDBOX_API_CALLER] = sc.username.data;
+        ctx->argvlen[NGX_HTTP_SANDBOX_API_CALLER] = sc.username.len;
     }
 
     ngx_http_sandbox_api_str_arg(ctx, &sc.name);
@@ -366,8 +366,8 @@ ngx_http_sandbox_api_prep_anon(ngx_http_request_t *r,
                                            "DNS-1123 labels");
     }
 
-    ctx->argv[4] = (const char *) user->data;
-    ctx->argvlen[4] = user->len;
+    ctx->argv[NGX_HTTP_SANDBOX_API_CALLER] = (const char *) user->data;
+    ctx->argvlen[NGX_HTTP_SANDBOX_API_CALLER] = user->len;
 
     ngx_http_sandbox_api_arg(ctx, (char *) name->data, name->len);
 

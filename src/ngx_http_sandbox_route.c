@@ -23,6 +23,7 @@
 
 #include "ngx_http_sandbox_module.h"
 #include "ngx_http_sandbox_redis.h"
+#include "ngx_http_sandbox_script.h"
 #include "sandbox_path.h"
 #include "sandbox_reply.h"
 
@@ -67,43 +68,54 @@ struct ngx_http_sandbox_decision_s {
 
 
 /*
- * One round trip answers both questions.  ARGV: key digest ("" when
- * authentication is off), the user named in the path ("" for /proxy/),
- * the sandbox name, the time, sandbox_last_used_interval in seconds.  The
- * route of another user is never looked up.  A key's last_used_at is
- * written at most once per interval.
+ * One round trip answers both questions.  ARGV: the user named in the
+ * path or by the cached key ("" for /proxy/ with a key to judge), the
+ * sandbox name, the time, sandbox_last_used_interval in seconds, "1" when
+ * a key is judged.  KEYS: the key's hash when one is judged; then, when
+ * the user is known, its user hash (with a key only), its route and its
+ * sandbox record.  A /proxy/ key's user is only found in the key's hash,
+ * so its user, route and record keys are computed here: see
+ * docs/redis-data-model.md.  The route of another user is never looked
+ * up.  A key's last_used_at is written at most once per interval.
  */
 
-static const char  ngx_http_sandbox_lookup_lua[] =
-    "local res, user = {'anon'}, ARGV[2]\n"
-    "if ARGV[1] ~= '' then\n"
-    "  local k = redis.call('HMGET', 'sbx:key:' .. ARGV[1],\n"
+static ngx_http_sandbox_script_t  ngx_http_sandbox_lookup_lua =
+    ngx_http_sandbox_script(
+    "local res, user, rk, sk = {'anon'}, ARGV[1]\n"
+    "if ARGV[5] == '1' then\n"
+    "  local k = redis.call('HMGET', KEYS[1],\n"
     "                       'user', 'id', 'expires_at', 'active',\n"
     "                       'last_used_at')\n"
     "  if not k[1] then return {'nokey'} end\n"
-    "  if tonumber(ARGV[4]) - (tonumber(k[5] or '0') or 0)\n"
-    "     >= tonumber(ARGV[5]) then\n"
-    "    redis.call('HSET', 'sbx:key:' .. ARGV[1], 'last_used_at', ARGV[4])\n"
+    "  if tonumber(ARGV[3]) - (tonumber(k[5] or '0') or 0)\n"
+    "     >= tonumber(ARGV[4]) then\n"
+    "    redis.call('HSET', KEYS[1], 'last_used_at', ARGV[3])\n"
     "  end\n"
-    "  local ua = redis.call('HGET', 'sbx:user:' .. k[1], 'active')\n"
+    "  local uk = KEYS[2]\n"
+    "  if user ~= k[1] then uk = 'sbx:user:' .. k[1] end\n"
+    "  local ua = redis.call('HGET', uk, 'active')\n"
     "  res = {'key', k[1], k[2] or '', k[3] or '0', k[4] or '1', ua or ''}\n"
-    "  if user == '' then user = k[1] end\n"
-    "  if user ~= k[1] then return res end\n"
+    "  if user == '' then\n"
+    "    user = k[1]\n"
+    "    rk = 'sbx:route:' .. user .. ':' .. ARGV[2]\n"
+    "    sk = 'sbx:sandbox:' .. user .. ':' .. ARGV[2]\n"
+    "  elseif user ~= k[1] then return res\n"
+    "  else rk, sk = KEYS[3], KEYS[4] end\n"
+    "else\n"
+    "  rk, sk = KEYS[1], KEYS[2]\n"
     "end\n"
-    "local id = user .. ':' .. ARGV[3]\n"
-    "local r = redis.call('HMGET', 'sbx:route:' .. id,\n"
-    "                     'addr', 'ready', 'suspended')\n"
+    "local r = redis.call('HMGET', rk, 'addr', 'ready', 'suspended')\n"
     "if r[1] or r[2] then\n"
     "  res[#res + 1] = 'route'\n"
     "  res[#res + 1] = r[1] or ''\n"
     "  res[#res + 1] = r[2] or '0'\n"
     "  res[#res + 1] = r[3] or '0'\n"
-    "elseif redis.call('EXISTS', 'sbx:sandbox:' .. id) == 1 then\n"
+    "elseif redis.call('EXISTS', sk) == 1 then\n"
     "  res[#res + 1] = 'pending'\n"
     "else\n"
     "  res[#res + 1] = 'none'\n"
     "end\n"
-    "return res\n";
+    "return res\n");
 
 
 static ngx_int_t ngx_http_sandbox_start(ngx_http_request_t *r,
@@ -416,11 +428,13 @@ static ngx_int_t
 ngx_http_sandbox_lookup(ngx_http_request_t *r,
     ngx_http_sandbox_decision_t *ctx)
 {
-    u_char                       *now, *every;
-    u_char                        hex[NGX_HTTP_SANDBOX_SHA256_HEX_LEN];
+    u_char                       *p, *now, *every;
+    size_t                        size;
+    ngx_int_t                     rc;
     ngx_str_t                    *user;
-    const char                   *argv[8];
-    size_t                        argvlen[8];
+    ngx_uint_t                    argc, judge;
+    const char                   *argv[11];
+    size_t                        argvlen[11];
     ngx_http_cleanup_t           *cln;
     ngx_http_sandbox_loc_conf_t  *slcf;
 
@@ -437,49 +451,81 @@ ngx_http_sandbox_lookup(ngx_http_request_t *r,
         user = &ctx->key.user;
     }
 
-    argv[0] = "EVAL";
-    argvlen[0] = 4;
-    argv[1] = ngx_http_sandbox_lookup_lua;
-    argvlen[1] = sizeof(ngx_http_sandbox_lookup_lua) - 1;
-    argv[2] = "0";
-    argvlen[2] = 1;
+    judge = ctx->authenticated
+            && ctx->key_cached != NGX_HTTP_SANDBOX_CACHE_HIT;
 
-    /* arguments are copied into the command at once: locals will do */
+    /* the key names and the numbers, in one piece; copied by the call */
 
-    argv[3] = (const char *) hex;
-    argvlen[3] = 0;
+    size = sizeof("sbx:key:") - 1 + NGX_HTTP_SANDBOX_SHA256_HEX_LEN
+           + sizeof("sbx:user:") - 1 + user->len
+           + 2 * (sizeof("sbx:sandbox:") + user->len + ctx->out->name.len)
+           + NGX_INT_T_LEN + 2 * NGX_TIME_T_LEN;
 
-    if (ctx->authenticated && ctx->key_cached != NGX_HTTP_SANDBOX_CACHE_HIT) {
-        ngx_hex_dump(hex, ctx->key_digest, NGX_HTTP_SANDBOX_SHA256_LEN);
-        argvlen[3] = NGX_HTTP_SANDBOX_SHA256_HEX_LEN;
-    }
-
-    argv[4] = (const char *) user->data;
-    argvlen[4] = user->len;
-    argv[5] = (const char *) ctx->out->name.data;
-    argvlen[5] = ctx->out->name.len;
-
-    now = ngx_pnalloc(r->pool, 2 * NGX_TIME_T_LEN);
-    if (now == NULL) {
+    p = ngx_pnalloc(r->pool, size);
+    if (p == NULL) {
         return NGX_ERROR;
     }
 
-    argv[6] = (const char *) now;
+    argc = 1;
+
+    if (judge) {
+        argv[argc] = (const char *) p;
+        p = ngx_cpymem(p, "sbx:key:", sizeof("sbx:key:") - 1);
+        p = ngx_hex_dump(p, ctx->key_digest, NGX_HTTP_SANDBOX_SHA256_LEN);
+        argvlen[argc] = p - (u_char *) argv[argc];
+        argc++;
+    }
+
+    if (user->len) {
+        if (judge) {
+            argv[argc] = (const char *) p;
+            p = ngx_sprintf(p, "sbx:user:%V", user);
+            argvlen[argc] = p - (u_char *) argv[argc];
+            argc++;
+        }
+
+        argv[argc] = (const char *) p;
+        p = ngx_sprintf(p, "sbx:route:%V:%V", user, &ctx->out->name);
+        argvlen[argc] = p - (u_char *) argv[argc];
+        argc++;
+
+        argv[argc] = (const char *) p;
+        p = ngx_sprintf(p, "sbx:sandbox:%V:%V", user, &ctx->out->name);
+        argvlen[argc] = p - (u_char *) argv[argc];
+        argc++;
+    }
+
+    argv[0] = (const char *) p;
+    argvlen[0] = ngx_sprintf(p, "%ui", argc - 1) - p;
+    p += argvlen[0];
+
+    argv[argc] = (const char *) user->data;
+    argvlen[argc++] = user->len;
+    argv[argc] = (const char *) ctx->out->name.data;
+    argvlen[argc++] = ctx->out->name.len;
+
+    now = p;
     every = ngx_sprintf(now, "%T", ngx_time());
-    argvlen[6] = every - now;
+    argv[argc] = (const char *) now;
+    argvlen[argc++] = every - now;
 
     slcf = ngx_http_get_module_loc_conf(r, ngx_http_sandbox_module);
 
-    argv[7] = (const char *) every;
-    argvlen[7] = ngx_sprintf(every, "%M", slcf->cache_ttl.last_used / 1000)
-                 - every;
+    argv[argc] = (const char *) every;
+    argvlen[argc++] = ngx_sprintf(every, "%M",
+                                  slcf->cache_ttl.last_used / 1000)
+                      - every;
 
-    ctx->op = ngx_http_sandbox_redis_command(ngx_http_sandbox_worker_redis,
-                                             8, argv, argvlen,
-                                             ngx_http_sandbox_lookup_handler,
-                                             r);
+    argv[argc] = judge ? "1" : "";
+    argvlen[argc++] = judge;
 
-    if (ctx->op == NULL) {
+    rc = ngx_http_sandbox_script_run(ngx_http_sandbox_worker_redis,
+                                     &ngx_http_sandbox_lookup_lua, r->pool,
+                                     argc, argv, argvlen,
+                                     ngx_http_sandbox_lookup_handler, r,
+                                     &ctx->op);
+
+    if (rc != NGX_OK) {
         /* the Redis client logs the outage once, not each request */
         ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "sandbox: redis unavailable");

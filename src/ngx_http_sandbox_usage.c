@@ -22,6 +22,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_sandbox_module.h"
+#include "ngx_http_sandbox_script.h"
 
 
 /* how long a due key waits for company, ms */
@@ -31,21 +32,26 @@
 #define NGX_HTTP_SANDBOX_USAGE_BATCH  256
 
 
-static const char  ngx_http_sandbox_usage_lua[] =
-    "for i = 2, #ARGV do\n"
-    "  local k = 'sbx:key:' .. ARGV[i]\n"
+/* KEYS: the keys' hashes; ARGV[1]: the time */
+
+static ngx_http_sandbox_script_t  ngx_http_sandbox_usage_lua =
+    ngx_http_sandbox_script(
+    "for _, k in ipairs(KEYS) do\n"
     "  if redis.call('EXISTS', k) == 1 then\n"
     "    redis.call('HSET', k, 'last_used_at', ARGV[1])\n"
     "  end\n"
     "end\n"
-    "return 0\n";
+    "return 0\n");
+
+#define NGX_HTTP_SANDBOX_USAGE_KEY_LEN                                        \
+    (sizeof("sbx:key:") - 1 + NGX_HTTP_SANDBOX_SHA256_HEX_LEN)
 
 
 static void ngx_http_sandbox_usage_handler(ngx_event_t *ev);
 static void ngx_http_sandbox_usage_flush(void);
 
 
-static u_char       *ngx_http_sandbox_usage_keys;    /* hex digests */
+static u_char       *ngx_http_sandbox_usage_keys;    /* sbx:key:<hex> */
 static ngx_uint_t    ngx_http_sandbox_usage_n;
 static ngx_event_t   ngx_http_sandbox_usage_timer;
 
@@ -54,7 +60,7 @@ ngx_int_t
 ngx_http_sandbox_usage_init(ngx_cycle_t *cycle)
 {
     ngx_http_sandbox_usage_keys = ngx_alloc(NGX_HTTP_SANDBOX_USAGE_BATCH
-                                            * NGX_HTTP_SANDBOX_SHA256_HEX_LEN,
+                                            * NGX_HTTP_SANDBOX_USAGE_KEY_LEN,
                                             cycle->log);
     if (ngx_http_sandbox_usage_keys == NULL) {
         return NGX_ERROR;
@@ -93,13 +99,17 @@ ngx_http_sandbox_usage_exit(void)
 void
 ngx_http_sandbox_usage_add(u_char *digest)
 {
+    u_char  *p;
+
     if (ngx_http_sandbox_usage_keys == NULL) {
         return;
     }
 
-    ngx_hex_dump(ngx_http_sandbox_usage_keys
-                 + ngx_http_sandbox_usage_n * NGX_HTTP_SANDBOX_SHA256_HEX_LEN,
-                 digest, NGX_HTTP_SANDBOX_SHA256_LEN);
+    p = ngx_http_sandbox_usage_keys
+        + ngx_http_sandbox_usage_n * NGX_HTTP_SANDBOX_USAGE_KEY_LEN;
+
+    p = ngx_cpymem(p, "sbx:key:", sizeof("sbx:key:") - 1);
+    ngx_hex_dump(p, digest, NGX_HTTP_SANDBOX_SHA256_LEN);
 
     if (++ngx_http_sandbox_usage_n == NGX_HTTP_SANDBOX_USAGE_BATCH) {
         ngx_http_sandbox_usage_flush();
@@ -125,9 +135,10 @@ ngx_http_sandbox_usage_flush(void)
 {
     u_char             *p;
     ngx_uint_t          i;
-    static const char  *argv[4 + NGX_HTTP_SANDBOX_USAGE_BATCH];
-    static size_t       argvlen[4 + NGX_HTTP_SANDBOX_USAGE_BATCH];
+    static const char  *argv[2 + NGX_HTTP_SANDBOX_USAGE_BATCH];
+    static size_t       argvlen[2 + NGX_HTTP_SANDBOX_USAGE_BATCH];
     static u_char       now[NGX_TIME_T_LEN];
+    static u_char       num[NGX_INT_T_LEN];
 
     if (ngx_http_sandbox_usage_timer.timer_set) {
         ngx_del_timer(&ngx_http_sandbox_usage_timer);
@@ -137,28 +148,26 @@ ngx_http_sandbox_usage_flush(void)
         return;
     }
 
-    argv[0] = "EVAL";
-    argvlen[0] = sizeof("EVAL") - 1;
-    argv[1] = ngx_http_sandbox_usage_lua;
-    argvlen[1] = sizeof(ngx_http_sandbox_usage_lua) - 1;
-    argv[2] = "0";
-    argvlen[2] = 1;
-    argv[3] = (const char *) now;
-    argvlen[3] = ngx_sprintf(now, "%T", ngx_time()) - now;
+    argv[0] = (const char *) num;
+    argvlen[0] = ngx_sprintf(num, "%ui", ngx_http_sandbox_usage_n) - num;
 
     p = ngx_http_sandbox_usage_keys;
 
     for (i = 0; i < ngx_http_sandbox_usage_n; i++) {
-        argv[4 + i] = (const char *) p;
-        argvlen[4 + i] = NGX_HTTP_SANDBOX_SHA256_HEX_LEN;
-        p += NGX_HTTP_SANDBOX_SHA256_HEX_LEN;
+        argv[1 + i] = (const char *) p;
+        argvlen[1 + i] = NGX_HTTP_SANDBOX_USAGE_KEY_LEN;
+        p += NGX_HTTP_SANDBOX_USAGE_KEY_LEN;
     }
+
+    argv[1 + i] = (const char *) now;
+    argvlen[1 + i] = ngx_sprintf(now, "%T", ngx_time()) - now;
 
     /* the command is copied out at once; fire and forget */
 
-    (void) ngx_http_sandbox_redis_command(ngx_http_sandbox_worker_redis,
-                                          4 + ngx_http_sandbox_usage_n,
-                                          argv, argvlen, NULL, NULL);
+    (void) ngx_http_sandbox_script_run(ngx_http_sandbox_worker_redis,
+                                       &ngx_http_sandbox_usage_lua, NULL,
+                                       2 + ngx_http_sandbox_usage_n,
+                                       argv, argvlen, NULL, NULL, NULL);
 
     ngx_http_sandbox_usage_n = 0;
 }
