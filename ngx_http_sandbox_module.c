@@ -15,6 +15,7 @@
  *   ngx_http_sandbox_cache.c          the shared-memory cache
  *   ngx_http_sandbox_events.c         invalidations from Redis pub/sub
  *   ngx_http_sandbox_status.c         counters as JSON
+ *   ngx_http_sandbox_metrics.c        counters for Prometheus
  *   ngx_http_sandbox_json.c           JSON answers and error pages
  *   ngx_http_sandbox_api.c            the management and admin API
  */
@@ -134,6 +135,13 @@ static ngx_command_t  ngx_http_sandbox_commands[] = {
       ngx_http_sandbox_content,
       NGX_HTTP_LOC_CONF_OFFSET,
       2,
+      NULL },
+
+    { ngx_string("sandbox_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_sandbox_content,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      3,
       NULL },
 
     { ngx_string("sandbox_route"),
@@ -438,6 +446,12 @@ ngx_http_sandbox_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(smcf->redis_timeout, 1000);
     ngx_conf_init_value(smcf->admin_key_set, 0);
 
+    /* metrics always exist, with or without a cache zone */
+
+    if (ngx_http_sandbox_metrics_zone_add(cf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     return NGX_CONF_OK;
 }
 
@@ -588,12 +602,16 @@ ngx_http_sandbox_redis_addr(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
-/* sandbox_error, sandbox_api, sandbox_status: the location's handler */
+/*
+ * sandbox_error, sandbox_api, sandbox_status, sandbox_metrics: the
+ * location's handler
+ */
 
 static ngx_http_handler_pt  ngx_http_sandbox_content_handlers[] = {
     ngx_http_sandbox_error_handler,
     ngx_http_sandbox_api_handler,
-    ngx_http_sandbox_status_handler
+    ngx_http_sandbox_status_handler,
+    ngx_http_sandbox_metrics_handler
 };
 
 
@@ -672,6 +690,13 @@ ngx_http_sandbox_init(ngx_conf_t *cf)
 
     *h = ngx_http_sandbox_access_handler;
 
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_sandbox_metrics_log_handler;
+
     return NGX_OK;
 }
 
@@ -705,9 +730,8 @@ ngx_http_sandbox_init_process(ngx_cycle_t *cycle)
     rc.connect_timeout = smcf->redis_connect_timeout;
     rc.timeout = smcf->redis_timeout;
 
-    if (smcf->cache_zone) {
-        rc.stats = &ngx_http_sandbox_cache_stats(smcf->cache_zone)->redis;
-    }
+    rc.stats = ngx_http_sandbox_metrics ? &ngx_http_sandbox_metrics->redis
+                                        : NULL;
 
     ngx_http_sandbox_worker_redis = ngx_http_sandbox_redis_create(&rc,
                                                                   cycle->log);

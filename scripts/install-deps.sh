@@ -7,6 +7,9 @@ PKGS="build-essential perl openssl curl redis-server nginx nginx-dev
       libpcre2-dev zlib1g-dev libssl-dev libhiredis-dev libjansson-dev
       libcurl4-openssl-dev libyaml-dev"
 
+# t/70-metrics.t: promtool and a real Prometheus server
+PKGS="$PKGS prometheus"
+
 # t/60-deploy.t: YAML::XS for the rendered manifests; redis-sentinel and
 # iproute2 for deploy/redis's pods (t/k8s/redis-pods.sh); and a kubectl
 # with kustomize.  Any kubectl will do (some machines carry a newer one,

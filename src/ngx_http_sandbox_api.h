@@ -148,6 +148,8 @@ ngx_int_t ngx_http_sandbox_api_prep_anon(ngx_http_request_t *r,
 /* ngx_http_sandbox_api_health.c: the answer of GET /health */
 ngx_int_t ngx_http_sandbox_api_health(ngx_http_request_t *r,
     redisReply *reply);
+const char *ngx_http_sandbox_api_sync_state(json_t *raw, ngx_msec_t max_lag,
+    long long *lag);
 
 
 #endif /* _NGX_HTTP_SANDBOX_API_H_INCLUDED_ */

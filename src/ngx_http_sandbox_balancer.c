@@ -312,6 +312,9 @@ ngx_http_sandbox_balancer_get_peer(ngx_peer_connection_t *pc, void *data)
     pc->cached = 0;
     pc->connection = NULL;
 
+    /* every peer got is freed once: the pair counts the open streams */
+    ngx_http_sandbox_metrics_inc(upstream_active);
+
     bcf = bp->conf;
 
     if (bcf->max_cached == 0) {
@@ -336,6 +339,8 @@ ngx_http_sandbox_balancer_get_peer(ngx_peer_connection_t *pc, void *data)
             goto found;
         }
     }
+
+    ngx_http_sandbox_metrics_inc(pool_misses);
 
     return NGX_OK;
 
@@ -365,6 +370,8 @@ found:
     pc->connection = c;
     pc->cached = 1;
 
+    ngx_http_sandbox_metrics_inc(pool_hits);
+
     return NGX_DONE;
 }
 
@@ -383,6 +390,8 @@ ngx_http_sandbox_balancer_free_peer(ngx_peer_connection_t *pc, void *data,
     c = pc->connection;
 
     pc->tries = 0;
+
+    ngx_http_sandbox_metrics_dec(upstream_active);
 
     if (ngx_http_sandbox_balancer_keepable(bp, c, state)) {
         ngx_http_sandbox_balancer_keep(bp->conf, pc, c);
@@ -564,4 +573,13 @@ ngx_http_sandbox_balancer_drop(ngx_http_sandbox_balancer_item_t *item)
     ngx_queue_remove(&item->lru);
     ngx_queue_insert_head(&item->conf->free, &item->lru);
     item->connection = NULL;
+}
+
+
+/* is this request's upstream ours: a data-plane request, for the metrics */
+
+ngx_uint_t
+ngx_http_sandbox_balancer_is(ngx_http_upstream_t *u)
+{
+    return u->peer.free == ngx_http_sandbox_balancer_free_peer;
 }

@@ -20,6 +20,7 @@
 #include "sandbox_path.h"
 #include "ngx_http_sandbox_redis.h"
 #include "ngx_http_sandbox_cache.h"
+#include "ngx_http_sandbox_metrics.h"
 
 
 #define NGX_HTTP_SANDBOX_SHA256_LEN      32
@@ -166,6 +167,7 @@ ngx_int_t ngx_http_sandbox_status_handler(ngx_http_request_t *r);
 /* balancer */
 char *ngx_http_sandbox_balancer(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+ngx_uint_t ngx_http_sandbox_balancer_is(ngx_http_upstream_t *u);
 
 /* management and admin API: content handler of "sandbox_api" */
 ngx_int_t ngx_http_sandbox_api_handler(ngx_http_request_t *r);
