@@ -193,6 +193,13 @@ static ngx_command_t  ngx_http_sandbox_commands[] = {
       offsetof(ngx_http_sandbox_loc_conf_t, quota),
       NULL },
 
+    { ngx_string("sandbox_audit_maxlen"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_sandbox_loc_conf_t, audit_maxlen),
+      NULL },
+
     { ngx_string("sandbox_default_image"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_str_slot,
@@ -483,6 +490,7 @@ ngx_http_sandbox_create_loc_conf(ngx_conf_t *cf)
     slcf->cache_ttl.grace = NGX_CONF_UNSET_MSEC;
     slcf->cache_ttl.last_used = NGX_CONF_UNSET_MSEC;
     slcf->quota = NGX_CONF_UNSET_UINT;
+    slcf->audit_maxlen = NGX_CONF_UNSET_UINT;
 
     return slcf;
 }
@@ -519,10 +527,17 @@ ngx_http_sandbox_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               prev->cache_ttl.last_used, 60000);
 
     ngx_conf_merge_uint_value(conf->quota, prev->quota, 20);
+    ngx_conf_merge_uint_value(conf->audit_maxlen, prev->audit_maxlen, 100000);
     ngx_conf_merge_str_value(conf->default_image, prev->default_image,
                              "ghcr.io/agent-infra/sandbox:latest");
     ngx_conf_merge_str_value(conf->namespace_prefix, prev->namespace_prefix,
                              "user-");
+
+    if (conf->audit_maxlen == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"sandbox_audit_maxlen\" must be at least 1");
+        return NGX_CONF_ERROR;
+    }
 
     if (conf->cache_ttl.grace > NGX_HTTP_SANDBOX_CACHE_GRACE_MAX) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,

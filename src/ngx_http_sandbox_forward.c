@@ -247,12 +247,19 @@ ngx_http_sandbox_request_id(ngx_http_request_t *r,
     }
 
     ctx->request_id.data = p;
-    ctx->request_id.len = ngx_sprintf(p, "%016xL%016xL",
-                                      ngx_http_sandbox_request_id_prefix,
-                                      ++ngx_http_sandbox_request_id_seq)
-                          - p;
+    ctx->request_id.len = ngx_http_sandbox_request_id_write(p) - p;
 
     return NGX_OK;
+}
+
+
+/* 32 hex digits at p */
+
+u_char *
+ngx_http_sandbox_request_id_write(u_char *p)
+{
+    return ngx_sprintf(p, "%016xL%016xL", ngx_http_sandbox_request_id_prefix,
+                       ++ngx_http_sandbox_request_id_seq);
 }
 
 

@@ -51,6 +51,7 @@ typedef struct {
     ngx_http_sandbox_cache_ttl_t    cache_ttl;
 
     ngx_uint_t                      quota;
+    ngx_uint_t                      audit_maxlen;
     ngx_str_t                       default_image;
     ngx_str_t                       namespace_prefix;
 } ngx_http_sandbox_loc_conf_t;
@@ -151,6 +152,7 @@ ngx_int_t ngx_http_sandbox_forward_uri(ngx_http_request_t *r,
 ngx_int_t ngx_http_sandbox_forward_headers(ngx_http_request_t *r,
     ngx_http_sandbox_route_ctx_t *ctx);
 void ngx_http_sandbox_request_id_init(void);
+u_char *ngx_http_sandbox_request_id_write(u_char *p);
 
 /* invalidation events: the sbx:events subscriber of worker 0 */
 ngx_int_t ngx_http_sandbox_events_init(ngx_cycle_t *cycle,
