@@ -263,7 +263,8 @@ typedef enum {
     NGX_HTTP_SANDBOX_VAR_KEY_ID,
     NGX_HTTP_SANDBOX_VAR_URI,
     NGX_HTTP_SANDBOX_VAR_CACHE_STATUS,
-    NGX_HTTP_SANDBOX_VAR_REQUEST_ID
+    NGX_HTTP_SANDBOX_VAR_REQUEST_ID,
+    NGX_HTTP_SANDBOX_VAR_TRACE_ID
 } ngx_http_sandbox_var_e;
 
 
@@ -289,6 +290,9 @@ static ngx_http_variable_t  ngx_http_sandbox_vars[] = {
 
     { ngx_string("sandbox_request_id"), NULL, ngx_http_sandbox_variable,
       NGX_HTTP_SANDBOX_VAR_REQUEST_ID, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("sandbox_trace_id"), NULL, ngx_http_sandbox_variable,
+      NGX_HTTP_SANDBOX_VAR_TRACE_ID, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
       ngx_http_null_variable
 };
@@ -353,7 +357,7 @@ static ngx_int_t
 ngx_http_sandbox_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
-    ngx_str_t                     *s;
+    ngx_str_t                     *s, trace;
     ngx_http_sandbox_route_ctx_t  *ctx;
 
     ctx = ngx_http_sandbox_route_ctx(r->main);
@@ -394,6 +398,11 @@ ngx_http_sandbox_variable(ngx_http_request_t *r,
 
     case NGX_HTTP_SANDBOX_VAR_CACHE_STATUS:
         s = &ctx->cache_status;
+        break;
+
+    case NGX_HTTP_SANDBOX_VAR_TRACE_ID:
+        ngx_http_sandbox_trace_id(ctx, &trace);
+        s = &trace;
         break;
 
     default: /* NGX_HTTP_SANDBOX_VAR_REQUEST_ID */

@@ -4,8 +4,10 @@
  *
  * What a sandbox receives of a request the access phase let through: the
  * URI without its routing prefix, and the client's headers rewritten.
- * The client's Authorization, X-Request-Id and X-Sandbox-* headers are
- * dropped; the gateway adds X-Sandbox-User and its own X-Request-Id.
+ * The client's Authorization, X-Request-Id, traceparent and X-Sandbox-*
+ * headers are dropped; the gateway adds X-Sandbox-User, its own
+ * X-Request-Id, and a traceparent continuing the client's trace (or
+ * starting one) with a span of its own.
  */
 
 
@@ -16,10 +18,12 @@
 #include <openssl/rand.h>
 
 #include "ngx_http_sandbox_module.h"
+#include "sandbox_trace.h"
 
 
 static ngx_int_t ngx_http_sandbox_request_id(ngx_http_request_t *r,
-    ngx_http_sandbox_route_ctx_t *ctx);
+    ngx_http_sandbox_route_ctx_t *ctx, ngx_str_t *client_tp,
+    ngx_str_t *traceparent);
 static void ngx_http_sandbox_header(ngx_table_elt_t *h, const char *name,
     const char *lowcase, ngx_str_t *value);
 
@@ -78,7 +82,12 @@ ngx_http_sandbox_forward_uri(ngx_http_request_t *r,
  * proxy_pass (bench/streams.pl).
  */
 
-#define NGX_HTTP_SANDBOX_ADDED  2
+#define NGX_HTTP_SANDBOX_ADDED  3
+
+/* what ngx_http_sandbox_dropped() says of a header */
+#define NGX_HTTP_SANDBOX_KEEP         0
+#define NGX_HTTP_SANDBOX_DROP         1
+#define NGX_HTTP_SANDBOX_TRACEPARENT  2
 
 static ngx_int_t ngx_http_sandbox_rebuild_headers(ngx_http_request_t *r,
     ngx_table_elt_t *add, ngx_uint_t nadd);
@@ -89,10 +98,51 @@ ngx_int_t
 ngx_http_sandbox_forward_headers(ngx_http_request_t *r,
     ngx_http_sandbox_route_ctx_t *ctx)
 {
-    ngx_uint_t        i, nadd, used;
+    ngx_str_t         client_tp, traceparent;
+    ngx_uint_t        i, nadd, used, drop, rebuild;
     ngx_list_part_t  *part;
     ngx_table_elt_t  *h, *slot[NGX_HTTP_SANDBOX_ADDED];
     ngx_table_elt_t   add[NGX_HTTP_SANDBOX_ADDED];
+
+    nadd = ctx->user.len ? 3 : 2;
+
+    /*
+     * the dropped headers' slots, as many as there are headers to add,
+     * and the client's traceparent, read before its slot is reused
+     */
+
+    used = 0;
+    rebuild = 0;
+    ngx_str_null(&client_tp);
+
+    for (part = &r->headers_in.headers.part; part; part = part->next) {
+        h = part->elts;
+
+        for (i = 0; i < part->nelts; i++) {
+            drop = ngx_http_sandbox_dropped(&h[i].key);
+
+            if (drop == NGX_HTTP_SANDBOX_KEEP) {
+                continue;
+            }
+
+            if (drop == NGX_HTTP_SANDBOX_TRACEPARENT) {
+                client_tp = h[i].value;
+            }
+
+            if (used == nadd) {
+                rebuild = 1;
+                continue;
+            }
+
+            slot[used++] = &h[i];
+        }
+    }
+
+    if (ngx_http_sandbox_request_id(r, ctx, &client_tp, &traceparent)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
 
     nadd = 0;
 
@@ -101,31 +151,13 @@ ngx_http_sandbox_forward_headers(ngx_http_request_t *r,
                                 "x-sandbox-user", &ctx->user);
     }
 
-    if (ngx_http_sandbox_request_id(r, ctx) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
     ngx_http_sandbox_header(&add[nadd++], "X-Request-Id", "x-request-id",
                             &ctx->request_id);
+    ngx_http_sandbox_header(&add[nadd++], "traceparent", "traceparent",
+                            &traceparent);
 
-    /* the dropped headers' slots, as many as there are headers to add */
-
-    used = 0;
-
-    for (part = &r->headers_in.headers.part; part; part = part->next) {
-        h = part->elts;
-
-        for (i = 0; i < part->nelts; i++) {
-            if (!ngx_http_sandbox_dropped(&h[i].key)) {
-                continue;
-            }
-
-            if (used == nadd) {
-                return ngx_http_sandbox_rebuild_headers(r, add, nadd);
-            }
-
-            slot[used++] = &h[i];
-        }
+    if (rebuild) {
+        return ngx_http_sandbox_rebuild_headers(r, add, nadd);
     }
 
     for (i = 0; i < nadd; i++) {
@@ -146,6 +178,13 @@ ngx_http_sandbox_forward_headers(ngx_http_request_t *r,
 static ngx_uint_t
 ngx_http_sandbox_dropped(ngx_str_t *name)
 {
+    if (name->len == sizeof("traceparent") - 1
+        && ngx_strncasecmp(name->data, (u_char *) "traceparent", name->len)
+           == 0)
+    {
+        return NGX_HTTP_SANDBOX_TRACEPARENT;
+    }
+
     return (name->len == sizeof("Authorization") - 1
             && ngx_strncasecmp(name->data, (u_char *) "Authorization",
                                name->len) == 0)
@@ -212,7 +251,10 @@ ngx_http_sandbox_rebuild_headers(ngx_http_request_t *r, ngx_table_elt_t *add,
 /*
  * Request ids: a random per-process prefix and a counter, unique without
  * asking OpenSSL's DRBG for 16 bytes per request as $request_id does
- * (that alone was 4% of a worker's time in the benchmark).
+ * (that alone was 4% of a worker's time in the benchmark).  A request
+ * without a valid traceparent starts a trace whose id is its request id;
+ * the gateway's span id is the counter scrambled (a bijection, so unique
+ * in the process) with the prefix.
  */
 
 static uint64_t  ngx_http_sandbox_request_id_prefix;
@@ -235,13 +277,22 @@ ngx_http_sandbox_request_id_init(void)
 }
 
 
+/*
+ * The request id and the traceparent sent on share one allocation: the
+ * traceparent follows the id's 32 digits, where $sandbox_trace_id finds it
+ */
+
 static ngx_int_t
 ngx_http_sandbox_request_id(ngx_http_request_t *r,
-    ngx_http_sandbox_route_ctx_t *ctx)
+    ngx_http_sandbox_route_ctx_t *ctx, ngx_str_t *client_tp,
+    ngx_str_t *traceparent)
 {
-    u_char  *p;
+    u_char        *p;
+    uint64_t       span;
+    const u_char  *trace_id, *flags;
 
-    p = ngx_pnalloc(r->pool, 32);
+    p = ngx_pnalloc(r->pool, NGX_HTTP_SANDBOX_REQUEST_ID_LEN
+                             + SBX_TRACEPARENT_LEN);
     if (p == NULL) {
         return NGX_ERROR;
     }
@@ -249,7 +300,38 @@ ngx_http_sandbox_request_id(ngx_http_request_t *r,
     ctx->request_id.data = p;
     ctx->request_id.len = ngx_http_sandbox_request_id_write(p) - p;
 
+    span = (ngx_http_sandbox_request_id_seq * 0x9e3779b97f4a7c15ULL)
+           ^ ngx_http_sandbox_request_id_prefix;
+
+    if (sbx_traceparent_parse(client_tp->data, client_tp->len, &trace_id,
+                              &flags)
+        != 0)
+    {
+        trace_id = p;                   /* a new trace: the request id */
+        flags = (u_char *) "01";
+    }
+
+    traceparent->data = p + NGX_HTTP_SANDBOX_REQUEST_ID_LEN;
+    traceparent->len = sbx_traceparent_write(traceparent->data, trace_id,
+                                             span, flags)
+                       - traceparent->data;
+
     return NGX_OK;
+}
+
+
+/* the trace id the sandbox received, for $sandbox_trace_id */
+
+void
+ngx_http_sandbox_trace_id(ngx_http_sandbox_route_ctx_t *ctx, ngx_str_t *id)
+{
+    if (ctx->request_id.len == 0) {
+        ngx_str_null(id);
+        return;
+    }
+
+    id->data = ctx->request_id.data + NGX_HTTP_SANDBOX_REQUEST_ID_LEN + 3;
+    id->len = SBX_TRACE_ID_LEN;
 }
 
 

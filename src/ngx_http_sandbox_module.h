@@ -153,6 +153,10 @@ ngx_int_t ngx_http_sandbox_forward_headers(ngx_http_request_t *r,
     ngx_http_sandbox_route_ctx_t *ctx);
 void ngx_http_sandbox_request_id_init(void);
 u_char *ngx_http_sandbox_request_id_write(u_char *p);
+void ngx_http_sandbox_trace_id(ngx_http_sandbox_route_ctx_t *ctx,
+    ngx_str_t *id);
+
+#define NGX_HTTP_SANDBOX_REQUEST_ID_LEN  32
 
 /* invalidation events: the sbx:events subscriber of worker 0 */
 ngx_int_t ngx_http_sandbox_events_init(ngx_cycle_t *cycle,
