@@ -5,7 +5,7 @@ set -eu
 
 PKGS="build-essential perl openssl curl redis-server nginx nginx-dev
       libpcre2-dev zlib1g-dev libssl-dev libhiredis-dev libjansson-dev
-      libcurl4-openssl-dev libyaml-dev"
+      libcurl4-openssl-dev libyaml-dev libmicrohttpd-dev"
 
 # t/70-metrics.t: promtool and a real Prometheus server
 PKGS="$PKGS prometheus"

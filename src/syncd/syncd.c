@@ -14,6 +14,9 @@
  * Lease (lease.c): only the leader runs the watch and the operations, in
  * a child it starts when it wins and kills when it cannot renew in time;
  * followers keep trying, so one takes over once the lease expires.
+ *
+ * With --metrics ADDR, the main process serves the counters of all of
+ * them (metrics.c) at http://ADDR/metrics.
  */
 
 #include <signal.h>
@@ -30,6 +33,7 @@
 
 #include "kube.h"
 #include "lease.h"
+#include "metrics.h"
 #include "ops.h"
 #include "resolve.h"
 #include "route.h"
@@ -76,6 +80,7 @@ static int redis_ready(syncd *s) {
     if (s->redis && s->redis->err == 0) return 0;
     redisFree(s->redis);
     s->redis = store_connect(s->redis_addr);
+    if (s->redis == NULL) METRIC_INC(redis_errors);
     return s->redis ? 0 : -1;
 }
 
@@ -123,11 +128,17 @@ static void apply(syncd *s, json_t *obj, int deleted) {
         return;                 /* not a sandbox the gateway routes */
     if (deleted) {
         pending_drop(s, &r);
-        if (store_del(s->redis, r.user, r.name) != 0) s->resync = 1;
+        if (store_del(s->redis, r.user, r.name) != 0) {
+            METRIC_INC(redis_errors);
+            s->resync = 1;
+        }
         return;
     }
     prepare(s, &r);
-    if (store_put(s->redis, &r) != 0) s->resync = 1;
+    if (store_put(s->redis, &r) != 0) {
+        METRIC_INC(redis_errors);
+        s->resync = 1;
+    }
 }
 
 /* the routes that did not resolve, again; written once they do */
@@ -154,6 +165,8 @@ static int tick(void *data, int streaming) {
     int rc;
 
     if (streaming) s->st.synced_at = now;
+    METRIC_SET(synced_at, s->st.synced_at);
+    METRIC_SET(listed, s->st.listed);
     if (s->redis == NULL || s->redis->err) {
         s->resync = 1;
         return 1;
@@ -163,7 +176,10 @@ static int tick(void *data, int streaming) {
         fprintf(stderr, "sandbox-syncd: Redis lost its data: re-listing\n");
         s->resync = 1;
     }
-    if (rc < 0) s->resync = 1;
+    if (rc < 0) {
+        METRIC_INC(redis_errors);
+        s->resync = 1;
+    }
     if (s->npending && now >= s->retry_at) {
         s->retry_at = now + RESOLVE_RETRY_MS;
         retry_pending(s);
@@ -191,6 +207,7 @@ static int relist(syncd *s) {
     route *page = NULL;
     size_t nseen = 0, npage, i;
     int rc = -1;
+    long long start = store_now_ms();
 
     s->npending = 0;
     for (;;) {
@@ -259,9 +276,17 @@ static int relist(syncd *s) {
     s->st.last_list_at = s->st.synced_at = store_now_ms();
     s->resync = 0;
     store_sync_state(s->redis, &s->st, 1);
+    METRIC_SET(synced_at, s->st.synced_at);
+    METRIC_SET(listed, 1);
     rc = 0;
 
 done:
+    if (rc == 0) {
+        METRIC_INC(relists);
+        metrics_observe(&metrics->relist_time, store_now_ms() - start);
+    } else {
+        METRIC_INC(relist_failures);
+    }
     for (i = 0; i < nseen; i++) free(seen[i]);
     free(seen);
     free(page);
@@ -277,10 +302,13 @@ static int on_event(const char *line, size_t len, void *data) {
     if (ev == NULL) return 0;
     type = json_string_value(json_object_get(ev, "type"));
     obj = json_object_get(ev, "object");
+    if (metrics_event_type(type) >= 0) METRIC_INC(events[metrics_event_type(type)]);
 
     if (type && strcmp(type, "ERROR") == 0) {
-        if (json_integer_value(json_object_get(obj, "code")) == 410)
+        if (json_integer_value(json_object_get(obj, "code")) == 410) {
+            METRIC_INC(gone);
             s->gone = 1;
+        }
         json_decref(ev);
         return 1;
     }
@@ -303,6 +331,7 @@ static void usage(void) {
         "         [--namespace NS] [--api-version v1beta1|v1alpha1]\n"
         "         [--redis ADDR] [--default-port N] [--watch-timeout S]\n"
         "         [--template FILE] [--lease NAMESPACE/NAME] [--lease-duration S]\n"
+        "         [--metrics ADDR]   (e.g. 127.0.0.1:9464: GET /metrics)\n"
         "environment: KUBECONFIG, K8S_API, K8S_TOKEN_FILE, K8S_CA_FILE,\n"
         "SANDBOX_REDIS, SANDBOX_NAMESPACE, SANDBOX_API_VERSION,\n"
         "SANDBOX_TEMPLATE; in a pod, the service account and\n"
@@ -369,6 +398,8 @@ static int elect(syncd *s, const char *template_file, const char *lease,
 
         if (rc == 1 && worker == 0) {
             fprintf(stderr, "sandbox-syncd: %s leads\n", id);
+            METRIC_SET(leader, 1);
+            METRIC_INC(lease_transitions);
             worker = fork();
             if (worker == 0) {
                 /* a worker never outlives its elector: no second leader */
@@ -383,6 +414,9 @@ static int elect(syncd *s, const char *template_file, const char *lease,
             kill(-worker, SIGKILL);
             waitpid(worker, NULL, 0);
             worker = 0;
+            METRIC_SET(leader, 0);
+            METRIC_SET(listed, 0);
+            METRIC_INC(lease_transitions);
         }
         sleep(duration / 3 > 0 ? duration / 3 : 1);
     }
@@ -445,6 +479,7 @@ int main(int argc, char **argv) {
     syncd s;
     const char *template_file, *lease = NULL;
     const char *api, *token_file, *ca_file, *kubeconfig_file, *context = NULL;
+    const char *metrics_addr = NULL;
     char host[128];
     int lease_duration = 15;
     int i;
@@ -476,6 +511,7 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--watch-timeout") == 0) s.watch_timeout = atol(v);
         else if (strcmp(argv[i], "--template") == 0) template_file = v;
         else if (strcmp(argv[i], "--lease") == 0) lease = v;
+        else if (strcmp(argv[i], "--metrics") == 0) metrics_addr = v;
         else if (strcmp(argv[i], "--lease-duration") == 0)
             lease_duration = atoi(v) > 0 ? atoi(v) : 15;
         else { usage(); return 2; }
@@ -510,8 +546,15 @@ int main(int argc, char **argv) {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     kube_token(&s.k, 1);
 
+    /* counters shared by every process forked from here on */
+    if (metrics_init() != 0)
+        fprintf(stderr, "sandbox-syncd: no shared memory: no metrics\n");
+    if (metrics_addr && metrics_serve(metrics_addr) != 0) return 2;
+    if (lease == NULL) METRIC_SET(leader, 1);
+
     i = lease ? elect(&s, template_file, lease, lease_duration)
               : run(&s, template_file);
+    metrics_stop();
     curl_global_cleanup();
     kubeconfig_free(&s.k.conf);
     return i;
@@ -557,6 +600,7 @@ static int run(syncd *s_, const char *template_file) {
             status = kube_watch(&s.k, path, s.watch_timeout + 10, on_event,
                                 &s);
 
+            if (status == 410) METRIC_INC(gone);
             if (s.gone || s.resync || status == 410) break;  /* re-list */
             if (status == 200) { backoff = 1; continue; } /* resume */
             fprintf(stderr, "sandbox-syncd: watch: HTTP %ld\n", status);
