@@ -401,7 +401,7 @@ ngx_http_sandbox_variable(ngx_http_request_t *r,
         break;
 
     case NGX_HTTP_SANDBOX_VAR_TRACE_ID:
-        ngx_http_sandbox_trace_id(ctx, &trace);
+        ngx_http_sandbox_trace_id(r->main, ctx, &trace);
         s = &trace;
         break;
 

@@ -21,9 +21,7 @@
 #include "sandbox_trace.h"
 
 
-static ngx_int_t ngx_http_sandbox_request_id(ngx_http_request_t *r,
-    ngx_http_sandbox_route_ctx_t *ctx, ngx_str_t *client_tp,
-    ngx_str_t *traceparent);
+static uint64_t ngx_http_sandbox_span(void);
 static void ngx_http_sandbox_header(ngx_table_elt_t *h, const char *name,
     const char *lowcase, ngx_str_t *value);
 
@@ -72,7 +70,7 @@ ngx_http_sandbox_forward_uri(ngx_http_request_t *r,
 /*
  * The sandbox must never see the client's key nor any X-Sandbox-* header
  * the client made up; it gets the authenticated user and a request id from
- * the gateway instead.
+ * the gateway instead, and the trace context (see below).
  *
  * The list is edited in place: a dropped header's slot takes one of the
  * gateway's own, the others are pushed into the list's spare room, and no
@@ -80,6 +78,12 @@ ngx_http_sandbox_forward_uri(ngx_http_request_t *r,
  * that sent more dropped headers than the gateway adds gets a rebuilt
  * list; an open stream otherwise costs no more pool memory than plain
  * proxy_pass (bench/streams.pl).
+ *
+ * Trace context: one valid traceparent is continued in place, its parent
+ * id overwritten with the gateway's span (and a later version's extra
+ * fields cut), so it costs no memory; otherwise the client's are dropped
+ * and a new trace is added whose id is the request id, the request id
+ * being written inside its text.
  */
 
 #define NGX_HTTP_SANDBOX_ADDED  3
@@ -90,30 +94,29 @@ ngx_http_sandbox_forward_uri(ngx_http_request_t *r,
 #define NGX_HTTP_SANDBOX_TRACEPARENT  2
 
 static ngx_int_t ngx_http_sandbox_rebuild_headers(ngx_http_request_t *r,
-    ngx_table_elt_t *add, ngx_uint_t nadd);
+    ngx_table_elt_t *add, ngx_uint_t nadd, ngx_uint_t keep_tp);
 static ngx_uint_t ngx_http_sandbox_dropped(ngx_str_t *name);
+static ngx_int_t ngx_http_sandbox_trace(ngx_http_request_t *r,
+    ngx_http_sandbox_route_ctx_t *ctx, ngx_table_elt_t *tp, ngx_uint_t ntp,
+    ngx_str_t *traceparent);
 
 
 ngx_int_t
 ngx_http_sandbox_forward_headers(ngx_http_request_t *r,
     ngx_http_sandbox_route_ctx_t *ctx)
 {
-    ngx_str_t         client_tp, traceparent;
-    ngx_uint_t        i, nadd, used, drop, rebuild;
+    ngx_str_t         traceparent;
+    ngx_uint_t        i, nadd, used, ndrop, ntp, drop;
     ngx_list_part_t  *part;
-    ngx_table_elt_t  *h, *slot[NGX_HTTP_SANDBOX_ADDED];
+    ngx_table_elt_t  *h, *tp, *slot[NGX_HTTP_SANDBOX_ADDED];
     ngx_table_elt_t   add[NGX_HTTP_SANDBOX_ADDED];
 
-    nadd = ctx->user.len ? 3 : 2;
-
-    /*
-     * the dropped headers' slots, as many as there are headers to add,
-     * and the client's traceparent, read before its slot is reused
-     */
+    /* the dropped headers' slots (as many as may be used), the trace */
 
     used = 0;
-    rebuild = 0;
-    ngx_str_null(&client_tp);
+    ndrop = 0;
+    ntp = 0;
+    tp = NULL;
 
     for (part = &r->headers_in.headers.part; part; part = part->next) {
         h = part->elts;
@@ -126,21 +129,22 @@ ngx_http_sandbox_forward_headers(ngx_http_request_t *r,
             }
 
             if (drop == NGX_HTTP_SANDBOX_TRACEPARENT) {
-                client_tp = h[i].value;
-            }
+                if (ntp++ == 0) {
+                    tp = &h[i];
+                }
 
-            if (used == nadd) {
-                rebuild = 1;
                 continue;
             }
 
-            slot[used++] = &h[i];
+            if (used < NGX_HTTP_SANDBOX_ADDED) {
+                slot[used++] = &h[i];
+            }
+
+            ndrop++;
         }
     }
 
-    if (ngx_http_sandbox_request_id(r, ctx, &client_tp, &traceparent)
-        != NGX_OK)
-    {
+    if (ngx_http_sandbox_trace(r, ctx, tp, ntp, &traceparent) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -153,11 +157,25 @@ ngx_http_sandbox_forward_headers(ngx_http_request_t *r,
 
     ngx_http_sandbox_header(&add[nadd++], "X-Request-Id", "x-request-id",
                             &ctx->request_id);
-    ngx_http_sandbox_header(&add[nadd++], "traceparent", "traceparent",
-                            &traceparent);
 
-    if (rebuild) {
-        return ngx_http_sandbox_rebuild_headers(r, add, nadd);
+    if (!ctx->trace_continued) {
+        ngx_http_sandbox_header(&add[nadd++], "traceparent", "traceparent",
+                                &traceparent);
+
+        /* the client's one invalid traceparent: its slot is ours */
+
+        if (ntp == 1) {
+            if (used < NGX_HTTP_SANDBOX_ADDED) {
+                slot[used++] = tp;
+            }
+
+            ndrop++;
+        }
+    }
+
+    if (ndrop > nadd || (ntp > 1 && !ctx->trace_continued)) {
+        return ngx_http_sandbox_rebuild_headers(r, add, nadd,
+                                                ctx->trace_continued);
     }
 
     for (i = 0; i < nadd; i++) {
@@ -201,8 +219,9 @@ ngx_http_sandbox_dropped(ngx_str_t *name)
 
 static ngx_int_t
 ngx_http_sandbox_rebuild_headers(ngx_http_request_t *r, ngx_table_elt_t *add,
-    ngx_uint_t nadd)
+    ngx_uint_t nadd, ngx_uint_t keep_tp)
 {
+    ngx_uint_t        drop;
     ngx_uint_t        i;
     ngx_list_t        list;
     ngx_list_part_t  *part;
@@ -219,7 +238,11 @@ ngx_http_sandbox_rebuild_headers(ngx_http_request_t *r, ngx_table_elt_t *add,
         h = part->elts;
 
         for (i = 0; i < part->nelts; i++) {
-            if (ngx_http_sandbox_dropped(&h[i].key)) {
+            drop = ngx_http_sandbox_dropped(&h[i].key);
+
+            if (drop == NGX_HTTP_SANDBOX_DROP
+                || (drop == NGX_HTTP_SANDBOX_TRACEPARENT && !keep_tp))
+            {
                 continue;
             }
 
@@ -277,44 +300,82 @@ ngx_http_sandbox_request_id_init(void)
 }
 
 
+/* 32 hex digits at p */
+
+u_char *
+ngx_http_sandbox_request_id_write(u_char *p)
+{
+    return ngx_sprintf(p, "%016xL%016xL", ngx_http_sandbox_request_id_prefix,
+                       ++ngx_http_sandbox_request_id_seq);
+}
+
+
+/* a span id: the counter scrambled by a bijection, so unique here */
+
+static uint64_t
+ngx_http_sandbox_span(void)
+{
+    return (++ngx_http_sandbox_request_id_seq * 0x9e3779b97f4a7c15ULL)
+           ^ ngx_http_sandbox_request_id_prefix;
+}
+
+
 /*
- * The request id and the traceparent sent on share one allocation: the
- * traceparent follows the id's 32 digits, where $sandbox_trace_id finds it
+ * The trace and the request id: one valid traceparent of the client is
+ * continued in place, else a new trace starts, the request id inside its
+ * text (the trace id is the request id)
  */
 
 static ngx_int_t
-ngx_http_sandbox_request_id(ngx_http_request_t *r,
-    ngx_http_sandbox_route_ctx_t *ctx, ngx_str_t *client_tp,
+ngx_http_sandbox_trace(ngx_http_request_t *r,
+    ngx_http_sandbox_route_ctx_t *ctx, ngx_table_elt_t *tp, ngx_uint_t ntp,
     ngx_str_t *traceparent)
 {
     u_char        *p;
     uint64_t       span;
     const u_char  *trace_id, *flags;
 
-    p = ngx_pnalloc(r->pool, NGX_HTTP_SANDBOX_REQUEST_ID_LEN
-                             + SBX_TRACEPARENT_LEN);
+    if (ntp == 1
+        && sbx_traceparent_parse(tp->value.data, tp->value.len, &trace_id,
+                                 &flags)
+           == 0)
+    {
+        p = ngx_pnalloc(r->pool, NGX_HTTP_SANDBOX_REQUEST_ID_LEN);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        ctx->request_id.data = p;
+        ctx->request_id.len = ngx_http_sandbox_request_id_write(p) - p;
+        ctx->trace_continued = 1;
+
+        /* trace_id and flags point into the value: written over in place */
+
+        tp->value.len = sbx_traceparent_write(tp->value.data, trace_id,
+                                              ngx_http_sandbox_span(),
+                                              flags)
+                        - tp->value.data;
+        *traceparent = tp->value;
+
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(r->pool, SBX_TRACEPARENT_LEN);
     if (p == NULL) {
         return NGX_ERROR;
     }
 
-    ctx->request_id.data = p;
-    ctx->request_id.len = ngx_http_sandbox_request_id_write(p) - p;
+    /* "00-" <request id> "-" <span> "-01": the id is written first */
 
-    span = (ngx_http_sandbox_request_id_seq * 0x9e3779b97f4a7c15ULL)
-           ^ ngx_http_sandbox_request_id_prefix;
+    ctx->request_id.data = p + 3;
+    ctx->request_id.len = ngx_http_sandbox_request_id_write(p + 3) - (p + 3);
 
-    if (sbx_traceparent_parse(client_tp->data, client_tp->len, &trace_id,
-                              &flags)
-        != 0)
-    {
-        trace_id = p;                   /* a new trace: the request id */
-        flags = (u_char *) "01";
-    }
+    span = ngx_http_sandbox_span();
 
-    traceparent->data = p + NGX_HTTP_SANDBOX_REQUEST_ID_LEN;
-    traceparent->len = sbx_traceparent_write(traceparent->data, trace_id,
-                                             span, flags)
-                       - traceparent->data;
+    traceparent->data = p;
+    traceparent->len = sbx_traceparent_write(p, p + 3, span,
+                                             (u_char *) "01")
+                       - p;
 
     return NGX_OK;
 }
@@ -323,25 +384,34 @@ ngx_http_sandbox_request_id(ngx_http_request_t *r,
 /* the trace id the sandbox received, for $sandbox_trace_id */
 
 void
-ngx_http_sandbox_trace_id(ngx_http_sandbox_route_ctx_t *ctx, ngx_str_t *id)
+ngx_http_sandbox_trace_id(ngx_http_request_t *r,
+    ngx_http_sandbox_route_ctx_t *ctx, ngx_str_t *id)
 {
-    if (ctx->request_id.len == 0) {
-        ngx_str_null(id);
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    if (!ctx->trace_continued) {
+        *id = ctx->request_id;          /* a new trace, or none */
         return;
     }
 
-    id->data = ctx->request_id.data + NGX_HTTP_SANDBOX_REQUEST_ID_LEN + 3;
-    id->len = SBX_TRACE_ID_LEN;
-}
+    for (part = &r->headers_in.headers.part; part; part = part->next) {
+        h = part->elts;
 
+        for (i = 0; i < part->nelts; i++) {
+            if (ngx_http_sandbox_dropped(&h[i].key)
+                    == NGX_HTTP_SANDBOX_TRACEPARENT
+                && h[i].value.len == SBX_TRACEPARENT_LEN)
+            {
+                id->data = h[i].value.data + 3;
+                id->len = SBX_TRACE_ID_LEN;
+                return;
+            }
+        }
+    }
 
-/* 32 hex digits at p */
-
-u_char *
-ngx_http_sandbox_request_id_write(u_char *p)
-{
-    return ngx_sprintf(p, "%016xL%016xL", ngx_http_sandbox_request_id_prefix,
-                       ++ngx_http_sandbox_request_id_seq);
+    ngx_str_null(id);
 }
 
 

@@ -98,6 +98,7 @@ typedef struct {
     u_char                          key_digest[NGX_HTTP_SANDBOX_SHA256_LEN];
     unsigned                        authenticated:1;
     unsigned                        not_ready:1;
+    unsigned                        trace_continued:1;
 
     ngx_str_t                       addr_text;
     ngx_addr_t                     *addr;
@@ -153,8 +154,8 @@ ngx_int_t ngx_http_sandbox_forward_headers(ngx_http_request_t *r,
     ngx_http_sandbox_route_ctx_t *ctx);
 void ngx_http_sandbox_request_id_init(void);
 u_char *ngx_http_sandbox_request_id_write(u_char *p);
-void ngx_http_sandbox_trace_id(ngx_http_sandbox_route_ctx_t *ctx,
-    ngx_str_t *id);
+void ngx_http_sandbox_trace_id(ngx_http_request_t *r,
+    ngx_http_sandbox_route_ctx_t *ctx, ngx_str_t *id);
 
 #define NGX_HTTP_SANDBOX_REQUEST_ID_LEN  32
 

@@ -86,6 +86,24 @@ like($h->{traceparent}, qr/^00-$tid-[0-9a-f]{16}-01$/,
      'many dropped headers: still continued');
 ok(!exists $h->{'x-sandbox-a'}, 'and the dropped ones gone');
 
+# two traceparents are no valid one: a new trace, neither passed on
+{
+    my $raw = $t->http_raw("GET /alice/sb/_debug/t HTTP/1.1\r\nHost: x\r\n"
+        . "Authorization: Bearer $key\r\nConnection: close\r\n"
+        . "traceparent: $valid\r\ntraceparent: $valid\r\n\r\n");
+    my ($body) = $raw =~ /\r\n\r\n(.*)$/s;
+    my $j = eval { decode_json($body) } || {};
+    my $rid = $j->{headers}{'x-request-id'} // 'none';
+    like($j->{headers}{traceparent} // '', qr/^00-\Q$rid\E-[0-9a-f]{16}-01$/,
+         'two traceparents: a new trace, and only it');
+}
+
+# an invalid one among many dropped headers (the rebuilt list)
+$h = seen(traceparent => 'junk', 'X-Sandbox-A' => 1, 'X-Sandbox-B' => 2,
+          'X-Sandbox-C' => 3);
+like($h->{traceparent}, qr/^00-\Q$h->{'x-request-id'}\E-[0-9a-f]{16}-01$/,
+     'invalid among many dropped: a new trace');
+
 # a later version's extra fields are not passed on
 $h = seen(traceparent => "01-$tid-00f067aa0ba902b7-01-future");
 like($h->{traceparent}, qr/^00-$tid-[0-9a-f]{16}-01$/,
