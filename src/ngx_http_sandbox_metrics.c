@@ -178,7 +178,7 @@ ngx_http_sandbox_metrics_decision(ngx_int_t status, ngx_uint_t not_ready)
 /*
  * Log phase: what the sandbox answered, and how fast, for each attempt of
  * a data-plane request.  The request context is gone after an error_page
- * redirect (a 502 say), so the request is known by its balancer instead.
+ * redirect (a 502 say), so the request is known by its upstream{} block.
  */
 
 ngx_int_t
@@ -191,7 +191,7 @@ ngx_http_sandbox_metrics_log_handler(ngx_http_request_t *r)
     u = r->upstream;
 
     if (u == NULL || ngx_http_sandbox_metrics == NULL
-        || !ngx_http_sandbox_balancer_is(u)
+        || !ngx_http_sandbox_balancer_is(r, u)
         || r->upstream_states == NULL)
     {
         return NGX_OK;

@@ -39,6 +39,9 @@ typedef struct {
     ngx_flag_t                      admin_key_set;
 
     ngx_shm_zone_t                 *cache_zone;
+
+    /* upstream{} blocks with sandbox_balancer: the data plane's */
+    ngx_array_t                    *balancers;
 } ngx_http_sandbox_main_conf_t;
 
 
@@ -174,7 +177,8 @@ ngx_int_t ngx_http_sandbox_status_handler(ngx_http_request_t *r);
 /* balancer */
 char *ngx_http_sandbox_balancer(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-ngx_uint_t ngx_http_sandbox_balancer_is(ngx_http_upstream_t *u);
+ngx_uint_t ngx_http_sandbox_balancer_is(ngx_http_request_t *r,
+    ngx_http_upstream_t *u);
 
 /* management and admin API: content handler of "sandbox_api" */
 ngx_int_t ngx_http_sandbox_api_handler(ngx_http_request_t *r);

@@ -32,6 +32,12 @@ $t->write_conf($t->base_conf(http => <<'EOF'));
         sandbox_balancer keepalive=8;
     }
 
+    # nginx's own pool after the balancer: still the data plane
+    upstream sandbox_pods2 {
+        sandbox_balancer;
+        keepalive 4;
+    }
+
     server {
         listen 127.0.0.1:%%PORT_1%%;
         error_page 400 404 413 500 502 503 504 /_sandbox_error;
@@ -41,6 +47,16 @@ $t->write_conf($t->base_conf(http => <<'EOF'));
         location / {
             sandbox_route on;
             proxy_pass http://sandbox_pods$sandbox_uri;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT_3%%;
+        location / {
+            sandbox_route on;
+            proxy_pass http://sandbox_pods2$sandbox_uri;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
         }
@@ -112,6 +128,7 @@ my @seq = (
     [ '/proxy/ghost/x', \%auth, 403 ],
     [ '/alice/sleepy/x', \%auth, 503 ],
     [ '/alice/s1%2Fx/y', \%auth, 400 ],
+    [ '/alice/s1/health', { %auth, port => 3 }, 200 ],  # nginx's keepalive
 );
 
 for my $r (@seq) {
@@ -120,16 +137,16 @@ for my $r (@seq) {
 }
 
 my %want = (
-    'sandbox_requests_total{decision="ok"}'           => 5,
+    'sandbox_requests_total{decision="ok"}'           => 6,
     'sandbox_requests_total{decision="unauthorized"}' => 2,
     'sandbox_requests_total{decision="not_found"}'    => 2,
     'sandbox_requests_total{decision="not_ready"}'    => 1,
     'sandbox_requests_total{decision="bad_request"}'  => 1,
     'sandbox_requests_total{decision="unavailable"}'  => 0,
-    'sandbox_upstream_responses_total{class="2xx"}'   => 3,
+    'sandbox_upstream_responses_total{class="2xx"}'   => 4,
     'sandbox_upstream_responses_total{class="4xx"}'   => 1,
     'sandbox_upstream_responses_total{class="5xx"}'   => 1,
-    'sandbox_upstream_response_seconds_count'         => 5,
+    'sandbox_upstream_response_seconds_count'         => 6,
     'sandbox_upstream_active'                         => 0,
     'sandbox_redis_up'                                => 1,
     'sandbox_sync_state{state="synced"}'              => 1,
@@ -231,10 +248,10 @@ sub query_is {
 }
 
 query_is('up{job="gateway"}', 1);
-query_is('sandbox_requests_total{decision="ok"}', 6);     # the stream too
+query_is('sandbox_requests_total{decision="ok"}', 7);     # the stream too
 query_is('sandbox_requests_total{decision="unauthorized"}', 2);
-query_is('sum(sandbox_requests_total)', 12);
-query_is('sandbox_upstream_responses_total{class="2xx"}', 4);
+query_is('sum(sandbox_requests_total)', 13);
+query_is('sandbox_upstream_responses_total{class="2xx"}', 5);
 query_is('sandbox_upstream_responses_total{class="5xx"}', 1);
 query_is('sandbox_sync_routes_trustworthy', 1);
 

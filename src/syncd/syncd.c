@@ -416,6 +416,7 @@ static int elect(syncd *s, const char *template_file, const char *lease,
             worker = 0;
             METRIC_SET(leader, 0);
             METRIC_SET(listed, 0);
+            METRIC_SET(synced_at, 0);   /* a follower reports no lag */
             METRIC_INC(lease_transitions);
         }
         sleep(duration / 3 > 0 ? duration / 3 : 1);
