@@ -57,15 +57,19 @@ extern ngx_http_sandbox_metrics_t  *ngx_http_sandbox_metrics;
 
 
 #define ngx_http_sandbox_metrics_inc(field)                                   \
-    if (ngx_http_sandbox_metrics) {                                           \
-        (void) ngx_atomic_fetch_add(&ngx_http_sandbox_metrics->field, 1);     \
-    }
+    do {                                                                      \
+        if (ngx_http_sandbox_metrics) {                                       \
+            (void) ngx_atomic_fetch_add(&ngx_http_sandbox_metrics->field, 1); \
+        }                                                                     \
+    } while (0)
 
 #define ngx_http_sandbox_metrics_dec(field)                                   \
-    if (ngx_http_sandbox_metrics) {                                           \
-        (void) ngx_atomic_fetch_add(&ngx_http_sandbox_metrics->field,         \
-                                    (ngx_atomic_int_t) -1);                   \
-    }
+    do {                                                                      \
+        if (ngx_http_sandbox_metrics) {                                       \
+            (void) ngx_atomic_fetch_add(&ngx_http_sandbox_metrics->field,     \
+                                        (ngx_atomic_int_t) -1);               \
+        }                                                                     \
+    } while (0)
 
 
 ngx_int_t ngx_http_sandbox_metrics_zone_add(ngx_conf_t *cf);
