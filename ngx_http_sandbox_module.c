@@ -8,7 +8,9 @@
  * variables and process hooks; each concern lives in src/:
  *
  *   sandbox_path.c, sandbox_token.c   pure parsers (no nginx headers)
- *   ngx_http_sandbox_redis.c          the non-blocking Redis client
+ *   ngx_http_sandbox_redis.c          the non-blocking Redis client: links
+ *   ngx_http_sandbox_redis_io.c       ... and their traffic
+ *   ngx_http_sandbox_sentinel.c       the master Redis Sentinel names
  *   ngx_http_sandbox_auth.c           bearer keys, digests, the admin key
  *   ngx_http_sandbox_route.c          the access phase: auth and routing
  *   ngx_http_sandbox_balancer.c       per-request peer for upstream{}
@@ -38,6 +40,10 @@ static char *ngx_http_sandbox_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 static char *ngx_http_sandbox_redis_addr(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_sandbox_redis_sentinel(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static ngx_int_t ngx_http_sandbox_parse_addr(ngx_conf_t *cf, ngx_str_t *url,
+    in_port_t port, ngx_addr_t **addr);
 static char *ngx_http_sandbox_content(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_sandbox_cache_zone(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -48,7 +54,8 @@ static void ngx_http_sandbox_exit_process(ngx_cycle_t *cycle);
 static void ngx_http_sandbox_exit_master(ngx_cycle_t *cycle);
 
 
-ngx_http_sandbox_redis_t  *ngx_http_sandbox_worker_redis;
+ngx_http_sandbox_redis_t     *ngx_http_sandbox_worker_redis;
+ngx_http_sandbox_sentinel_t  *ngx_http_sandbox_worker_sentinel;
 
 
 static ngx_command_t  ngx_http_sandbox_commands[] = {
@@ -56,6 +63,13 @@ static ngx_command_t  ngx_http_sandbox_commands[] = {
     { ngx_string("sandbox_redis"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_http_sandbox_redis_addr,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("sandbox_redis_sentinel"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_http_sandbox_redis_sentinel,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -357,8 +371,13 @@ static ngx_int_t
 ngx_http_sandbox_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
-    ngx_str_t                     *s, trace;
+    ngx_str_t                     *s, text, trace;
     ngx_http_sandbox_route_ctx_t  *ctx;
+
+    static ngx_str_t  cache_status[] = {
+        ngx_string("BYPASS"), ngx_string("MISS"), ngx_string("HIT"),
+        ngx_string("STALE")
+    };
 
     ctx = ngx_http_sandbox_route_ctx(r->main);
 
@@ -393,11 +412,22 @@ ngx_http_sandbox_variable(ngx_http_request_t *r,
         break;
 
     case NGX_HTTP_SANDBOX_VAR_URI:
-        s = &ctx->uri;
+        if (ctx->uri.len == 0) {
+            v->not_found = 1;
+            return NGX_OK;
+        }
+
+        if (ngx_http_sandbox_forward_uri_value(r->main, ctx, &text)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        s = &text;
         break;
 
     case NGX_HTTP_SANDBOX_VAR_CACHE_STATUS:
-        s = &ctx->cache_status;
+        s = &cache_status[ctx->cache_status];
         break;
 
     case NGX_HTTP_SANDBOX_VAR_TRACE_ID:
@@ -406,7 +436,9 @@ ngx_http_sandbox_variable(ngx_http_request_t *r,
         break;
 
     default: /* NGX_HTTP_SANDBOX_VAR_REQUEST_ID */
-        s = &ctx->request_id;
+        text.len = ctx->request_id_set ? NGX_HTTP_SANDBOX_REQUEST_ID_LEN : 0;
+        text.data = ctx->request_id;
+        s = &text;
         break;
     }
 
@@ -441,6 +473,7 @@ ngx_http_sandbox_create_main_conf(ngx_conf_t *cf)
      * set by ngx_pcalloc():
      *
      *     smcf->redis_addr = NULL;
+     *     smcf->redis_sentinel = NULL;
      *     smcf->redis_password = { 0, NULL };
      *     smcf->admin_key_file = { 0, NULL };
      */
@@ -570,7 +603,7 @@ ngx_http_sandbox_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         smcf = ngx_http_conf_get_module_main_conf(cf,
                                                   ngx_http_sandbox_module);
 
-        if (smcf->redis_addr == NULL) {
+        if (smcf->redis_addr == NULL && smcf->redis_sentinel == NULL) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "\"sandbox_route\" requires \"sandbox_redis\"");
             return NGX_CONF_ERROR;
@@ -587,42 +620,121 @@ ngx_http_sandbox_redis_addr(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_sandbox_main_conf_t *smcf = conf;
 
     ngx_str_t  *value;
-    ngx_url_t   u;
 
-    if (smcf->redis_addr) {
+    if (smcf->redis_addr || smcf->redis_sentinel) {
         return "is duplicate";
     }
 
     value = cf->args->elts;
 
+    if (ngx_http_sandbox_parse_addr(cf, &value[1], 6379, &smcf->redis_addr)
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* sandbox_redis_sentinel <master name> <address> ... */
+
+static char *
+ngx_http_sandbox_redis_sentinel(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_sandbox_main_conf_t *smcf = conf;
+
+    ngx_str_t                         *value;
+    ngx_uint_t                         i;
+    ngx_addr_t                        *addr, *slot;
+    ngx_http_sandbox_sentinel_conf_t  *sc;
+
+    if (smcf->redis_addr || smcf->redis_sentinel) {
+        return "is duplicate";
+    }
+
+    sc = ngx_pcalloc(cf->pool, sizeof(ngx_http_sandbox_sentinel_conf_t));
+    if (sc == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_array_init(&sc->addrs, cf->pool, cf->args->nelts - 2,
+                       sizeof(ngx_addr_t))
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+    sc->name = value[1];
+
+    for (i = 2; i < cf->args->nelts; i++) {
+        if (ngx_http_sandbox_parse_addr(cf, &value[i], 26379, &addr)
+            != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+
+        if (addr->sockaddr->sa_family == AF_UNIX) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "a sentinel is reached over TCP, not \"%V\"",
+                               &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        slot = ngx_array_push(&sc->addrs);
+        if (slot == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        *slot = *addr;
+    }
+
+    smcf->redis_sentinel = sc;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_sandbox_parse_addr(ngx_conf_t *cf, ngx_str_t *url, in_port_t port,
+    ngx_addr_t **addr)
+{
+    ngx_url_t   u;
+    ngx_str_t  *value;
+
+    value = cf->args->elts;
+
     ngx_memzero(&u, sizeof(ngx_url_t));
 
-    u.url = value[1];
-    u.default_port = 6379;
+    u.url = *url;
+    u.default_port = port;
     u.no_resolve = 1;
 
     if (ngx_parse_url(cf->pool, &u) != NGX_OK) {
         if (u.err) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "%s in \"%V\" of the \"sandbox_redis\" "
-                               "directive", u.err, &u.url);
+                               "%s in \"%V\" of the \"%V\" directive",
+                               u.err, &u.url, &value[0]);
         }
 
-        return NGX_CONF_ERROR;
+        return NGX_ERROR;
     }
 
     /* workers must never resolve names: IP literals and unix: paths only */
 
     if (u.naddrs == 0 || u.addrs == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"sandbox_redis\" needs an IP address or a "
-                           "unix: path, not \"%V\"", &u.url);
-        return NGX_CONF_ERROR;
+                           "\"%V\" needs an IP address or a "
+                           "unix: path, not \"%V\"",
+                           &value[0], &u.url);
+        return NGX_ERROR;
     }
 
-    smcf->redis_addr = &u.addrs[0];
+    *addr = &u.addrs[0];
 
-    return NGX_CONF_OK;
+    return NGX_OK;
 }
 
 
@@ -743,7 +855,9 @@ ngx_http_sandbox_init_process(ngx_cycle_t *cycle)
 
     smcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_sandbox_module);
 
-    if (smcf == NULL || smcf->redis_addr == NULL) {
+    if (smcf == NULL
+        || (smcf->redis_addr == NULL && smcf->redis_sentinel == NULL))
+    {
         return NGX_OK;
     }
 
@@ -756,6 +870,17 @@ ngx_http_sandbox_init_process(ngx_cycle_t *cycle)
 
     rc.stats = ngx_http_sandbox_metrics ? &ngx_http_sandbox_metrics->redis
                                         : NULL;
+
+    if (smcf->redis_sentinel) {
+        ngx_http_sandbox_worker_sentinel = ngx_http_sandbox_sentinel_create(
+                                          smcf->redis_sentinel, &rc,
+                                          cycle->log);
+        if (ngx_http_sandbox_worker_sentinel == NULL) {
+            return NGX_ERROR;
+        }
+
+        rc.sentinel = ngx_http_sandbox_worker_sentinel;
+    }
 
     ngx_http_sandbox_worker_redis = ngx_http_sandbox_redis_create(&rc,
                                                                   cycle->log);
@@ -780,6 +905,11 @@ ngx_http_sandbox_exit_process(ngx_cycle_t *cycle)
 
     ngx_http_sandbox_redis_destroy(ngx_http_sandbox_worker_redis);
     ngx_http_sandbox_worker_redis = NULL;
+
+    /* after its followers: they unfollow as they go */
+
+    ngx_http_sandbox_sentinel_destroy(ngx_http_sandbox_worker_sentinel);
+    ngx_http_sandbox_worker_sentinel = NULL;
 }
 
 

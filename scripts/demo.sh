@@ -7,7 +7,8 @@
 #   127.0.0.1:${SBX_DEMO_PORT:-8080}; sandbox-syncd (routes and the
 #   operations queue); and scripts/local-controller.pl, which plays the
 #   agent-sandbox controller: each Sandbox becomes a demo runtime process on
-#   its own loopback address (127.0.0.2, .3, ...) and gets its status.
+#   its own loopback address (127.0.0.2, .3, ...; SBX_DEMO_FIRST_IP=N
+#   starts at 127.0.0.N) and gets its status.
 #
 # It creates a demo user and key with sandbox-admin and a sandbox through
 # the API, waits until a command runs in it, prints keys and curl examples,
@@ -93,7 +94,8 @@ SANDBOX_REDIS=127.0.0.1:$REDIS_PORT \
 pids+=($!)
 "$ROOT/scripts/local-controller.pl" --api "$K8S_API" \
     --token-file "$DIR/k8s/token" --ca-file "$K8S_CA_FILE" \
-    --workdir "$DIR/sandboxes" > "$DIR/logs/controller.log" 2>&1 &
+    --workdir "$DIR/sandboxes" --first-ip "${SBX_DEMO_FIRST_IP:-2}" \
+    > "$DIR/logs/controller.log" 2>&1 &
 pids+=($!)
 
 # users and keys through the admin API, as an operator would

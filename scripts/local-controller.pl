@@ -114,19 +114,24 @@ sub stop_runtime {
     logmsg("$key stopped ($why)");
 }
 
+# the Ready condition as wanted, and observed for the current spec
 sub ready_is {
     my ($obj, $want) = @_;
     for my $c (@{ $obj->{status}{conditions} // [] }) {
-        return $c->{status} eq $want if $c->{type} eq 'Ready';
+        next unless $c->{type} eq 'Ready';
+        return $c->{status} eq $want
+               && ($c->{observedGeneration} // 0)
+                  == ($obj->{metadata}{generation} // 0);
     }
     return 0;
 }
 
 sub condition {
-    my ($status, $reason, $message) = @_;
+    my ($obj, $status, $reason, $message) = @_;
     my @t = gmtime;
     return [ { type => 'Ready', status => $status, reason => $reason,
                message => $message,
+               observedGeneration => $obj->{metadata}{generation} // 0,
                lastTransitionTime => sprintf('%04d-%02d-%02dT%02d:%02d:%02dZ',
                    $t[5] + 1900, $t[4] + 1, @t[3, 2, 1, 0]) } ];
 }
@@ -147,13 +152,14 @@ sub reconcile {
         patch_status($obj, {
             podIPs => [ $r->{ip} ],
             serviceFQDN => "$m->{name}.$m->{namespace}.svc.cluster.local",
-            conditions => condition('True', 'DependenciesReady',
+            conditions => condition($obj, 'True', 'DependenciesReady',
                                     'Pod is Ready; Service Exists') });
     } else {
         stop_runtime($key, 'suspended');
         return if ready_is($obj, 'False');
         patch_status($obj, { podIPs => undef,
-                             conditions => condition('False', 'SandboxSuspended',
+                             conditions => condition($obj, 'False',
+                                                     'SandboxSuspended',
                                                      'Sandbox is suspended') });
     }
 }

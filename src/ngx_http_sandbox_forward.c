@@ -4,10 +4,8 @@
  *
  * What a sandbox receives of a request the access phase let through: the
  * URI without its routing prefix, and the client's headers rewritten.
- * The client's Authorization, X-Request-Id, traceparent and X-Sandbox-*
- * headers are dropped; the gateway adds X-Sandbox-User, its own
- * X-Request-Id, and a traceparent continuing the client's trace (or
- * starting one) with a span of its own.
+ * The client's Authorization, X-Request-Id and X-Sandbox-* headers are
+ * dropped; the gateway adds X-Sandbox-User and its own X-Request-Id.
  */
 
 
@@ -21,39 +19,68 @@
 #include "sandbox_trace.h"
 
 
+static void ngx_http_sandbox_request_id(ngx_http_sandbox_route_ctx_t *ctx);
 static uint64_t ngx_http_sandbox_span(void);
 static void ngx_http_sandbox_header(ngx_table_elt_t *h, const char *name,
     const char *lowcase, ngx_str_t *value);
 
 
+/*
+ * The URI the sandbox gets is the path's rest, "/" if none, with the
+ * query string.  It becomes the request's URI when the request goes
+ * upstream, so "proxy_pass http://sandbox_pods;" sends it as it is (the
+ * URI counts as changed, as after a rewrite); $sandbox_uri is made from it
+ * only when read, for configurations that name it in proxy_pass.
+ */
+
+void
+ngx_http_sandbox_forward_uri(ngx_http_sandbox_route_ctx_t *ctx, u_char *rest,
+    size_t len)
+{
+    if (len == 0) {
+        ngx_str_set(&ctx->uri, "/");
+        return;
+    }
+
+    ctx->uri.data = rest;
+    ctx->uri.len = len;
+}
+
+
+void
+ngx_http_sandbox_forward_rewrite(ngx_http_request_t *r,
+    ngx_http_sandbox_route_ctx_t *ctx)
+{
+    r->uri = ctx->uri;
+    r->valid_unparsed_uri = 0;
+}
+
+
 ngx_int_t
-ngx_http_sandbox_forward_uri(ngx_http_request_t *r,
-    ngx_http_sandbox_route_ctx_t *ctx, u_char *rest, size_t len)
+ngx_http_sandbox_forward_uri_value(ngx_http_request_t *r,
+    ngx_http_sandbox_route_ctx_t *ctx, ngx_str_t *value)
 {
     u_char     *p;
     uintptr_t   escape;
 
-    if (len == 0) {
-        rest = (u_char *) "/";
-        len = 1;
-    }
+    /* the URI is decoded: encode it again as proxy_pass itself would */
 
-    /* r->uri is decoded: encode it again as proxy_pass itself would */
+    escape = 2 * ngx_escape_uri(NULL, ctx->uri.data, ctx->uri.len,
+                                NGX_ESCAPE_URI);
 
-    escape = 2 * ngx_escape_uri(NULL, rest, len, NGX_ESCAPE_URI);
-
-    p = ngx_pnalloc(r->pool, len + escape + 1 + r->args.len);
+    p = ngx_pnalloc(r->pool, ctx->uri.len + escape + 1 + r->args.len);
     if (p == NULL) {
         return NGX_ERROR;
     }
 
-    ctx->uri.data = p;
+    value->data = p;
 
     if (escape) {
-        p = (u_char *) ngx_escape_uri(p, rest, len, NGX_ESCAPE_URI);
+        p = (u_char *) ngx_escape_uri(p, ctx->uri.data, ctx->uri.len,
+                                      NGX_ESCAPE_URI);
 
     } else {
-        p = ngx_cpymem(p, rest, len);
+        p = ngx_cpymem(p, ctx->uri.data, ctx->uri.len);
     }
 
     if (r->args.len) {
@@ -61,7 +88,7 @@ ngx_http_sandbox_forward_uri(ngx_http_request_t *r,
         p = ngx_cpymem(p, r->args.data, r->args.len);
     }
 
-    ctx->uri.len = p - ctx->uri.data;
+    value->len = p - value->data;
 
     return NGX_OK;
 }
@@ -105,7 +132,7 @@ ngx_int_t
 ngx_http_sandbox_forward_headers(ngx_http_request_t *r,
     ngx_http_sandbox_route_ctx_t *ctx)
 {
-    ngx_str_t         traceparent;
+    ngx_str_t         id, traceparent;
     ngx_uint_t        i, nadd, used, ndrop, ntp, drop;
     ngx_list_part_t  *part;
     ngx_table_elt_t  *h, *tp, *slot[NGX_HTTP_SANDBOX_ADDED];
@@ -155,8 +182,10 @@ ngx_http_sandbox_forward_headers(ngx_http_request_t *r,
                                 "x-sandbox-user", &ctx->user);
     }
 
-    ngx_http_sandbox_header(&add[nadd++], "X-Request-Id", "x-request-id",
-                            &ctx->request_id);
+    id.len = NGX_HTTP_SANDBOX_REQUEST_ID_LEN;
+    id.data = ctx->request_id;
+
+    ngx_http_sandbox_header(&add[nadd++], "X-Request-Id", "x-request-id", &id);
 
     if (!ctx->trace_continued) {
         ngx_http_sandbox_header(&add[nadd++], "traceparent", "traceparent",
@@ -274,10 +303,7 @@ ngx_http_sandbox_rebuild_headers(ngx_http_request_t *r, ngx_table_elt_t *add,
 /*
  * Request ids: a random per-process prefix and a counter, unique without
  * asking OpenSSL's DRBG for 16 bytes per request as $request_id does
- * (that alone was 4% of a worker's time in the benchmark).  A request
- * without a valid traceparent starts a trace whose id is its request id;
- * the gateway's span id is the counter scrambled (a bijection, so unique
- * in the process) with the prefix.
+ * (that alone was 4% of a worker's time in the benchmark).
  */
 
 static uint64_t  ngx_http_sandbox_request_id_prefix;
@@ -310,6 +336,15 @@ ngx_http_sandbox_request_id_write(u_char *p)
 }
 
 
+static void
+ngx_http_sandbox_request_id(ngx_http_sandbox_route_ctx_t *ctx)
+{
+    (void) ngx_http_sandbox_request_id_write(ctx->request_id);
+
+    ctx->request_id_set = 1;
+}
+
+
 /* a span id: the counter scrambled by a bijection, so unique here */
 
 static uint64_t
@@ -321,9 +356,9 @@ ngx_http_sandbox_span(void)
 
 
 /*
- * The trace and the request id: one valid traceparent of the client is
- * continued in place, else a new trace starts, the request id inside its
- * text (the trace id is the request id)
+ * The trace: one valid traceparent of the client is continued in place
+ * (no memory), else a new trace starts whose id is the request id (its
+ * 55 characters the only allocation)
  */
 
 static ngx_int_t
@@ -332,21 +367,15 @@ ngx_http_sandbox_trace(ngx_http_request_t *r,
     ngx_str_t *traceparent)
 {
     u_char        *p;
-    uint64_t       span;
     const u_char  *trace_id, *flags;
+
+    ngx_http_sandbox_request_id(ctx);
 
     if (ntp == 1
         && sbx_traceparent_parse(tp->value.data, tp->value.len, &trace_id,
                                  &flags)
            == 0)
     {
-        p = ngx_pnalloc(r->pool, NGX_HTTP_SANDBOX_REQUEST_ID_LEN);
-        if (p == NULL) {
-            return NGX_ERROR;
-        }
-
-        ctx->request_id.data = p;
-        ctx->request_id.len = ngx_http_sandbox_request_id_write(p) - p;
         ctx->trace_continued = 1;
 
         /* trace_id and flags point into the value: written over in place */
@@ -365,15 +394,9 @@ ngx_http_sandbox_trace(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    /* "00-" <request id> "-" <span> "-01": the id is written first */
-
-    ctx->request_id.data = p + 3;
-    ctx->request_id.len = ngx_http_sandbox_request_id_write(p + 3) - (p + 3);
-
-    span = ngx_http_sandbox_span();
-
     traceparent->data = p;
-    traceparent->len = sbx_traceparent_write(p, p + 3, span,
+    traceparent->len = sbx_traceparent_write(p, ctx->request_id,
+                                             ngx_http_sandbox_span(),
                                              (u_char *) "01")
                        - p;
 
@@ -392,7 +415,8 @@ ngx_http_sandbox_trace_id(ngx_http_request_t *r,
     ngx_table_elt_t  *h;
 
     if (!ctx->trace_continued) {
-        *id = ctx->request_id;          /* a new trace, or none */
+        id->len = ctx->request_id_set ? NGX_HTTP_SANDBOX_REQUEST_ID_LEN : 0;
+        id->data = ctx->request_id;     /* a new trace, or none */
         return;
     }
 

@@ -329,7 +329,7 @@ ngx_http_sandbox_metrics_send(ngx_http_request_t *r, redisReply *reply)
         p = ngx_http_sandbox_metrics_cache(p, last, smcf->cache_zone);
     }
 
-    if (smcf->redis_addr) {
+    if (ngx_http_sandbox_worker_redis) {
         p = ngx_http_sandbox_metrics_redis(p, last, &m->redis);
         p = ngx_http_sandbox_metrics_sync(r, p, last, reply);
     }

@@ -29,6 +29,8 @@
 
 typedef struct {
     ngx_addr_t                     *redis_addr;
+    ngx_http_sandbox_sentinel_conf_t
+                                   *redis_sentinel;
     ngx_str_t                       redis_password;
     ngx_msec_t                      redis_connect_timeout;
     ngx_msec_t                      redis_timeout;
@@ -75,46 +77,45 @@ typedef enum {
 } ngx_http_sandbox_ctx_kind_e;
 
 
-typedef enum {
-    NGX_HTTP_SANDBOX_NEW = 0,
-    NGX_HTTP_SANDBOX_PENDING,
-    NGX_HTTP_SANDBOX_DONE
-} ngx_http_sandbox_state_e;
+#define NGX_HTTP_SANDBOX_REQUEST_ID_LEN  32
 
+/* $sandbox_cache_status */
+typedef enum {
+    NGX_HTTP_SANDBOX_CSTATUS_BYPASS = 0,
+    NGX_HTTP_SANDBOX_CSTATUS_MISS,
+    NGX_HTTP_SANDBOX_CSTATUS_HIT,
+    NGX_HTTP_SANDBOX_CSTATUS_STALE
+} ngx_http_sandbox_cache_status_e;
+
+
+typedef struct ngx_http_sandbox_decision_s  ngx_http_sandbox_decision_t;
+
+
+/*
+ * What the data plane keeps of a request once its access phase has
+ * decided: what the balancer and the variables read, for the request's
+ * whole life (an open stream's too), so it is kept small.  The decision's
+ * working state lives on the access handler's stack, or in the pool only
+ * while a Redis lookup is under way (route.c).
+ */
 
 typedef struct {
     ngx_http_sandbox_ctx_kind_e     kind;       /* first, in every kind */
-    ngx_http_sandbox_state_e        state;
+    unsigned                        cache_status:2;
+    unsigned                        request_id_set:1;
+    unsigned                        trace_continued:1;
 
-    /* the decision: NGX_OK to forward, else an HTTP status to answer */
-    ngx_int_t                       status;
-    const char                     *error;
-    const char                     *message;
-
-    sbx_form_t                      form;
-    ngx_str_t                       path_user;
     ngx_str_t                       user;
     ngx_str_t                       name;
     ngx_str_t                       key_id;
     ngx_str_t                       uri;
-    ngx_str_t                       request_id;
-    u_char                          key_digest[NGX_HTTP_SANDBOX_SHA256_LEN];
-    unsigned                        authenticated:1;
-    unsigned                        not_ready:1;
-    unsigned                        trace_continued:1;
-
     ngx_str_t                       addr_text;
     ngx_addr_t                     *addr;
 
-    /* what Redis or the cache said, and where it came from */
-    ngx_http_sandbox_key_t          key;
-    ngx_http_sandbox_route_t        route;
-    ngx_int_t                       key_cached;
-    ngx_uint_t                      key_used;
-    ngx_int_t                       route_cached;
-    ngx_str_t                       cache_status;
+    ngx_http_sandbox_decision_t    *decision;   /* a lookup under way */
 
-    void                           *op;
+    u_char                          request_id[
+                                        NGX_HTTP_SANDBOX_REQUEST_ID_LEN];
 } ngx_http_sandbox_route_ctx_t;
 
 
@@ -132,6 +133,8 @@ void *ngx_http_sandbox_get_ctx(ngx_http_request_t *r,
 
 extern ngx_http_sandbox_redis_t  *ngx_http_sandbox_worker_redis;
 extern ngx_http_sandbox_redis_t  *ngx_http_sandbox_events_redis;
+extern ngx_http_sandbox_sentinel_t
+                                 *ngx_http_sandbox_worker_sentinel;
 
 
 /* auth */
@@ -151,8 +154,12 @@ char *ngx_http_sandbox_admin_key_file(ngx_conf_t *cf, ngx_command_t *cmd,
 ngx_int_t ngx_http_sandbox_access_handler(ngx_http_request_t *r);
 
 /* forward: the URI and headers a sandbox receives */
-ngx_int_t ngx_http_sandbox_forward_uri(ngx_http_request_t *r,
-    ngx_http_sandbox_route_ctx_t *ctx, u_char *rest, size_t len);
+void ngx_http_sandbox_forward_uri(ngx_http_sandbox_route_ctx_t *ctx,
+    u_char *rest, size_t len);
+void ngx_http_sandbox_forward_rewrite(ngx_http_request_t *r,
+    ngx_http_sandbox_route_ctx_t *ctx);
+ngx_int_t ngx_http_sandbox_forward_uri_value(ngx_http_request_t *r,
+    ngx_http_sandbox_route_ctx_t *ctx, ngx_str_t *value);
 ngx_int_t ngx_http_sandbox_forward_headers(ngx_http_request_t *r,
     ngx_http_sandbox_route_ctx_t *ctx);
 void ngx_http_sandbox_request_id_init(void);

@@ -5,6 +5,8 @@
  * A non-blocking, pipelined Redis client for nginx workers.  nginx owns the
  * socket (ngx_event_connect_peer), hiredis is used only to format commands
  * and to parse replies, so the event loop, timers and logging are nginx's.
+ * A link either has a fixed address or follows the master a set of
+ * Sentinels names (ngx_http_sandbox_sentinel.c).
  */
 
 
@@ -22,6 +24,7 @@
 
 typedef struct ngx_http_sandbox_redis_s     ngx_http_sandbox_redis_t;
 typedef struct ngx_http_sandbox_redis_op_s  ngx_http_sandbox_redis_op_t;
+typedef struct ngx_http_sandbox_sentinel_s  ngx_http_sandbox_sentinel_t;
 
 /* reply is NULL when the command failed: timeout, link lost, not sent */
 typedef void (*ngx_http_sandbox_redis_handler_pt)(void *data,
@@ -66,7 +69,8 @@ ngx_uint_t ngx_http_sandbox_latency_bucket(ngx_msec_t ms);
 
 
 typedef struct {
-    ngx_addr_t                          *addr;
+    ngx_addr_t                          *addr;      /* NULL with sentinel */
+    ngx_http_sandbox_sentinel_t         *sentinel;  /* follows its master */
     ngx_str_t                            password;
     ngx_msec_t                           connect_timeout;
     ngx_msec_t                           timeout;
@@ -95,6 +99,40 @@ ngx_http_sandbox_redis_op_t *ngx_http_sandbox_redis_command(
 void ngx_http_sandbox_redis_cancel(ngx_http_sandbox_redis_op_t *op);
 
 ngx_uint_t ngx_http_sandbox_redis_ready(ngx_http_sandbox_redis_t *rd);
+
+/*
+ * Drops the link (its pending commands fail) and connects again at once,
+ * with no backoff: to the master the sentinels name now, or to the same
+ * address for a plain link.  A link that already follows that master, and
+ * is up or on its way, is left alone unless force is set.
+ */
+void ngx_http_sandbox_redis_retarget(ngx_http_sandbox_redis_t *rd,
+    ngx_uint_t force);
+
+
+/* Sentinel: which master the links of this worker follow */
+
+typedef struct {
+    ngx_str_t                            name;      /* the master's name */
+    ngx_array_t                          addrs;     /* ngx_addr_t */
+} ngx_http_sandbox_sentinel_conf_t;
+
+ngx_http_sandbox_sentinel_t *ngx_http_sandbox_sentinel_create(
+    ngx_http_sandbox_sentinel_conf_t *conf,
+    ngx_http_sandbox_redis_conf_t *rc, ngx_log_t *log);
+void ngx_http_sandbox_sentinel_destroy(ngx_http_sandbox_sentinel_t *st);
+
+ngx_int_t ngx_http_sandbox_sentinel_follow(ngx_http_sandbox_sentinel_t *st,
+    ngx_http_sandbox_redis_t *rd);
+void ngx_http_sandbox_sentinel_unfollow(ngx_http_sandbox_sentinel_t *st,
+    ngx_http_sandbox_redis_t *rd);
+
+/* the master's address, NULL while no sentinel has named it */
+ngx_addr_t *ngx_http_sandbox_sentinel_master(ngx_http_sandbox_sentinel_t *st);
+
+/* a follower could not use that address (down, or not a master): ask again */
+void ngx_http_sandbox_sentinel_failed(ngx_http_sandbox_sentinel_t *st,
+    ngx_addr_t *addr);
 
 
 #endif /* _NGX_HTTP_SANDBOX_REDIS_H_INCLUDED_ */

@@ -27,6 +27,45 @@
 #include "sandbox_reply.h"
 
 
+typedef enum {
+    NGX_HTTP_SANDBOX_DECIDED = 0,
+    NGX_HTTP_SANDBOX_TO_REDIS,          /* the cache could not answer */
+    NGX_HTTP_SANDBOX_PENDING            /* the lookup is under way */
+} ngx_http_sandbox_state_e;
+
+
+/*
+ * The decision's working state.  It lives on the access handler's stack
+ * when the cache answers, and is moved into the pool only for a Redis
+ * lookup, so an answered request keeps just its small route context.
+ */
+
+struct ngx_http_sandbox_decision_s {
+    ngx_http_sandbox_route_ctx_t   *out;        /* what the request keeps */
+    ngx_http_sandbox_state_e        state;
+
+    /* NGX_OK to forward, else an HTTP status to answer */
+    ngx_int_t                       status;
+    const char                     *error;
+    const char                     *message;
+
+    sbx_form_t                      form;
+    ngx_str_t                       path_user;
+    u_char                          key_digest[NGX_HTTP_SANDBOX_SHA256_LEN];
+    unsigned                        authenticated:1;
+    unsigned                        not_ready:1;
+
+    /* what Redis or the cache said, and where it came from */
+    ngx_http_sandbox_key_t          key;
+    ngx_http_sandbox_route_t        route;
+    ngx_int_t                       key_cached;
+    ngx_uint_t                      key_used;
+    ngx_int_t                       route_cached;
+
+    void                           *op;
+};
+
+
 /*
  * One round trip answers both questions.  ARGV: key digest ("" when
  * authentication is off), the user named in the path ("" for /proxy/),
@@ -68,38 +107,40 @@ static const char  ngx_http_sandbox_lookup_lua[] =
 
 
 static ngx_int_t ngx_http_sandbox_start(ngx_http_request_t *r,
-    ngx_http_sandbox_route_ctx_t *ctx, ngx_http_sandbox_loc_conf_t *slcf);
+    ngx_http_sandbox_decision_t *ctx, ngx_http_sandbox_loc_conf_t *slcf);
 static ngx_int_t ngx_http_sandbox_parse(ngx_http_request_t *r,
-    ngx_http_sandbox_route_ctx_t *ctx);
+    ngx_http_sandbox_decision_t *ctx);
 static ngx_uint_t ngx_http_sandbox_from_cache(ngx_http_request_t *r,
-    ngx_http_sandbox_route_ctx_t *ctx, ngx_http_sandbox_loc_conf_t *slcf);
+    ngx_http_sandbox_decision_t *ctx, ngx_http_sandbox_loc_conf_t *slcf);
 static ngx_int_t ngx_http_sandbox_lookup(ngx_http_request_t *r,
-    ngx_http_sandbox_route_ctx_t *ctx);
+    ngx_http_sandbox_decision_t *ctx);
 static void ngx_http_sandbox_lookup_handler(void *data, redisReply *reply);
 static void ngx_http_sandbox_lookup_cleanup(void *data);
 static void ngx_http_sandbox_lookup_failed(ngx_http_request_t *r,
-    ngx_http_sandbox_route_ctx_t *ctx);
+    ngx_http_sandbox_decision_t *ctx);
 static ngx_int_t ngx_http_sandbox_parse_reply(ngx_http_request_t *r,
-    ngx_http_sandbox_route_ctx_t *ctx, redisReply *reply);
+    ngx_http_sandbox_decision_t *ctx, redisReply *reply);
 static ngx_int_t ngx_http_sandbox_reply_copy(ngx_http_request_t *r,
     ngx_str_t *dst, sbx_reply_str_t *src);
 static void ngx_http_sandbox_decide(ngx_http_request_t *r,
-    ngx_http_sandbox_route_ctx_t *ctx);
-static ngx_int_t ngx_http_sandbox_decide_key(ngx_http_sandbox_route_ctx_t *ctx);
+    ngx_http_sandbox_decision_t *ctx);
+static ngx_int_t ngx_http_sandbox_decide_key(ngx_http_sandbox_decision_t *ctx);
 static void ngx_http_sandbox_decide_route(ngx_http_request_t *r,
-    ngx_http_sandbox_route_ctx_t *ctx);
-static void ngx_http_sandbox_deny(ngx_http_sandbox_route_ctx_t *ctx,
+    ngx_http_sandbox_decision_t *ctx);
+static void ngx_http_sandbox_deny(ngx_http_sandbox_decision_t *ctx,
     ngx_int_t status, const char *error, const char *message);
-static void ngx_http_sandbox_not_ready(ngx_http_sandbox_route_ctx_t *ctx,
+static void ngx_http_sandbox_not_ready(ngx_http_sandbox_decision_t *ctx,
     const char *message);
-static void ngx_http_sandbox_not_found(ngx_http_sandbox_route_ctx_t *ctx);
+static void ngx_http_sandbox_not_found(ngx_http_sandbox_decision_t *ctx);
 static ngx_int_t ngx_http_sandbox_finish(ngx_http_request_t *r,
-    ngx_http_sandbox_route_ctx_t *ctx);
+    ngx_http_sandbox_decision_t *ctx);
 
 
 ngx_int_t
 ngx_http_sandbox_access_handler(ngx_http_request_t *r)
 {
+    ngx_int_t                     rc;
+    ngx_http_sandbox_decision_t   d, *dp;
     ngx_http_sandbox_route_ctx_t  *ctx;
     ngx_http_sandbox_loc_conf_t   *slcf;
 
@@ -111,37 +152,77 @@ ngx_http_sandbox_access_handler(ngx_http_request_t *r)
 
     ctx = ngx_http_sandbox_route_ctx(r);
 
-    if (ctx == NULL) {
-        ctx = ngx_http_sandbox_create_ctx(r, NGX_HTTP_SANDBOX_CTX_ROUTE,
-                                          sizeof(ngx_http_sandbox_route_ctx_t));
-        if (ctx == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    if (ctx != NULL) {
+
+        /* re-entered once the lookup's reply has come */
+
+        dp = ctx->decision;
+
+        if (dp == NULL) {
+            return NGX_OK;
         }
 
-        if (ngx_http_sandbox_start(r, ctx, slcf) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        if (dp->state == NGX_HTTP_SANDBOX_PENDING) {
+            return NGX_AGAIN;
         }
+
+        ctx->decision = NULL;
+
+        return ngx_http_sandbox_finish(r, dp);
     }
 
-    if (ctx->state == NGX_HTTP_SANDBOX_PENDING) {
+    ctx = ngx_http_sandbox_create_ctx(r, NGX_HTTP_SANDBOX_CTX_ROUTE,
+                                      sizeof(ngx_http_sandbox_route_ctx_t));
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memzero(&d, sizeof(ngx_http_sandbox_decision_t));
+    d.out = ctx;
+
+    if (ngx_http_sandbox_start(r, &d, slcf) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (d.state == NGX_HTTP_SANDBOX_DECIDED) {
+        return ngx_http_sandbox_finish(r, &d);
+    }
+
+    /* to Redis: the decision outlives this call */
+
+    dp = ngx_palloc(r->pool, sizeof(ngx_http_sandbox_decision_t));
+    if (dp == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    *dp = d;
+
+    rc = ngx_http_sandbox_lookup(r, dp);
+
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (dp->state == NGX_HTTP_SANDBOX_PENDING) {
+        ctx->decision = dp;
         return NGX_AGAIN;
     }
 
-    return ngx_http_sandbox_finish(r, ctx);
+    return ngx_http_sandbox_finish(r, dp);
 }
 
 
 static ngx_int_t
 ngx_http_sandbox_start(ngx_http_request_t *r,
-    ngx_http_sandbox_route_ctx_t *ctx, ngx_http_sandbox_loc_conf_t *slcf)
+    ngx_http_sandbox_decision_t *ctx, ngx_http_sandbox_loc_conf_t *slcf)
 {
     ngx_int_t                      rc;
     ngx_str_t                      key;
     const char                    *message;
     ngx_http_sandbox_main_conf_t  *smcf;
 
-    ctx->state = NGX_HTTP_SANDBOX_DONE;
-    ngx_str_set(&ctx->cache_status, "BYPASS");
+    ctx->state = NGX_HTTP_SANDBOX_DECIDED;
+    ctx->out->cache_status = NGX_HTTP_SANDBOX_CSTATUS_BYPASS;
 
     /* authentication comes first, as in the original proxy */
 
@@ -186,17 +267,19 @@ ngx_http_sandbox_start(ngx_http_request_t *r,
     }
 
     if (ngx_http_sandbox_from_cache(r, ctx, slcf)) {
-        ngx_str_set(&ctx->cache_status, "HIT");
+        ctx->out->cache_status = NGX_HTTP_SANDBOX_CSTATUS_HIT;
         return NGX_OK;
     }
 
-    return ngx_http_sandbox_lookup(r, ctx);
+    ctx->state = NGX_HTTP_SANDBOX_TO_REDIS;
+
+    return NGX_OK;
 }
 
 
 static ngx_int_t
 ngx_http_sandbox_parse(ngx_http_request_t *r,
-    ngx_http_sandbox_route_ctx_t *ctx)
+    ngx_http_sandbox_decision_t *ctx)
 {
     int          rc;
     u_char      *raw;
@@ -248,16 +331,18 @@ ngx_http_sandbox_parse(ngx_http_request_t *r,
     }
 
     ctx->form = path.form;
-    ctx->name.data = r->uri.data + path.name_off;
-    ctx->name.len = path.name_len;
+    ctx->out->name.data = r->uri.data + path.name_off;
+    ctx->out->name.len = path.name_len;
 
     if (path.form == SBX_FORM_USER) {
         ctx->path_user.data = r->uri.data + path.user_off;
         ctx->path_user.len = path.user_len;
     }
 
-    return ngx_http_sandbox_forward_uri(r, ctx, r->uri.data + path.rest_off,
-                                        path.rest_len);
+    ngx_http_sandbox_forward_uri(ctx->out, r->uri.data + path.rest_off,
+                                 path.rest_len);
+
+    return NGX_OK;
 }
 
 
@@ -268,7 +353,7 @@ ngx_http_sandbox_parse(ngx_http_request_t *r,
 
 static ngx_uint_t
 ngx_http_sandbox_from_cache(ngx_http_request_t *r,
-    ngx_http_sandbox_route_ctx_t *ctx, ngx_http_sandbox_loc_conf_t *slcf)
+    ngx_http_sandbox_decision_t *ctx, ngx_http_sandbox_loc_conf_t *slcf)
 {
     ngx_http_sandbox_main_conf_t  *smcf;
 
@@ -278,12 +363,12 @@ ngx_http_sandbox_from_cache(ngx_http_request_t *r,
         return 0;
     }
 
-    ngx_str_set(&ctx->cache_status, "MISS");
+    ctx->out->cache_status = NGX_HTTP_SANDBOX_CSTATUS_MISS;
 
     if (!ctx->authenticated) {
         ctx->route_cached = ngx_http_sandbox_cache_get_route(
                                 smcf->cache_zone, r->pool, &ctx->path_user,
-                                &ctx->name, &ctx->route, &slcf->cache_ttl);
+                                &ctx->out->name, &ctx->route, &slcf->cache_ttl);
 
         if (ctx->route_cached != NGX_HTTP_SANDBOX_CACHE_HIT) {
             return 0;
@@ -297,7 +382,7 @@ ngx_http_sandbox_from_cache(ngx_http_request_t *r,
 
     ctx->key_cached = ngx_http_sandbox_cache_get_key(smcf->cache_zone,
                                                      r->pool, ctx->key_digest,
-                                                     &ctx->key, &ctx->name,
+                                                     &ctx->key, &ctx->out->name,
                                                      &ctx->route,
                                                      &ctx->route_cached,
                                                      &slcf->cache_ttl,
@@ -329,7 +414,7 @@ ngx_http_sandbox_from_cache(ngx_http_request_t *r,
 
 static ngx_int_t
 ngx_http_sandbox_lookup(ngx_http_request_t *r,
-    ngx_http_sandbox_route_ctx_t *ctx)
+    ngx_http_sandbox_decision_t *ctx)
 {
     u_char                       *now, *every;
     u_char                        hex[NGX_HTTP_SANDBOX_SHA256_HEX_LEN];
@@ -371,8 +456,8 @@ ngx_http_sandbox_lookup(ngx_http_request_t *r,
 
     argv[4] = (const char *) user->data;
     argvlen[4] = user->len;
-    argv[5] = (const char *) ctx->name.data;
-    argvlen[5] = ctx->name.len;
+    argv[5] = (const char *) ctx->out->name.data;
+    argvlen[5] = ctx->out->name.len;
 
     now = ngx_pnalloc(r->pool, 2 * NGX_TIME_T_LEN);
     if (now == NULL) {
@@ -414,14 +499,14 @@ ngx_http_sandbox_lookup(ngx_http_request_t *r,
 static void
 ngx_http_sandbox_lookup_cleanup(void *data)
 {
-    ngx_http_sandbox_route_ctx_t *ctx = data;
+    ngx_http_sandbox_decision_t *ctx = data;
 
     /* the request is going away: its reply must find nobody */
 
     if (ctx->state == NGX_HTTP_SANDBOX_PENDING && ctx->op) {
         ngx_http_sandbox_redis_cancel(ctx->op);
         ctx->op = NULL;
-        ctx->state = NGX_HTTP_SANDBOX_DONE;
+        ctx->state = NGX_HTTP_SANDBOX_DECIDED;
     }
 }
 
@@ -432,15 +517,15 @@ ngx_http_sandbox_lookup_handler(void *data, redisReply *reply)
     ngx_http_request_t *r = data;
 
     ngx_connection_t              *c;
-    ngx_http_sandbox_route_ctx_t  *ctx;
+    ngx_http_sandbox_decision_t   *ctx;
     ngx_http_sandbox_loc_conf_t   *slcf;
     ngx_http_sandbox_main_conf_t  *smcf;
 
     c = r->connection;
-    ctx = ngx_http_sandbox_route_ctx(r);
+    ctx = ngx_http_sandbox_route_ctx(r)->decision;
 
     ctx->op = NULL;
-    ctx->state = NGX_HTTP_SANDBOX_DONE;
+    ctx->state = NGX_HTTP_SANDBOX_DECIDED;
 
     if (ngx_http_sandbox_parse_reply(r, ctx, reply) != NGX_OK) {
         ngx_http_sandbox_lookup_failed(r, ctx);
@@ -463,7 +548,7 @@ ngx_http_sandbox_lookup_handler(void *data, redisReply *reply)
                                                  ctx->authenticated
                                                  ? &ctx->key.user
                                                  : &ctx->path_user,
-                                                 &ctx->name, &ctx->route,
+                                                 &ctx->out->name, &ctx->route,
                                                  &slcf->cache_ttl);
             }
         }
@@ -486,7 +571,7 @@ ngx_http_sandbox_lookup_handler(void *data, redisReply *reply)
 
 static void
 ngx_http_sandbox_lookup_failed(ngx_http_request_t *r,
-    ngx_http_sandbox_route_ctx_t *ctx)
+    ngx_http_sandbox_decision_t *ctx)
 {
     ngx_http_sandbox_main_conf_t  *smcf;
 
@@ -498,7 +583,7 @@ ngx_http_sandbox_lookup_failed(ngx_http_request_t *r,
                        &ngx_http_sandbox_cache_stats(smcf->cache_zone)->stale,
                        1);
 
-        ngx_str_set(&ctx->cache_status, "STALE");
+        ctx->out->cache_status = NGX_HTTP_SANDBOX_CSTATUS_STALE;
         ngx_http_sandbox_decide(r, ctx);
         return;
     }
@@ -516,7 +601,7 @@ ngx_http_sandbox_lookup_failed(ngx_http_request_t *r,
 
 static ngx_int_t
 ngx_http_sandbox_parse_reply(ngx_http_request_t *r,
-    ngx_http_sandbox_route_ctx_t *ctx, redisReply *reply)
+    ngx_http_sandbox_decision_t *ctx, redisReply *reply)
 {
     int                      rc;
     sbx_lookup_t             lk;
@@ -593,7 +678,7 @@ ngx_http_sandbox_reply_copy(ngx_http_request_t *r, ngx_str_t *dst,
 
 static void
 ngx_http_sandbox_decide(ngx_http_request_t *r,
-    ngx_http_sandbox_route_ctx_t *ctx)
+    ngx_http_sandbox_decision_t *ctx)
 {
     if (ctx->authenticated && ngx_http_sandbox_decide_key(ctx) != NGX_OK) {
         return;
@@ -604,7 +689,7 @@ ngx_http_sandbox_decide(ngx_http_request_t *r,
 
 
 static ngx_int_t
-ngx_http_sandbox_decide_key(ngx_http_sandbox_route_ctx_t *ctx)
+ngx_http_sandbox_decide_key(ngx_http_sandbox_decision_t *ctx)
 {
     ngx_int_t                rc;
     const char              *message;
@@ -619,15 +704,15 @@ ngx_http_sandbox_decide_key(ngx_http_sandbox_route_ctx_t *ctx)
         return NGX_DECLINED;
     }
 
-    ctx->user = key->user;
-    ctx->key_id = key->id;
+    ctx->out->user = key->user;
+    ctx->out->key_id = key->id;
 
     /* another user's sandbox looks exactly like a missing one */
 
     if (ctx->form == SBX_FORM_USER
-        && (ctx->user.len != ctx->path_user.len
-            || ngx_strncmp(ctx->user.data, ctx->path_user.data,
-                           ctx->user.len) != 0))
+        && (ctx->out->user.len != ctx->path_user.len
+            || ngx_strncmp(ctx->out->user.data, ctx->path_user.data,
+                           ctx->out->user.len) != 0))
     {
         ngx_http_sandbox_not_found(ctx);
         return NGX_DECLINED;
@@ -639,7 +724,7 @@ ngx_http_sandbox_decide_key(ngx_http_sandbox_route_ctx_t *ctx)
 
 static void
 ngx_http_sandbox_decide_route(ngx_http_request_t *r,
-    ngx_http_sandbox_route_ctx_t *ctx)
+    ngx_http_sandbox_decision_t *ctx)
 {
     ngx_addr_t                *addr;
     ngx_http_sandbox_route_t  *route;
@@ -647,7 +732,7 @@ ngx_http_sandbox_decide_route(ngx_http_request_t *r,
     route = &ctx->route;
 
     if (!ctx->authenticated) {
-        ctx->user = ctx->path_user;
+        ctx->out->user = ctx->path_user;
     }
 
     switch (route->state) {
@@ -685,20 +770,20 @@ ngx_http_sandbox_decide_route(ngx_http_request_t *r,
     {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "sandbox: route of \"%V/%V\" has an invalid address "
-                      "\"%V\"", &ctx->user, &ctx->name, &route->addr);
+                      "\"%V\"", &ctx->out->user, &ctx->out->name, &route->addr);
         ngx_http_sandbox_not_ready(ctx, "Sandbox service not ready");
         return;
     }
 
     addr->name = route->addr;
-    ctx->addr = addr;
-    ctx->addr_text = route->addr;
+    ctx->out->addr = addr;
+    ctx->out->addr_text = route->addr;
     ctx->status = NGX_OK;
 }
 
 
 static void
-ngx_http_sandbox_deny(ngx_http_sandbox_route_ctx_t *ctx, ngx_int_t status,
+ngx_http_sandbox_deny(ngx_http_sandbox_decision_t *ctx, ngx_int_t status,
     const char *error, const char *message)
 {
     ctx->status = status;
@@ -708,7 +793,7 @@ ngx_http_sandbox_deny(ngx_http_sandbox_route_ctx_t *ctx, ngx_int_t status,
 
 
 static void
-ngx_http_sandbox_not_ready(ngx_http_sandbox_route_ctx_t *ctx,
+ngx_http_sandbox_not_ready(ngx_http_sandbox_decision_t *ctx,
     const char *message)
 {
     ngx_http_sandbox_deny(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
@@ -718,7 +803,7 @@ ngx_http_sandbox_not_ready(ngx_http_sandbox_route_ctx_t *ctx,
 
 
 static void
-ngx_http_sandbox_not_found(ngx_http_sandbox_route_ctx_t *ctx)
+ngx_http_sandbox_not_found(ngx_http_sandbox_decision_t *ctx)
 {
     /*
      * /proxy/ keeps the original proxy's 403, which real clients depend on;
@@ -738,7 +823,7 @@ ngx_http_sandbox_not_found(ngx_http_sandbox_route_ctx_t *ctx)
 
 static ngx_int_t
 ngx_http_sandbox_finish(ngx_http_request_t *r,
-    ngx_http_sandbox_route_ctx_t *ctx)
+    ngx_http_sandbox_decision_t *ctx)
 {
     ngx_int_t                     rc;
     ngx_table_elt_t              *h;
@@ -747,9 +832,11 @@ ngx_http_sandbox_finish(ngx_http_request_t *r,
     ngx_http_sandbox_metrics_decision(ctx->status, ctx->not_ready);
 
     if (ctx->status == NGX_OK) {
-        if (ngx_http_sandbox_forward_headers(r, ctx) != NGX_OK) {
+        if (ngx_http_sandbox_forward_headers(r, ctx->out) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
+
+        ngx_http_sandbox_forward_rewrite(r, ctx->out);
 
         /* a key answered from the cache: its use goes to Redis aside */
 

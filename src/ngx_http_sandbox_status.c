@@ -40,7 +40,7 @@ ngx_http_sandbox_status_handler(ngx_http_request_t *r)
         cache = ngx_http_sandbox_status_cache(smcf->cache_zone);
     }
 
-    if (smcf->redis_addr && ngx_http_sandbox_metrics) {
+    if (ngx_http_sandbox_worker_redis && ngx_http_sandbox_metrics) {
         redis = ngx_http_sandbox_status_redis(&ngx_http_sandbox_metrics->redis);
     }
 

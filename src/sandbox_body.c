@@ -285,6 +285,11 @@ sbx_body_sandbox_create(const json_t *body, int anon,
 }
 
 
+static const long  sbx_body_month_days[12] = {
+    31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31
+};
+
+
 /* n decimal digits, or -1 */
 
 static long
@@ -351,6 +356,15 @@ sbx_iso8601_parse(const unsigned char *p, size_t len)
 
     if (n[1] < 1 || n[1] > 12 || n[2] < 1 || n[2] > 31 || n[3] > 23
         || n[4] > 59 || n[5] > 59 || n[0] < 1970)
+    {
+        return -1;
+    }
+
+    /* a day the month does not have is refused, not carried into the next */
+
+    if (n[2] > sbx_body_month_days[n[1] - 1]
+        || (n[1] == 2 && n[2] == 29
+            && !((n[0] % 4 == 0 && n[0] % 100 != 0) || n[0] % 400 == 0)))
     {
         return -1;
     }

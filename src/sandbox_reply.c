@@ -18,6 +18,26 @@
     ((time_t) (sizeof(time_t) == 8 ? INT64_MAX : INT32_MAX))
 
 
+static void *sbx_reply_create_string(const redisReadTask *task, char *str,
+    size_t len);
+static void *sbx_reply_create_array(const redisReadTask *task,
+    int elements);
+static void *sbx_reply_create_integer(const redisReadTask *task,
+    long long value);
+static void *sbx_reply_create_nil(const redisReadTask *task);
+
+
+/* hiredis's own objects, through a check of array lengths */
+
+static redisReplyObjectFunctions  sbx_reply_functions = {
+    sbx_reply_create_string,
+    sbx_reply_create_array,
+    sbx_reply_create_integer,
+    sbx_reply_create_nil,
+    freeReplyObject
+};
+
+
 static int
 sbx_reply_is(const redisReply *el, const char *s)
 {
@@ -172,6 +192,66 @@ sbx_lookup_reply_parse(const redisReply *reply, sbx_lookup_t *out)
 }
 
 
+/*
+ * hiredis 0.14 allocates an array's element pointers as soon as it reads
+ * the count: "*999999999\r\n", 12 bytes, would cost 8 GB (found by
+ * t/fuzz/fuzz_reply.c).  The reader's privdata holds hiredis's default
+ * functions, which each task carries; a longer array than the module ever
+ * reads is refused as out of memory, a reader error.
+ */
+
+redisReader *
+sbx_reply_reader_create(void)
+{
+    redisReader  *reader;
+
+    reader = redisReaderCreate();
+    if (reader == NULL) {
+        return NULL;
+    }
+
+    reader->privdata = reader->fn;
+    reader->fn = &sbx_reply_functions;
+
+    return reader;
+}
+
+
+static void *
+sbx_reply_create_string(const redisReadTask *task, char *str, size_t len)
+{
+    return ((redisReplyObjectFunctions *) task->privdata)
+               ->createString(task, str, len);
+}
+
+
+static void *
+sbx_reply_create_array(const redisReadTask *task, int elements)
+{
+    if (elements > SBX_REPLY_MAX_ELEMENTS) {
+        return NULL;
+    }
+
+    return ((redisReplyObjectFunctions *) task->privdata)
+               ->createArray(task, elements);
+}
+
+
+static void *
+sbx_reply_create_integer(const redisReadTask *task, long long value)
+{
+    return ((redisReplyObjectFunctions *) task->privdata)
+               ->createInteger(task, value);
+}
+
+
+static void *
+sbx_reply_create_nil(const redisReadTask *task)
+{
+    return ((redisReplyObjectFunctions *) task->privdata)->createNil(task);
+}
+
+
 int
 sbx_reply_read(const char *buf, size_t len, redisReply **reply)
 {
@@ -181,7 +261,7 @@ sbx_reply_read(const char *buf, size_t len, redisReply **reply)
 
     *reply = NULL;
 
-    reader = redisReaderCreate();
+    reader = sbx_reply_reader_create();
     if (reader == NULL) {
         return -1;
     }

@@ -74,6 +74,15 @@ typedef struct {
 int sbx_lookup_reply_parse(const redisReply *reply, sbx_lookup_t *out);
 
 /*
+ * A reader of replies, hiredis's own but for arrays: one of more than
+ * SBX_REPLY_MAX_ELEMENTS elements (none of the module's replies comes
+ * near) is a reader error, not an allocation of its announced size.
+ */
+#define SBX_REPLY_MAX_ELEMENTS  1024
+
+redisReader *sbx_reply_reader_create(void);
+
+/*
  * One whole reply from RESP bytes, through hiredis's reader (for tests
  * and fuzzing): 0 and *reply to be freed with freeReplyObject(), or -1
  * when the bytes are not exactly one complete reply.

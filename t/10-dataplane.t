@@ -56,6 +56,20 @@ $t->write_conf($t->base_conf(http => <<'EOF'));
         }
     }
 
+    # proxy_pass with no URI, as conf/nginx.conf ships: the request's URI
+    # is the sandbox's by then
+    server {
+        listen 127.0.0.1:%%PORT_3%%;
+        access_log %%DIR%%/plain.log sbx;
+
+        location / {
+            sandbox_route on;
+            proxy_pass http://sandbox_pods;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+
     server {
         listen 127.0.0.1:%%PORT_2%%;
 
@@ -163,6 +177,24 @@ for my $path ('/proxy/sb/v1/shell/exec', '/alice/sb/v1/shell/exec') {
     }
     like($t->read_file('sbx.log'), qr/\|ua-test$/m,
          'the log still reads the known User-Agent header');
+
+    # the same through "proxy_pass http://sandbox_pods;"
+    for my $c (['/proxy/sb/_debug/request?a=1&b=%20x', '/_debug/request',
+                'a=1&b=%20x'],
+               ['/alice/sb/_debug/a%20b/c', '/_debug/a%20b/c', ''],
+               ['/alice/sb/_debug/x%3Fy/%C3%A9?q=%3F', '/_debug/x%3Fy/%C3%A9',
+                'q=%3F'],
+               ['/alice/sb/_debug/r/./s/../t', '/_debug/r/t', '']) {
+        my ($in, $path, $query) = @$c;
+        $res = req('GET', $in, $alice, port => 3);
+        $j = $t->json($res);
+        is($j && $j->{path}, $path, "no-URI proxy_pass: $in path");
+        is($j && $j->{query}, $query, "no-URI proxy_pass: $in query");
+        ok($j && !exists $j->{headers}{authorization},
+           "no-URI proxy_pass: $in without the key");
+    }
+    like($t->read_file('plain.log'), qr{^alice\|sb\|[^|]+\|[^|]+\|/_debug/request\?a=1&b=%20x\|}m,
+         '$sandbox_uri made when logged');
 
     $res = req('GET', '/alice/sb', $alice);
     is($res->{status}, 404, 'bare /<user>/<sandbox> goes to the runtime\'s /');

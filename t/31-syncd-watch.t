@@ -1,8 +1,9 @@
 #!/usr/bin/perl
 # sandbox-syncd's configuration and its hold on the watch, against a real
 # kube-apiserver: kubeconfig files (client certificate, token file,
-# contexts), routes from serviceFQDN, the sync state that /health judges,
-# and a watch connection cut or frozen by a TCP relay the test controls.
+# contexts), routes from serviceFQDN (also behind a DNS server that never
+# answers), the sync state that /health judges, and a watch connection cut
+# or frozen by a TCP relay the test controls.
 
 use strict;
 use warnings;
@@ -131,6 +132,9 @@ like($out, qr/no context "nope"/, 'and why');
 $out = `$syncd --kubeconfig $kc/missing 2>&1`;
 is($? >> 8, 2, 'a missing kubeconfig: exit status 2');
 like($out, qr/cannot open/, 'and why');
+$out = `$syncd --dns-servers nonsense 2>&1`;
+is($? >> 8, 2, 'a DNS server list that is not one: exit status 2');
+like($out, qr/resolver nonsense: /, 'and why');
 
 # serviceFQDN: without a pod IP the daemon resolves the service name
 
@@ -152,6 +156,89 @@ is(get('fq2')->{status}, 503, 'gateway: 503');
 is($k->set_ready('fq2', podIPs => ['127.0.0.1']), 200, 'then a pod IP');
 ok(wait_for(sub { get('fq2')->{status} == 200 }), 'served by the pod IP');
 $t->reap('syncd', 'TERM');
+
+# a DNS server that never answers: each lookup is bounded and retried,
+# the route says why meanwhile, and neither the watch nor the heartbeat
+# waits for it
+
+my $dns = $t->dns_silent_start('dns');
+$t->spawn('slowdns', $k->daemon_env($t), $syncd, '--watch-timeout', '5',
+          '--dns-servers', "127.0.0.1:$dns");
+ok(wait_for(sub { ($t->redis('HGET', 'sbx:sync', 'leader') // '')
+                  =~ /-$t->{pids}{slowdns}$/ }), 'the daemon beats')
+    or diag(daemon_log('slowdns'));
+sleep 0.5;                      # listed, the watch open
+
+sub queries {
+    my ($name) = @_;
+    return map { [split / /] } grep { / \Q$name\E A$/ }
+           split /\n/, $t->read_file('dns.queries') // '';
+}
+
+is($k->create('dn1', port => $rt_port), 201, 'Sandbox behind a silent DNS');
+is($k->set_ready('dn1', serviceFQDN => 'dn1.silent.test'), 200,
+   'ready, a service name only');
+my $ready_at = time;
+ok(wait_for(sub { queries('dn1.silent.test') >= 1 }), 'the name is looked up');
+
+# meanwhile: other objects followed at once (one during each attempt, one
+# between them), the heartbeat every second
+my (@beats, $last, %routed);
+my @when = (1, 5, 9);
+my $n = 0;
+while (time - $ready_at < 11) {
+    if ($n < @when && time - $ready_at > $when[$n]) {
+        $n++;
+        $k->create("dm$n", port => $rt_port);
+        $k->set_ready("dm$n", podIPs => ['127.0.0.1']);
+        $routed{"dm$n"} = [time];
+    }
+    for my $name (keys %routed) {
+        next if @{ $routed{$name} } > 1;
+        push @{ $routed{$name} }, time
+            if (route_field($name, 'ready') // '') eq '1';
+    }
+    my $at = $t->redis('HGET', 'sbx:sync', 'updated_at') // 0;
+    push @beats, time if !defined $last || $at ne $last;
+    $last = $at;
+    sleep 0.05;
+}
+my @gaps = map { $beats[$_] - $beats[$_ - 1] } 1 .. $#beats;
+my ($gap) = sort { $b <=> $a } @gaps;
+ok(@beats >= 9 && $gap < 2, sprintf 'sbx:sync beat %d times in 11 s, at '
+   . 'most %.2f s apart, while the name was unresolved', scalar @beats, $gap);
+for my $name (sort keys %routed) {
+    my ($made, $seen) = @{ $routed{$name} };
+    ok(defined $seen && $seen - $made < 1.5, sprintf '%s routed %s after it '
+       . 'was ready, while the lookup hung', $name,
+       defined $seen ? sprintf('%.2f s', $seen - $made) : 'not');
+}
+is(route_field('dn1', 'reason'), 'AddressUnresolved',
+   'the route says the address is unresolved');
+like(route_field('dn1', 'message'),
+     qr/cannot resolve dn1\.silent\.test: Timeout/,
+     'because the lookup timed out');
+is(route_field('dn1', 'ready'), '0', 'not ready');
+is(get('dn1')->{status}, 503, 'gateway: 503');
+
+# each attempt: 2 tries (1 s, then 2 s); the next attempt 5 s later
+my @q = map { $_->[0] } queries('dn1.silent.test');
+ok(@q >= 4, scalar(@q) . ' queries for A in 11 s: tried again');
+ok(@q >= 2 && $q[1] - $q[0] >= 0.8 && $q[1] - $q[0] < 1.5,
+   sprintf 'a second try %.2f s after the first', ($q[1] // 0) - $q[0]);
+my ($retry) = grep { $q[$_] - $q[$_ - 1] >= 4 } 1 .. $#q;
+ok($retry && $q[$retry] - $q[0] >= 7 && $q[$retry] - $q[0] < 10,
+   sprintf 'a new lookup %.2f s after the first began (3 s of tries, 5 s '
+   . 'apart)', $retry ? $q[$retry] - $q[0] : 0);
+
+is($k->set_ready('dn1', podIPs => ['127.0.0.1']), 200, 'then a pod IP');
+ok(wait_for(sub { get('dn1')->{status} == 200 }), 'served by the pod IP');
+my $n_q = queries('dn1.silent.test');
+sleep 6;
+is(scalar(() = queries('dn1.silent.test')), $n_q, 'and no more lookups');
+is(route_field('dn1', 'ready'), '1', 'still ready: no late lookup undid it');
+$t->reap('slowdns', 'TERM');
+$t->reap('dns', 'TERM');
 
 # a list longer than a page (500): every page is written, and a route
 # whose object is gone is still found among them

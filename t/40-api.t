@@ -570,7 +570,8 @@ my ($alice_key, $alice_key_id);
          'API request: the data plane variables are empty');
     my ($adm) = grep { m{^V GET /api/admin/users u=} } @lines;
     like($adm // '', qr/ u=- /, 'admin request: no user');
-    ok((grep { m{^V POST /proxy/\S+ u=\w+ n=\w+ a=127\.0\.0\.1:\d+ k=\S+ i=/\S+ c=[A-Z]+ r=[0-9a-f]{32}$} } @lines),
+    # ($uri is the sandbox's URI once a request is forwarded)
+    ok((grep { m{^V POST /v1/shell/exec u=\w+ n=\w+ a=127\.0\.0\.1:\d+ k=\S+ i=/v1/shell/exec c=[A-Z]+ r=[0-9a-f]{32}$} } @lines),
        'data plane request logs its variables');
 }
 

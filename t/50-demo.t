@@ -29,6 +29,8 @@ my $pid = $t->spawn('demo', { SBX_DEMO_PORT => $port,
                               SBX_DEMO_DIR => $dir },
                     'setsid', "$root/scripts/demo.sh");
 END { kill 'TERM', -$pid if $pid }
+# the harness fails the test on an alert or crash in any of these
+$t->watch_log("$dir/logs/$_.log") for qw(error syncd controller);
 
 ok(wait_for(sub { ($t->read_file('demo.out') // '') =~ /gateway running/ }, 120),
    'the demo is up') or diag($t->read_file('demo.out'));

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 
@@ -14,6 +15,7 @@
 #include "metrics.h"
 
 #define BODY_MAX  (256 * 1024 * 1024)
+#define WAIT_MAX  16
 
 typedef struct buf {
     char *data;
@@ -116,9 +118,29 @@ static void tls(CURL *curl, const kubeconfig *c) {
     }
 }
 
-static CURL *request(kube *k, const char *path, struct curl_slist **h) {
+/*
+ * kube_send's handle, kept so that its connection is reused: no TLS
+ * handshake per request (the elector renews every few seconds).  A
+ * process made by fork() makes its own: a connection is never shared.
+ */
+static CURL *kept(kube *k) {
+    if (k->conn && k->conn_pid == (long) getpid()) {
+        curl_easy_reset(k->conn);
+        return k->conn;
+    }
+    k->conn = curl_easy_init();
+    k->conn_pid = (long) getpid();
+    return k->conn;
+}
+
+void kube_close(kube *k) {
+    if (k->conn && k->conn_pid == (long) getpid()) curl_easy_cleanup(k->conn);
+    k->conn = NULL;
+}
+
+static CURL *request(kube *k, CURL *curl, const char *path,
+                     struct curl_slist **h) {
     char url[2048], auth[4200];
-    CURL *curl = curl_easy_init();
 
     if (curl == NULL) return NULL;
     snprintf(url, sizeof(url), "%s%s", k->api, path);
@@ -160,7 +182,7 @@ long kube_send(kube *k, const char *method, const char *path,
 
     *out = NULL;
     kube_token(k, 0);
-    curl = request(k, path, &h);
+    curl = request(k, kept(k), path, &h);
     if (curl == NULL) return 0;
     curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
     if (body) {
@@ -172,7 +194,8 @@ long kube_send(kube *k, const char *method, const char *path,
     }
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT, 60L);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS,
+                     k->timeout_ms > 0 ? k->timeout_ms : 60000L);
 
     if (curl_easy_perform(curl) == CURLE_OK) {
         curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
@@ -183,7 +206,6 @@ long kube_send(kube *k, const char *method, const char *path,
 
     free(b.data);
     curl_slist_free_all(h);
-    curl_easy_cleanup(curl);
     return status;
 }
 
@@ -206,6 +228,49 @@ static size_t split(char *p, size_t size, size_t n, void *data) {
     return len;
 }
 
+/*
+ * The watch's loop: libcurl's multi interface, so that the daemon's other
+ * descriptors (the resolver's) are waited on in the same poll and served
+ * between two waits, never from inside a libcurl callback.
+ */
+static CURLcode perform(kube *k, CURL *curl) {
+    struct pollfd pfd[WAIT_MAX];
+    struct curl_waitfd wfd[WAIT_MAX];
+    CURLcode rc = CURLE_FAILED_INIT;
+    CURLMsg *msg;
+    CURLM *m;
+    int running = 1, n, i, timeout, left;
+
+    if (k->wait_fds == NULL) return curl_easy_perform(curl);
+    m = curl_multi_init();
+    if (m == NULL) return rc;
+    if (curl_multi_add_handle(m, curl) != CURLM_OK) {
+        curl_multi_cleanup(m);
+        return rc;
+    }
+    for (;;) {
+        if (curl_multi_perform(m, &running) != CURLM_OK || !running) break;
+        /* awake when the next tick is due, not up to a second after */
+        timeout = (int) (k->tick_at + 1000 - monotonic_ms());
+        if (timeout > 1000) timeout = 1000;
+        if (timeout < 10) timeout = 10;
+        n = k->wait_fds(k->tick_data, pfd, WAIT_MAX, &timeout);
+        for (i = 0; i < n; i++) {
+            wfd[i].fd = pfd[i].fd;
+            wfd[i].events = (pfd[i].events & POLLIN ? CURL_WAIT_POLLIN : 0)
+                          | (pfd[i].events & POLLOUT ? CURL_WAIT_POLLOUT : 0);
+            wfd[i].revents = 0;
+        }
+        if (curl_multi_poll(m, wfd, n, timeout, NULL) != CURLM_OK) break;
+        if (k->after_wait) k->after_wait(k->tick_data);
+    }
+    while ((msg = curl_multi_info_read(m, &left)) != NULL)
+        if (msg->msg == CURLMSG_DONE) rc = msg->data.result;
+    curl_multi_remove_handle(m, curl);
+    curl_multi_cleanup(m);
+    return rc;
+}
+
 long kube_watch(kube *k, const char *path, long idle_timeout,
                 kube_line_fn fn, void *data) {
     struct curl_slist *h = NULL;
@@ -215,7 +280,7 @@ long kube_watch(kube *k, const char *path, long idle_timeout,
     CURL *curl;
 
     kube_token(k, 0);
-    curl = request(k, path, &h);
+    curl = request(k, curl_easy_init(), path, &h);
     if (curl == NULL) return 0;
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, split);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, &s);
@@ -224,7 +289,7 @@ long kube_watch(kube *k, const char *path, long idle_timeout,
     curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, idle_timeout);
 
     k->watching = curl;
-    rc = curl_easy_perform(curl);
+    rc = perform(k, curl);
     k->watching = NULL;
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
     if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && s.stop)) status = 0;

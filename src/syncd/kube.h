@@ -5,6 +5,7 @@
 #ifndef SYNCD_KUBE_H
 #define SYNCD_KUBE_H
 
+#include <poll.h>
 #include <signal.h>
 
 #include <jansson.h>
@@ -27,6 +28,18 @@ typedef struct kube {
     void *tick_data;
     long long tick_at;              /* ms */
     void *watching;                 /* the watch's CURL handle */
+
+    /* other descriptors the watch's loop waits on (at most max; *timeout
+     * may be lowered), and what to do after each wait: the resolver */
+    int (*wait_fds)(void *data, struct pollfd *fds, int max,
+                    int *timeout_ms);
+    void (*after_wait)(void *data);
+
+    /* a whole request's limit (kube_send), 0 for the default (60 s) */
+    long timeout_ms;
+
+    void *conn;                     /* kube_send's CURL handle, kept */
+    long conn_pid;                  /* the process that made it */
 } kube;
 
 /* called with each complete line of a watch stream; returns 0 to go on */
@@ -45,6 +58,9 @@ long kube_send(kube *k, const char *method, const char *path,
  * returns the HTTP status, 0 on a transport error */
 long kube_watch(kube *k, const char *path, long idle_timeout,
                 kube_line_fn fn, void *data);
+
+/* frees kube_send's kept handle (this process's) */
+void kube_close(kube *k);
 
 /* re-reads the token file when it is a minute old, or when forced */
 int kube_token(kube *k, int force);

@@ -42,18 +42,36 @@ static double now(void) {
     return tv.tv_sec + tv.tv_usec / 1e6;
 }
 
+static long long monotonic_ms(void) {
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* what is left of the attempt's budget, for the next request */
+static int budget(kube *k, long long end) {
+    long long left = end - monotonic_ms();
+
+    if (left <= 0) return -1;
+    k->timeout_ms = (long) left;
+    return 0;
+}
+
 int lease_acquire(kube *k, const char *ns, const char *name, const char *id,
-                  int duration) {
+                  int duration, long budget_ms) {
     char path[512], t[64];
     json_t *lease = NULL, *spec, *out = NULL;
     const char *holder;
     char *body;
-    long status;
+    long status, saved = k->timeout_ms;
+    long long end = monotonic_ms() + budget_ms;
     int rc = -1;
 
     snprintf(path, sizeof(path),
              "/apis/coordination.k8s.io/v1/namespaces/%s/leases/%s", ns, name);
     micro_time(t, sizeof(t));
+    if (budget(k, end) != 0) goto done;
     status = kube_get(k, path, &lease);
 
     if (status == 404) {
@@ -66,7 +84,8 @@ int lease_acquire(kube *k, const char *ns, const char *name, const char *id,
         body = json_dumps(lease, JSON_COMPACT);
         snprintf(path, sizeof(path),
                  "/apis/coordination.k8s.io/v1/namespaces/%s/leases", ns);
-        status = kube_send(k, "POST", path, body, NULL, &out);
+        status = budget(k, end) == 0
+                 ? kube_send(k, "POST", path, body, NULL, &out) : 0;
         free(body);
         rc = status == 201 ? 1 : status == 409 ? 0 : -1;
         goto done;
@@ -96,11 +115,13 @@ int lease_acquire(kube *k, const char *ns, const char *name, const char *id,
 
     /* resourceVersion stays in metadata: a concurrent update makes 409 */
     body = json_dumps(lease, JSON_COMPACT);
-    status = kube_send(k, "PUT", path, body, NULL, &out);
+    status = budget(k, end) == 0
+             ? kube_send(k, "PUT", path, body, NULL, &out) : 0;
     free(body);
     rc = status == 200 ? 1 : status == 409 ? 0 : -1;
 
 done:
+    k->timeout_ms = saved;
     json_decref(lease);
     json_decref(out);
     return rc;

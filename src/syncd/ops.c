@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "log.h"
 #include "metrics.h"
 #include "ops.h"
 #include "route.h"
@@ -161,6 +162,10 @@ static int carry_out(ops *o, const op *p) {
     status = kube_send(o->k, method, path, text, ct, &out);
     free(text);
     json_decref(obj);
+    if (status)
+        syncd_log("%s %s/%s: HTTP %ld", p->op, p->user, p->name, status);
+    else
+        syncd_log("%s %s/%s: no answer", p->op, p->user, p->name);
 
     /* no answer, or a token that has just been rotated: try again */
 
@@ -210,11 +215,34 @@ static int handle(ops *o, redisReply *reply) {
     return (int) entries->elements;
 }
 
+/* every entry pending for another consumer becomes this one's */
+static int claim(ops *o) {
+    char cursor[64] = "0-0";
+    redisReply *r;
+
+    do {
+        r = redisCommand(o->redis, "XAUTOCLAIM sbx:ops syncd %s 0 %s "
+                         "COUNT 100 JUSTID", o->consumer, cursor);
+        if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements < 2
+            || r->element[0]->type != REDIS_REPLY_STRING) {
+            freeReplyObject(r);
+            return -1;
+        }
+        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+        freeReplyObject(r);
+    } while (strcmp(cursor, "0-0") != 0);
+    return 0;
+}
+
 int ops_round(ops *o, long block_ms) {
     redisReply *r;
 
     r = redisCommand(o->redis, "XGROUP CREATE sbx:ops syncd 0 MKSTREAM");
     freeReplyObject(r);         /* BUSYGROUP: it exists already */
+    if (!o->claimed) {
+        if (claim(o) != 0) return -1;
+        o->claimed = 1;
+    }
 
     r = redisCommand(o->redis, "XREADGROUP GROUP syncd %s COUNT 50 STREAMS "
                      "sbx:ops 0", o->consumer);

@@ -16,10 +16,13 @@ typedef struct ops {
     const char *api_version;
     json_t *template;           /* the Sandbox to create, with ${...} */
     char consumer[128];
+    int claimed;                /* other consumers' entries taken over */
 } ops;
 
 /* one round: the consumer's pending entries, then new ones (blocks up to
- * block_ms); returns -1 on a Redis error */
+ * block_ms); returns -1 on a Redis error.  The first round takes over the
+ * entries other consumers left pending: only one operations process runs
+ * at a time (the leader's), so theirs died with their daemon. */
 int ops_round(ops *o, long block_ms);
 
 #endif

@@ -104,15 +104,26 @@ static int port_of(json_t *obj, int default_port) {
     return default_port;
 }
 
-static void conditions(json_t *status, route *r) {
+/* a Ready condition observed for an older spec (a pause or resume the
+ * controller has not acted on yet) says nothing of the pod now */
+static void conditions(json_t *status, json_int_t generation, route *r) {
     size_t i;
-    json_t *c;
+    json_t *c, *og;
 
     json_array_foreach(json_object_get(status, "conditions"), i, c) {
         if (strcmp(str(c, "type"), "Ready") != 0) continue;
         r->ready = strcmp(str(c, "status"), "True") == 0;
         copy(r->reason, sizeof(r->reason), str(c, "reason"));
         copy(r->message, sizeof(r->message), str(c, "message"));
+
+        og = json_object_get(c, "observedGeneration");
+        if (r->ready && json_is_integer(og) && generation > 0
+            && json_integer_value(og) < generation) {
+            r->ready = 0;
+            copy(r->reason, sizeof(r->reason), "Reconciling");
+            copy(r->message, sizeof(r->message),
+                 "the Ready condition predates the latest spec change");
+        }
     }
 }
 
@@ -145,7 +156,8 @@ int route_from_object(json_t *obj, const char *api_version,
         r->suspended = strcmp(str(spec, "operatingMode"), "Suspended") == 0;
     }
 
-    conditions(status, r);
+    conditions(status, json_integer_value(json_object_get(meta, "generation")),
+               r);
     if (r->suspended) r->ready = 0;
 
     copy(r->fqdn, sizeof(r->fqdn), str(status, "serviceFQDN"));

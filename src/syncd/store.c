@@ -7,6 +7,13 @@
  * so a re-list does not make every gateway drop its cache.
  * Every change is announced on sbx:events in the same script, so the
  * gateways drop their cached copy at once.
+ *
+ * With "sentinel:NAME@HOST:PORT,..." the master is the one a majority of
+ * the sentinels that answer name, checked with ROLE; during a failover
+ * (sentinels disagree, or the named server is down or not yet a master)
+ * they are asked again every 200 ms for up to 5 s.  A READONLY reply
+ * (a master demoted under a live connection) marks the connection
+ * broken, so the daemon's next use of Redis connects again.
  */
 
 #include <stdio.h>
@@ -14,6 +21,7 @@
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "store.h"
 
@@ -44,31 +52,180 @@ long long store_now_ms(void) {
     return (long long) tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
+#define SENTINEL_MAX      16
+#define SENTINEL_WAIT_MS  5000
+#define SENTINEL_POLL_MS  200
+
+/* a master demoted under this connection: the next use reconnects */
+static void demoted(redisContext *c, const redisReply *rep) {
+    if (rep && rep->type == REDIS_REPLY_ERROR
+        && strncmp(rep->str, "READONLY", 8) == 0 && c->err == 0) {
+        c->err = REDIS_ERR_OTHER;
+        snprintf(c->errstr, sizeof(c->errstr), "%s", rep->str);
+    }
+}
+
 static int ok(redisContext *c, redisReply *rep) {
     int rc = (rep != NULL && rep->type != REDIS_REPLY_ERROR) ? 0 : -1;
     if (rc != 0)
         fprintf(stderr, "sandbox-syncd: redis: %s\n",
                 rep ? rep->str : c->errstr);
+    demoted(c, rep);
     freeReplyObject(rep);
     return rc;
+}
+
+/* "host:port", "[v6]:port" or "host" (default port); -1 if malformed */
+static int split_addr(const char *s, size_t len, int default_port,
+                      char *host, size_t hostlen, int *port) {
+    const char *end = s + len, *colon;
+
+    if (len > 0 && *s == '[') {
+        const char *close = memchr(s, ']', len);
+        if (close == NULL) return -1;
+        snprintf(host, hostlen, "%.*s", (int) (close - s - 1), s + 1);
+        colon = close + 1 < end && close[1] == ':' ? close + 1 : NULL;
+    } else {
+        colon = NULL;
+        for (const char *p = s; p < end; p++) if (*p == ':') colon = p;
+        snprintf(host, hostlen, "%.*s", (int) ((colon ? colon : end) - s), s);
+    }
+    *port = default_port;
+    if (colon) *port = atoi(colon + 1);
+    return host[0] && *port > 0 && *port < 65536 ? 0 : -1;
+}
+
+static redisContext *connect_tcp(const char *host, int port, long ms,
+                                 int quiet) {
+    struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+    redisContext *c = redisConnectWithTimeout(host, port, tv);
+
+    if (c == NULL || c->err) {
+        if (!quiet)
+            fprintf(stderr, "sandbox-syncd: redis %s:%d: %s\n", host, port,
+                    c ? c->errstr : "out of memory");
+        redisFree(c);
+        return NULL;
+    }
+    redisSetTimeout(c, tv);
+    return c;
+}
+
+/* ROLE says "master": never write to a replica */
+static int is_master(redisContext *c) {
+    redisReply *rep = redisCommand(c, "ROLE");
+    int yes = rep && rep->type == REDIS_REPLY_ARRAY && rep->elements > 0
+              && rep->element[0]->type == REDIS_REPLY_STRING
+              && strcmp(rep->element[0]->str, "master") == 0;
+
+    freeReplyObject(rep);
+    return yes;
+}
+
+/* what one sentinel names as the master: "ip:port" in out, or -1 */
+static int sentinel_ask(const char *host, int port, const char *name,
+                        char *out, size_t outlen, int quiet) {
+    redisContext *c = connect_tcp(host, port, 500, quiet);
+    redisReply *rep;
+    int rc = -1;
+
+    if (c == NULL) return -1;
+    rep = redisCommand(c, "SENTINEL get-master-addr-by-name %s", name);
+    if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2
+        && rep->element[0]->type == REDIS_REPLY_STRING
+        && rep->element[1]->type == REDIS_REPLY_STRING) {
+        snprintf(out, outlen, strchr(rep->element[0]->str, ':')
+                 ? "[%s]:%s" : "%s:%s",
+                 rep->element[0]->str, rep->element[1]->str);
+        rc = 0;
+    }
+    freeReplyObject(rep);
+    redisFree(c);
+    return rc;
+}
+
+/* one round: the master a majority of the sentinels names, if it is one */
+static redisContext *sentinel_round(const char *name, const char *list,
+                                    int *quiet) {
+    char said[SENTINEL_MAX][300], host[256];
+    int n = 0, i, j, agree, port;
+    const char *p = list, *comma;
+    redisContext *c;
+
+    for (; *p && n < SENTINEL_MAX; p = *comma ? comma + 1 : comma) {
+        comma = strchr(p, ',');
+        if (comma == NULL) comma = p + strlen(p);
+        said[n][0] = '\0';
+        if (split_addr(p, comma - p, 26379, host, sizeof(host), &port) == 0)
+            sentinel_ask(host, port, name, said[n], sizeof(said[n]), *quiet);
+        n++;
+    }
+    for (i = 0; i < n; i++) {
+        if (said[i][0] == '\0') continue;
+        for (agree = 0, j = 0; j < n; j++)
+            if (strcmp(said[i], said[j]) == 0) agree++;
+        if (agree <= n / 2) continue;
+        if (split_addr(said[i], strlen(said[i]), 6379, host, sizeof(host),
+                       &port) != 0)
+            return NULL;
+        c = connect_tcp(host, port, 2000, *quiet);
+        if (c && is_master(c)) {
+            fprintf(stderr, "sandbox-syncd: redis master %s is at %s\n",
+                    name, said[i]);
+            return c;
+        }
+        if (c && !*quiet)
+            fprintf(stderr, "sandbox-syncd: %s is not a master (yet)\n",
+                    said[i]);
+        *quiet = 1;
+        redisFree(c);
+        return NULL;
+    }
+    if (!*quiet)
+        fprintf(stderr, "sandbox-syncd: no majority of the sentinels names"
+                " the master %s\n", name);
+    *quiet = 1;
+    return NULL;
+}
+
+/* "sentinel:NAME@HOST:PORT,HOST:PORT...": waits out a failover, bounded */
+static redisContext *sentinel_connect(const char *spec) {
+    const char *at = strchr(spec, '@');
+    long long until = store_now_ms() + SENTINEL_WAIT_MS;
+    char name[256];
+    redisContext *c;
+    int quiet = 0;
+
+    if (at == NULL || at == spec) {
+        fprintf(stderr, "sandbox-syncd: expected sentinel:NAME@HOST:PORT,..."
+                " not sentinel:%s\n", spec);
+        return NULL;
+    }
+    snprintf(name, sizeof(name), "%.*s", (int) (at - spec), spec);
+    for (;;) {
+        c = sentinel_round(name, at + 1, &quiet);
+        if (c || store_now_ms() >= until) return c;
+        usleep(SENTINEL_POLL_MS * 1000);
+    }
 }
 
 redisContext *store_connect(const char *addr) {
     struct timeval tv = { 2, 0 };
     redisContext *c;
     char host[256];
-    const char *colon;
-    int port = 6379;
+    int port;
 
-    if (strncmp(addr, "unix:", 5) == 0) {
-        c = redisConnectUnixWithTimeout(addr + 5, tv);
-    } else {
-        colon = strrchr(addr, ':');
-        snprintf(host, sizeof(host), "%.*s",
-                 colon ? (int) (colon - addr) : (int) strlen(addr), addr);
-        if (colon) port = atoi(colon + 1);
-        c = redisConnectWithTimeout(host, port, tv);
+    if (strncmp(addr, "sentinel:", 9) == 0)
+        return sentinel_connect(addr + 9);
+    if (strncmp(addr, "unix:", 5) != 0) {
+        if (split_addr(addr, strlen(addr), 6379, host, sizeof(host),
+                       &port) != 0) {
+            fprintf(stderr, "sandbox-syncd: bad redis address %s\n", addr);
+            return NULL;
+        }
+        return connect_tcp(host, port, 2000, 0);
     }
+    c = redisConnectUnixWithTimeout(addr + 5, tv);
     if (c == NULL || c->err) {
         fprintf(stderr, "sandbox-syncd: redis %s: %s\n", addr,
                 c ? c->errstr : "out of memory");

@@ -11,9 +11,13 @@
  * queues (ops.c).
  *
  * With --lease NAMESPACE/NAME, the process first elects a leader on that
- * Lease (lease.c): only the leader runs the watch and the operations, in
+ * Lease (elect.c): only the leader runs the watch and the operations, in
  * a child it starts when it wins and kills when it cannot renew in time;
  * followers keep trying, so one takes over once the lease expires.
+ *
+ * Service names are resolved without blocking (resolve.c): the watch's
+ * loop waits on the resolver's sockets too, and a route whose lookup is
+ * running is written when the lookup ends.
  *
  * With --metrics ADDR, the main process serves the counters of all of
  * them (metrics.c) at http://ADDR/metrics.
@@ -31,8 +35,9 @@
 #include <sys/prctl.h>
 #include <sys/wait.h>
 
+#include "elect.h"
 #include "kube.h"
-#include "lease.h"
+#include "log.h"
 #include "metrics.h"
 #include "ops.h"
 #include "resolve.h"
@@ -40,6 +45,15 @@
 #include "store.h"
 
 #define RESOLVE_RETRY_MS  5000
+#define WAIT_FDS          16
+
+/* a route waiting for its service name's address */
+typedef struct pending {
+    route r;                    /* as the object says, unresolved */
+    unsigned gen;               /* which lookup counts */
+    int busy;                   /* a lookup is running */
+    long long retry_at;         /* ms: when a failed one is tried again */
+} pending;
 
 typedef struct syncd {
     kube k;
@@ -53,12 +67,24 @@ typedef struct syncd {
     int resync;                 /* Redis lost data or writes: list again */
     sync_state st;              /* published on sbx:sync every second */
 
-    /* routes whose service name did not resolve: retried every 5 s */
-    route *pending;
+    /* routes whose service name is being resolved, or did not resolve
+     * (retried every 5 s) */
+    resolver *res;
+    const char *dns_servers;
+    pending *pending;
     size_t npending;
     size_t cap;
-    long long retry_at;
+    unsigned gen;
+    long long retry_scan_at;
 } syncd;
+
+/* what a lookup's callback needs to find its route again */
+typedef struct lookup_tag {
+    syncd *s;
+    char user[ROUTE_NAME_MAX];
+    char name[ROUTE_NAME_MAX];
+    unsigned gen;
+} lookup_tag;
 
 static volatile sig_atomic_t stopping;
 
@@ -84,40 +110,113 @@ static int redis_ready(syncd *s) {
     return s->redis ? 0 : -1;
 }
 
-static void pending_drop(syncd *s, const route *r) {
-    size_t i;
+static long long monotonic_ms(void) {
+    struct timespec ts;
 
-    for (i = 0; i < s->npending; i++) {
-        if (strcmp(s->pending[i].user, r->user) == 0
-            && strcmp(s->pending[i].name, r->name) == 0) {
-            s->pending[i] = s->pending[--s->npending];
-            return;
-        }
-    }
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void pending_add(syncd *s, const route *r) {
-    route *more;
+static pending *pending_find(syncd *s, const char *user, const char *name) {
+    size_t i;
 
-    pending_drop(s, r);
+    for (i = 0; i < s->npending; i++)
+        if (strcmp(s->pending[i].r.user, user) == 0
+            && strcmp(s->pending[i].r.name, name) == 0)
+            return &s->pending[i];
+    return NULL;
+}
+
+/* a lookup still running for it is ignored when it ends */
+static void pending_drop(syncd *s, const char *user, const char *name) {
+    pending *p = pending_find(s, user, name);
+
+    if (p) *p = s->pending[--s->npending];
+}
+
+static pending *pending_add(syncd *s, const route *r) {
+    pending *more;
+
     if (s->npending == s->cap) {
-        more = realloc(s->pending, (s->cap ? s->cap * 2 : 16) * sizeof(route));
-        if (more == NULL) return;           /* the next event retries */
+        more = realloc(s->pending,
+                       (s->cap ? s->cap * 2 : 16) * sizeof(pending));
+        if (more == NULL) return NULL;
         s->pending = more;
         s->cap = s->cap ? s->cap * 2 : 16;
     }
-    s->pending[s->npending++] = *r;
+    memset(&s->pending[s->npending], 0, sizeof(pending));
+    s->pending[s->npending].r = *r;
+    return &s->pending[s->npending++];
 }
 
-/* a route without a pod IP gets its service's address, or waits */
-static void prepare(syncd *s, route *r) {
-    route orig;
+static void put(syncd *s, const route *r) {
+    if (s->redis == NULL || s->redis->err || store_put(s->redis, r) != 0) {
+        METRIC_INC(redis_errors);
+        s->resync = 1;
+    }
+}
 
-    pending_drop(s, r);
+/* the end of a lookup: the route is written, resolved or not */
+static void resolved(void *data, const char *ip, const char *error) {
+    lookup_tag *t = data;
+    syncd *s = t->s;
+    pending *p = pending_find(s, t->user, t->name);
+    route r;
+
+    if (p && p->gen == t->gen) {
+        r = p->r;
+        if (resolve_apply(&r, ip, error) == 0) {
+            pending_drop(s, t->user, t->name);
+        } else {
+            p->busy = 0;
+            p->retry_at = store_now_ms() + RESOLVE_RETRY_MS;
+        }
+        put(s, &r);
+    }
+    free(t);
+}
+
+/* starts p's lookup; p may be gone when this returns (answered at once) */
+static void lookup(syncd *s, pending *p) {
+    lookup_tag *t = malloc(sizeof(*t));
+    char user[ROUTE_NAME_MAX], name[ROUTE_NAME_MAX];
+
+    p->busy = 1;
+    p->gen = ++s->gen;
+    p->retry_at = store_now_ms() + RESOLVE_RETRY_MS;
+    snprintf(user, sizeof(user), "%s", p->r.user);
+    snprintf(name, sizeof(name), "%s", p->r.name);
+    if (t) {
+        t->s = s;
+        memcpy(t->user, user, sizeof(user));
+        memcpy(t->name, name, sizeof(name));
+        t->gen = p->gen;
+    }
+    if (t == NULL || s->res == NULL
+        || resolver_start(s->res, p->r.fqdn, resolved, t) != 0) {
+        free(t);
+        p = pending_find(s, user, name);
+        if (p) p->busy = 0;             /* tried again later */
+    }
+}
+
+/*
+ * A route without a pod IP gets its service's address.  Returns 1 when
+ * the route is held back: it is written when its lookup ends.
+ */
+static int prepare(syncd *s, route *r) {
+    pending *p;
+
+    pending_drop(s, r->user, r->name);
     /* a sandbox that is not ready is not served: no address needed */
-    if (r->addr[0] || !r->ready || r->fqdn[0] == '\0') return;
-    orig = *r;
-    if (resolve_route(r) != 0) pending_add(s, &orig);
+    if (r->addr[0] || !r->ready || r->fqdn[0] == '\0') return 0;
+    p = pending_add(s, r);
+    if (p == NULL) {
+        resolve_apply(r, NULL, "out of memory");
+        return 0;
+    }
+    lookup(s, p);
+    return 1;
 }
 
 /* a failed write may have lost a change: the next tick lists again */
@@ -127,31 +226,48 @@ static void apply(syncd *s, json_t *obj, int deleted) {
     if (route_from_object(obj, s->api_version, s->default_port, &r) != 0)
         return;                 /* not a sandbox the gateway routes */
     if (deleted) {
-        pending_drop(s, &r);
+        pending_drop(s, r.user, r.name);
         if (store_del(s->redis, r.user, r.name) != 0) {
             METRIC_INC(redis_errors);
             s->resync = 1;
         }
         return;
     }
-    prepare(s, &r);
-    if (store_put(s->redis, &r) != 0) {
-        METRIC_INC(redis_errors);
-        s->resync = 1;
+    if (prepare(s, &r) == 0) put(s, &r);
+}
+
+/* the routes that did not resolve, again, every RESOLVE_RETRY_MS */
+static void retry_pending(syncd *s) {
+    long long now = store_now_ms();
+    size_t i = 0;
+    unsigned gen;
+
+    if (now < s->retry_scan_at) return;
+    s->retry_scan_at = now + 500;
+    while (i < s->npending) {
+        pending *p = &s->pending[i];
+
+        if (p->busy || now < p->retry_at) { i++; continue; }
+        lookup(s, p);
+        gen = s->gen;
+        /* answered at once: the last entry took its place */
+        if (i < s->npending && s->pending[i].gen == gen) i++;
     }
 }
 
-/* the routes that did not resolve, again; written once they do */
-static void retry_pending(syncd *s) {
-    route r;
-    size_t i = 0;
+/* between two waits of the loop: answers, timeouts, retries */
+static void resolve_step(void *data) {
+    syncd *s = data;
 
-    while (i < s->npending) {
-        r = s->pending[i];
-        if (resolve_route(&r) != 0) { i++; continue; }
-        pending_drop(s, &r);
-        store_put(s->redis, &r);
-    }
+    if (s->res) resolver_process(s->res);
+    retry_pending(s);
+}
+
+static int resolve_fds(void *data, struct pollfd *fds, int max,
+                       int *timeout_ms) {
+    syncd *s = data;
+
+    return s->res ? resolver_fds(s->res, fds, max, timeout_ms) : 0;
 }
 
 /*
@@ -180,18 +296,28 @@ static int tick(void *data, int streaming) {
         METRIC_INC(redis_errors);
         s->resync = 1;
     }
-    if (s->npending && now >= s->retry_at) {
-        s->retry_at = now + RESOLVE_RETRY_MS;
-        retry_pending(s);
-    }
     return s->resync;
+}
+
+/* waits up to ms, serving the resolver meanwhile */
+static void wait_resolving(syncd *s, long ms) {
+    struct pollfd fds[WAIT_FDS];
+    long long end = monotonic_ms() + ms, left;
+    int n, timeout;
+
+    while (!stopping && (left = end - monotonic_ms()) > 0) {
+        timeout = (int) left;
+        n = resolve_fds(s, fds, WAIT_FDS, &timeout);
+        poll(fds, n, timeout);
+        resolve_step(s);
+    }
 }
 
 /* sleeps, beating */
 static void wait_beating(syncd *s, int seconds) {
     while (seconds-- > 0 && !stopping) {
         tick(s, 0);
-        sleep(1);
+        wait_resolving(s, 1000);
     }
 }
 
@@ -243,14 +369,15 @@ static int relist(syncd *s) {
         npage = 0;
         json_array_foreach(items, i, item) {
             route *r = &page[npage];
+            int held;
 
             if (route_from_object(item, s->api_version, s->default_port, r))
                 continue;
-            prepare(s, r);
+            held = prepare(s, r);   /* written when its lookup ends */
             seen[nseen] = malloc(strlen(r->user) + strlen(r->name) + 2);
             if (seen[nseen] == NULL) { json_decref(list); goto done; }
             sprintf(seen[nseen++], "%s:%s", r->user, r->name);
-            npage++;
+            if (!held) npage++;
         }
 
         meta = json_object_get(list, "metadata");
@@ -329,13 +456,16 @@ static void usage(void) {
         "usage: sandbox-syncd [--kubeconfig F] [--context NAME]\n"
         "         [--api URL] [--token-file F] [--ca-file F]\n"
         "         [--namespace NS] [--api-version v1beta1|v1alpha1]\n"
-        "         [--redis ADDR] [--default-port N] [--watch-timeout S]\n"
+        "         [--redis ADDR | --redis sentinel:NAME@HOST:PORT,...]\n"
+        "         [--default-port N] [--watch-timeout S]\n"
         "         [--template FILE] [--lease NAMESPACE/NAME] [--lease-duration S]\n"
+        "         [--renew-deadline S] [--retry-period S]\n"
+        "         [--dns-servers LIST]\n"
         "         [--metrics ADDR]   (e.g. 127.0.0.1:9464: GET /metrics)\n"
         "environment: KUBECONFIG, K8S_API, K8S_TOKEN_FILE, K8S_CA_FILE,\n"
         "SANDBOX_REDIS, SANDBOX_NAMESPACE, SANDBOX_API_VERSION,\n"
-        "SANDBOX_TEMPLATE; in a pod, the service account and\n"
-        "KUBERNETES_SERVICE_HOST/PORT; else ~/.kube/config\n");
+        "SANDBOX_TEMPLATE, SANDBOX_DNS_SERVERS; in a pod, the service\n"
+        "account and KUBERNETES_SERVICE_HOST/PORT; else ~/.kube/config\n");
 }
 
 static const char *env(const char *name, const char *fallback) {
@@ -368,64 +498,20 @@ static int run_ops(syncd *s, const char *template_file) {
     }
     redisFree(o.redis);
     json_decref(o.template);
+    kube_close(&s->k);
     return 0;
 }
 
 static int run(syncd *s, const char *template_file);
 
-/*
- * The elector: renews every third of the lease; runs the worker only
- * while it holds the lease.  A renewal that has not succeeded for the
- * lease's duration means someone else may lead: the worker is stopped.
- */
-static int elect(syncd *s, const char *template_file, const char *lease,
-                 int duration) {
-    const char *id = s->st.leader;
-    char ns[128], name[128];
-    time_t renewed = 0;
-    pid_t worker = 0;
-    const char *slash = strchr(lease, '/');
+typedef struct work {
+    syncd *s;
+    const char *template_file;
+} work;
 
-    if (slash == NULL) { usage(); return 2; }
-    snprintf(ns, sizeof(ns), "%.*s", (int) (slash - lease), lease);
-    snprintf(name, sizeof(name), "%s", slash + 1);
-
-    while (!stopping) {
-        int rc = lease_acquire(&s->k, ns, name, id, duration);
-
-        if (rc == 1) renewed = time(NULL);
-        if (worker > 0 && waitpid(worker, NULL, WNOHANG) == worker) worker = 0;
-
-        if (rc == 1 && worker == 0) {
-            fprintf(stderr, "sandbox-syncd: %s leads\n", id);
-            METRIC_SET(leader, 1);
-            METRIC_INC(lease_transitions);
-            worker = fork();
-            if (worker == 0) {
-                /* a worker never outlives its elector: no second leader */
-                prctl(PR_SET_PDEATHSIG, SIGKILL);
-                setpgid(0, 0);
-                _exit(run(s, template_file));
-            }
-        }
-        if (worker > 0 && time(NULL) - renewed >= duration) {
-            /* at once: another may lead already; the group holds ops too */
-            fprintf(stderr, "sandbox-syncd: %s lost the lease\n", id);
-            kill(-worker, SIGKILL);
-            waitpid(worker, NULL, 0);
-            worker = 0;
-            METRIC_SET(leader, 0);
-            METRIC_SET(listed, 0);
-            METRIC_SET(synced_at, 0);   /* a follower reports no lag */
-            METRIC_INC(lease_transitions);
-        }
-        sleep(duration / 3 > 0 ? duration / 3 : 1);
-    }
-    if (worker > 0) {
-        kill(-worker, SIGTERM);
-        waitpid(worker, NULL, 0);
-    }
-    return 0;
+static int run_work(void *data) {
+    work *w = data;
+    return run(w->s, w->template_file);
 }
 
 /*
@@ -478,11 +564,14 @@ static int configure_api(syncd *s, const char *kubeconfig_file,
 
 int main(int argc, char **argv) {
     syncd s;
-    const char *template_file, *lease = NULL;
+    const char *template_file;
     const char *api, *token_file, *ca_file, *kubeconfig_file, *context = NULL;
+    char host[128], err[256];
+    election e = { NULL, NULL, 15, 0, 0 };
+    work w = { &s, NULL };
+    double renew = 0, retry = 0;
+    resolver *res;
     const char *metrics_addr = NULL;
-    char host[128];
-    int lease_duration = 15;
     int i;
 
     memset(&s, 0, sizeof(s));
@@ -496,6 +585,7 @@ int main(int argc, char **argv) {
     s.default_port = 8080;
     s.watch_timeout = 300;
     template_file = env("SANDBOX_TEMPLATE", NULL);
+    s.dns_servers = env("SANDBOX_DNS_SERVERS", NULL);
 
     for (i = 1; i < argc; i++) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -511,10 +601,13 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--default-port") == 0) s.default_port = atoi(v);
         else if (strcmp(argv[i], "--watch-timeout") == 0) s.watch_timeout = atol(v);
         else if (strcmp(argv[i], "--template") == 0) template_file = v;
-        else if (strcmp(argv[i], "--lease") == 0) lease = v;
+        else if (strcmp(argv[i], "--lease") == 0) e.lease = v;
         else if (strcmp(argv[i], "--metrics") == 0) metrics_addr = v;
         else if (strcmp(argv[i], "--lease-duration") == 0)
-            lease_duration = atoi(v) > 0 ? atoi(v) : 15;
+            e.duration = atoi(v) > 0 ? atoi(v) : 15;
+        else if (strcmp(argv[i], "--renew-deadline") == 0) renew = atof(v);
+        else if (strcmp(argv[i], "--retry-period") == 0) retry = atof(v);
+        else if (strcmp(argv[i], "--dns-servers") == 0) s.dns_servers = v;
         else { usage(); return 2; }
         i++;
     }
@@ -526,6 +619,21 @@ int main(int argc, char **argv) {
         usage();
         return 2;
     }
+    /* as client-go's defaults (15 s, 10 s, 2 s), scaled to the lease */
+    e.renew_ms = renew > 0 ? (long) (renew * 1000) : e.duration * 2000L / 3;
+    e.retry_ms = retry > 0 ? (long) (retry * 1000) : e.duration * 2000L / 15;
+    if (e.renew_ms >= e.duration * 1000L || e.retry_ms >= e.renew_ms) {
+        fprintf(stderr, "sandbox-syncd: need retry period < renew deadline"
+                " < lease duration\n");
+        return 2;
+    }
+    res = resolver_new(s.dns_servers, err, sizeof(err));
+    if (res == NULL) {
+        fprintf(stderr, "sandbox-syncd: resolver %s: %s\n",
+                s.dns_servers ? s.dns_servers : "", err);
+        return 2;
+    }
+    resolver_free(res);             /* each worker makes its own */
     if (configure_api(&s, kubeconfig_file, context) != 0) return 2;
     if (api) snprintf(s.k.api, sizeof(s.k.api), "%s", api);
     if (token_file)
@@ -542,8 +650,6 @@ int main(int argc, char **argv) {
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
     signal(SIGPIPE, SIG_IGN);
-    /* service names are resolved here: bound the resolver's wait */
-    setenv("RES_OPTIONS", "timeout:2 attempts:2", 0);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     kube_token(&s.k, 1);
 
@@ -551,10 +657,17 @@ int main(int argc, char **argv) {
     if (metrics_init() != 0)
         fprintf(stderr, "sandbox-syncd: no shared memory: no metrics\n");
     if (metrics_addr && metrics_serve(metrics_addr) != 0) return 2;
-    if (lease == NULL) METRIC_SET(leader, 1);
+    if (e.lease == NULL) METRIC_SET(leader, 1);
 
-    i = lease ? elect(&s, template_file, lease, lease_duration)
-              : run(&s, template_file);
+    if (e.lease) {
+        e.id = s.st.leader;
+        w.template_file = template_file;
+        i = elect(&s.k, &e, run_work, &w, &stopping);
+        if (i == 2) usage();
+    } else {
+        i = run(&s, template_file);
+    }
+    kube_close(&s.k);
     metrics_stop();
     curl_global_cleanup();
     kubeconfig_free(&s.k.conf);
@@ -567,7 +680,9 @@ static int run(syncd *s_, const char *template_file) {
     syncd s = *s_;
     pid_t ops_pid = 0;
     int backoff = 1;
-    char path[1024], query[256];
+    char path[1024], query[256], err[256];
+
+    s.k.conn = NULL;                /* the caller's connection stays its own */
 
     if (template_file) {
         ops_pid = fork();
@@ -577,8 +692,13 @@ static int run(syncd *s_, const char *template_file) {
         }
     }
 
+    s.res = resolver_new(s.dns_servers, err, sizeof(err));
+    if (s.res == NULL)              /* names stay unresolved */
+        fprintf(stderr, "sandbox-syncd: resolver: %s\n", err);
     s.k.tick = tick;
     s.k.tick_data = &s;
+    s.k.wait_fds = resolve_fds;
+    s.k.after_wait = resolve_step;
 
     while (!stopping) {
         if (redis_ready(&s) != 0 || relist(&s) != 0) {
@@ -615,6 +735,9 @@ static int run(syncd *s_, const char *template_file) {
         kill(ops_pid, SIGTERM);
         waitpid(ops_pid, NULL, 0);
     }
+    s.npending = 0;                 /* the lookups' ends go nowhere */
+    resolver_free(s.res);
+    kube_close(&s.k);
     redisFree(s.redis);
     free(s.pending);
     return 0;

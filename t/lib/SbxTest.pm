@@ -4,6 +4,18 @@ package SbxTest;
 # built module, demo sandbox runtimes on loopback, an exact HTTP client, and
 # a check of nginx's error log.  Every process it starts is stopped when the
 # object goes away; every wait is bounded.
+#
+# Every test is checked without asking: when nginx stops, when the object
+# goes away and at the latest in an END block (before Test::More's own, so
+# the verdict counts), a failed test is added for
+#   - an [alert], [emerg] or [crit] line, "exited on signal", a segfault,
+#     a leaked socket or a sanitizer report in any error log the object
+#     watches (nginx's, and any added with watch_log), unless the test
+#     declared the line with expect_log(qr/.../);
+#   - a sanitizer report in the output of any process spawn() started;
+#   - a process spawn() started that exited or was killed before the test
+#     stopped it itself (reap, nginx_stop, redis_stop), unless the test
+#     declared it with expect_exit(NAME).
 
 use strict;
 use warnings;
@@ -17,11 +29,14 @@ use IO::Select;
 use IO::Socket::IP;
 use JSON::PP;
 use MIME::Base64 qw(encode_base64);
-use POSIX qw(WNOHANG);
+use POSIX qw(WNOHANG WIFSIGNALED WTERMSIG WEXITSTATUS);
+use Scalar::Util qw(weaken);
 use Test::More;
 use Time::HiRes qw(time sleep);
 
 my $ROOT = abs_path(dirname(__FILE__) . '/../..');
+
+my @OBJECTS;                    # every harness object, weakly: END checks them
 
 sub new {
     my ($class, %o) = @_;
@@ -32,7 +47,13 @@ sub new {
         pids  => {},
         opts  => \%o,
         owner => $$,
+        logs  => {},            # watched error log => offset checked up to
+        expected => [],         # lines of those logs the test expects
+        died  => {},            # name => how a spawned process ended early
+        may_exit => {},         # names of processes allowed to end alone
     }, $class;
+    push @OBJECTS, $self;
+    weaken $OBJECTS[-1];
     # nginx workers run as nobody: they must reach the redis socket here
     chmod 0711, $self->{dir};
     diag("test directory: $self->{dir}") if $ENV{SBX_TEST_LEAVE};
@@ -71,6 +92,7 @@ sub spawn {
     my ($self, $name, $env, @cmd) = @_;
     my $pid = fork // croak "fork: $!";
     if ($pid == 0) {
+        $SIG{PIPE} = 'DEFAULT';
         $ENV{$_} = $env->{$_} for keys %$env;
         open STDIN, '<', '/dev/null';
         open STDOUT, '>>', "$self->{dir}/$name.out";
@@ -81,8 +103,31 @@ sub spawn {
     return $pid;
 }
 
+# how a process ended, from a wait status
+sub _how {
+    my ($st) = @_;
+    return WIFSIGNALED($st) ? 'was killed by signal ' . WTERMSIG($st)
+                            : 'exited with status ' . WEXITSTATUS($st);
+}
+
+# a spawned process that ended before the test stopped it is noted
+sub _check_alive {
+    my ($self, @names) = @_;
+    for my $name (@names ? @names : keys %{ $self->{pids} }) {
+        my $pid = $self->{pids}{$name} or next;
+        next unless waitpid($pid, WNOHANG) == $pid;
+        my $st = $?;
+        delete $self->{pids}{$name};
+        $self->{died}{$name} = _how($st) unless $self->{may_exit}{$name};
+    }
+}
+
+# the test expects this spawned process to end by itself
+sub expect_exit { $_[0]{may_exit}{$_[1]} = 1 }
+
 sub reap {
     my ($self, $name, $sig, $timeout) = @_;
+    $self->_check_alive($name);
     my $pid = delete $self->{pids}{$name} or return;
     kill $sig // 'TERM', $pid;
     my $until = time + ($timeout // 10);
@@ -151,6 +196,98 @@ sub _resp {
     croak "redis: bad reply $line";
 }
 
+### Redis with Sentinel: named servers ("r1", "s1" ...) on free ports
+
+# a redis-server named $name, a replica of the server named $o{replicaof}
+sub redis_node_start {
+    my ($self, $name, %o) = @_;
+    my $port = $self->port($name);
+    mkdir "$self->{dir}/$name";
+    $self->spawn($name, {}, $ENV{SBX_REDIS_SERVER} // 'redis-server',
+                 '--port', $port, '--bind', '127.0.0.1', '--save', '',
+                 '--appendonly', 'no', '--dir', "$self->{dir}/$name",
+                 $o{replicaof}
+                 ? ('--replicaof', '127.0.0.1', $self->port($o{replicaof}))
+                 : ());
+    $self->_wait_pong($name) or croak "redis-server $name did not start";
+    return $port;
+}
+
+# a redis-sentinel named $name watching the server named $o{master} as
+# $o{name} ("mymaster"), and each server named in $o{also} (master name
+# => server name), with short timers: a master silent for $o{down_after}
+# ms (1000) is down; quorum $o{quorum} (2)
+sub sentinel_start {
+    my ($self, $name, %o) = @_;
+    my $port = $self->port($name);
+    my %watch = (($o{name} // 'mymaster') => $o{master}, %{ $o{also} || {} });
+    my $file = "$self->{dir}/$name.conf";
+    open my $f, '>', $file or croak "$file: $!";
+    printf $f "port %d\nbind 127.0.0.1\ndir %s\n", $port, $self->{dir};
+    for my $m (sort keys %watch) {
+        printf $f "sentinel monitor %s 127.0.0.1 %d %d\n"
+            . "sentinel down-after-milliseconds %s %d\n"
+            . "sentinel failover-timeout %s %d\n"
+            . "sentinel parallel-syncs %s 1\n",
+            $m, $self->port($watch{$m}), $o{quorum} // 2,
+            $m, $o{down_after} // 1000, $m, $o{failover_timeout} // 3000, $m;
+    }
+    close $f;
+    $self->spawn($name, {}, $ENV{SBX_REDIS_SENTINEL} // 'redis-sentinel',
+                 $file);
+    $self->_wait_pong($name) or croak "redis-sentinel $name did not start";
+    return $port;
+}
+
+# true once the sentinel named $name sees the master $m up, with at least
+# $replicas replicas and $others other sentinels
+sub sentinel_ready {
+    my ($self, $name, $m, $replicas, $others) = @_;
+    my $r = eval { $self->redis_at($name, 'SENTINEL', 'master', $m) };
+    return 0 unless ref $r eq 'ARRAY';
+    my %h = @$r;
+    return $h{flags} eq 'master' && $h{'num-slaves'} >= $replicas
+           && $h{'num-other-sentinels'} >= $others;
+}
+
+sub _wait_pong {
+    my ($self, $name) = @_;
+    my $until = time + 10;
+    while (time < $until) {
+        my $pong = eval { $self->redis_at($name, 'PING') };
+        return 1 if defined $pong && $pong eq 'PONG';
+        sleep 0.02;
+    }
+    return 0;
+}
+
+# one command to the server named $name; errors die
+sub redis_at {
+    my ($self, $name, @cmd) = @_;
+    return ($self->redis_pipeline($name, \@cmd))[0];
+}
+
+# commands on one connection (WAIT counts the writes of its own
+# connection), the replies in order; errors die
+sub redis_pipeline {
+    my ($self, $name, @cmds) = @_;
+    my $s = IO::Socket::IP->new(PeerAddr => '127.0.0.1',
+                                PeerPort => $self->port($name), Timeout => 5)
+        or croak "redis $name: $!";
+    for my $cmd (@cmds) {
+        my $req = '*' . @$cmd . "\r\n";
+        $req .= '$' . length($_) . "\r\n$_\r\n" for @$cmd;
+        print $s $req;
+    }
+    return map { _resp($s) } @cmds;
+}
+
+# redis() and the seeding helpers talk to the server named $name from now
+sub redis_use {
+    my ($self, $name) = @_;
+    $self->{ports}{redis} = $self->port($name);
+}
+
 ### seeding, as docs/redis-data-model.md says
 
 sub _uuid {
@@ -214,9 +351,11 @@ sub add_sandbox_record {
 # A TCP relay the test controls, in its own process: connections to the
 # returned port are passed to $target ("host:port").  SIGUSR1 cuts every
 # open connection; SIGUSR2 freezes them (nothing more is passed, nothing
-# is closed).  New connections are always served.
+# is closed).  New connections are always served; with freeze_new => 1,
+# those accepted after SIGUSR2 are frozen too (accepted, held open, never
+# read: a server that hangs).
 sub relay_start {
-    my ($self, $name, $target) = @_;
+    my ($self, $name, $target, %o) = @_;
     my $srv = IO::Socket::IP->new(LocalAddr => '127.0.0.1', LocalPort => 0,
                                   Listen => 64, ReuseAddr => 1)
         or croak "relay: $!";
@@ -228,9 +367,9 @@ sub relay_start {
         return $port;
     }
 
-    my ($cut, $freeze) = (0, 0);
+    my ($cut, $freeze, $frozen, @held) = (0, 0, 0);
     local $SIG{USR1} = sub { $cut = 1 };
-    local $SIG{USR2} = sub { $freeze = 1 };
+    local $SIG{USR2} = sub { $freeze = $frozen = 1 };
     my $sel = IO::Select->new($srv);
     my %peer;                               # "$fh" => [$fh, $other]
     my $drop = sub {
@@ -253,6 +392,10 @@ sub relay_start {
         for my $fh ($sel->can_read(0.1)) {
             if ($fh == $srv) {
                 my $c = $srv->accept or next;
+                if ($frozen && $o{freeze_new}) {
+                    push @held, $c;
+                    next;
+                }
                 my $u = IO::Socket::IP->new(PeerAddr => $target) or do {
                     close $c;
                     next;
@@ -268,6 +411,40 @@ sub relay_start {
                 $drop->($fh, $p->[1]);
             }
         }
+    }
+}
+
+# A DNS server that never answers, in its own process: it reads the
+# queries sent to the returned UDP port and appends "time name type" for
+# each to $dir/$name.queries.
+sub dns_silent_start {
+    my ($self, $name) = @_;
+    my $sock = IO::Socket::IP->new(LocalAddr => '127.0.0.1', LocalPort => 0,
+                                   Proto => 'udp')
+        or croak "dns: $!";
+    my $port = $sock->sockport;
+    my $log = "$self->{dir}/$name.queries";
+    my $pid = fork // croak "fork: $!";
+    if ($pid) {
+        close $sock;
+        $self->{pids}{$name} = $pid;
+        return $port;
+    }
+    for (;;) {
+        defined $sock->recv(my $q, 4096) or next;
+        my ($pos, @labels) = (12);
+        while ($pos < length $q) {
+            my $n = ord substr $q, $pos, 1;
+            last if $n == 0 || $n > 63;
+            push @labels, substr $q, $pos + 1, $n;
+            $pos += $n + 1;
+        }
+        my $type = length $q >= $pos + 3
+                   ? unpack('n', substr $q, $pos + 1, 2) : 0;
+        open my $fh, '>>', $log or next;
+        printf $fh "%.3f %s %s\n", time, join('.', @labels),
+               $type == 1 ? 'A' : $type == 28 ? 'AAAA' : $type;
+        close $fh;
     }
 }
 
@@ -328,6 +505,7 @@ EOF
 
 sub write_conf {
     my ($self, $text) = @_;
+    delete $self->{nginx_args};         # a conf of its own says daemon off
     $text =~ s/%%MODULE%%/$self->module_path/ge;
     $text =~ s/%%DIR%%/$self->{dir}/g;
     $text =~ s/%%REDIS%%/$self->redis_addr/ge;
@@ -338,6 +516,60 @@ sub write_conf {
     close $f;
     return $self;
 }
+
+# conf/nginx.conf as shipped, with only its paths (the module, the admin
+# key file, the logs, the temporary files, the pid), its listen port (the
+# harness's port 1) and the Redis address (the harness's) replaced.  Each
+# replacement must match as often as it says, or the shipped file changed
+# under the test and it dies.  The admin key is made here: admin_key().
+# (from => FILE renders another file the same way.)
+sub write_shipped_conf {
+    my ($self, %o) = @_;
+    my $d = $self->{dir};
+    my $from = $o{from} // "$ROOT/conf/nginx.conf";
+    my $text = $self->read_file($from) or croak "no $from";
+    my $level = $o{log_level} // $ENV{SBX_TEST_LOG_LEVEL};
+    my $temp = join '', map { "    ${_}_temp_path $d/${_}_temp;\n" }
+                        qw(client_body proxy fastcgi uwsgi scgi);
+    my @subst = (
+        # [ what, how many times, its replacement ]
+        [ qr{^load_module\s+\S*/ngx_http_sandbox_module\.so;}m, 1,
+          sub { 'load_module ' . $self->module_path . ';' } ],
+        [ qr{^(worker_processes\s+\S+;)$}m, 1,
+          sub { "$1\npid $d/nginx.pid;\nerror_log $d/error.log $level;" } ],
+        [ qr{^http\s*\{\n}m, 1, sub { "http {\n$temp" } ],
+        [ qr{(\bsandbox_redis\s+)127\.0\.0\.1:6379;}, 1,
+          sub { $1 . $self->redis_addr . ';' } ],
+        [ qr{/etc/nginx/sandbox-admin\.key;}, 1, sub { "$d/admin.key;" } ],
+        [ qr{(\baccess_log\s+)/var/log/nginx/}, 1, sub { "$1$d/" } ],
+        [ qr{^(\s*listen\s+)80;}m, 1,
+          sub { $1 . '127.0.0.1:' . $self->port(1) . ';' } ],
+    );
+    for my $s (@subst) {
+        my ($re, $want, $to) = @$s;
+        my $n = $text =~ s/$re/$to->()/ge;
+        croak "write_shipped_conf: $re matched " . ($n || 0)
+              . " times in $from, not $want"
+            unless ($n || 0) == $want;
+    }
+    croak "write_shipped_conf: a path the test cannot own is left:\n$1"
+        if $text =~ m{^([^#\n]*(?:/etc/|/var/|/usr/lib/)[^\n]*)}m;
+
+    $self->{admin_key} //= 'admin-' . join '', map { ('a' .. 'z')[rand 26] } 1 .. 40;
+    open my $k, '>', "$d/admin.key" or croak $!;
+    print $k "$self->{admin_key}\n";
+    close $k;
+    chmod 0600, "$d/admin.key";
+
+    # the harness runs nginx in the foreground; the file stays as shipped
+    $self->{nginx_args} = [ '-g', 'daemon off;' ];
+    open my $f, '>', "$d/nginx.conf" or croak $!;
+    print $f $text;
+    close $f;
+    return $self;
+}
+
+sub admin_key { $_[0]{admin_key} }
 
 sub _nginx_env {
     my %env;
@@ -359,9 +591,11 @@ sub nginx_test_conf {
 
 sub nginx_start {
     my ($self) = @_;
+    $self->watch_log('error.log');
     $self->spawn('nginx', _nginx_env(), $self->nginx_binary,
                  '-p', "$self->{dir}/", '-c', "$self->{dir}/nginx.conf",
-                 '-e', "$self->{dir}/error.log");
+                 '-e', "$self->{dir}/error.log",
+                 @{ $self->{nginx_args} || [] });
     my ($first) = sort { $a <=> $b } map { /^(\d+)$/ ? $1 : () }
                   keys %{ $self->{ports} };
     my $pid = $self->{pids}{nginx};
@@ -377,11 +611,12 @@ sub nginx_start {
     return $self;
 }
 
-sub _started { () = $_[0]->error_log =~ /start worker process/g }
+sub _started { () = $_[0]->error_log =~ /start worker process \d+/g }
 
 sub _wait_workers {
     my ($self, $before) = @_;
-    my ($n) = $self->read_file('nginx.conf') =~ /worker_processes\s+(\d+)/;
+    my ($n) = $self->read_file('nginx.conf') =~ /worker_processes\s+(\d+|auto)/;
+    $n = `nproc` + 0 || 1 if ($n // '') eq 'auto';
     my $until = time + 10;
     sleep 0.02 while time < $until && $self->_started < $before + ($n // 1);
     sleep 0.1;
@@ -397,25 +632,109 @@ sub nginx_reload {
 sub nginx_stop {
     my ($self) = @_;
     $self->reap('nginx', 'QUIT', 20);
+    $self->verify('nginx stopped');
 }
+
+sub _path { $_[1] =~ m{^/} ? $_[1] : "$_[0]{dir}/$_[1]" }
 
 sub read_file {
     my ($self, $name) = @_;
-    open my $f, '<', "$self->{dir}/$name" or return '';
+    open my $f, '<', $self->_path($name) or return '';
     local $/;
     return scalar <$f>;
 }
 
 sub error_log { $_[0]->read_file('error.log') }
 
+# what no error log may hold
+my $BAD_LINE = qr/\[(?:alert|emerg|crit)\]|open socket|AddressSanitizer
+                 |LeakSanitizer|UndefinedBehaviorSanitizer|runtime\ error:
+                 |exited\ on\ signal|segfault/x;
+
+# an error log (a path, or a name in the test directory) checked with
+# nginx's: another nginx's, or a daemon's
+sub watch_log {
+    my ($self, $file) = @_;
+    $self->{logs}{ $self->_path($file) } //= 0;
+    return $self;
+}
+
+# lines of a watched log this test provokes on purpose: allowed
+sub expect_log {
+    my ($self, @re) = @_;
+    push @{ $self->{expected} }, @re;
+    return $self;
+}
+
+sub _bad_lines {
+    my ($self, $text) = @_;
+    return grep {
+        my $line = $_;
+        $line =~ $BAD_LINE && !grep { $line =~ $_ } @{ $self->{expected} }
+    } split /\n/, $text;
+}
+
 # no alerts, no leaked sockets, no sanitizer report, no crash
 sub error_log_ok {
     my ($self) = @_;
-    my @bad = grep {
-        /\[(alert|emerg|crit)\]|open socket|AddressSanitizer|LeakSanitizer
-         |exited on signal|segfault/x
-    } split /\n/, $self->error_log;
+    my @bad = $self->_bad_lines($self->error_log);
     ok(!@bad, 'error log clean') or diag(join "\n", @bad[0 .. ($#bad > 9 ? 9 : $#bad)]);
+}
+
+# everything wrong so far that was not reported yet: bad lines in the
+# watched logs, sanitizer reports from spawned processes, early deaths
+sub problems {
+    my ($self) = @_;
+    my @p;
+    $self->_check_alive;
+    for my $file (sort keys %{ $self->{logs} }) {
+        open my $f, '<', $file or next;
+        seek $f, $self->{logs}{$file}, 0;
+        local $/;
+        my $text = <$f> // '';
+        # only whole lines: a line being written is read next time
+        $text =~ s/[^\n]*\z//;
+        $self->{logs}{$file} += length $text;
+        push @p, map { "$file: $_" } $self->_bad_lines($text);
+    }
+    for my $out (glob "$self->{dir}/*.out") {
+        next if $self->{out_reported}{$out};
+        my $text = $self->read_file($out);
+        next unless $text =~ /(?:Address|Leak|UndefinedBehavior)Sanitizer
+                              |runtime\ error:/x;
+        $self->{out_reported}{$out} = 1;
+        push @p, "$out: a sanitizer report:",
+                 grep { /Sanitizer|runtime error:/ } split /\n/, $text;
+    }
+    for my $name (sort keys %{ $self->{died} }) {
+        push @p, "$name (spawned by the test) " . delete($self->{died}{$name})
+                 . ' before the test stopped it';
+    }
+    return @p;
+}
+
+# the same check as a test of its own, passing or failing, where a test
+# wants it in its sequence
+sub clean_ok {
+    my ($self, $name) = @_;
+    my @p = $self->problems;
+    my $n = @p > 20 ? 20 : @p;
+    ok(!@p, $name // 'no alert, crash, sanitizer report or dead process')
+        or diag(join "\n", @p[0 .. $n - 1], @p > $n ? '...' : ());
+    return !@p;
+}
+
+# a failed test for each new problem; nothing when all is well (an END
+# block may come after done_testing)
+sub verify {
+    my ($self, $when) = @_;
+    return 1 unless $self->{owner} == $$;
+    my @p = $self->problems or return 1;
+    my $n = @p > 20 ? 20 : @p;
+    ok(0, "harness: no alert, crash, sanitizer report or dead process"
+          . ($when ? " ($when)" : ''))
+        or diag(join "\n", @p[0 .. $n - 1], @p > $n ? '...' : ());
+    return 0;
 }
 
 ### HTTP
@@ -514,6 +833,18 @@ sub sse {
     return @events;
 }
 
+# a connection kept open across requests, as HTTP/1.1 clients keep them:
+# $c = $t->conn; $c->request('GET', '/health'); ...  (see SbxTest::Conn)
+sub conn {
+    my ($self, %o) = @_;
+    my $s = IO::Socket::IP->new(
+        PeerAddr => '127.0.0.1',
+        PeerPort => $o{peer_port} // $self->port($o{port} // 1),
+        $o{local} ? (LocalAddr => $o{local}) : (), Timeout => 10)
+        or croak "connect: $!";
+    return SbxTest::Conn->new($s);
+}
+
 ### WebSocket (RFC 6455), client side
 
 sub websocket {
@@ -581,12 +912,161 @@ sub ws_roundtrip {
 sub stop_all {
     my ($self) = @_;
     return unless $self->{owner} == $$;
-    $self->nginx_stop if $self->{pids}{nginx};
+    return if $self->{stopped}++;
+    $self->_check_alive;
+    $self->reap('nginx', 'QUIT', 20) if $self->{pids}{nginx};
     $self->reap($_) for keys %{ $self->{pids} };
+    $self->verify('at the end');
 }
 
 sub DESTROY { $_[0]->stop_all }
 
+# objects still alive when the test ends are stopped and checked here:
+# this END block runs before Test::Builder's (Test::More was loaded
+# first), so a failure added now still decides the exit status
+END {
+    my $status = $?;
+    $_ && $_->stop_all for @OBJECTS;
+    $? = $status;
+}
+
 $ENV{SBX_TEST_LOG_LEVEL} //= 'info';
+
+# a server that closes a connection fails the request, not the test
+# process (which would die before its END checks)
+$SIG{PIPE} = 'IGNORE';
+
+package SbxTest::Conn;
+
+# One client connection, many requests in turn.  Each answer is read
+# exactly (Content-Length, chunked, or none), so the next request goes on
+# the same connection; the server closing it is seen, never hidden by a
+# reconnect.
+
+use Carp qw(croak);
+use IO::Select;
+use Time::HiRes qw(time);
+
+sub new {
+    my ($class, $s) = @_;
+    $s->blocking(0);
+    return bless { s => $s, buf => '', sel => IO::Select->new($s),
+                   requests => 0, closed => 0 }, $class;
+}
+
+sub sock { $_[0]{s} }
+sub requests { $_[0]{requests} }
+sub local_port { $_[0]{s}->sockport }
+
+# more bytes into the buffer; false on EOF, error or timeout
+sub _fill {
+    my ($c, $until) = @_;
+    while (time < $until) {
+        next unless $c->{sel}->can_read(0.2);
+        my $n = sysread $c->{s}, $c->{buf}, 65536, length $c->{buf};
+        return 1 if $n;
+        next if !defined $n && $!{EAGAIN};
+        $c->{closed} = 1;
+        $c->{error} = defined $n ? 'closed by the server' : "read: $!";
+        return 0;
+    }
+    $c->{error} = 'timed out';
+    return 0;
+}
+
+sub send_raw {
+    my ($c, $bytes) = @_;
+    $c->{s}->blocking(1);
+    my $ok = print { $c->{s} } $bytes;
+    $c->{s}->blocking(0);
+    return $ok;
+}
+
+# sends one request, reads its answer: { status, headers, body, chunks }
+# (chunks: [time, data] as each chunk of a chunked answer arrived)
+sub request {
+    my ($c, $method, $path, %o) = @_;
+    my %h = (Host => 'localhost', %{ $o{headers} || {} });
+    my $body = $o{body};
+    if (ref $body eq 'ARRAY') {                 # sent chunked, these pieces
+        $h{'Transfer-Encoding'} = 'chunked';
+        $body = join('', map { sprintf("%x\r\n%s\r\n", length, $_) } @$body)
+                . "0\r\n\r\n";
+    } else {
+        $body //= '';
+        $h{'Content-Length'} = length $body
+            if length $body || $method =~ /^(POST|PUT|PATCH)$/;
+    }
+    my $req = "$method $path HTTP/1.1\r\n";
+    $req .= "$_: $h{$_}\r\n" for grep { defined $h{$_} } sort keys %h;
+    $c->send_raw("$req\r\n$body") or return { status => 0, error => "write: $!" };
+    $c->{requests}++;
+    return $c->response(%o, method => $method);
+}
+
+sub response {
+    my ($c, %o) = @_;
+    my $until = time + ($o{timeout} // 30);
+    while ($c->{buf} !~ /\r\n\r\n/) {
+        $c->_fill($until) or return { status => 0, error => $c->{error} };
+    }
+    $c->{buf} =~ s/^(.*?)\r\n\r\n//s;
+    my $head = $1;
+    my ($status) = $head =~ m{^HTTP/1\.[01] (\d+)};
+    my %h;
+    for (split /\r\n/, $head) {
+        next unless /^([^:]+):\s*(.*)$/;
+        my $k = lc $1;
+        $h{$k} = exists $h{$k} ? "$h{$k}, $2" : $2;
+    }
+    my $res = { status => $status // 0, headers => \%h, head => $head,
+                body => '', chunks => [] };
+    return $res if ($o{method} // '') eq 'HEAD' || $status =~ /^(1\d\d|204|304)$/;
+    if (($h{'transfer-encoding'} // '') =~ /chunked/i) {
+        for (;;) {
+            while ($c->{buf} !~ /\r\n/) {
+                $c->_fill($until) or return { %$res, status => 0, error => $c->{error} };
+            }
+            $c->{buf} =~ s/^([0-9a-fA-F]+)[^\r\n]*\r\n// or return { %$res, status => 0, error => 'bad chunk' };
+            my $n = hex $1;
+            while (length $c->{buf} < $n + 2) {
+                $c->_fill($until) or return { %$res, status => 0, error => $c->{error} };
+            }
+            if ($n == 0) {              # no trailers are sent to us
+                substr($c->{buf}, 0, 2) = '';
+                last;
+            }
+            my $data = substr($c->{buf}, 0, $n);
+            substr($c->{buf}, 0, $n + 2) = '';
+            $res->{body} .= $data;
+            push @{ $res->{chunks} }, [ time, $data ];
+        }
+    } elsif (defined(my $len = $h{'content-length'})) {
+        while (length $c->{buf} < $len) {
+            $c->_fill($until) or return { %$res, status => 0, error => $c->{error} };
+        }
+        $res->{body} = substr($c->{buf}, 0, $len);
+        substr($c->{buf}, 0, $len) = '';
+    } else {                            # to the end of the connection
+        1 while $c->_fill($until);
+        $res->{body} = $c->{buf};
+        $c->{buf} = '';
+    }
+    # the server said it closes now: no further request may go here
+    $c->{closed} = 1 if ($h{connection} // '') =~ /\bclose\b/i;
+    return $res;
+}
+
+# the server closed the connection (or reset it); false while it is open
+sub closed {
+    my ($c) = @_;
+    return 1 if $c->{closed};
+    return 0 unless $c->{sel}->can_read(0);
+    my $n = sysread $c->{s}, $c->{buf}, 65536, length $c->{buf};
+    return 0 if !defined $n && $!{EAGAIN};
+    return $n ? 0 : ($c->{closed} = 1);
+}
+
+sub close { close $_[0]{s} }
 
 1;

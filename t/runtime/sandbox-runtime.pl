@@ -9,11 +9,19 @@
 #                       streams SSE when Accept has text/event-stream
 # GET  /v1/events       ?count=N&interval_ms=M: an SSE stream
 # GET  /v1/shell/ws     WebSocket: {"type":"ready"}, then echoes input
-# ANY  /_debug/...      reports the request as seen (headers, connection);
+# ANY  /_debug/...      reports the request as seen (headers, connection,
+#                       the body, or past 64 KiB its length and SHA-256);
 #                       with ?then=reset the next request on the connection
 #                       is answered by a reset (a pod's keep-alive timeout
 #                       racing a reuse)
 # GET  /health          {"status":"ok"}
+# POST|GET|DELETE /mcp  (and /v1/mcp) MCP Streamable HTTP, protocol
+#                       2025-06-18 (clients.md §4.3): initialize gives an
+#                       Mcp-Session-Id, notifications 202, tools/list,
+#                       tools/call "run" {command} answered as SSE (with
+#                       notifications/progress per output chunk when the
+#                       call has a progressToken) or JSON; GET 405; DELETE
+#                       ends the session, after which it is 404
 #
 # Every answer carries X-Runtime-Id, X-Runtime-Conn (this TCP connection)
 # and X-Runtime-Conn-Requests (requests served on it so far).  One process
@@ -29,7 +37,7 @@ use Socket qw(SOL_SOCKET SO_LINGER);
 use IO::Select;
 use JSON::PP;
 use POSIX qw(:sys_wait_h);
-use Digest::SHA qw(sha1_base64);
+use Digest::SHA qw(sha1_base64 sha256_hex);
 use Time::HiRes qw(time sleep);
 
 my ($listen, $id, $workdir, $verbose) = ('127.0.0.1:8080', 'runtime', '.', 0);
@@ -127,7 +135,8 @@ sub read_request {
 
 sub respond {
     my ($c, $st, $status, $type, $body, %extra) = @_;
-    my %reason = (200 => 'OK', 400 => 'Bad Request', 404 => 'Not Found',
+    my %reason = (200 => 'OK', 202 => 'Accepted', 400 => 'Bad Request',
+                  404 => 'Not Found', 406 => 'Not Acceptable',
                   405 => 'Method Not Allowed', 422 => 'Unprocessable Entity');
     my $h = "HTTP/1.1 $status " . ($reason{$status} // 'Status') . "\r\n"
           . "Content-Type: $type\r\nContent-Length: " . length($body) . "\r\n"
@@ -159,9 +168,14 @@ sub handle {
     print STDERR "$r->{method} $r->{target}\n" if $verbose;
 
     if ($r->{path} =~ m{^/_debug/}) {
+        # a large body is reported by its length and digest only
+        my $big = length $r->{body} > 65536;
         return respond_json($c, $st, 200, {
             method => $r->{method}, path => $r->{path}, query => $r->{query},
-            headers => $r->{headers}, body => $r->{body}, conn => $st->{conn},
+            headers => $r->{headers}, body => $big ? undef : $r->{body},
+            body_length => length $r->{body},
+            body_sha256 => Digest::SHA::sha256_hex($r->{body}),
+            conn => $st->{conn},
             conn_requests => $st->{requests}, runtime_id => $id });
     }
     return respond_json($c, $st, 200, { status => 'ok' })
@@ -169,6 +183,7 @@ sub handle {
     return exec_command($c, $r, $st) if $r->{path} eq '/v1/shell/exec';
     return events($c, $r, $st) if $r->{path} eq '/v1/events';
     return websocket($c, $r, $st) if $r->{path} eq '/v1/shell/ws';
+    return mcp($c, $r, $st) if $r->{path} =~ m{^(?:/v1)?/mcp/?$};
     return respond_json($c, $st, 404, { detail => 'Not Found' });
 }
 
@@ -307,4 +322,128 @@ sub ws_send {
     $f .= $len < 126 ? chr($len) : $len < 65536 ? chr(126) . pack('n', $len)
                                                  : chr(127) . pack('Q>', $len);
     print {$c} $f . $data;
+}
+
+### MCP Streamable HTTP
+
+# sessions outlive a connection (one process per connection): files
+sub mcp_session_file {
+    my ($sid) = @_;
+    return undef unless defined $sid && $sid =~ /^[0-9a-f]{32}$/;
+    mkdir "$workdir/.mcp";
+    return "$workdir/.mcp/$sid";
+}
+
+sub mcp_error {
+    my ($c, $st, $status, $id, $code, $message) = @_;
+    return respond_json($c, $st, $status, { jsonrpc => '2.0', id => $id,
+        error => { code => $code, message => $message } });
+}
+
+sub mcp {
+    my ($c, $r, $st) = @_;
+    my $sid = $r->{headers}{'mcp-session-id'};
+    my $file = mcp_session_file($sid);
+
+    if ($r->{method} eq 'GET') {        # no server-initiated stream here
+        return respond($c, $st, 405, 'application/json',
+                       '{"error":"no GET stream"}', Allow => 'POST, DELETE');
+    }
+    if ($r->{method} eq 'DELETE') {
+        return mcp_error($c, $st, 400, undef, -32000, 'Mcp-Session-Id required')
+            unless defined $sid;
+        return mcp_error($c, $st, 404, undef, -32001, 'Session not found')
+            unless $file && -e $file;
+        unlink $file;
+        return respond($c, $st, 200, 'application/json', '{}');
+    }
+    return mcp_error($c, $st, 405, undef, -32000, 'Method not allowed')
+        unless $r->{method} eq 'POST';
+
+    my $accept = $r->{headers}{accept} // '';
+    return mcp_error($c, $st, 406, undef, -32000,
+                     'Accept must list application/json and text/event-stream')
+        unless $accept =~ m{application/json} && $accept =~ m{text/event-stream};
+    my $msg = eval { $json->decode($r->{body}) };
+    return mcp_error($c, $st, 400, undef, -32700, 'Parse error')
+        unless ref $msg eq 'HASH' && ($msg->{jsonrpc} // '') eq '2.0';
+    my ($rid, $method) = ($msg->{id}, $msg->{method} // '');
+
+    if ($method eq 'initialize') {
+        my $new = sprintf '%08x' x 4, map { int rand 2**32 } 1 .. 4;
+        open my $f, '>', mcp_session_file($new) or die;
+        close $f;
+        my $version = $msg->{params}{protocolVersion} // '2025-06-18';
+        return respond($c, $st, 200, 'application/json', $json->encode({
+            jsonrpc => '2.0', id => $rid, result => {
+                protocolVersion => $version,
+                capabilities => { tools => { listChanged => JSON::PP::false } },
+                serverInfo => { name => "sandbox-runtime $id", version => '1.0.0' } } }),
+            'Mcp-Session-Id' => $new);
+    }
+    return mcp_error($c, $st, 400, $rid, -32000, 'Mcp-Session-Id required')
+        unless defined $sid;
+    return mcp_error($c, $st, 404, $rid, -32001, 'Session not found')
+        unless $file && -e $file;
+    return respond($c, $st, 202, 'application/json', '')
+        unless defined $rid;             # a notification or a response
+
+    if ($method eq 'tools/list') {
+        return respond_json($c, $st, 200, { jsonrpc => '2.0', id => $rid,
+            result => { tools => [ {
+                name => 'run', description => 'Runs a shell command',
+                inputSchema => { type => 'object',
+                                 properties => { command => { type => 'string' } },
+                                 required => [ 'command' ] } } ] } });
+    }
+    if ($method eq 'tools/call') {
+        return mcp_error($c, $st, 200, $rid, -32602, 'Unknown tool')
+            unless ($msg->{params}{name} // '') eq 'run'
+                   && defined $msg->{params}{arguments}{command};
+        return mcp_run($c, $st, $rid, $msg->{params});
+    }
+    if ($method eq 'ping') {
+        return respond_json($c, $st, 200, { jsonrpc => '2.0', id => $rid,
+                                            result => {} });
+    }
+    return mcp_error($c, $st, 200, $rid, -32601, "Method not found: $method");
+}
+
+# tools/call run: the command's output chunks as progress, then the result,
+# on an SSE stream that ends with the response
+sub mcp_run {
+    my ($c, $st, $id, $params) = @_;
+    my $token = $params->{_meta}{progressToken};
+    local $SIG{CHLD} = 'DEFAULT';
+    pipe(my $rd, my $wr) or die;
+    my $pid = fork // die;
+    if ($pid == 0) {
+        close $rd;
+        open STDOUT, '>&', $wr;
+        open STDERR, '>&', $wr;
+        chdir $workdir;
+        exec '/bin/sh', '-c', $params->{arguments}{command};
+        exit 127;
+    }
+    close $wr;
+    sse_head($c, $st);
+    my ($out, $n) = ('', 0);
+    while (1) {
+        my $got = sysread $rd, my $chunk, 65536;
+        last unless $got;
+        $out .= $chunk;
+        next unless defined $token;
+        chunk($c, "event: message\ndata: " . $json->encode({
+            jsonrpc => '2.0', method => 'notifications/progress',
+            params => { progressToken => $token, progress => ++$n,
+                        message => $chunk } }) . "\n\n");
+    }
+    waitpid $pid, 0;
+    my $code = $? >> 8;
+    chunk($c, "event: message\ndata: " . $json->encode({
+        jsonrpc => '2.0', id => $id, result => {
+            content => [ { type => 'text', text => $out } ],
+            isError => $code ? JSON::PP::true : JSON::PP::false } }) . "\n\n");
+    chunk($c, '');
+    return 1;
 }

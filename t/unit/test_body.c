@@ -353,6 +353,12 @@ test_iso(void)
     check_iso("2030-00-01", -1);
     check_iso("2030-01-32", -1);
     check_iso("2030-01-00", -1);
+    check_iso("2028-02-29", 1835395200);
+    check_iso("2000-02-29", 951782400);
+    check_iso("2030-02-29", -1);      /* not carried into March */
+    check_iso("2100-02-29", -1);
+    check_iso("2030-02-30", -1);
+    check_iso("2030-04-31T00:00:00Z", -1);
     check_iso("2030-01-01T24:00:00Z", -1);
     check_iso("2030-01-01T00:60:00Z", -1);
     check_iso("2030-01-01T00:00:60Z", -1);

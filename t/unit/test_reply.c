@@ -96,6 +96,10 @@ main(void)
 {
     int           rc;
     char          buf[1024];
+    void         *r;
+    size_t        i, len;
+    redisReader  *reader;
+    static char   big[16 + 4 * (SBX_REPLY_MAX_ELEMENTS + 1)];
     redisReply   *reply;
     sbx_lookup_t  lk;
 
@@ -199,6 +203,42 @@ main(void)
     tap_ok(sbx_reply_read("?what\r\n", 7, &reply) == -1,
            "read: protocol error refused");
     tap_ok(sbx_reply_read("", 0, &reply) == -1, "read: nothing refused");
+
+    /*
+     * an array's announced length is refused past the limit as soon as it
+     * is read, not allocated (found by fuzzing: hiredis 0.14 allocated
+     * 8 GB for "*999999999")
+     */
+    reader = sbx_reply_reader_create();
+    tap_ok(reader != NULL
+           && redisReaderFeed(reader, "*999999999\r\n", 12) == REDIS_OK
+           && redisReaderGetReply(reader, &r) == REDIS_ERR && r == NULL,
+           "reader: a huge array's count is an error");
+    if (reader) {
+        redisReaderFree(reader);
+    }
+
+    len = (size_t) snprintf(big, sizeof(big), "*%d\r\n",
+                            SBX_REPLY_MAX_ELEMENTS + 1);
+    for (i = 0; i <= SBX_REPLY_MAX_ELEMENTS; i++) {
+        memcpy(big + len, ":1\r\n", 4);
+        len += 4;
+    }
+    tap_ok(sbx_reply_read(big, len, &reply) == -1 && reply == NULL,
+           "read: an array one past the limit refused");
+
+    len = (size_t) snprintf(big, sizeof(big), "*%d\r\n",
+                            SBX_REPLY_MAX_ELEMENTS);
+    for (i = 0; i < SBX_REPLY_MAX_ELEMENTS; i++) {
+        memcpy(big + len, ":1\r\n", 4);
+        len += 4;
+    }
+    tap_ok(sbx_reply_read(big, len, &reply) == 0
+           && reply->elements == SBX_REPLY_MAX_ELEMENTS,
+           "read: an array at the limit read");
+    if (reply) {
+        freeReplyObject(reply);
+    }
 
     if (last) {
         freeReplyObject(last);

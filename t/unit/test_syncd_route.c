@@ -203,6 +203,33 @@ test_helpers(void)
 }
 
 
+/* a Ready condition written for an older spec is not trusted */
+static void
+test_generation(void)
+{
+    route  r;
+
+#define COND(og) "\"conditions\": [{\"type\": \"Ready\", " \
+                 "\"status\": \"True\", \"reason\": \"DependenciesReady\"" \
+                 og "}], \"podIPs\": [\"10.1.2.3\"]"
+
+    tap_ok(parse("v1beta1", META ", \"generation\": 3", "",
+                 COND(", \"observedGeneration\": 2"), &r) == 0
+           && r.ready == 0 && strcmp(r.reason, "Reconciling") == 0,
+           "Ready for generation 2 of 3: not ready, %s", r.reason);
+    tap_ok(parse("v1beta1", META ", \"generation\": 3", "",
+                 COND(", \"observedGeneration\": 3"), &r) == 0
+           && r.ready == 1, "Ready for the current generation: ready");
+    tap_ok(parse("v1beta1", META ", \"generation\": 3", "",
+                 COND(""), &r) == 0 && r.ready == 1,
+           "no observedGeneration: the condition is taken as it is");
+    tap_ok(parse("v1beta1", META ", \"generation\": 3", "",
+                 COND(", \"observedGeneration\": 4"), &r) == 0
+           && r.ready == 1, "a newer observedGeneration: ready");
+#undef COND
+}
+
+
 int
 main(void)
 {
@@ -212,6 +239,7 @@ main(void)
     test_suspension();
     test_rejects();
     test_helpers();
+    test_generation();
 
     return tap_done();
 }
