@@ -17,6 +17,7 @@
  *   ngx_http_sandbox_cache.c          the shared-memory cache
  *   ngx_http_sandbox_events.c         invalidations from Redis pub/sub
  *   ngx_http_sandbox_status.c         counters as JSON
+ *   ngx_http_sandbox_metrics.c        counters for Prometheus
  *   ngx_http_sandbox_json.c           JSON answers and error pages
  *   ngx_http_sandbox_api.c            the management and admin API
  */
@@ -150,6 +151,13 @@ static ngx_command_t  ngx_http_sandbox_commands[] = {
       2,
       NULL },
 
+    { ngx_string("sandbox_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_sandbox_content,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      3,
+      NULL },
+
     { ngx_string("sandbox_route"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
       ngx_conf_set_flag_slot,
@@ -197,6 +205,13 @@ static ngx_command_t  ngx_http_sandbox_commands[] = {
       ngx_conf_set_num_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_sandbox_loc_conf_t, quota),
+      NULL },
+
+    { ngx_string("sandbox_audit_maxlen"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_sandbox_loc_conf_t, audit_maxlen),
       NULL },
 
     { ngx_string("sandbox_default_image"),
@@ -262,7 +277,8 @@ typedef enum {
     NGX_HTTP_SANDBOX_VAR_KEY_ID,
     NGX_HTTP_SANDBOX_VAR_URI,
     NGX_HTTP_SANDBOX_VAR_CACHE_STATUS,
-    NGX_HTTP_SANDBOX_VAR_REQUEST_ID
+    NGX_HTTP_SANDBOX_VAR_REQUEST_ID,
+    NGX_HTTP_SANDBOX_VAR_TRACE_ID
 } ngx_http_sandbox_var_e;
 
 
@@ -288,6 +304,9 @@ static ngx_http_variable_t  ngx_http_sandbox_vars[] = {
 
     { ngx_string("sandbox_request_id"), NULL, ngx_http_sandbox_variable,
       NGX_HTTP_SANDBOX_VAR_REQUEST_ID, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("sandbox_trace_id"), NULL, ngx_http_sandbox_variable,
+      NGX_HTTP_SANDBOX_VAR_TRACE_ID, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
       ngx_http_null_variable
 };
@@ -352,7 +371,7 @@ static ngx_int_t
 ngx_http_sandbox_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
-    ngx_str_t                     *s, text;
+    ngx_str_t                     *s, text, trace;
     ngx_http_sandbox_route_ctx_t  *ctx;
 
     static ngx_str_t  cache_status[] = {
@@ -409,6 +428,11 @@ ngx_http_sandbox_variable(ngx_http_request_t *r,
 
     case NGX_HTTP_SANDBOX_VAR_CACHE_STATUS:
         s = &cache_status[ctx->cache_status];
+        break;
+
+    case NGX_HTTP_SANDBOX_VAR_TRACE_ID:
+        ngx_http_sandbox_trace_id(r->main, ctx, &trace);
+        s = &trace;
         break;
 
     default: /* NGX_HTTP_SANDBOX_VAR_REQUEST_ID */
@@ -471,6 +495,12 @@ ngx_http_sandbox_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(smcf->redis_timeout, 1000);
     ngx_conf_init_value(smcf->admin_key_set, 0);
 
+    /* metrics always exist, with or without a cache zone */
+
+    if (ngx_http_sandbox_metrics_zone_add(cf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     return NGX_CONF_OK;
 }
 
@@ -502,6 +532,7 @@ ngx_http_sandbox_create_loc_conf(ngx_conf_t *cf)
     slcf->cache_ttl.grace = NGX_CONF_UNSET_MSEC;
     slcf->cache_ttl.last_used = NGX_CONF_UNSET_MSEC;
     slcf->quota = NGX_CONF_UNSET_UINT;
+    slcf->audit_maxlen = NGX_CONF_UNSET_UINT;
 
     return slcf;
 }
@@ -538,10 +569,17 @@ ngx_http_sandbox_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               prev->cache_ttl.last_used, 60000);
 
     ngx_conf_merge_uint_value(conf->quota, prev->quota, 20);
+    ngx_conf_merge_uint_value(conf->audit_maxlen, prev->audit_maxlen, 100000);
     ngx_conf_merge_str_value(conf->default_image, prev->default_image,
                              "ghcr.io/agent-infra/sandbox:latest");
     ngx_conf_merge_str_value(conf->namespace_prefix, prev->namespace_prefix,
                              "user-");
+
+    if (conf->audit_maxlen == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"sandbox_audit_maxlen\" must be at least 1");
+        return NGX_CONF_ERROR;
+    }
 
     if (conf->cache_ttl.grace > NGX_HTTP_SANDBOX_CACHE_GRACE_MAX) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -700,12 +738,16 @@ ngx_http_sandbox_parse_addr(ngx_conf_t *cf, ngx_str_t *url, in_port_t port,
 }
 
 
-/* sandbox_error, sandbox_api, sandbox_status: the location's handler */
+/*
+ * sandbox_error, sandbox_api, sandbox_status, sandbox_metrics: the
+ * location's handler
+ */
 
 static ngx_http_handler_pt  ngx_http_sandbox_content_handlers[] = {
     ngx_http_sandbox_error_handler,
     ngx_http_sandbox_api_handler,
-    ngx_http_sandbox_status_handler
+    ngx_http_sandbox_status_handler,
+    ngx_http_sandbox_metrics_handler
 };
 
 
@@ -784,6 +826,13 @@ ngx_http_sandbox_init(ngx_conf_t *cf)
 
     *h = ngx_http_sandbox_access_handler;
 
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_sandbox_metrics_log_handler;
+
     return NGX_OK;
 }
 
@@ -819,6 +868,9 @@ ngx_http_sandbox_init_process(ngx_cycle_t *cycle)
     rc.connect_timeout = smcf->redis_connect_timeout;
     rc.timeout = smcf->redis_timeout;
 
+    rc.stats = ngx_http_sandbox_metrics ? &ngx_http_sandbox_metrics->redis
+                                        : NULL;
+
     if (smcf->redis_sentinel) {
         ngx_http_sandbox_worker_sentinel = ngx_http_sandbox_sentinel_create(
                                           smcf->redis_sentinel, &rc,
@@ -828,10 +880,6 @@ ngx_http_sandbox_init_process(ngx_cycle_t *cycle)
         }
 
         rc.sentinel = ngx_http_sandbox_worker_sentinel;
-    }
-
-    if (smcf->cache_zone) {
-        rc.stats = &ngx_http_sandbox_cache_stats(smcf->cache_zone)->redis;
     }
 
     ngx_http_sandbox_worker_redis = ngx_http_sandbox_redis_create(&rc,

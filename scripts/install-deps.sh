@@ -5,7 +5,11 @@ set -eu
 
 PKGS="build-essential perl openssl curl redis-server nginx nginx-dev
       libpcre2-dev zlib1g-dev libssl-dev libhiredis-dev libjansson-dev
-      libcurl4-openssl-dev libyaml-dev libc-ares-dev musl-tools"
+      libcurl4-openssl-dev libyaml-dev libc-ares-dev musl-tools
+      libmicrohttpd-dev"
+
+# t/70-metrics.t and t/73-syncd-metrics.t: promtool and a real Prometheus
+PKGS="$PKGS prometheus"
 
 # make fuzz and t/fuzz/smoke.t: clang and its libFuzzer runtime
 PKGS="$PKGS clang libclang-rt-14-dev"

@@ -70,6 +70,8 @@ static ngx_http_sandbox_api_endpoint_t  ngx_http_sandbox_api_endpoints[] = {
       SBX_LUA_ADMIN_KEY_LIST, ngx_http_sandbox_api_prep_param },
     { SBX_DELETE, "/api/admin/apikeys/:", NGX_HTTP_SANDBOX_API_ADMIN,
       SBX_LUA_ADMIN_KEY_REVOKE, ngx_http_sandbox_api_prep_param },
+    { SBX_GET, "/api/admin/audit", NGX_HTTP_SANDBOX_API_ADMIN,
+      SBX_LUA_AUDIT, ngx_http_sandbox_api_prep_audit },
 
     { SBX_GET, "/api/me", NGX_HTTP_SANDBOX_API_USER, SBX_LUA_ME,
       ngx_http_sandbox_api_prep_none },
@@ -79,6 +81,8 @@ static ngx_http_sandbox_api_endpoint_t  ngx_http_sandbox_api_endpoints[] = {
       SBX_LUA_ME_KEY_LIST, ngx_http_sandbox_api_prep_none },
     { SBX_DELETE, "/api/me/apikeys/:", NGX_HTTP_SANDBOX_API_USER,
       SBX_LUA_ME_KEY_REVOKE, ngx_http_sandbox_api_prep_param },
+    { SBX_GET, "/api/me/audit", NGX_HTTP_SANDBOX_API_USER,
+      SBX_LUA_ME_AUDIT, ngx_http_sandbox_api_prep_audit },
 
     { SBX_GET, "/api/sandboxes", NGX_HTTP_SANDBOX_API_USER,
       SBX_LUA_SANDBOX_LIST, ngx_http_sandbox_api_prep_none },
@@ -432,6 +436,7 @@ ngx_http_sandbox_api_run(ngx_http_request_t *r,
     rc = ctx->ep->prepare(r, ctx);
 
     if (rc == NGX_OK) {
+        ngx_http_sandbox_api_audit_args(r, ctx);
         rc = ngx_http_sandbox_api_eval(r, ctx);
     }
 
@@ -682,7 +687,8 @@ ngx_http_sandbox_api_fixup(json_t *j)
         /* cjson cannot tell an empty list from an empty object */
 
         if ((ngx_strcmp(k, "users") == 0 || ngx_strcmp(k, "api_keys") == 0
-             || ngx_strcmp(k, "sandboxes") == 0)
+             || ngx_strcmp(k, "sandboxes") == 0
+             || ngx_strcmp(k, "records") == 0)
             && json_is_object(v) && json_object_size(v) == 0)
         {
             json_object_set_new(j, k, json_array());

@@ -50,14 +50,16 @@ typedef enum {
     SBX_LUA_ANON_SANDBOX_GET,
     SBX_LUA_ANON_SANDBOX_DELETE,
     SBX_LUA_ANON_SANDBOX_STATE,
-    SBX_LUA_HEALTH
+    SBX_LUA_HEALTH,
+    SBX_LUA_AUDIT,
+    SBX_LUA_ME_AUDIT
 } ngx_http_sandbox_api_lua_e;
 
 
 extern ngx_http_sandbox_api_script_t  ngx_http_sandbox_api_scripts[];
 
 
-#define NGX_HTTP_SANDBOX_API_ARGS    12
+#define NGX_HTTP_SANDBOX_API_ARGS    16
 
 /* argv[]'s index of ARGV[2], the caller (see ngx_http_sandbox_api_run) */
 #define NGX_HTTP_SANDBOX_API_CALLER  3
@@ -105,6 +107,8 @@ struct ngx_http_sandbox_api_ctx_s {
     u_char                              key[SBX_KEY_LEN];
     u_char                              digest[NGX_HTTP_SANDBOX_SHA256_HEX_LEN];
     u_char                              expires[NGX_TIME_T_LEN];
+    u_char                              request_id[32];
+    u_char                              maxlen[NGX_INT_T_LEN];
     ngx_flag_t                          new_key;
     ngx_int_t                           rc;
 
@@ -149,10 +153,16 @@ ngx_int_t ngx_http_sandbox_api_prep_state(ngx_http_request_t *r,
     ngx_http_sandbox_api_ctx_t *ctx);
 ngx_int_t ngx_http_sandbox_api_prep_anon(ngx_http_request_t *r,
     ngx_http_sandbox_api_ctx_t *ctx);
+ngx_int_t ngx_http_sandbox_api_prep_audit(ngx_http_request_t *r,
+    ngx_http_sandbox_api_ctx_t *ctx);
+void ngx_http_sandbox_api_audit_args(ngx_http_request_t *r,
+    ngx_http_sandbox_api_ctx_t *ctx);
 
 /* ngx_http_sandbox_api_health.c: the answer of GET /health */
 ngx_int_t ngx_http_sandbox_api_health(ngx_http_request_t *r,
     redisReply *reply);
+const char *ngx_http_sandbox_api_sync_state(json_t *raw, ngx_msec_t max_lag,
+    long long *lag);
 
 
 #endif /* _NGX_HTTP_SANDBOX_API_H_INCLUDED_ */

@@ -60,19 +60,17 @@ ngx_http_sandbox_api_health(ngx_http_request_t *r, redisReply *reply)
  * sbx:sync as sandbox-syncd wrote it, judged: routes are trustworthy
  * ("synced") while the daemon has listed everything and its view was
  * current within sandbox_sync_max_lag.  The lag is computed here, so a
- * daemon that died, and stopped writing, shows as stale.
+ * daemon that died, and stopped writing, shows as stale.  "sandbox_metrics"
+ * judges the same way.
  */
 
-static json_t *
-ngx_http_sandbox_api_sync(ngx_http_request_t *r, json_t *raw)
+const char *
+ngx_http_sandbox_api_sync_state(json_t *raw, ngx_msec_t max_lag,
+    long long *lagp)
 {
-    json_t                       *sync;
-    const char                   *state, *s;
-    long long                     synced_at, now, lag;
-    ngx_time_t                   *tp;
-    ngx_http_sandbox_loc_conf_t  *slcf;
-
-    slcf = ngx_http_get_module_loc_conf(r, ngx_http_sandbox_module);
+    const char  *state, *s;
+    long long    synced_at, now, lag;
+    ngx_time_t  *tp;
 
     s = json_string_value(json_object_get(raw, "synced_at"));
     synced_at = s ? strtoll(s, NULL, 10) : 0;
@@ -89,8 +87,8 @@ ngx_http_sandbox_api_sync(ngx_http_request_t *r, json_t *raw)
     } else if (s == NULL || ngx_strcmp(s, "1") != 0) {
         state = "listing";
 
-    } else if (synced_at <= 0 || lag > (long long) slcf->sync_max_lag
-               || -lag > (long long) slcf->sync_max_lag)
+    } else if (synced_at <= 0 || lag > (long long) max_lag
+               || -lag > (long long) max_lag)
     {
         /* far in the future is a wrong clock, which would hide a stop */
         state = "stale";
@@ -102,6 +100,24 @@ ngx_http_sandbox_api_sync(ngx_http_request_t *r, json_t *raw)
     if (lag < 0 && synced_at > 0) {
         lag = 0;                /* clocks a little apart */
     }
+
+    *lagp = lag;
+
+    return state;
+}
+
+
+static json_t *
+ngx_http_sandbox_api_sync(ngx_http_request_t *r, json_t *raw)
+{
+    json_t                       *sync;
+    const char                   *state, *s;
+    long long                     lag;
+    ngx_http_sandbox_loc_conf_t  *slcf;
+
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_sandbox_module);
+
+    state = ngx_http_sandbox_api_sync_state(raw, slcf->sync_max_lag, &lag);
 
     sync = json_pack("{ss sb sI}", "state", state,
                      "routes_trustworthy", ngx_strcmp(state, "synced") == 0,

@@ -16,6 +16,11 @@
  * follow from ARGV[3].  User endpoints get the caller's key hash as
  * KEYS[1]; the other keys are found from data (the key's user, sets), so
  * they are named in the scripts: see docs/redis-data-model.md.
+ * The last three arguments are always the client's address,
+ * the request id and sandbox_audit_maxlen: a mutation names itself in
+ * "act" (and "tgt") once its caller is known, and reply() then appends
+ * its record to the sbx:audit stream in the same script, whatever the
+ * outcome, so there is no change without its record.
  */
 
 
@@ -29,8 +34,17 @@
 
 #define SBX_LUA_COMMON                                                        \
     "local now = tonumber(ARGV[1])\n"                                         \
-    "local who\n"                                                             \
+    "local who, kid, act, tgt\n"                                              \
+    "local function audit(status)\n"                                          \
+    "  local n = #ARGV\n"                                                     \
+    "  redis.call('XADD', 'sbx:audit', 'MAXLEN', '~', ARGV[n], '*',\n"        \
+    "    'time', now, 'actor', who or 'admin', 'key_id', kid or '',\n"        \
+    "    'action', act, 'target', tgt or '', 'client', ARGV[n - 2],\n"        \
+    "    'request_id', ARGV[n - 1],\n"                                        \
+    "    'result', status < 300 and 'ok' or 'refused', 'status', status)"    \
+    " end\n"                                                                  \
     "local function reply(status, t)\n"                                       \
+    "  if act then audit(status) end\n"                                       \
     "  return {status, cjson.encode(t), who} end\n"                           \
     "local function fail(status, e, m)\n"                                     \
     "  return reply(status, {error = e, message = m}) end\n"                  \
@@ -84,7 +98,7 @@
     "if now - num(k[5]) >= 60 then\n"                                         \
     "  redis.call('HSET', kh, 'last_used_at', now) end\n"                     \
     "local user = k[1]\n"                                                     \
-    "who = user\n"
+    "who, kid = user, k[2]\n"
 
 
 /* authentication off: the user named in the request */
@@ -147,6 +161,7 @@
 static const char  ngx_http_sandbox_lua_user_create[] =
     SBX_LUA_COMMON
     "local u, email, id = ARGV[3], ARGV[4], ARGV[5]\n"
+    "act, tgt = 'user.create', u\n"
     "if redis.call('EXISTS', 'sbx:user:' .. u) == 1 then\n"
     "  return fail(409, 'Conflict',\n"
     "              \"User with username '\" .. u .. \"' already exists\") end\n"
@@ -185,8 +200,10 @@ static const char  ngx_http_sandbox_lua_user_get[] =
 
 static const char  ngx_http_sandbox_lua_user_update[] =
     SBX_LUA_COMMON
+    "act, tgt = 'user.update', ARGV[3]\n"
     "local h = user_by_id(ARGV[3])\n"
     "if not h then return fail(404, 'Not Found', 'User not found') end\n"
+    "tgt = h.username\n"
     "local key = 'sbx:user:' .. h.username\n"
     "if ARGV[4] == '' then redis.call('HDEL', key, 'email')\n"
     "elseif ARGV[4] ~= '\\0' then redis.call('HSET', key, 'email', ARGV[4])"
@@ -203,8 +220,10 @@ static const char  ngx_http_sandbox_lua_user_update[] =
 
 static const char  ngx_http_sandbox_lua_user_delete[] =
     SBX_LUA_COMMON
+    "act, tgt = 'user.delete', ARGV[3]\n"
     "local h = user_by_id(ARGV[3])\n"
     "if not h then return fail(404, 'Not Found', 'User not found') end\n"
+    "tgt = h.username\n"
     "local u = h.username\n"
     "for _, id in ipairs(redis.call('SMEMBERS', 'sbx:user:' .. u .. ':keys'))"
     " do\n"
@@ -232,6 +251,7 @@ static const char  ngx_http_sandbox_lua_user_delete[] =
 
 #define SBX_LUA_KEY_CREATE                                                    \
     "local d, id = ARGV[4], ARGV[6]\n"                                        \
+    "tgt = owner .. '/' .. id\n"                                              \
     "redis.call('HSET', 'sbx:key:' .. d, 'id', id, 'user', owner,\n"          \
     "           'prefix', ARGV[5], 'created_at', now, 'expires_at', ARGV[8],\n"\
     "           'active', '1')\n"                                             \
@@ -261,14 +281,15 @@ static const char  ngx_http_sandbox_lua_user_delete[] =
 
 
 static const char  ngx_http_sandbox_lua_admin_key_create[] =
-    SBX_LUA_COMMON SBX_LUA_ADMIN_OWNER SBX_LUA_KEY_CREATE;
+    SBX_LUA_COMMON "act, tgt = 'key.create', ARGV[3]\n"
+    SBX_LUA_ADMIN_OWNER SBX_LUA_KEY_CREATE;
 
 static const char  ngx_http_sandbox_lua_admin_key_list[] =
     SBX_LUA_COMMON SBX_LUA_ADMIN_OWNER SBX_LUA_KEY_LIST;
 
 static const char  ngx_http_sandbox_lua_me_key_create[] =
     SBX_LUA_COMMON SBX_LUA_AUTH_USER "local owner = user\n"
-    SBX_LUA_KEY_CREATE;
+    "act = 'key.create'\n" SBX_LUA_KEY_CREATE;
 
 static const char  ngx_http_sandbox_lua_me_key_list[] =
     SBX_LUA_COMMON SBX_LUA_AUTH_USER "local owner = user\n" SBX_LUA_KEY_LIST;
@@ -288,11 +309,13 @@ static const char  ngx_http_sandbox_lua_me_key_list[] =
     "if not d or redis.call('EXISTS', 'sbx:key:' .. d) == 0 then\n"           \
     "  return fail(404, 'Not Found', 'API key not found') end\n"
 
+#define SBX_LUA_KEY_ACT  "act, tgt = 'key.revoke', ARGV[3]\n"
+
 static const char  ngx_http_sandbox_lua_admin_key_revoke[] =
-    SBX_LUA_COMMON SBX_LUA_KEY_FIND SBX_LUA_KEY_REVOKE;
+    SBX_LUA_COMMON SBX_LUA_KEY_ACT SBX_LUA_KEY_FIND SBX_LUA_KEY_REVOKE;
 
 static const char  ngx_http_sandbox_lua_me_key_revoke[] =
-    SBX_LUA_COMMON SBX_LUA_AUTH_USER SBX_LUA_KEY_FIND
+    SBX_LUA_COMMON SBX_LUA_AUTH_USER SBX_LUA_KEY_ACT SBX_LUA_KEY_FIND
     "if redis.call('HGET', 'sbx:key:' .. d, 'user') ~= user then\n"
     "  return fail(403, 'Forbidden', 'You do not own this API key') end\n"
     SBX_LUA_KEY_REVOKE;
@@ -325,6 +348,7 @@ static const char  ngx_http_sandbox_lua_me[] =
 
 #define SBX_LUA_SANDBOX_CREATE                                                \
     "local n, image, ns = ARGV[3], ARGV[4], ARGV[5]\n"                        \
+    "act, tgt = 'sandbox.create', user .. '/' .. n\n"                         \
     "if ARGV[7] == 'prefix' then ns = ns .. user end\n"                       \
     "local key = 'sbx:sandbox:' .. user .. ':' .. n\n"                        \
     "if redis.call('EXISTS', key) == 1 then\n"                                \
@@ -353,6 +377,7 @@ static const char  ngx_http_sandbox_lua_me[] =
     "return reply(200, sandbox_json(user, n, rec, route_of(user, n), true))\n"
 
 #define SBX_LUA_SANDBOX_DELETE                                                \
+    "act, tgt = 'sandbox.delete', user .. '/' .. ARGV[3]\n"                   \
     SBX_LUA_NOT_OWNED                                                         \
     "redis.call('DEL', 'sbx:sandbox:' .. user .. ':' .. n)\n"                 \
     "redis.call('ZREM', 'sbx:user:' .. user .. ':sandboxes', n)\n"            \
@@ -363,6 +388,7 @@ static const char  ngx_http_sandbox_lua_me[] =
 /* ARGV[4]: "pause" or "resume" */
 
 #define SBX_LUA_SANDBOX_STATE                                                 \
+    "act, tgt = 'sandbox.' .. ARGV[4], user .. '/' .. ARGV[3]\n"              \
     SBX_LUA_NOT_OWNED                                                         \
     "local op = ARGV[4]\n"                                                    \
     "redis.call('HSET', 'sbx:sandbox:' .. user .. ':' .. n, 'state',\n"       \
@@ -407,6 +433,63 @@ static const char  ngx_http_sandbox_lua_health[] =
     "  sync = h})}\n";
 
 
+/*
+ * The audit log.  ARGV[3] since (a stream id, exclusive; "": the newest
+ * records), ARGV[4] actor ("": any), ARGV[5] action ("": any), ARGV[6]
+ * limit.  At most 10,000 records are looked at per call, so a filter
+ * that matches little cannot hold Redis; "next" says where to go on.
+ */
+
+#define SBX_LUA_AUDIT                                                         \
+    "local since, actor, action = ARGV[3], ARGV[4], ARGV[5]\n"                \
+    "local limit, out, seen, nxt = tonumber(ARGV[6]), {}, 0, ARGV[3]\n"       \
+    "local function take(e)\n"                                                \
+    "  local h = {}\n"                                                        \
+    "  for i = 1, #e[2], 2 do h[e[2][i]] = e[2][i + 1] end\n"                 \
+    "  if (actor == '' or h.actor == actor)\n"                                \
+    "     and (action == '' or h.action == action) then\n"                    \
+    "    out[#out + 1] = {id = e[1], created_at = num(h.time),\n"             \
+    "      actor = h.actor, key_id = h.key_id, action = h.action,\n"          \
+    "      target = h.target, client = h.client, request_id = h.request_id,\n"\
+    "      result = h.result, status = num(h.status)} end end\n"              \
+    "if since == '' then\n"                                                   \
+    "  local top = redis.call('XREVRANGE', 'sbx:audit', '+', '-', 'COUNT', 1)"\
+    "\n"                                                                      \
+    "  nxt = top[1] and top[1][1] or '0-0'\n"                                 \
+    "  local hi = '+'\n"                                                      \
+    "  while #out < limit and seen < 10000 do\n"                              \
+    "    local es = redis.call('XREVRANGE', 'sbx:audit', hi, '-', 'COUNT',"  \
+    " 200)\n"                                                                 \
+    "    for _, e in ipairs(es) do\n"                                         \
+    "      seen = seen + 1\n"                                                 \
+    "      if #out < limit then take(e) end end\n"                            \
+    "    if #es < 200 then break end\n"                                       \
+    "    hi = '(' .. es[#es][1] end\n"                                        \
+    "  local n = #out\n"                                                      \
+    "  for i = 1, math.floor(n / 2) do\n"                                     \
+    "    out[i], out[n + 1 - i] = out[n + 1 - i], out[i] end\n"               \
+    "else\n"                                                                  \
+    "  while #out < limit and seen < 10000 do\n"                              \
+    "    local es = redis.call('XRANGE', 'sbx:audit', '(' .. nxt, '+',"      \
+    " 'COUNT', 200)\n"                                                        \
+    "    for _, e in ipairs(es) do\n"                                         \
+    "      if #out >= limit then break end\n"                                 \
+    "      seen = seen + 1\n"                                                 \
+    "      take(e)\n"                                                         \
+    "      nxt = e[1] end\n"                                                  \
+    "    if #es < 200 then break end end\n"                                   \
+    "end\n"                                                                   \
+    "return reply(200, {count = #out, records = out, next = nxt})\n"
+
+static const char  ngx_http_sandbox_lua_audit[] =
+    SBX_LUA_COMMON SBX_LUA_AUDIT;
+
+/* a user's own records: ARGV[4] is replaced by the caller */
+
+static const char  ngx_http_sandbox_lua_me_audit[] =
+    SBX_LUA_COMMON SBX_LUA_AUTH_USER "ARGV[4] = user\n" SBX_LUA_AUDIT;
+
+
 ngx_http_sandbox_api_script_t  ngx_http_sandbox_api_scripts[] = {
     ngx_http_sandbox_script(ngx_http_sandbox_lua_user_create),
     ngx_http_sandbox_script(ngx_http_sandbox_lua_user_list),
@@ -431,5 +514,7 @@ ngx_http_sandbox_api_script_t  ngx_http_sandbox_api_scripts[] = {
     ngx_http_sandbox_script(SBX_LUA_ANON_SANDBOX(SBX_LUA_SANDBOX_DELETE)),
     ngx_http_sandbox_script(SBX_LUA_ANON_SANDBOX(SBX_LUA_SANDBOX_STATE)),
     ngx_http_sandbox_script(ngx_http_sandbox_lua_health),
+    ngx_http_sandbox_script(ngx_http_sandbox_lua_audit),
+    ngx_http_sandbox_script(ngx_http_sandbox_lua_me_audit),
     ngx_http_sandbox_script("")
 };

@@ -385,3 +385,99 @@ ngx_http_sandbox_api_str_arg(ngx_http_sandbox_api_ctx_t *ctx,
 {
     ngx_http_sandbox_api_arg(ctx, s->data, s->len);
 }
+
+
+/* the audit log: ?since=<stream id>&user=<name>&action=<a>&limit=<n> */
+
+ngx_int_t
+ngx_http_sandbox_api_prep_audit(ngx_http_request_t *r,
+    ngx_http_sandbox_api_ctx_t *ctx)
+{
+    u_char     *p;
+    ngx_int_t   limit;
+    ngx_str_t   v;
+    ngx_uint_t  dash;
+
+    /* since: a stream id, "ms" or "ms-seq" */
+
+    ngx_str_null(&v);
+    (void) ngx_http_arg(r, (u_char *) "since", 5, &v);
+
+    dash = 0;
+
+    for (p = v.data; p < v.data + v.len; p++) {
+        if (*p == '-' && p > v.data && !dash && p + 1 < v.data + v.len) {
+            dash = 1;
+            continue;
+        }
+
+        if (*p < '0' || *p > '9' || v.len > 41) {
+            return ngx_http_sandbox_api_bad(r, "since must be an audit "
+                                               "record id (ms or ms-seq)");
+        }
+    }
+
+    ngx_http_sandbox_api_arg(ctx, (char *) v.data, v.len);
+
+    ngx_str_null(&v);
+    (void) ngx_http_arg(r, (u_char *) "user", 4, &v);
+
+    if (v.len && !sbx_dns_label_valid(v.data, v.len)) {
+        return ngx_http_sandbox_api_bad(r, "user must be a user name");
+    }
+
+    ngx_http_sandbox_api_arg(ctx, (char *) v.data, v.len);
+
+    ngx_str_null(&v);
+    (void) ngx_http_arg(r, (u_char *) "action", 6, &v);
+
+    for (p = v.data; p < v.data + v.len; p++) {
+        if (v.len > 32 || !((*p >= 'a' && *p <= 'z') || *p == '.')) {
+            return ngx_http_sandbox_api_bad(r, "action must be like "
+                                               "sandbox.create");
+        }
+    }
+
+    ngx_http_sandbox_api_arg(ctx, (char *) v.data, v.len);
+
+    limit = 100;
+
+    if (ngx_http_arg(r, (u_char *) "limit", 5, &v) == NGX_OK) {
+        limit = ngx_atoi(v.data, v.len);
+
+        if (limit < 1 || limit > 1000) {
+            return ngx_http_sandbox_api_bad(r, "limit must be 1 to 1000");
+        }
+    }
+
+    ngx_http_sandbox_api_arg(ctx, (char *) ctx->expires,
+                             ngx_sprintf(ctx->expires, "%i", limit)
+                             - ctx->expires);
+
+    return NGX_OK;
+}
+
+
+/*
+ * Every script's last three arguments, for its audit record: the client's
+ * address, a request id (the data plane's kind) and sandbox_audit_maxlen
+ */
+
+void
+ngx_http_sandbox_api_audit_args(ngx_http_request_t *r,
+    ngx_http_sandbox_api_ctx_t *ctx)
+{
+    ngx_http_sandbox_loc_conf_t  *slcf;
+
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_sandbox_module);
+
+    ngx_http_sandbox_api_arg(ctx, (char *) r->connection->addr_text.data,
+                             r->connection->addr_text.len);
+    ngx_http_sandbox_api_arg(ctx, (char *) ctx->request_id,
+                             ngx_http_sandbox_request_id_write(ctx->request_id)
+                             - ctx->request_id);
+    ngx_http_sandbox_api_arg(ctx, (char *) ctx->maxlen,
+                             ngx_sprintf(ctx->maxlen, "%ui",
+                                         slcf->audit_maxlen)
+                             - ctx->maxlen);
+}

@@ -89,10 +89,30 @@ ngx_http_sandbox_balancer(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_str_t                         *value;
     ngx_uint_t                         i;
     ngx_http_upstream_server_t        *us;
-    ngx_http_upstream_srv_conf_t      *uscf;
+    ngx_http_upstream_srv_conf_t      *uscf, **known;
+    ngx_http_sandbox_main_conf_t      *smcf;
     ngx_http_sandbox_balancer_conf_t  *bcf;
 
     uscf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_upstream_module);
+
+    /* remembered, so the metrics know a data-plane request by it */
+
+    smcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_sandbox_module);
+
+    if (smcf->balancers == NULL) {
+        smcf->balancers = ngx_array_create(cf->pool, 2,
+                                       sizeof(ngx_http_upstream_srv_conf_t *));
+        if (smcf->balancers == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    known = ngx_array_push(smcf->balancers);
+    if (known == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *known = uscf;
 
     if (uscf->peer.init_upstream) {
         ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
@@ -312,6 +332,9 @@ ngx_http_sandbox_balancer_get_peer(ngx_peer_connection_t *pc, void *data)
     pc->cached = 0;
     pc->connection = NULL;
 
+    /* every peer got is freed once: the pair counts the open streams */
+    ngx_http_sandbox_metrics_inc(upstream_active);
+
     bcf = bp->conf;
 
     if (bcf->max_cached == 0) {
@@ -336,6 +359,8 @@ ngx_http_sandbox_balancer_get_peer(ngx_peer_connection_t *pc, void *data)
             goto found;
         }
     }
+
+    ngx_http_sandbox_metrics_inc(pool_misses);
 
     return NGX_OK;
 
@@ -365,6 +390,8 @@ found:
     pc->connection = c;
     pc->cached = 1;
 
+    ngx_http_sandbox_metrics_inc(pool_hits);
+
     return NGX_DONE;
 }
 
@@ -383,6 +410,8 @@ ngx_http_sandbox_balancer_free_peer(ngx_peer_connection_t *pc, void *data,
     c = pc->connection;
 
     pc->tries = 0;
+
+    ngx_http_sandbox_metrics_dec(upstream_active);
 
     if (ngx_http_sandbox_balancer_keepable(bp, c, state)) {
         ngx_http_sandbox_balancer_keep(bp->conf, pc, c);
@@ -564,4 +593,35 @@ ngx_http_sandbox_balancer_drop(ngx_http_sandbox_balancer_item_t *item)
     ngx_queue_remove(&item->lru);
     ngx_queue_insert_head(&item->conf->free, &item->lru);
     item->connection = NULL;
+}
+
+
+/*
+ * Is this request's upstream one of ours: a data-plane request, for the
+ * metrics (nginx's "keepalive" after sandbox_balancer wraps our peer
+ * functions, so the upstream{} block itself is what tells)
+ */
+
+ngx_uint_t
+ngx_http_sandbox_balancer_is(ngx_http_request_t *r, ngx_http_upstream_t *u)
+{
+    ngx_uint_t                      i;
+    ngx_http_upstream_srv_conf_t  **known;
+    ngx_http_sandbox_main_conf_t   *smcf;
+
+    smcf = ngx_http_get_module_main_conf(r, ngx_http_sandbox_module);
+
+    if (smcf->balancers == NULL || u->upstream == NULL) {
+        return 0;
+    }
+
+    known = smcf->balancers->elts;
+
+    for (i = 0; i < smcf->balancers->nelts; i++) {
+        if (known[i] == u->upstream) {
+            return 1;
+        }
+    }
+
+    return 0;
 }

@@ -67,7 +67,6 @@ typedef struct {
     ngx_atomic_t                    invalidations;
     ngx_atomic_t                    flushes;
     ngx_atomic_t                    entries;
-    ngx_http_sandbox_redis_stats_t  redis;    /* all workers' lookups */
 } ngx_http_sandbox_cache_stats_t;
 
 

@@ -16,9 +16,11 @@
 #include <openssl/rand.h>
 
 #include "ngx_http_sandbox_module.h"
+#include "sandbox_trace.h"
 
 
 static void ngx_http_sandbox_request_id(ngx_http_sandbox_route_ctx_t *ctx);
+static uint64_t ngx_http_sandbox_span(void);
 static void ngx_http_sandbox_header(ngx_table_elt_t *h, const char *name,
     const char *lowcase, ngx_str_t *value);
 
@@ -95,32 +97,82 @@ ngx_http_sandbox_forward_uri_value(ngx_http_request_t *r,
 /*
  * The sandbox must never see the client's key nor any X-Sandbox-* header
  * the client made up; it gets the authenticated user and a request id from
- * the gateway instead.
+ * the gateway instead, and the trace context (see below).
  *
  * The list is edited in place: a dropped header's slot takes one of the
  * gateway's own, the others are pushed into the list's spare room, and no
  * kept header moves (r->headers_in points into the list).  Only a client
  * that sent more dropped headers than the gateway adds gets a rebuilt
- * list; an open stream otherwise costs no more pool memory than plain
- * proxy_pass (bench/streams.pl).
+ * list (bench/streams.pl measures what an open stream costs).
+ *
+ * Trace context: one valid traceparent is continued in place, its parent
+ * id overwritten with the gateway's span (and a later version's extra
+ * fields cut), so it costs no memory; otherwise the client's are dropped
+ * and a new trace is added whose id is the request id: its 55 characters
+ * are the only allocation here.
  */
 
-#define NGX_HTTP_SANDBOX_ADDED  2
+#define NGX_HTTP_SANDBOX_ADDED  3
+
+/* what ngx_http_sandbox_dropped() says of a header */
+#define NGX_HTTP_SANDBOX_KEEP         0
+#define NGX_HTTP_SANDBOX_DROP         1
+#define NGX_HTTP_SANDBOX_TRACEPARENT  2
 
 static ngx_int_t ngx_http_sandbox_rebuild_headers(ngx_http_request_t *r,
-    ngx_table_elt_t *add, ngx_uint_t nadd);
+    ngx_table_elt_t *add, ngx_uint_t nadd, ngx_uint_t keep_tp);
 static ngx_uint_t ngx_http_sandbox_dropped(ngx_str_t *name);
+static ngx_int_t ngx_http_sandbox_trace(ngx_http_request_t *r,
+    ngx_http_sandbox_route_ctx_t *ctx, ngx_table_elt_t *tp, ngx_uint_t ntp,
+    ngx_str_t *traceparent);
 
 
 ngx_int_t
 ngx_http_sandbox_forward_headers(ngx_http_request_t *r,
     ngx_http_sandbox_route_ctx_t *ctx)
 {
-    ngx_str_t         id;
-    ngx_uint_t        i, nadd, used;
+    ngx_str_t         id, traceparent;
+    ngx_uint_t        i, nadd, used, ndrop, ntp, drop;
     ngx_list_part_t  *part;
-    ngx_table_elt_t  *h, *slot[NGX_HTTP_SANDBOX_ADDED];
+    ngx_table_elt_t  *h, *tp, *slot[NGX_HTTP_SANDBOX_ADDED];
     ngx_table_elt_t   add[NGX_HTTP_SANDBOX_ADDED];
+
+    /* the dropped headers' slots (as many as may be used), the trace */
+
+    used = 0;
+    ndrop = 0;
+    ntp = 0;
+    tp = NULL;
+
+    for (part = &r->headers_in.headers.part; part; part = part->next) {
+        h = part->elts;
+
+        for (i = 0; i < part->nelts; i++) {
+            drop = ngx_http_sandbox_dropped(&h[i].key);
+
+            if (drop == NGX_HTTP_SANDBOX_KEEP) {
+                continue;
+            }
+
+            if (drop == NGX_HTTP_SANDBOX_TRACEPARENT) {
+                if (ntp++ == 0) {
+                    tp = &h[i];
+                }
+
+                continue;
+            }
+
+            if (used < NGX_HTTP_SANDBOX_ADDED) {
+                slot[used++] = &h[i];
+            }
+
+            ndrop++;
+        }
+    }
+
+    if (ngx_http_sandbox_trace(r, ctx, tp, ntp, &traceparent) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     nadd = 0;
 
@@ -129,31 +181,29 @@ ngx_http_sandbox_forward_headers(ngx_http_request_t *r,
                                 "x-sandbox-user", &ctx->user);
     }
 
-    ngx_http_sandbox_request_id(ctx);
-
     id.len = NGX_HTTP_SANDBOX_REQUEST_ID_LEN;
     id.data = ctx->request_id;
 
     ngx_http_sandbox_header(&add[nadd++], "X-Request-Id", "x-request-id", &id);
 
-    /* the dropped headers' slots, as many as there are headers to add */
+    if (!ctx->trace_continued) {
+        ngx_http_sandbox_header(&add[nadd++], "traceparent", "traceparent",
+                                &traceparent);
 
-    used = 0;
+        /* the client's one invalid traceparent: its slot is ours */
 
-    for (part = &r->headers_in.headers.part; part; part = part->next) {
-        h = part->elts;
-
-        for (i = 0; i < part->nelts; i++) {
-            if (!ngx_http_sandbox_dropped(&h[i].key)) {
-                continue;
+        if (ntp == 1) {
+            if (used < NGX_HTTP_SANDBOX_ADDED) {
+                slot[used++] = tp;
             }
 
-            if (used == nadd) {
-                return ngx_http_sandbox_rebuild_headers(r, add, nadd);
-            }
-
-            slot[used++] = &h[i];
+            ndrop++;
         }
+    }
+
+    if (ndrop > nadd || (ntp > 1 && !ctx->trace_continued)) {
+        return ngx_http_sandbox_rebuild_headers(r, add, nadd,
+                                                ctx->trace_continued);
     }
 
     for (i = 0; i < nadd; i++) {
@@ -174,6 +224,13 @@ ngx_http_sandbox_forward_headers(ngx_http_request_t *r,
 static ngx_uint_t
 ngx_http_sandbox_dropped(ngx_str_t *name)
 {
+    if (name->len == sizeof("traceparent") - 1
+        && ngx_strncasecmp(name->data, (u_char *) "traceparent", name->len)
+           == 0)
+    {
+        return NGX_HTTP_SANDBOX_TRACEPARENT;
+    }
+
     return (name->len == sizeof("Authorization") - 1
             && ngx_strncasecmp(name->data, (u_char *) "Authorization",
                                name->len) == 0)
@@ -190,8 +247,9 @@ ngx_http_sandbox_dropped(ngx_str_t *name)
 
 static ngx_int_t
 ngx_http_sandbox_rebuild_headers(ngx_http_request_t *r, ngx_table_elt_t *add,
-    ngx_uint_t nadd)
+    ngx_uint_t nadd, ngx_uint_t keep_tp)
 {
+    ngx_uint_t        drop;
     ngx_uint_t        i;
     ngx_list_t        list;
     ngx_list_part_t  *part;
@@ -208,7 +266,11 @@ ngx_http_sandbox_rebuild_headers(ngx_http_request_t *r, ngx_table_elt_t *add,
         h = part->elts;
 
         for (i = 0; i < part->nelts; i++) {
-            if (ngx_http_sandbox_dropped(&h[i].key)) {
+            drop = ngx_http_sandbox_dropped(&h[i].key);
+
+            if (drop == NGX_HTTP_SANDBOX_DROP
+                || (drop == NGX_HTTP_SANDBOX_TRACEPARENT && !keep_tp))
+            {
                 continue;
             }
 
@@ -263,14 +325,116 @@ ngx_http_sandbox_request_id_init(void)
 }
 
 
+/* 32 hex digits at p */
+
+u_char *
+ngx_http_sandbox_request_id_write(u_char *p)
+{
+    return ngx_sprintf(p, "%016xL%016xL", ngx_http_sandbox_request_id_prefix,
+                       ++ngx_http_sandbox_request_id_seq);
+}
+
+
 static void
 ngx_http_sandbox_request_id(ngx_http_sandbox_route_ctx_t *ctx)
 {
-    (void) ngx_sprintf(ctx->request_id, "%016xL%016xL",
-                       ngx_http_sandbox_request_id_prefix,
-                       ++ngx_http_sandbox_request_id_seq);
+    (void) ngx_http_sandbox_request_id_write(ctx->request_id);
 
     ctx->request_id_set = 1;
+}
+
+
+/* a span id: the counter scrambled by a bijection, so unique here */
+
+static uint64_t
+ngx_http_sandbox_span(void)
+{
+    return (++ngx_http_sandbox_request_id_seq * 0x9e3779b97f4a7c15ULL)
+           ^ ngx_http_sandbox_request_id_prefix;
+}
+
+
+/*
+ * The trace: one valid traceparent of the client is continued in place
+ * (no memory), else a new trace starts whose id is the request id (its
+ * 55 characters the only allocation)
+ */
+
+static ngx_int_t
+ngx_http_sandbox_trace(ngx_http_request_t *r,
+    ngx_http_sandbox_route_ctx_t *ctx, ngx_table_elt_t *tp, ngx_uint_t ntp,
+    ngx_str_t *traceparent)
+{
+    u_char        *p;
+    const u_char  *trace_id, *flags;
+
+    ngx_http_sandbox_request_id(ctx);
+
+    if (ntp == 1
+        && sbx_traceparent_parse(tp->value.data, tp->value.len, &trace_id,
+                                 &flags)
+           == 0)
+    {
+        ctx->trace_continued = 1;
+
+        /* trace_id and flags point into the value: written over in place */
+
+        tp->value.len = sbx_traceparent_write(tp->value.data, trace_id,
+                                              ngx_http_sandbox_span(),
+                                              flags)
+                        - tp->value.data;
+        *traceparent = tp->value;
+
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(r->pool, SBX_TRACEPARENT_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    traceparent->data = p;
+    traceparent->len = sbx_traceparent_write(p, ctx->request_id,
+                                             ngx_http_sandbox_span(),
+                                             (u_char *) "01")
+                       - p;
+
+    return NGX_OK;
+}
+
+
+/* the trace id the sandbox received, for $sandbox_trace_id */
+
+void
+ngx_http_sandbox_trace_id(ngx_http_request_t *r,
+    ngx_http_sandbox_route_ctx_t *ctx, ngx_str_t *id)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    if (!ctx->trace_continued) {
+        id->len = ctx->request_id_set ? NGX_HTTP_SANDBOX_REQUEST_ID_LEN : 0;
+        id->data = ctx->request_id;     /* a new trace, or none */
+        return;
+    }
+
+    for (part = &r->headers_in.headers.part; part; part = part->next) {
+        h = part->elts;
+
+        for (i = 0; i < part->nelts; i++) {
+            if (ngx_http_sandbox_dropped(&h[i].key)
+                    == NGX_HTTP_SANDBOX_TRACEPARENT
+                && h[i].value.len == SBX_TRACEPARENT_LEN)
+            {
+                id->data = h[i].value.data + 3;
+                id->len = SBX_TRACE_ID_LEN;
+                return;
+            }
+        }
+    }
+
+    ngx_str_null(id);
 }
 
 

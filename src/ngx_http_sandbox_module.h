@@ -20,6 +20,7 @@
 #include "sandbox_path.h"
 #include "ngx_http_sandbox_redis.h"
 #include "ngx_http_sandbox_cache.h"
+#include "ngx_http_sandbox_metrics.h"
 
 
 #define NGX_HTTP_SANDBOX_SHA256_LEN      32
@@ -40,6 +41,9 @@ typedef struct {
     ngx_flag_t                      admin_key_set;
 
     ngx_shm_zone_t                 *cache_zone;
+
+    /* upstream{} blocks with sandbox_balancer: the data plane's */
+    ngx_array_t                    *balancers;
 } ngx_http_sandbox_main_conf_t;
 
 
@@ -52,6 +56,7 @@ typedef struct {
     ngx_http_sandbox_cache_ttl_t    cache_ttl;
 
     ngx_uint_t                      quota;
+    ngx_uint_t                      audit_maxlen;
     ngx_str_t                       default_image;
     ngx_str_t                       namespace_prefix;
 } ngx_http_sandbox_loc_conf_t;
@@ -98,6 +103,7 @@ typedef struct {
     ngx_http_sandbox_ctx_kind_e     kind;       /* first, in every kind */
     unsigned                        cache_status:2;
     unsigned                        request_id_set:1;
+    unsigned                        trace_continued:1;
 
     ngx_str_t                       user;
     ngx_str_t                       name;
@@ -157,6 +163,11 @@ ngx_int_t ngx_http_sandbox_forward_uri_value(ngx_http_request_t *r,
 ngx_int_t ngx_http_sandbox_forward_headers(ngx_http_request_t *r,
     ngx_http_sandbox_route_ctx_t *ctx);
 void ngx_http_sandbox_request_id_init(void);
+u_char *ngx_http_sandbox_request_id_write(u_char *p);
+void ngx_http_sandbox_trace_id(ngx_http_request_t *r,
+    ngx_http_sandbox_route_ctx_t *ctx, ngx_str_t *id);
+
+#define NGX_HTTP_SANDBOX_REQUEST_ID_LEN  32
 
 /* invalidation events: the sbx:events subscriber of worker 0 */
 ngx_int_t ngx_http_sandbox_events_init(ngx_cycle_t *cycle,
@@ -173,6 +184,8 @@ ngx_int_t ngx_http_sandbox_status_handler(ngx_http_request_t *r);
 /* balancer */
 char *ngx_http_sandbox_balancer(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+ngx_uint_t ngx_http_sandbox_balancer_is(ngx_http_request_t *r,
+    ngx_http_upstream_t *u);
 
 /* management and admin API: content handler of "sandbox_api" */
 ngx_int_t ngx_http_sandbox_api_handler(ngx_http_request_t *r);

@@ -43,6 +43,15 @@ typedef void (*ngx_http_sandbox_redis_ready_pt)(
     ngx_http_sandbox_redis_t *rd, void *data);
 
 
+/*
+ * The round-trip latency histogram's upper bounds, ms; one more bucket
+ * counts the rest.  ngx_http_sandbox_latency_bucket() finds a bucket.
+ */
+#define NGX_HTTP_SANDBOX_LATENCY_BOUNDS                                       \
+    1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000
+#define NGX_HTTP_SANDBOX_LATENCY_BUCKETS  16
+
+
 /* counters; they may live in shared memory, so they are atomics */
 typedef struct {
     ngx_atomic_t                         commands;
@@ -51,7 +60,12 @@ typedef struct {
     ngx_atomic_t                         connects;
     ngx_atomic_t                         latency_total;
     ngx_atomic_t                         latency_max;
+    ngx_atomic_t                         latency[
+                                            NGX_HTTP_SANDBOX_LATENCY_BUCKETS];
 } ngx_http_sandbox_redis_stats_t;
+
+
+ngx_uint_t ngx_http_sandbox_latency_bucket(ngx_msec_t ms);
 
 
 typedef struct {

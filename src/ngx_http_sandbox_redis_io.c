@@ -294,6 +294,8 @@ ngx_http_sandbox_redis_dispatch(ngx_http_sandbox_redis_t *rd)
         t = ngx_current_msec - op->start;
         (void) ngx_atomic_fetch_add(&rd->stats->replies, 1);
         (void) ngx_atomic_fetch_add(&rd->stats->latency_total, t);
+        (void) ngx_atomic_fetch_add(
+                    &rd->stats->latency[ngx_http_sandbox_latency_bucket(t)], 1);
 
         if (t > rd->stats->latency_max) {
             rd->stats->latency_max = t;     /* a racy max is good enough */

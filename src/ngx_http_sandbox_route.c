@@ -875,6 +875,8 @@ ngx_http_sandbox_finish(ngx_http_request_t *r,
     ngx_table_elt_t              *h;
     ngx_http_sandbox_loc_conf_t  *slcf;
 
+    ngx_http_sandbox_metrics_decision(ctx->status, ctx->not_ready);
+
     if (ctx->status == NGX_OK) {
         if (ngx_http_sandbox_forward_headers(r, ctx->out) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;

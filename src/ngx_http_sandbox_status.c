@@ -38,8 +38,10 @@ ngx_http_sandbox_status_handler(ngx_http_request_t *r)
 
     if (smcf->cache_zone) {
         cache = ngx_http_sandbox_status_cache(smcf->cache_zone);
-        redis = ngx_http_sandbox_status_redis(
-                    &ngx_http_sandbox_cache_stats(smcf->cache_zone)->redis);
+    }
+
+    if (ngx_http_sandbox_worker_redis && ngx_http_sandbox_metrics) {
+        redis = ngx_http_sandbox_status_redis(&ngx_http_sandbox_metrics->redis);
     }
 
     body = json_pack("{so so sb}",

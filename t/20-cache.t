@@ -135,7 +135,7 @@ sub status { $t->json($t->http('GET', '/', port => 3)) }
 sub answer {       # what a client can observe, minus per-request ids
     my ($res) = @_;
     my $body = $res->{body};
-    $body =~ s/"(x-request-id|conn|conn_requests)":"?[^",}]*"?//g;
+    $body =~ s/"(x-request-id|traceparent|conn|conn_requests)":"?[^",}]*"?//g;
     return join '|', $res->{status}, $res->{headers}{'www-authenticate'} // '',
                      $res->{headers}{'retry-after'} // '', $body;
 }

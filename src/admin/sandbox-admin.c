@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -48,6 +49,9 @@ usage(void)
         "  keys USER                       list a user's API keys\n"
         "  key-create USER [NAME [EXPIRES]]  create a key (shown once)\n"
         "  key-revoke KEY_ID               revoke a key\n"
+        "  audit [--follow] [--user USER] [--action ACTION] [--limit N]\n"
+        "                                  the audit log, newest last;\n"
+        "                                  --follow waits for more\n"
         "\n"
         "USER is a user id or a user name.  The admin key is read from\n"
         "--key-file, $SANDBOX_ADMIN_KEY_FILE or $SANDBOX_ADMIN_KEY; the\n"
@@ -296,6 +300,115 @@ show(admin_t *a, json_t *j, const char *list, void (*one)(json_t *),
 }
 
 
+static void
+print_record(json_t *r)
+{
+    printf("%s  %-10s  %-14s  %-7s %3d  %-24s  %s  %s\n",
+           str(r, "created_at"), str(r, "actor"), str(r, "action"),
+           str(r, "result"),
+           (int) json_integer_value(json_object_get(r, "status")),
+           str(r, "target"), str(r, "client"), str(r, "request_id"));
+}
+
+
+/*
+ * The newest records, then (--follow) whatever comes after them, asked
+ * once a second from where the last answer ended ("next")
+ */
+
+static int
+audit(admin_t *a, int argc, char **argv)
+{
+    int          i, follow;
+    long         status;
+    char         query[512], path[700], since[64];
+    char        *v;
+    size_t       k, n;
+    json_t      *j, *r;
+    const char  *next;
+    CURL        *curl;
+
+    follow = 0;
+    since[0] = '\0';
+    n = 0;
+    query[0] = '\0';
+
+    curl = curl_easy_init();
+    if (curl == NULL) {
+        return 1;
+    }
+
+    for (i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--follow") == 0) {
+            follow = 1;
+            continue;
+        }
+
+        if (i + 1 == argc || (strcmp(argv[i], "--user") != 0
+                              && strcmp(argv[i], "--action") != 0
+                              && strcmp(argv[i], "--limit") != 0))
+        {
+            curl_easy_cleanup(curl);
+            usage();
+            return 2;
+        }
+
+        v = curl_easy_escape(curl, argv[i + 1], 0);
+        if (v == NULL || strlen(v) > 100) {
+            curl_free(v);
+            curl_easy_cleanup(curl);
+            usage();
+            return 2;
+        }
+
+        n += snprintf(query + n, sizeof(query) - n, "&%s=%s", argv[i] + 2, v);
+        curl_free(v);
+        i++;
+    }
+
+    curl_easy_cleanup(curl);
+
+    for ( ;; ) {
+        snprintf(path, sizeof(path), "/api/admin/audit?since=%s%s", since,
+                 query);
+
+        status = request(a, "GET", path, NULL, &j);
+        if (refused(status, j)) {
+            json_decref(j);
+            return 1;
+        }
+
+        json_array_foreach(json_object_get(j, "records"), k, r) {
+            if (a->json) {
+                json_dumpf(r, stdout, JSON_COMPACT);
+                printf("\n");
+
+            } else {
+                print_record(r);
+            }
+        }
+
+        next = json_string_value(json_object_get(j, "next"));
+        if (next && strlen(next) < sizeof(since)) {
+            strcpy(since, next);
+        }
+
+        /* a full page means more is there already */
+        k = json_array_size(json_object_get(j, "records"));
+        json_decref(j);
+        fflush(stdout);
+
+        if (!follow) {
+            return 0;
+        }
+
+        if (k == 0 || since[0] == '\0') {
+            sleep(1);
+        }
+    }
+}
+
+
 static int
 run(admin_t *a, int argc, char **argv)
 {
@@ -387,6 +500,9 @@ run(admin_t *a, int argc, char **argv)
             fprintf(stderr, "key id %s; it will not be shown again\n",
                     str(json_object_get(j, "key_info"), "id"));
         }
+
+    } else if (strcmp(cmd, "audit") == 0) {
+        rc = audit(a, argc, argv);
 
     } else if (strcmp(cmd, "key-revoke") == 0) {
         NEED(2);

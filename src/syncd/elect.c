@@ -22,6 +22,7 @@
 #include "elect.h"
 #include "lease.h"
 #include "log.h"
+#include "metrics.h"
 
 static long long monotonic_ms(void) {
     struct timespec ts;
@@ -48,12 +49,18 @@ static void stop_worker(const election *e, pid_t *worker, const char *why) {
     waitpid(*worker, NULL, 0);
     *worker = 0;
     syncd_log("%s stopped leading: %s", e->id, why);
+    METRIC_SET(leader, 0);
+    METRIC_SET(listed, 0);
+    METRIC_SET(synced_at, 0);       /* a follower reports no lag */
+    METRIC_INC(lease_transitions);
 }
 
 static pid_t start_worker(const election *e, elect_work_fn work, void *data) {
     pid_t pid;
 
     syncd_log("%s leads", e->id);
+    METRIC_SET(leader, 1);
+    METRIC_INC(lease_transitions);
     pid = fork();
     if (pid == 0) {
         /* a worker never outlives its elector: no second leader */

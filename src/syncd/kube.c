@@ -12,6 +12,7 @@
 #include <curl/curl.h>
 
 #include "kube.h"
+#include "metrics.h"
 
 #define BODY_MAX  (256 * 1024 * 1024)
 #define WAIT_MAX  16
@@ -200,6 +201,7 @@ long kube_send(kube *k, const char *method, const char *path,
         curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
         if (b.data) *out = json_loadb(b.data, b.len, 0, NULL);
     }
+    if (status == 0 || status == 401 || status >= 500) METRIC_INC(kube_errors);
     if (status == 401) kube_token(k, 1);
 
     free(b.data);
@@ -291,6 +293,10 @@ long kube_watch(kube *k, const char *path, long idle_timeout,
     k->watching = NULL;
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
     if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && s.stop)) status = 0;
+    /* a watch the daemon itself ended (re-list, exit) is no error */
+    if ((status == 0 && rc != CURLE_ABORTED_BY_CALLBACK) || status == 401
+        || status >= 500)
+        METRIC_INC(kube_errors);
     if (status == 401) kube_token(k, 1);
 
     free(s.line.data);

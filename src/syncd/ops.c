@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "ops.h"
 #include "route.h"
 
@@ -72,9 +73,20 @@ static const char *message(json_t *status) {
     return m ? m : "no answer from Kubernetes";
 }
 
+static long long now_ms(void) {
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void record(ops *o, const op *p, const char *state, const char *error) {
     redisReply *r;
     char key[256];
+    int kind = metrics_op_kind(p->op);
+
+    if (kind >= 0 && error) METRIC_INC(ops_failed[kind]);
+    else if (kind >= 0) METRIC_INC(ops_done[kind]);
 
     snprintf(key, sizeof(key), "sbx:sandbox:%s:%s", p->user, p->name);
     if (error)
@@ -175,6 +187,8 @@ static int carry_out(ops *o, const op *p) {
 static int handle(ops *o, redisReply *reply) {
     size_t i;
     redisReply *entries, *r;
+    long long start;
+    int kind;
 
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) return 0;
     entries = reply->element[0]->element[1];
@@ -190,7 +204,11 @@ static int handle(ops *o, redisReply *reply) {
         p.namespace = field(f, "namespace");
         p.image = field(f, "image");
 
+        start = now_ms();
         if (!carry_out(o, &p)) continue;
+        kind = metrics_op_kind(p.op);
+        if (metrics && kind >= 0)
+            metrics_observe(&metrics->op_time[kind], now_ms() - start);
         r = redisCommand(o->redis, "XACK sbx:ops syncd %s", p.id);
         freeReplyObject(r);
     }
@@ -228,13 +246,19 @@ int ops_round(ops *o, long block_ms) {
 
     r = redisCommand(o->redis, "XREADGROUP GROUP syncd %s COUNT 50 STREAMS "
                      "sbx:ops 0", o->consumer);
-    if (r == NULL) return -1;
+    if (r == NULL) {
+        METRIC_INC(redis_errors);
+        return -1;
+    }
     handle(o, r);
     freeReplyObject(r);
 
     r = redisCommand(o->redis, "XREADGROUP GROUP syncd %s COUNT 50 BLOCK %ld "
                      "STREAMS sbx:ops >", o->consumer, block_ms);
-    if (r == NULL) return -1;
+    if (r == NULL) {
+        METRIC_INC(redis_errors);
+        return -1;
+    }
     handle(o, r);
     freeReplyObject(r);
     return 0;

@@ -18,6 +18,9 @@
  * Service names are resolved without blocking (resolve.c): the watch's
  * loop waits on the resolver's sockets too, and a route whose lookup is
  * running is written when the lookup ends.
+ *
+ * With --metrics ADDR, the main process serves the counters of all of
+ * them (metrics.c) at http://ADDR/metrics.
  */
 
 #include <signal.h>
@@ -35,6 +38,7 @@
 #include "elect.h"
 #include "kube.h"
 #include "log.h"
+#include "metrics.h"
 #include "ops.h"
 #include "resolve.h"
 #include "route.h"
@@ -102,6 +106,7 @@ static int redis_ready(syncd *s) {
     if (s->redis && s->redis->err == 0) return 0;
     redisFree(s->redis);
     s->redis = store_connect(s->redis_addr);
+    if (s->redis == NULL) METRIC_INC(redis_errors);
     return s->redis ? 0 : -1;
 }
 
@@ -145,8 +150,10 @@ static pending *pending_add(syncd *s, const route *r) {
 }
 
 static void put(syncd *s, const route *r) {
-    if (s->redis == NULL || s->redis->err || store_put(s->redis, r) != 0)
+    if (s->redis == NULL || s->redis->err || store_put(s->redis, r) != 0) {
+        METRIC_INC(redis_errors);
         s->resync = 1;
+    }
 }
 
 /* the end of a lookup: the route is written, resolved or not */
@@ -220,7 +227,10 @@ static void apply(syncd *s, json_t *obj, int deleted) {
         return;                 /* not a sandbox the gateway routes */
     if (deleted) {
         pending_drop(s, r.user, r.name);
-        if (store_del(s->redis, r.user, r.name) != 0) s->resync = 1;
+        if (store_del(s->redis, r.user, r.name) != 0) {
+            METRIC_INC(redis_errors);
+            s->resync = 1;
+        }
         return;
     }
     if (prepare(s, &r) == 0) put(s, &r);
@@ -271,6 +281,8 @@ static int tick(void *data, int streaming) {
     int rc;
 
     if (streaming) s->st.synced_at = now;
+    METRIC_SET(synced_at, s->st.synced_at);
+    METRIC_SET(listed, s->st.listed);
     if (s->redis == NULL || s->redis->err) {
         s->resync = 1;
         return 1;
@@ -280,7 +292,10 @@ static int tick(void *data, int streaming) {
         fprintf(stderr, "sandbox-syncd: Redis lost its data: re-listing\n");
         s->resync = 1;
     }
-    if (rc < 0) s->resync = 1;
+    if (rc < 0) {
+        METRIC_INC(redis_errors);
+        s->resync = 1;
+    }
     return s->resync;
 }
 
@@ -318,6 +333,7 @@ static int relist(syncd *s) {
     route *page = NULL;
     size_t nseen = 0, npage, i;
     int rc = -1;
+    long long start = store_now_ms();
 
     s->npending = 0;
     for (;;) {
@@ -387,9 +403,17 @@ static int relist(syncd *s) {
     s->st.last_list_at = s->st.synced_at = store_now_ms();
     s->resync = 0;
     store_sync_state(s->redis, &s->st, 1);
+    METRIC_SET(synced_at, s->st.synced_at);
+    METRIC_SET(listed, 1);
     rc = 0;
 
 done:
+    if (rc == 0) {
+        METRIC_INC(relists);
+        metrics_observe(&metrics->relist_time, store_now_ms() - start);
+    } else {
+        METRIC_INC(relist_failures);
+    }
     for (i = 0; i < nseen; i++) free(seen[i]);
     free(seen);
     free(page);
@@ -405,10 +429,13 @@ static int on_event(const char *line, size_t len, void *data) {
     if (ev == NULL) return 0;
     type = json_string_value(json_object_get(ev, "type"));
     obj = json_object_get(ev, "object");
+    if (metrics_event_type(type) >= 0) METRIC_INC(events[metrics_event_type(type)]);
 
     if (type && strcmp(type, "ERROR") == 0) {
-        if (json_integer_value(json_object_get(obj, "code")) == 410)
+        if (json_integer_value(json_object_get(obj, "code")) == 410) {
+            METRIC_INC(gone);
             s->gone = 1;
+        }
         json_decref(ev);
         return 1;
     }
@@ -434,6 +461,7 @@ static void usage(void) {
         "         [--template FILE] [--lease NAMESPACE/NAME] [--lease-duration S]\n"
         "         [--renew-deadline S] [--retry-period S]\n"
         "         [--dns-servers LIST]\n"
+        "         [--metrics ADDR]   (e.g. 127.0.0.1:9464: GET /metrics)\n"
         "environment: KUBECONFIG, K8S_API, K8S_TOKEN_FILE, K8S_CA_FILE,\n"
         "SANDBOX_REDIS, SANDBOX_NAMESPACE, SANDBOX_API_VERSION,\n"
         "SANDBOX_TEMPLATE, SANDBOX_DNS_SERVERS; in a pod, the service\n"
@@ -543,6 +571,7 @@ int main(int argc, char **argv) {
     work w = { &s, NULL };
     double renew = 0, retry = 0;
     resolver *res;
+    const char *metrics_addr = NULL;
     int i;
 
     memset(&s, 0, sizeof(s));
@@ -573,6 +602,7 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--watch-timeout") == 0) s.watch_timeout = atol(v);
         else if (strcmp(argv[i], "--template") == 0) template_file = v;
         else if (strcmp(argv[i], "--lease") == 0) e.lease = v;
+        else if (strcmp(argv[i], "--metrics") == 0) metrics_addr = v;
         else if (strcmp(argv[i], "--lease-duration") == 0)
             e.duration = atoi(v) > 0 ? atoi(v) : 15;
         else if (strcmp(argv[i], "--renew-deadline") == 0) renew = atof(v);
@@ -623,6 +653,12 @@ int main(int argc, char **argv) {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     kube_token(&s.k, 1);
 
+    /* counters shared by every process forked from here on */
+    if (metrics_init() != 0)
+        fprintf(stderr, "sandbox-syncd: no shared memory: no metrics\n");
+    if (metrics_addr && metrics_serve(metrics_addr) != 0) return 2;
+    if (e.lease == NULL) METRIC_SET(leader, 1);
+
     if (e.lease) {
         e.id = s.st.leader;
         w.template_file = template_file;
@@ -632,6 +668,7 @@ int main(int argc, char **argv) {
         i = run(&s, template_file);
     }
     kube_close(&s.k);
+    metrics_stop();
     curl_global_cleanup();
     kubeconfig_free(&s.k.conf);
     return i;
@@ -684,6 +721,7 @@ static int run(syncd *s_, const char *template_file) {
             status = kube_watch(&s.k, path, s.watch_timeout + 10, on_event,
                                 &s);
 
+            if (status == 410) METRIC_INC(gone);
             if (s.gone || s.resync || status == 410) break;  /* re-list */
             if (status == 200) { backoff = 1; continue; } /* resume */
             fprintf(stderr, "sandbox-syncd: watch: HTTP %ld\n", status);
