@@ -114,7 +114,9 @@ ok(wait_for(sub { ($t->redis('HGET', 'sbx:sync', 'listed') // '') eq '1' }),
 queue('create', 'ld0');
 ok(wait_for(sub { ($k->call('GET', "$uns/ld0"))[0] == 200 }),
    'an operation carried out through the relay');
-like(daemon_log('old'), qr{create alice/ld0: HTTP 201}, 'by the leader');
+# the answer is logged just after the object exists
+ok(wait_for(sub { daemon_log('old') =~ qr{create alice/ld0: HTTP 201} }),
+   'by the leader') or diag(daemon_log('old'));
 unlike(daemon_log('new'), qr/leads/, 'the other daemon follows');
 my $worker = child_of($old);
 ok($worker && group_members($worker) >= 2,
