@@ -38,7 +38,7 @@ my $admin = $t->admin_key;
         $s =~ s/^load_module [^\n]*/load_module M;/m;
         $s =~ s/(sandbox_redis\s+)\S+;/$1R;/;
         $s =~ s/(sandbox_admin_key_file\s+)\S+;/$1K;/;
-        $s =~ s/(access_log\s+)\S+\//$1L\//;
+        $s =~ s/^([ \t]*access_log\s+)\S+\//$1L\//m;
         $s =~ s/(\blisten\s+)\S+;/$1P;/;
         return $s;
     };

@@ -541,7 +541,8 @@ sub write_shipped_conf {
         [ qr{(\bsandbox_redis\s+)127\.0\.0\.1:6379;}, 1,
           sub { $1 . $self->redis_addr . ';' } ],
         [ qr{/etc/nginx/sandbox-admin\.key;}, 1, sub { "$d/admin.key;" } ],
-        [ qr{(\baccess_log\s+)/var/log/nginx/}, 1, sub { "$1$d/" } ],
+        # (a commented-out example line is left as it is)
+        [ qr{^([ \t]*access_log\s+)/var/log/nginx/}m, 1, sub { "$1$d/" } ],
         [ qr{^(\s*listen\s+)80;}m, 1,
           sub { $1 . '127.0.0.1:' . $self->port(1) . ';' } ],
     );
