@@ -21,7 +21,7 @@ IMAGE=${IMAGE:-localhost/sandbox-gateway:latest}
 DEB_MIRRORS=${DEB_MIRRORS:-"deb http://deb.debian.org/debian bookworm main
 deb http://deb.debian.org/debian bookworm-updates main
 deb http://deb.debian.org/debian-security bookworm-security main"}
-PKGS="nginx libhiredis0.14 libjansson4 libcurl4 libyaml-0-2 libc-ares2 ca-certificates"
+PKGS="nginx libhiredis0.14 libjansson4 libcurl4 libyaml-0-2 libc-ares2 libmicrohttpd12 ca-certificates"
 # the user the gateway runs as (numeric, for runAsNonRoot)
 UID_GW=10001
 

@@ -287,7 +287,8 @@ check_sandbox_create(const json_t *body, int anon)
         want = want
                && (field(body, "username") == FIELD_ABSENT
                    || (field(body, "username") == FIELD_STRING
-                       && label(body, "username")))
+                       && label(body, "username")
+                       && !is_proxy(body, "username")))
                && (field(body, "namespace") == FIELD_ABSENT
                    || (field(body, "namespace") == FIELD_STRING
                        && label(body, "namespace")));
