@@ -135,10 +135,11 @@ ngx_int_t
 ngx_http_sandbox_api_prep_key_create(ngx_http_request_t *r,
     ngx_http_sandbox_api_ctx_t *ctx)
 {
-    time_t            now;
-    ngx_int_t         rc;
-    sbx_key_create_t  kc;
-    char              err[SBX_BODY_ERR_MAX];
+    time_t                        now;
+    ngx_int_t                     rc;
+    sbx_key_create_t              kc;
+    ngx_http_sandbox_loc_conf_t  *slcf;
+    char                          err[SBX_BODY_ERR_MAX];
 
     if (ctx->ep->auth == NGX_HTTP_SANDBOX_API_ADMIN) {
         ngx_http_sandbox_api_prep_param(r, ctx);
@@ -169,6 +170,8 @@ ngx_http_sandbox_api_prep_key_create(ngx_http_request_t *r,
         return rc;
     }
 
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_sandbox_module);
+
     ngx_http_sandbox_api_arg(ctx, (char *) ctx->digest,
                              NGX_HTTP_SANDBOX_SHA256_HEX_LEN);
     ngx_http_sandbox_api_arg(ctx, (char *) ctx->key, 12);
@@ -177,6 +180,12 @@ ngx_http_sandbox_api_prep_key_create(ngx_http_request_t *r,
     ngx_http_sandbox_api_arg(ctx, (char *) ctx->expires,
                              ngx_sprintf(ctx->expires, "%T", kc.expires)
                              - ctx->expires);
+
+    /* a user's own keys are rate-limited; the admin's are not */
+
+    if (ctx->ep->auth == NGX_HTTP_SANDBOX_API_USER) {
+        ngx_http_sandbox_api_rate_args(ctx, &slcf->key_create_rate);
+    }
 
     return NGX_OK;
 }
@@ -290,6 +299,8 @@ ngx_http_sandbox_api_prep_sandbox_create(ngx_http_request_t *r,
 
     ngx_http_sandbox_api_arg(ctx, anon ? "namespace" : "prefix",
                              anon ? 9 : 6);
+
+    ngx_http_sandbox_api_rate_args(ctx, &slcf->create_rate);
 
     return NGX_OK;
 }
@@ -455,6 +466,21 @@ ngx_http_sandbox_api_prep_audit(ngx_http_request_t *r,
                              - ctx->expires);
 
     return NGX_OK;
+}
+
+
+/* a rate-limited creation's two arguments: the interval in us, the burst */
+
+void
+ngx_http_sandbox_api_rate_args(ngx_http_sandbox_api_ctx_t *ctx,
+    ngx_http_sandbox_rate_t *rate)
+{
+    ngx_http_sandbox_api_arg(ctx, (char *) ctx->rate,
+                             ngx_sprintf(ctx->rate, "%ui", rate->interval)
+                             - ctx->rate);
+    ngx_http_sandbox_api_arg(ctx, (char *) ctx->burst,
+                             ngx_sprintf(ctx->burst, "%ui", rate->burst)
+                             - ctx->burst);
 }
 
 
