@@ -167,6 +167,9 @@ void ngx_http_sandbox_api_audit_args(ngx_http_request_t *r,
     ngx_http_sandbox_api_ctx_t *ctx);
 void ngx_http_sandbox_api_rate_args(ngx_http_sandbox_api_ctx_t *ctx,
     ngx_http_sandbox_rate_t *rate);
+ngx_uint_t ngx_http_sandbox_api_keys(ngx_http_request_t *r,
+    ngx_http_sandbox_api_ctx_t *ctx, ngx_http_sandbox_api_script_t *s,
+    const char **argv, size_t *argvlen, u_char *numkeys);
 
 /* ngx_http_sandbox_api_health.c: the answer of GET /health */
 ngx_int_t ngx_http_sandbox_api_health(ngx_http_request_t *r,

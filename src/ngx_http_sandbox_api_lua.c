@@ -210,8 +210,8 @@
     { "sbx:audit", "sbx:ops", "sbx:sandbox:$2:$3", "sbx:route:$2:$3",         \
       "sbx:user:$2:sandboxes", "sbx:ratelimit:sandbox:$2", NULL }
 
-#define SBX_LUA_USER_KEYS          { "sbx:audit", "sbx:key:$2", NULL }
-#define SBX_LUA_USER_OPS_KEYS      { "sbx:audit", "sbx:key:$2", "sbx:ops", NULL }
+#define SBX_LUA_USER_KEYS      { "sbx:audit", "sbx:key:$2", NULL }
+#define SBX_LUA_USER_OPS_KEYS  { "sbx:audit", "sbx:key:$2", "sbx:ops", NULL }
 
 
 /* the sandbox ARGV[3], if the user has it: its record, or nil */

@@ -50,7 +50,7 @@ ngx_int_t ngx_http_sandbox_guard_admin_check(ngx_http_request_t *r,
     ngx_int_t *rc);
 void ngx_http_sandbox_guard_admin_failed(ngx_http_request_t *r);
 
-/* the RateLimit-* (and Retry-After) headers: "limit remaining reset [retry]" */
+/* RateLimit-* (and Retry-After) headers: "limit remaining reset [retry]" */
 ngx_int_t ngx_http_sandbox_guard_rate_headers(ngx_http_request_t *r,
     u_char *p, size_t len);
 
