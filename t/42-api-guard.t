@@ -50,6 +50,11 @@ $t->write_conf($t->base_conf(workers => 2, http => <<'EOF'));
         sandbox_api_create_rate 30r/m burst=2;
 
         location /api/ { sandbox_api; }
+        location /unlimited/ {
+            sandbox_api_create_rate off;
+            rewrite ^/unlimited(/.*)$ $1 break;
+            sandbox_api;
+        }
     }
 EOF
 
@@ -211,6 +216,14 @@ is("@st", '201 201 201 429', 'no-auth API: carol, three then 429');
 is(call('127.0.0.1', 'POST', '/api/sandboxes', undef,
         '{"username":"dave","name":"d1"}', port => 2)->{status}, 201,
    'no-auth API: dave is not limited by carol');
+
+# off: no limit, no headers
+@st = map { call('127.0.0.1', 'POST', '/unlimited/api/sandboxes', undef,
+                 qq({"username":"erin","name":"e$_"}), port => 2) } 1 .. 6;
+is(join(' ', map { $_->{status} } @st), '201 201 201 201 201 201',
+   'sandbox_api_create_rate off: six at once');
+ok(!grep({ exists $_->{headers}{'ratelimit-limit'} } @st),
+   'and no RateLimit headers');
 
 $t->nginx_stop;
 
