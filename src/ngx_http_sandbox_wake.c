@@ -35,6 +35,12 @@ typedef struct {
 } ngx_http_sandbox_wake_t;
 
 
+/* numkeys, 5 keys, 8 arguments */
+#define NGX_HTTP_SANDBOX_WAKE_ARGS  14
+
+
+static void ngx_http_sandbox_wake_arg(const char **argv, size_t *argvlen,
+    ngx_uint_t *n, const char *arg, size_t len);
 static void ngx_http_sandbox_wake_reply(void *data, redisReply *reply);
 static ngx_int_t ngx_http_sandbox_wake_hold(ngx_http_request_t *r,
     ngx_http_sandbox_wake_t *wk);
@@ -46,10 +52,11 @@ ngx_http_sandbox_wake(ngx_http_request_t *r,
     ngx_http_sandbox_route_ctx_t *ctx, ngx_msec_t start,
     ngx_http_sandbox_wake_pt done)
 {
-    u_char                       *p;
-    ngx_uint_t                    i;
-    const char                   *argv[9];
-    size_t                        argvlen[9];
+    u_char                       *p, *q;
+    size_t                        len;
+    ngx_uint_t                    n;
+    const char                   *argv[NGX_HTTP_SANDBOX_WAKE_ARGS];
+    size_t                        argvlen[NGX_HTTP_SANDBOX_WAKE_ARGS];
     ngx_http_cleanup_t           *cln;
     ngx_http_sandbox_wake_t      *wk;
     ngx_http_sandbox_loc_conf_t  *slcf;
@@ -86,39 +93,69 @@ ngx_http_sandbox_wake(ngx_http_request_t *r,
         ctx->request_id_set = 1;
     }
 
-    p = ngx_pnalloc(r->pool, 2 * NGX_TIME_T_LEN + 2 * NGX_INT_T_LEN);
+    /*
+     * KEYS: sbx:audit, sbx:ops, the record, the route, the wake marker;
+     * ARGV: the time, the user, the sandbox, the key id, the timeout, and
+     * the audit's three (the client, the request id, its maxlen)
+     */
+
+    len = ctx->user.len + 1 + ctx->name.len;
+
+    p = ngx_pnalloc(r->pool, sizeof("sbx:sandbox:sbx:route:sbx:wake:")
+                             + 3 * len + 2 * NGX_TIME_T_LEN
+                             + 2 * NGX_INT_T_LEN);
     if (p == NULL) {
         return NGX_ERROR;
     }
 
-    i = 0;
-    argv[i++] = "0";
+    n = 0;
 
-    argv[i++] = (const char *) p;
+    ngx_http_sandbox_wake_arg(argv, argvlen, &n, "5", 1);
+    ngx_http_sandbox_wake_arg(argv, argvlen, &n, "sbx:audit",
+                              sizeof("sbx:audit") - 1);
+    ngx_http_sandbox_wake_arg(argv, argvlen, &n, "sbx:ops",
+                              sizeof("sbx:ops") - 1);
+
+    q = p;
+    p = ngx_sprintf(p, "sbx:sandbox:%V:%V", &ctx->user, &ctx->name);
+    ngx_http_sandbox_wake_arg(argv, argvlen, &n, (char *) q, p - q);
+
+    q = p;
+    p = ngx_sprintf(p, "sbx:route:%V:%V", &ctx->user, &ctx->name);
+    ngx_http_sandbox_wake_arg(argv, argvlen, &n, (char *) q, p - q);
+
+    q = p;
+    p = ngx_sprintf(p, "sbx:wake:%V:%V", &ctx->user, &ctx->name);
+    ngx_http_sandbox_wake_arg(argv, argvlen, &n, (char *) q, p - q);
+
+    q = p;
     p = ngx_sprintf(p, "%T", ngx_time());
-    argv[i++] = (const char *) ctx->user.data;
-    argv[i++] = (const char *) ctx->name.data;
-    argv[i++] = (const char *) ctx->key_id.data;
-    argv[i++] = (const char *) p;
-    p = ngx_sprintf(p, "%M", slcf->wake_timeout);
-    argv[i++] = (const char *) r->connection->addr_text.data;
-    argv[i++] = (const char *) ctx->request_id;
-    argv[i++] = (const char *) p;
-    p = ngx_sprintf(p, "%ui", slcf->audit_maxlen);
+    ngx_http_sandbox_wake_arg(argv, argvlen, &n, (char *) q, p - q);
 
-    argvlen[0] = 1;
-    argvlen[1] = (u_char *) argv[5] - (u_char *) argv[1];
-    argvlen[2] = ctx->user.len;
-    argvlen[3] = ctx->name.len;
-    argvlen[4] = ctx->key_id.len;
-    argvlen[5] = (u_char *) argv[8] - (u_char *) argv[5];
-    argvlen[6] = r->connection->addr_text.len;
-    argvlen[7] = NGX_HTTP_SANDBOX_REQUEST_ID_LEN;
-    argvlen[8] = p - (u_char *) argv[8];
+    ngx_http_sandbox_wake_arg(argv, argvlen, &n, (char *) ctx->user.data,
+                              ctx->user.len);
+    ngx_http_sandbox_wake_arg(argv, argvlen, &n, (char *) ctx->name.data,
+                              ctx->name.len);
+    ngx_http_sandbox_wake_arg(argv, argvlen, &n, (char *) ctx->key_id.data,
+                              ctx->key_id.len);
+
+    q = p;
+    p = ngx_sprintf(p, "%M", slcf->wake_timeout);
+    ngx_http_sandbox_wake_arg(argv, argvlen, &n, (char *) q, p - q);
+
+    ngx_http_sandbox_wake_arg(argv, argvlen, &n,
+                              (char *) r->connection->addr_text.data,
+                              r->connection->addr_text.len);
+    ngx_http_sandbox_wake_arg(argv, argvlen, &n, (char *) ctx->request_id,
+                              NGX_HTTP_SANDBOX_REQUEST_ID_LEN);
+
+    q = p;
+    p = ngx_sprintf(p, "%ui", slcf->audit_maxlen);
+    ngx_http_sandbox_wake_arg(argv, argvlen, &n, (char *) q, p - q);
 
     if (ngx_http_sandbox_script_run(ngx_http_sandbox_worker_redis,
                                     &ngx_http_sandbox_wake_lua, r->pool,
-                                    9, argv, argvlen,
+                                    n, argv, argvlen,
                                     ngx_http_sandbox_wake_reply, wk,
                                     &wk->op)
         != NGX_OK)
@@ -130,6 +167,16 @@ ngx_http_sandbox_wake(ngx_http_request_t *r,
     cln->data = wk;
 
     return NGX_AGAIN;
+}
+
+
+static void
+ngx_http_sandbox_wake_arg(const char **argv, size_t *argvlen, ngx_uint_t *n,
+    const char *arg, size_t len)
+{
+    argv[*n] = arg;
+    argvlen[*n] = len;
+    (*n)++;
 }
 
 
