@@ -36,6 +36,8 @@
 
 /* names are DNS labels (63); room for longer ones, bounded */
 #define NGX_HTTP_SANDBOX_WAIT_NAME_MAX  253
+#define NGX_HTTP_SANDBOX_WAIT_KEY_LEN                                         \
+    (sizeof("sbx:route:") + 2 * NGX_HTTP_SANDBOX_WAIT_NAME_MAX + 1)
 
 
 typedef struct {
@@ -368,8 +370,7 @@ ngx_http_sandbox_wait_group_free(ngx_http_sandbox_wait_group_t *g)
 static void
 ngx_http_sandbox_wait_check(ngx_http_sandbox_wait_group_t *g)
 {
-    u_char       key[sizeof("sbx:route:") + 2 * NGX_HTTP_SANDBOX_WAIT_NAME_MAX + 1];
-    u_char      *p;
+    u_char       key[NGX_HTTP_SANDBOX_WAIT_KEY_LEN], *p;
     const char  *argv[5];
     size_t       argvlen[5];
 
