@@ -43,12 +43,13 @@ sub tokens {
     return ($client, @a);
 }
 
-# { text => { sha => script }, cmds => [ { client, args } ... ],
+# { text => { sha => script }, loaded => { sha => 1 } (by SCRIPT LOAD),
+#   cmds => [ { client, args } ... ],
 #   runs => [ { client, sha, cmd (evalsha|eval), keys, argv, cmds, at } ] }
 # (at: the run's index in cmds; a run's cmds are its "lua" lines)
 sub parse {
     my ($self) = @_;
-    my (%text, @cmds, @runs, $run);
+    my (%text, %loaded, @cmds, @runs, $run);
     for my $line (split /\n/, $self->text) {
         my ($client, @a) = tokens($line) or next;
         my $cmd = lc($a[0] // '');
@@ -60,16 +61,19 @@ sub parse {
         push @cmds, { client => $client, args => \@a };
         if ($cmd eq 'script' && lc($a[1] // '') eq 'load') {
             $text{ sha1_hex($a[2]) } = $a[2];
+            $loaded{ sha1_hex($a[2]) } = 1;
         } elsif ($cmd eq 'evalsha' || $cmd eq 'eval') {
             my $n = $a[2];
             $run = { client => $client, cmd => $cmd,
                      sha => $cmd eq 'eval' ? sha1_hex($a[1]) : $a[1],
                      keys => [ @a[3 .. 2 + $n] ],
                      argv => [ @a[3 + $n .. $#a] ], cmds => [], at => $#cmds };
+            $text{ $run->{sha} } = $a[1] if $cmd eq 'eval';
             push @runs, $run;
         }
     }
-    return { text => \%text, cmds => \@cmds, runs => \@runs };
+    return { text => \%text, loaded => \%loaded, cmds => \@cmds,
+             runs => \@runs };
 }
 
 # the keys a command touches, as Redis itself says (COMMAND GETKEYS)
