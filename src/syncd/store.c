@@ -7,6 +7,8 @@
  * so a re-list does not make every gateway drop its cache.
  * Every change is announced on sbx:events in the same script, so the
  * gateways drop their cached copy at once.
+ * The scripts go by EVALSHA (script.c): store_connect loads the ones a
+ * connection will run before handing it out.
  *
  * With "sentinel:NAME@HOST:PORT,..." the master is the one a majority of
  * the sentinels that answer name, checked with ROLE; during a failover
@@ -45,14 +47,16 @@ static script put_script = { .text =
     "  'fqdn', ARGV[8], 'reason', ARGV[9], 'message', ARGV[10],\n"
     "  'uid', ARGV[11], 'updated_at_ms', ARGV[12])\n"
     "redis.call('SADD', KEYS[2], ARGV[1] .. ':' .. ARGV[2])\n"
-    "redis.call('PUBLISH', 'sbx:events', 'route ' .. ARGV[1] .. ' ' .. ARGV[2])\n"
+    "redis.call('PUBLISH', 'sbx:events',\n"
+    "  'route ' .. ARGV[1] .. ' ' .. ARGV[2])\n"
     "return 1\n" };
 
 /* KEYS: sbx:route:<user>:<name>, sbx:routes; ARGV: user, name */
 static script del_script = { .text =
     "redis.call('DEL', KEYS[1])\n"
     "redis.call('SREM', KEYS[2], ARGV[1] .. ':' .. ARGV[2])\n"
-    "redis.call('PUBLISH', 'sbx:events', 'route ' .. ARGV[1] .. ' ' .. ARGV[2])\n"
+    "redis.call('PUBLISH', 'sbx:events',\n"
+    "  'route ' .. ARGV[1] .. ' ' .. ARGV[2])\n"
     "return 1\n" };
 
 /* a missing sbx:sync means Redis lost its data (flushed, or restarted
