@@ -48,9 +48,13 @@ int script_load(redisContext *c, script *const *s, size_t n) {
             failed("SCRIPT LOAD", c, NULL);
             return -1;
         }
-        if (rep->type != REDIS_REPLY_STRING || strcmp(rep->str, s[i]->sha)) {
-            failed("SCRIPT LOAD", c, rep->type == REDIS_REPLY_ERROR ? rep
-                                                                   : NULL);
+        if (rep->type == REDIS_REPLY_ERROR) {
+            failed("SCRIPT LOAD", c, rep);
+            rc = -1;
+        } else if (rep->type != REDIS_REPLY_STRING
+                   || strcmp(rep->str, s[i]->sha) != 0) {
+            fprintf(stderr, "sandbox-syncd: redis: SCRIPT LOAD: not the"
+                    " SHA-1 of the script\n");
             rc = -1;
         }
         freeReplyObject(rep);
