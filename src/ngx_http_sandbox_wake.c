@@ -89,7 +89,8 @@ ngx_http_sandbox_wake(ngx_http_request_t *r,
     /* the id the audit record and then the sandbox get (forward.c) */
 
     if (!ctx->request_id_set) {
-        (void) ngx_http_sandbox_request_id_write(ctx->request_id);
+        (void) ngx_http_sandbox_request_id_write(
+                                      ngx_http_sandbox_request_id_of(ctx));
         ctx->request_id_set = 1;
     }
 
@@ -146,7 +147,8 @@ ngx_http_sandbox_wake(ngx_http_request_t *r,
     ngx_http_sandbox_wake_arg(argv, argvlen, &n,
                               (char *) r->connection->addr_text.data,
                               r->connection->addr_text.len);
-    ngx_http_sandbox_wake_arg(argv, argvlen, &n, (char *) ctx->request_id,
+    ngx_http_sandbox_wake_arg(argv, argvlen, &n,
+                              (char *) ngx_http_sandbox_request_id_of(ctx),
                               NGX_HTTP_SANDBOX_REQUEST_ID_LEN);
 
     q = p;
