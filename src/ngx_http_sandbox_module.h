@@ -59,6 +59,8 @@ typedef struct {
     ngx_uint_t                      audit_maxlen;
     ngx_str_t                       default_image;
     ngx_str_t                       namespace_prefix;
+
+    void                           *agentkernel;    /* its own location */
 } ngx_http_sandbox_loc_conf_t;
 
 
@@ -190,6 +192,10 @@ ngx_uint_t ngx_http_sandbox_balancer_is(ngx_http_request_t *r,
 /* management and admin API: content handler of "sandbox_api" */
 ngx_int_t ngx_http_sandbox_api_handler(ngx_http_request_t *r);
 ngx_str_t *ngx_http_sandbox_api_user(ngx_http_request_t *r);
+
+/* agentkernel-compatible API: "sandbox_agentkernel_api" */
+char *ngx_http_sandbox_agentkernel_api(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 /* JSON answers */
 ngx_int_t ngx_http_sandbox_send_json(ngx_http_request_t *r,

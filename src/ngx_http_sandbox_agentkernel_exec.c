@@ -1,0 +1,1170 @@
+
+/*
+ * Copyright (C) The sandbox gateway authors
+ *
+ * The agentkernel API's way into a sandbox: the route of the caller's
+ * sandbox (one Redis script that also judges the key), then an nginx
+ * subrequest, kept in memory, to the internal location named by
+ * runtime= (proxy_pass to the sandbox_balancer upstream: the pod's
+ * address is handed to the balancer in the subrequest's own route
+ * context, so the request goes out on the data plane's pooled
+ * connections).  The runtime gets the argv form of /v1/shell/exec
+ * (sandbox-agent's), or with exec=shell every argument single-quoted.
+ *
+ * POST /run and /run/stream create a one-shot sandbox through the same
+ * create script, hold until it is usable (ngx_http_sandbox_wait.h), run
+ * the command and queue its deletion; the request's cleanup queues the
+ * deletion too, so a client that goes away, a failed command or a
+ * timeout never leaves the sandbox behind.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <openssl/rand.h>
+
+#include "ngx_http_sandbox_agentkernel.h"
+#include "ngx_http_sandbox_wait.h"
+
+
+static void ngx_http_sandbox_ak_target(ngx_http_request_t *r,
+    ngx_http_sandbox_ak_ctx_t *ctx,
+    ngx_http_sandbox_ak_next_pt next);
+static ngx_int_t ngx_http_sandbox_ak_address(ngx_http_request_t *r,
+    ngx_http_sandbox_ak_ctx_t *ctx, ngx_int_t status, json_t *data);
+static void ngx_http_sandbox_ak_exec_target(ngx_http_request_t *r,
+    ngx_http_sandbox_ak_ctx_t *ctx, ngx_int_t status, json_t *data);
+static void ngx_http_sandbox_ak_exec_done(ngx_http_request_t *r,
+    ngx_http_sandbox_ak_ctx_t *ctx);
+static void ngx_http_sandbox_ak_files_target(ngx_http_request_t *r,
+    ngx_http_sandbox_ak_ctx_t *ctx, ngx_int_t status, json_t *data);
+static void ngx_http_sandbox_ak_files_done(ngx_http_request_t *r,
+    ngx_http_sandbox_ak_ctx_t *ctx);
+static ngx_int_t ngx_http_sandbox_ak_subrequest(ngx_http_request_t *r,
+    ngx_http_sandbox_ak_ctx_t *ctx, const char *path, char *body,
+    void (*done)(ngx_http_request_t *r, ngx_http_sandbox_ak_ctx_t *ctx));
+static ngx_int_t ngx_http_sandbox_ak_sr_done(ngx_http_request_t *sr,
+    void *data, ngx_int_t rc);
+static void ngx_http_sandbox_ak_resume(ngx_http_request_t *r);
+static ngx_int_t ngx_http_sandbox_ak_runtime_error(ngx_http_request_t *r,
+    ngx_http_sandbox_ak_ctx_t *ctx);
+static void ngx_http_sandbox_ak_run_created(ngx_http_request_t *r,
+    ngx_http_sandbox_ak_ctx_t *ctx, ngx_int_t status, json_t *data);
+static void ngx_http_sandbox_ak_held(ngx_http_request_t *r, ngx_int_t rc);
+static void ngx_http_sandbox_ak_run_end(ngx_http_request_t *r,
+    ngx_http_sandbox_ak_ctx_t *ctx, ngx_uint_t status, const char *error,
+    sbx_ak_result_t *res);
+static void ngx_http_sandbox_ak_delete(ngx_http_request_t *r,
+    ngx_http_sandbox_ak_ctx_t *ctx);
+static ngx_int_t ngx_http_sandbox_ak_sse_start(ngx_http_request_t *r);
+static ngx_int_t ngx_http_sandbox_ak_event(ngx_http_request_t *r,
+    const char *event, json_t *data);
+static void ngx_http_sandbox_ak_test_reading(ngx_http_request_t *r);
+
+
+/*
+ * The caller's sandbox and its route.  KEYS[1]: the key's hash; ARGV[1]
+ * now, ARGV[3] the name.  The user's record and route keys are found from
+ * the key's user, as the management API's scripts do.
+ */
+
+static ngx_http_sandbox_script_t  ngx_http_sandbox_ak_target_lua =
+    ngx_http_sandbox_script(
+    "local now = tonumber(ARGV[1])\n"
+    "local function num(v) return tonumber(v or '0') or 0 end\n"
+    "local function reply(s, t, who) return {s, cjson.encode(t), who} end\n"
+    "local k = redis.call('HMGET', KEYS[1], 'user', 'id', 'expires_at',\n"
+    "                     'active', 'last_used_at')\n"
+    "if not k[1] then return reply(401, {message = 'Invalid API key'}) end\n"
+    "if k[4] == '0' then\n"
+    "  return reply(401, {message = 'API key is inactive'}) end\n"
+    "local ua = redis.call('HGET', 'sbx:user:' .. k[1], 'active')\n"
+    "if not ua then return reply(401, {message = 'Invalid API key'}) end\n"
+    "if ua == '0' then\n"
+    "  return reply(401, {message = 'User account is inactive'}) end\n"
+    "if num(k[3]) > 0 and num(k[3]) <= now then\n"
+    "  return reply(401, {message = 'API key has expired'}) end\n"
+    "if now - num(k[5]) >= 60 then\n"
+    "  redis.call('HSET', KEYS[1], 'last_used_at', now) end\n"
+    "local user, n = k[1], ARGV[3]\n"
+    "local rt = redis.call('HMGET', 'sbx:route:' .. user .. ':' .. n,\n"
+    "                      'addr', 'ready', 'suspended')\n"
+    "if not rt[1] and not rt[2] and redis.call('EXISTS',\n"
+    "    'sbx:sandbox:' .. user .. ':' .. n) == 0 then\n"
+    "  return reply(404, {message = 'Sandbox not found'}, user) end\n"
+    "return reply(200, {addr = rt[1] or '',\n"
+    "                   ready = rt[2] == '1' and rt[3] ~= '1'}, user)\n");
+
+
+static void
+ngx_http_sandbox_ak_target(ngx_http_request_t *r,
+    ngx_http_sandbox_ak_ctx_t *ctx, ngx_http_sandbox_ak_next_pt next)
+{
+    ngx_int_t  rc;
+
+    ngx_http_sandbox_ak_args(r, ctx);
+    ngx_http_sandbox_api_arg(&ctx->api, (char *) ctx->name.data,
+                             ctx->name.len);
+
+    rc = ngx_http_sandbox_ak_script(r, ctx, &ngx_http_sandbox_ak_target_lua,
+                                    next);
+
+    if (rc != NGX_DONE) {
+        ngx_http_sandbox_ak_finish(r, rc);
+    }
+}
+
+
+/* NGX_OK with ctx->addr set, or the status of the answer made */
+
+static ngx_int_t
+ngx_http_sandbox_ak_address(ngx_http_request_t *r,
+    ngx_http_sandbox_ak_ctx_t *ctx, ngx_int_t status, json_t *data)
+{
+    u_char      *msg, *p;
+    json_t      *addr;
+    ngx_int_t    rc;
+
+    if (status != NGX_HTTP_OK) {
+        return ngx_http_sandbox_ak_script_error(r, status, data);
+    }
+
+    addr = json_object_get(data, "addr");
+
+    if (!json_is_true(json_object_get(data, "ready"))
+        || !json_is_string(addr) || json_string_length(addr) == 0)
+    {
+        msg = ngx_pnalloc(r->pool, 2 * ctx->name.len + 128);
+        if (msg == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        p = ngx_sprintf(msg, "Sandbox '%V' is not running. Start it with: "
+                        "POST /sandboxes/%V/start%Z", &ctx->name, &ctx->name);
+        (void) p;
+
+        return ngx_http_sandbox_ak_fail(r, NGX_HTTP_CONFLICT, (char *) msg);
+    }
+
+    ctx->addr_text.len = json_string_length(addr);
+    ctx->addr_text.data = ngx_pnalloc(r->pool, ctx->addr_text.len);
+    if (ctx->addr_text.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(ctx->addr_text.data, json_string_value(addr),
+               ctx->addr_text.len);
+
+    /* an address, never a name: a worker never resolves */
+
+    rc = ngx_parse_addr_port(r->pool, &ctx->addr, ctx->addr_text.data,
+                             ctx->addr_text.len);
+
+    if (rc != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "sandbox agentkernel: bad route address \"%V\"",
+                      &ctx->addr_text);
+        return ngx_http_sandbox_ak_fail(r, NGX_HTTP_BAD_GATEWAY,
+                                        "Sandbox unreachable");
+    }
+
+    ctx->addr.name = ctx->addr_text;
+
+    return NGX_OK;
+}
+
+
+/* POST /sandboxes/{name}/exec */
+
+void
+ngx_http_sandbox_ak_exec(ngx_http_request_t *r, ngx_http_sandbox_ak_ctx_t *ctx)
+{
+    ngx_http_sandbox_ak_target(r, ctx, ngx_http_sandbox_ak_exec_target);
+}
+
+
+static ngx_int_t
+ngx_http_sandbox_ak_exec_start(ngx_http_request_t *r,
+    ngx_http_sandbox_ak_ctx_t *ctx)
+{
+    char  *body;
+
+    body = ctx->conf->shell
+           ? sbx_ak_exec_request_shell(&ctx->cmd, ctx->conf->exec_timeout)
+           : sbx_ak_exec_request(&ctx->cmd, ctx->conf->exec_timeout);
+
+    if (body == NULL) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_sandbox_ak_subrequest(r, ctx, "/v1/shell/exec", body,
+                                          ngx_http_sandbox_ak_exec_done);
+}
+
+
+static void
+ngx_http_sandbox_ak_exec_target(ngx_http_request_t *r,
+    ngx_http_sandbox_ak_ctx_t *ctx, ngx_int_t status, json_t *data)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_http_sandbox_ak_address(r, ctx, status, data);
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_sandbox_ak_exec_start(r, ctx);
+
+        if (rc == NGX_OK) {
+            return;
+        }
+
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ctx->run) {
+        ngx_http_sandbox_ak_run_end(r, ctx, rc < NGX_HTTP_SPECIAL_RESPONSE
+                                    ? NGX_HTTP_BAD_GATEWAY : (ngx_uint_t) rc,
+                                    "The one-shot sandbox could not be "
+                                    "reached", NULL);
+        return;
+    }
+
+    ngx_http_sandbox_ak_finish(r, rc);
+}
+
+
+static void
+ngx_http_sandbox_ak_exec_done(ngx_http_request_t *r,
+    ngx_http_sandbox_ak_ctx_t *ctx)
+{
+    u_char           *msg, *p;
+    json_t           *out;
+    ngx_int_t         rc;
+    sbx_ak_result_t   res;
+    char              err[SBX_AK_ERR_MAX];
+
+    if (ctx->sr_status != NGX_HTTP_OK) {
+        if (ctx->run) {
+            ngx_http_sandbox_ak_run_end(r, ctx, NGX_HTTP_BAD_GATEWAY,
+                                        ctx->sr_status
+                                        == NGX_HTTP_GATEWAY_TIME_OUT
+                                        ? "Sandbox did not respond in time"
+                                        : "Sandbox runtime failed", NULL);
+            return;
+        }
+
+        ngx_http_sandbox_ak_finish(r,
+                                   ngx_http_sandbox_ak_runtime_error(r, ctx));
+        return;
+    }
+
+    if (sbx_ak_exec_result((char *) ctx->sr_body.data, ctx->sr_body.len,
+                           &res, err)
+        != 0)
+    {
+        if (ctx->run) {
+            ngx_http_sandbox_ak_run_end(r, ctx, NGX_HTTP_BAD_GATEWAY, err,
+                                        NULL);
+            return;
+        }
+
+        ngx_http_sandbox_ak_finish(r, ngx_http_sandbox_ak_fail(r,
+                                                 NGX_HTTP_BAD_GATEWAY, err));
+        return;
+    }
+
+    if (ctx->run) {
+        ngx_http_sandbox_ak_run_end(r, ctx, NGX_HTTP_OK, NULL, &res);
+        free(res.output);
+        return;
+    }
+
+    /* agentkernel: a command that fails is a 500 with its output */
+
+    if (!res.completed || res.exit_code != 0) {
+        msg = ngx_pnalloc(r->pool, res.output_len + 64);
+
+        if (msg == NULL) {
+            rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+        } else {
+            if (res.completed) {
+                p = ngx_sprintf(msg, "Command exited with code %L: ",
+                                (int64_t) res.exit_code);
+            } else {
+                p = ngx_sprintf(msg, "Command timed out and was killed: ");
+            }
+
+            p = ngx_cpymem(p, res.output, res.output_len);
+            *p = '\0';
+
+            rc = ngx_http_sandbox_ak_fail(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                          (char *) msg);
+        }
+
+        free(res.output);
+        ngx_http_sandbox_ak_finish(r, rc);
+        return;
+    }
+
+    out = json_pack("{s:s#}", "output", res.output, res.output_len);
+    free(res.output);
+
+    ngx_http_sandbox_ak_finish(r, ngx_http_sandbox_ak_ok(r, NGX_HTTP_OK, out));
+}
+
+
+/* GET, PUT, DELETE /sandboxes/{name}/files/{path} */
+
+void
+ngx_http_sandbox_ak_files(ngx_http_request_t *r,
+    ngx_http_sandbox_ak_ctx_t *ctx)
+{
+    ngx_http_sandbox_ak_target(r, ctx, ngx_http_sandbox_ak_files_target);
+}
+
+
+static void
+ngx_http_sandbox_ak_files_target(ngx_http_request_t *r,
+    ngx_http_sandbox_ak_ctx_t *ctx, ngx_int_t status, json_t *data)
+{
+    char        *body, *path;
+    json_t      *j;
+    ngx_int_t    rc;
+    ngx_str_t    src, dst;
+    const char  *op;
+
+    rc = ngx_http_sandbox_ak_address(r, ctx, status, data);
+
+    if (rc != NGX_OK) {
+        ngx_http_sandbox_ak_finish(r, rc);
+        return;
+    }
+
+    path = ngx_pnalloc(r->pool, ctx->route.file.len + 2);
+    if (path == NULL) {
+        ngx_http_sandbox_ak_finish(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    path[0] = '/';
+    ngx_memcpy(path + 1, ctx->route.file.data, ctx->route.file.len);
+    path[ctx->route.file.len + 1] = '\0';
+
+    switch (ctx->route.op) {
+
+    case SBX_AK_FILE_GET:
+        op = "/v1/file/read";
+        j = json_pack("{s:s, s:s}", "file", path, "encoding", "base64");
+        break;
+
+    case SBX_AK_FILE_PUT:
+        op = "/v1/file/write";
+
+        if (ctx->file.base64) {
+            /* checked here, so a bad one is the client's 400 */
+
+            src.data = (u_char *) ctx->file.content.data;
+            src.len = ctx->file.content.len;
+            dst.data = ngx_pnalloc(r->pool, ngx_base64_decoded_length(src.len));
+
+            if (dst.data == NULL) {
+                ngx_http_sandbox_ak_finish(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+                return;
+            }
+
+            if (ngx_decode_base64(&dst, &src) != NGX_OK) {
+                ngx_http_sandbox_ak_finish(r, ngx_http_sandbox_ak_fail(r,
+                                   NGX_HTTP_BAD_REQUEST, "Invalid base64"));
+                return;
+            }
+        }
+
+        j = json_pack("{s:s, s:s#, s:s}", "file", path,
+                      "content", ctx->file.content.data,
+                      ctx->file.content.len,
+                      "encoding", ctx->file.base64 ? "base64" : "utf-8");
+        break;
+
+    default:
+        op = "/v1/file/delete";
+        j = json_pack("{s:s}", "file", path);
+    }
+
+    body = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+
+    if (body == NULL
+        || ngx_http_sandbox_ak_subrequest(r, ctx, op, body,
+                                          ngx_http_sandbox_ak_files_done)
+           != NGX_OK)
+    {
+        ngx_http_sandbox_ak_finish(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+    }
+}
+
+
+static void
+ngx_http_sandbox_ak_files_done(ngx_http_request_t *r,
+    ngx_http_sandbox_ak_ctx_t *ctx)
+{
+    u_char        *p, *msg;
+    json_t        *j, *d, *content, *out;
+    ngx_str_t      src, dst, path;
+    json_error_t   err;
+
+    if (ctx->sr_status != NGX_HTTP_OK) {
+        ngx_http_sandbox_ak_finish(r,
+                                   ngx_http_sandbox_ak_runtime_error(r, ctx));
+        return;
+    }
+
+    j = json_loadb((char *) ctx->sr_body.data, ctx->sr_body.len, 0, &err);
+    d = json_object_get(j, "data");
+
+    path.len = ctx->route.file.len + 1;
+    path.data = (u_char *) ctx->route.file.data - 1;    /* its "/" */
+
+    msg = ngx_pnalloc(r->pool, path.len + 64);
+
+    if (!json_is_object(d) || msg == NULL) {
+        json_decref(j);
+        ngx_http_sandbox_ak_finish(r, ngx_http_sandbox_ak_fail(r,
+                                       NGX_HTTP_BAD_GATEWAY,
+                                       "The sandbox runtime answered "
+                                       "something else than JSON"));
+        return;
+    }
+
+    switch (ctx->route.op) {
+
+    case SBX_AK_FILE_GET:
+        content = json_object_get(d, "content");
+
+        src.data = (u_char *) json_string_value(content);
+        src.len = json_string_length(content);
+        dst.data = ngx_pnalloc(r->pool, ngx_base64_decoded_length(src.len));
+
+        if (src.data == NULL || dst.data == NULL
+            || ngx_decode_base64(&dst, &src) != NGX_OK)
+        {
+            out = NULL;
+            break;
+        }
+
+        /* text when it is UTF-8, else base64 as agentkernel does */
+
+        p = dst.data;
+
+        while (p < dst.data + dst.len) {
+            if (*p < 0x80) {
+                p++;
+                continue;
+            }
+
+            if (ngx_utf8_decode(&p, dst.data + dst.len - p) > 0x10ffff) {
+                break;
+            }
+        }
+
+        if (p == dst.data + dst.len) {
+            out = json_pack("{s:s#, s:s, s:I}", "content", dst.data, dst.len,
+                            "encoding", "utf8", "size", (json_int_t) dst.len);
+        } else {
+            out = json_pack("{s:O, s:s, s:I}", "content", content,
+                            "encoding", "base64", "size",
+                            (json_int_t) dst.len);
+        }
+
+        break;
+
+    case SBX_AK_FILE_PUT:
+        p = ngx_sprintf(msg, "Wrote %L bytes to %V",
+                        (int64_t) json_integer_value(
+                                json_object_get(d, "bytes_written")), &path);
+        out = json_stringn((char *) msg, p - msg);
+        break;
+
+    default:
+        p = ngx_sprintf(msg, "Deleted %V", &path);
+        out = json_stringn((char *) msg, p - msg);
+    }
+
+    json_decref(j);
+
+    ngx_http_sandbox_ak_finish(r, out ? ngx_http_sandbox_ak_ok(r, NGX_HTTP_OK,
+                                                               out)
+                                      : ngx_http_sandbox_ak_fail(r,
+                                            NGX_HTTP_BAD_GATEWAY,
+                                            "Unexpected runtime answer"));
+}
+
+
+/* the runtime's own refusal (404 for a missing file, ...) passed on */
+
+static ngx_int_t
+ngx_http_sandbox_ak_runtime_error(ngx_http_request_t *r,
+    ngx_http_sandbox_ak_ctx_t *ctx)
+{
+    json_t        *j, *m;
+    u_char        *msg;
+    ngx_int_t      rc, status;
+    json_error_t   err;
+
+    status = ctx->sr_status;
+
+    if (status == NGX_HTTP_BAD_GATEWAY || status < 400 || status > 599) {
+        return ngx_http_sandbox_ak_fail(r, NGX_HTTP_BAD_GATEWAY,
+                                        "Sandbox unreachable");
+    }
+
+    if (status == NGX_HTTP_GATEWAY_TIME_OUT) {
+        return ngx_http_sandbox_ak_fail(r, NGX_HTTP_GATEWAY_TIME_OUT,
+                                        "Sandbox did not respond in time");
+    }
+
+    j = json_loadb((char *) ctx->sr_body.data, ctx->sr_body.len, 0, &err);
+    m = json_object_get(j, "message");
+
+    if (!json_is_string(m)) {
+        m = json_object_get(j, "detail");
+    }
+
+    msg = (u_char *) "The sandbox runtime refused the request";
+
+    if (json_is_string(m)) {
+        msg = ngx_pnalloc(r->pool, json_string_length(m) + 1);
+
+        if (msg) {
+            ngx_memcpy(msg, json_string_value(m), json_string_length(m) + 1);
+        }
+    }
+
+    json_decref(j);
+
+    if (msg == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* the runtime's client errors are about the request; others its own */
+
+    if (status != NGX_HTTP_NOT_FOUND && status != NGX_HTTP_BAD_REQUEST
+        && status != NGX_HTTP_FORBIDDEN)
+    {
+        status = NGX_HTTP_BAD_GATEWAY;
+    }
+
+    rc = ngx_http_sandbox_ak_fail(r, status, (char *) msg);
+
+    return rc;
+}
+
+
+/*
+ * A subrequest to the runtime location, its answer kept in memory; the
+ * request goes on in done() once it has finished.  body is malloc()ed.
+ */
+
+static ngx_int_t
+ngx_http_sandbox_ak_subrequest(ngx_http_request_t *r,
+    ngx_http_sandbox_ak_ctx_t *ctx, const char *path, char *body,
+    void (*done)(ngx_http_request_t *r, ngx_http_sandbox_ak_ctx_t *ctx))
+{
+    size_t                         len;
+    ngx_buf_t                     *b;
+    ngx_str_t                      uri;
+    ngx_chain_t                   *cl;
+    ngx_http_request_t            *sr;
+    ngx_http_request_body_t       *rb;
+    ngx_http_post_subrequest_t    *ps;
+    ngx_http_sandbox_route_ctx_t  *rctx;
+
+    len = ngx_strlen(body);
+
+    b = ngx_create_temp_buf(r->pool, len ? len : 1);
+    if (b == NULL) {
+        free(body);
+        return NGX_ERROR;
+    }
+
+    b->last = ngx_cpymem(b->last, body, len);
+    b->last_buf = 1;
+    b->last_in_chain = 1;
+    free(body);
+
+    uri.len = ctx->conf->runtime.len + ngx_strlen(path);
+    uri.data = ngx_pnalloc(r->pool, uri.len);
+    ps = ngx_palloc(r->pool, sizeof(ngx_http_post_subrequest_t));
+    rb = ngx_pcalloc(r->pool, sizeof(ngx_http_request_body_t));
+    cl = ngx_alloc_chain_link(r->pool);
+
+    if (uri.data == NULL || ps == NULL || rb == NULL || cl == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(ngx_cpymem(uri.data, ctx->conf->runtime.data,
+                          ctx->conf->runtime.len),
+               path, ngx_strlen(path));
+
+    ps->handler = ngx_http_sandbox_ak_sr_done;
+    ps->data = ctx;
+
+    ctx->sr_status = 0;
+    ngx_str_null(&ctx->sr_body);
+    ctx->sr_done = done;
+
+    if (ngx_http_subrequest(r, &uri, NULL, &sr, ps,
+                            NGX_HTTP_SUBREQUEST_IN_MEMORY
+                            |NGX_HTTP_SUBREQUEST_WAITED)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    /* the runtime gets this body, never the client's headers */
+
+    sr->method = NGX_HTTP_POST;
+    ngx_str_set(&sr->method_name, "POST");
+
+    cl->buf = b;
+    cl->next = NULL;
+    rb->bufs = cl;
+    rb->buf = b;
+    sr->request_body = rb;
+    sr->headers_in.content_length_n = b->last - b->pos;
+    sr->headers_in.chunked = 0;
+
+    /* the pod's address for the balancer, in the subrequest's context */
+
+    rctx = ngx_http_sandbox_create_ctx(sr, NGX_HTTP_SANDBOX_CTX_ROUTE,
+                                       sizeof(ngx_http_sandbox_route_ctx_t));
+    if (rctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    rctx->user = ctx->user;
+    rctx->name = ctx->name;
+    rctx->addr = &ctx->addr;
+    rctx->addr_text = ctx->addr_text;
+
+    ctx->sr = sr;
+    r->write_event_handler = ngx_http_sandbox_ak_resume;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_sandbox_ak_sr_done(ngx_http_request_t *sr, void *data, ngx_int_t rc)
+{
+    ngx_http_sandbox_ak_ctx_t *ctx = data;
+
+    ngx_buf_t  *b;
+
+    if (ctx->sr != sr || ctx->sr_status != 0) {
+        return rc;
+    }
+
+    if (rc == NGX_ERROR || rc >= NGX_HTTP_SPECIAL_RESPONSE
+        || sr->headers_out.status == 0)
+    {
+        ctx->sr_status = (rc >= NGX_HTTP_SPECIAL_RESPONSE)
+                         ? rc : NGX_HTTP_BAD_GATEWAY;
+
+    } else {
+        ctx->sr_status = sr->headers_out.status;
+
+        b = sr->out ? sr->out->buf : NULL;
+
+        if (b) {
+            ctx->sr_body.data = b->pos;
+            ctx->sr_body.len = b->last - b->pos;
+        }
+    }
+
+    /*
+     * The client gone ends the whole request (the cleanup deletes a
+     * one-shot sandbox); any other failure is answered by the parent, not
+     * by an error page of the subrequest's
+     */
+
+    if (sr->connection->error || rc == NGX_HTTP_CLIENT_CLOSED_REQUEST
+        || rc == NGX_HTTP_REQUEST_TIME_OUT)
+    {
+        return rc;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_sandbox_ak_resume(ngx_http_request_t *r)
+{
+    ngx_http_sandbox_ak_ctx_t  *ctx;
+
+    ctx = ngx_http_sandbox_ak_ctx(r);
+
+    if (ctx == NULL || ctx->finished) {
+        return;
+    }
+
+    if (ctx->sr && ctx->sr_status) {
+        ctx->sr = NULL;
+        ctx->sr_done(r, ctx);
+        return;
+    }
+
+    /* an event stream's output waiting for the client */
+
+    if (r->connection->buffered && r == r->connection->data) {
+        if (ngx_http_output_filter(r, NULL) == NGX_ERROR) {
+            ngx_http_sandbox_ak_finish(r, NGX_ERROR);
+        }
+    }
+}
+
+
+/* POST /run, /run/stream */
+
+void
+ngx_http_sandbox_ak_run(ngx_http_request_t *r, ngx_http_sandbox_ak_ctx_t *ctx)
+{
+    u_char     rnd[8];
+    ngx_int_t  rc;
+    ngx_str_t  image;
+
+    ctx->run = 1;
+    ctx->stream = (ctx->route.op == SBX_AK_RUN_STREAM);
+
+    if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+        ngx_http_sandbox_ak_finish(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    ngx_hex_dump(ngx_cpymem(ctx->run_name, "run-", 4), rnd, sizeof(rnd));
+    ctx->name.data = ctx->run_name;
+    ctx->name.len = sizeof(ctx->run_name);
+
+    /* a client that goes away ends the request, and so the sandbox */
+
+    r->read_event_handler = ngx_http_sandbox_ak_test_reading;
+
+    if (ctx->stream) {
+        if (ngx_http_sandbox_ak_sse_start(r) != NGX_OK
+            || ngx_http_sandbox_ak_event(r, "started",
+                   json_pack("{s:s#, s:O, s:b}",
+                             "sandbox", ctx->run_name,
+                             sizeof(ctx->run_name),
+                             "command", ctx->cmd.command,
+                             "fast", ctx->cmd.fast))
+               != NGX_OK)
+        {
+            ngx_http_sandbox_ak_finish(r, NGX_ERROR);
+            return;
+        }
+    }
+
+    image.data = (u_char *) ctx->cmd.image.data;
+    image.len = ctx->cmd.image.len;
+
+    ngx_http_sandbox_ak_args(r, ctx);
+    ngx_http_sandbox_ak_create_args(r, ctx, &image);
+
+    /* it may exist from here on, whatever becomes of the answer */
+
+    ctx->created = 1;
+
+    rc = ngx_http_sandbox_ak_script(r, ctx,
+                     &ngx_http_sandbox_api_scripts[SBX_LUA_SANDBOX_CREATE],
+                     ngx_http_sandbox_ak_run_created);
+
+    if (rc != NGX_DONE) {
+        ctx->created = 0;
+        ngx_http_sandbox_ak_finish(r, rc);
+    }
+}
+
+
+static void
+ngx_http_sandbox_ak_run_created(ngx_http_request_t *r,
+    ngx_http_sandbox_ak_ctx_t *ctx, ngx_int_t status, json_t *data)
+{
+    const char  *msg;
+
+    if (status != NGX_HTTP_CREATED) {
+        ctx->created = 0;
+
+        if (!ctx->stream) {
+            ngx_http_sandbox_ak_finish(r,
+                             ngx_http_sandbox_ak_script_error(r, status, data));
+            return;
+        }
+
+        msg = json_string_value(json_object_get(data, "message"));
+
+        ngx_http_sandbox_ak_run_end(r, ctx, status,
+                                    msg ? msg : "Sandbox not created", NULL);
+        return;
+    }
+
+    if (ctx->stream
+        && ngx_http_sandbox_ak_event(r, "progress",
+               json_pack("{s:s, s:s#}", "stage", "sandbox_created",
+                         "sandbox", ctx->run_name, sizeof(ctx->run_name)))
+           != NGX_OK)
+    {
+        ngx_http_sandbox_ak_finish(r, NGX_ERROR);
+        return;
+    }
+
+    ngx_http_sandbox_ak_hold(r, ctx);
+}
+
+
+/* held, without blocking, until the new sandbox's route is ready */
+
+void
+ngx_http_sandbox_ak_hold(ngx_http_request_t *r, ngx_http_sandbox_ak_ctx_t *ctx)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_http_sandbox_wait_route(r, &ctx->user, &ctx->name,
+                                     ctx->conf->wait,
+                                     ngx_http_sandbox_ak_held);
+
+    if (rc == NGX_AGAIN) {
+        return;
+    }
+
+    ngx_http_sandbox_ak_held(r, rc == NGX_OK ? NGX_OK
+                                : NGX_HTTP_SERVICE_UNAVAILABLE);
+}
+
+
+static void
+ngx_http_sandbox_ak_held(ngx_http_request_t *r, ngx_int_t rc)
+{
+    json_t                     *info, *created;
+    ngx_http_sandbox_ak_ctx_t  *ctx;
+
+    ctx = ngx_http_sandbox_ak_ctx(r);
+
+    if (ctx->run) {
+        r->read_event_handler = ngx_http_sandbox_ak_test_reading;
+
+        if (rc != NGX_OK) {
+            ngx_http_sandbox_ak_run_end(r, ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                        "The one-shot sandbox did not become "
+                                        "ready in time", NULL);
+            return;
+        }
+
+        if (ctx->stream
+            && ngx_http_sandbox_ak_event(r, "progress",
+                   json_pack("{s:s}", "stage", "sandbox_started"))
+               != NGX_OK)
+        {
+            ngx_http_sandbox_ak_finish(r, NGX_ERROR);
+            return;
+        }
+
+        ngx_http_sandbox_ak_target(r, ctx, ngx_http_sandbox_ak_exec_target);
+        return;
+    }
+
+    if (rc != NGX_OK) {
+        ngx_http_sandbox_ak_finish(r, ngx_http_sandbox_ak_fail(r,
+                               NGX_HTTP_SERVICE_UNAVAILABLE,
+                               "The sandbox was created but did not become "
+                               "ready in time; it is still starting"));
+        return;
+    }
+
+    created = json_integer(ngx_atoi(ctx->api.now,
+                                    ngx_strlen(ctx->api.now)));
+    ngx_http_sandbox_ak_uuid(ctx, &ctx->name, created);
+    json_decref(created);
+
+    info = json_pack("{s:s#, s:s#, s:s, s:s}",
+                     "name", ctx->name.data, ctx->name.len,
+                     "uuid", ctx->uuid, (size_t) 36,
+                     "status", "running",
+                     "backend", NGX_HTTP_SANDBOX_AK_BACKEND);
+
+    ngx_http_sandbox_ak_finish(r, ngx_http_sandbox_ak_ok(r, NGX_HTTP_CREATED,
+                                                         info));
+}
+
+
+/*
+ * The end of a one-shot run, whatever it was: the deletion queued, then
+ * the answer (JSON, or the stream's last events)
+ */
+
+static void
+ngx_http_sandbox_ak_run_end(ngx_http_request_t *r,
+    ngx_http_sandbox_ak_ctx_t *ctx, ngx_uint_t status, const char *error,
+    sbx_ak_result_t *res)
+{
+    u_char     *msg, *p;
+    ngx_int_t   rc;
+
+    ngx_http_sandbox_ak_delete(r, ctx);
+
+    msg = NULL;
+
+    if (res && (!res->completed || res->exit_code != 0)) {
+        msg = ngx_pnalloc(r->pool, res->output_len + 64);
+        if (msg == NULL) {
+            ngx_http_sandbox_ak_finish(r, NGX_ERROR);
+            return;
+        }
+
+        p = res->completed
+            ? ngx_sprintf(msg, "Command exited with code %L: ",
+                          (int64_t) res->exit_code)
+            : ngx_sprintf(msg, "Command timed out and was killed: ");
+        p = ngx_cpymem(p, res->output, res->output_len);
+        *p = '\0';
+
+        error = (char *) msg;
+        status = NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (!ctx->stream) {
+        if (error) {
+            rc = ngx_http_sandbox_ak_fail(r, status, error);
+
+        } else {
+            rc = ngx_http_sandbox_ak_ok(r, NGX_HTTP_OK,
+                                        json_pack("{s:s#}", "output",
+                                                  res->output,
+                                                  res->output_len));
+        }
+
+        ngx_http_sandbox_ak_finish(r, rc);
+        return;
+    }
+
+    rc = NGX_OK;
+
+    if (res) {
+        rc = ngx_http_sandbox_ak_event(r, "output",
+                 json_pack("{s:s#, s:s}", "data", res->output,
+                           res->output_len, "stream", "stdout"));
+    }
+
+    if (rc == NGX_OK && error) {
+        rc = ngx_http_sandbox_ak_event(r, "error",
+                                       json_pack("{s:s}", "message", error));
+
+    } else if (rc == NGX_OK) {
+        rc = ngx_http_sandbox_ak_event(r, "done",
+                 json_pack("{s:I, s:b}", "exit_code",
+                           (json_int_t) res->exit_code, "success", 1));
+    }
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_send_special(r, NGX_HTTP_LAST);
+    }
+
+    ngx_http_sandbox_ak_finish(r, rc == NGX_ERROR ? NGX_ERROR : NGX_OK);
+}
+
+
+/*
+ * The one-shot sandbox's deletion, queued by the management API's own
+ * script; fire-and-forget, so it is sent even as the request ends
+ */
+
+static void
+ngx_http_sandbox_ak_delete(ngx_http_request_t *r,
+    ngx_http_sandbox_ak_ctx_t *ctx)
+{
+    if (!ctx->created || ctx->deleted) {
+        return;
+    }
+
+    ctx->deleted = 1;
+
+    ngx_http_sandbox_ak_args(r, ctx);
+    ngx_http_sandbox_api_arg(&ctx->api, (char *) ctx->name.data,
+                             ctx->name.len);
+    ngx_http_sandbox_api_audit_args(r, &ctx->api);
+
+    if (ngx_http_sandbox_script_run(ngx_http_sandbox_worker_redis,
+                 &ngx_http_sandbox_api_scripts[SBX_LUA_SANDBOX_DELETE],
+                 NULL, ctx->api.argc, ctx->api.argv, ctx->api.argvlen,
+                 NULL, NULL, NULL)
+        != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "sandbox agentkernel: the deletion of one-shot sandbox "
+                      "\"%V\" could not be queued: Redis is unavailable",
+                      &ctx->name);
+    }
+}
+
+
+void
+ngx_http_sandbox_ak_cleanup(void *data)
+{
+    ngx_http_sandbox_ak_ctx_t *ctx = data;
+
+    ngx_http_request_t  *r;
+
+    if (ctx->api.op) {
+        ngx_http_sandbox_redis_cancel(ctx->api.op);
+        ctx->api.op = NULL;
+    }
+
+    if (ctx->run && ctx->created && !ctx->deleted) {
+        r = ctx->request;
+        ngx_http_sandbox_ak_delete(r, ctx);
+    }
+
+    if (ctx->api.body) {
+        json_decref(ctx->api.body);
+        ctx->api.body = NULL;
+    }
+}
+
+
+static ngx_int_t
+ngx_http_sandbox_ak_sse_start(ngx_http_request_t *r)
+{
+    ngx_int_t         rc;
+    ngx_table_elt_t  *h;
+
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = -1;
+    ngx_str_set(&r->headers_out.content_type, "text/event-stream");
+    r->headers_out.content_type_len = sizeof("text/event-stream") - 1;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Cache-Control");
+    ngx_str_set(&h->value, "no-cache");
+
+    rc = ngx_http_send_header(r);
+
+    return (rc == NGX_ERROR || rc > NGX_OK) ? NGX_ERROR : NGX_OK;
+}
+
+
+/* one event, flushed at once; takes data's reference */
+
+static ngx_int_t
+ngx_http_sandbox_ak_event(ngx_http_request_t *r, const char *event,
+    json_t *data)
+{
+    size_t        len, elen;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
+    if (data == NULL) {
+        return NGX_ERROR;
+    }
+
+    elen = ngx_strlen(event);
+    len = json_dumpb(data, NULL, 0, JSON_COMPACT);
+
+    b = ngx_create_temp_buf(r->pool, sizeof("event: \ndata: \n\n") + elen
+                                     + len);
+    if (b == NULL) {
+        json_decref(data);
+        return NGX_ERROR;
+    }
+
+    b->last = ngx_cpymem(b->last, "event: ", 7);
+    b->last = ngx_cpymem(b->last, event, elen);
+    b->last = ngx_cpymem(b->last, "\ndata: ", 7);
+    b->last += json_dumpb(data, (char *) b->last, len, JSON_COMPACT);
+    b->last = ngx_cpymem(b->last, "\n\n", 2);
+    b->flush = 1;
+    json_decref(data);
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out) == NGX_ERROR ? NGX_ERROR : NGX_OK;
+}
+
+
+/*
+ * While a one-shot run waits on Redis: a client that closed its end
+ * finalizes the request at once (the cleanup deletes the sandbox)
+ */
+
+static void
+ngx_http_sandbox_ak_test_reading(ngx_http_request_t *r)
+{
+    int                n;
+    char               buf[1];
+    ngx_err_t          err;
+    ngx_event_t       *rev;
+    ngx_connection_t  *c;
+
+    c = r->connection;
+    rev = c->read;
+
+#if (NGX_HAVE_EPOLLRDHUP)
+
+    if ((ngx_event_flags & NGX_USE_EPOLL_EVENT) && ngx_use_epoll_rdhup) {
+
+        if (!rev->pending_eof) {
+            return;
+        }
+
+        rev->eof = 1;
+        c->error = 1;
+        err = 0;
+
+        goto closed;
+    }
+
+#endif
+
+    n = recv(c->fd, buf, 1, MSG_PEEK);
+
+    if (n == 0) {
+        rev->eof = 1;
+        c->error = 1;
+        err = 0;
+        goto closed;
+    }
+
+    if (n == -1) {
+        err = ngx_socket_errno;
+
+        if (err != NGX_EAGAIN) {
+            rev->eof = 1;
+            c->error = 1;
+            goto closed;
+        }
+    }
+
+    /* pipelined data, or nothing: keep waiting */
+
+    if ((ngx_event_flags & NGX_USE_LEVEL_EVENT) && rev->active) {
+        if (ngx_del_event(rev, NGX_READ_EVENT, 0) != NGX_OK) {
+            ngx_http_sandbox_ak_finish(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        }
+    }
+
+    return;
+
+closed:
+
+    ngx_log_error(NGX_LOG_INFO, c->log, err,
+                  "client prematurely closed connection during a one-shot "
+                  "run");
+
+    ngx_http_sandbox_ak_finish(r, NGX_HTTP_CLIENT_CLOSED_REQUEST);
+}
