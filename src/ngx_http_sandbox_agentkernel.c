@@ -730,7 +730,40 @@ ngx_http_sandbox_ak_reply(void *data, redisReply *reply)
 }
 
 
-/* a script's refusal in agentkernel's words and statuses */
+/* a script's refusal in agentkernel's words and statuses, not sent */
+
+ngx_int_t
+ngx_http_sandbox_ak_script_status(ngx_http_request_t *r, ngx_int_t status,
+    json_t *data, const char **msg)
+{
+    *msg = json_string_value(json_object_get(data, "message"));
+
+    if (*msg == NULL) {
+        *msg = json_string_value(json_object_get(data, "error"));
+    }
+
+    if (*msg == NULL) {
+        *msg = "Request refused";
+    }
+
+    /* another user's sandbox is a missing one */
+
+    if (status == NGX_HTTP_NOT_FOUND
+        || (status == NGX_HTTP_FORBIDDEN
+            && ngx_strcmp(*msg, "You do not have access to this sandbox")
+               == 0))
+    {
+        *msg = "Sandbox not found";
+        return NGX_HTTP_NOT_FOUND;
+    }
+
+    if (status < 400 || status > 599) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return status;
+}
+
 
 ngx_int_t
 ngx_http_sandbox_ak_script_error(ngx_http_request_t *r, ngx_int_t status,
@@ -738,34 +771,12 @@ ngx_http_sandbox_ak_script_error(ngx_http_request_t *r, ngx_int_t status,
 {
     const char  *msg;
 
-    msg = json_string_value(json_object_get(data, "message"));
-
-    if (msg == NULL) {
-        msg = json_string_value(json_object_get(data, "error"));
-    }
-
-    if (msg == NULL) {
-        msg = "Request refused";
-    }
-
-    /* another user's sandbox is a missing one */
-
-    if (status == NGX_HTTP_NOT_FOUND
-        || (status == NGX_HTTP_FORBIDDEN
-            && ngx_strcmp(msg, "You do not have access to this sandbox") == 0))
-    {
-        return ngx_http_sandbox_ak_fail(r, NGX_HTTP_NOT_FOUND,
-                                        "Sandbox not found");
-    }
+    status = ngx_http_sandbox_ak_script_status(r, status, data, &msg);
 
     if (status == NGX_HTTP_UNAUTHORIZED
         && ngx_http_sandbox_www_authenticate(r) != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (status < 400 || status > 599) {
-        status = NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     return ngx_http_sandbox_ak_fail(r, status, msg);

@@ -103,6 +103,8 @@ ngx_int_t ngx_http_sandbox_ak_ok(ngx_http_request_t *r, ngx_uint_t status,
     json_t *data);
 void ngx_http_sandbox_ak_uuid(ngx_http_sandbox_ak_ctx_t *ctx,
     ngx_str_t *name, json_t *created);
+ngx_int_t ngx_http_sandbox_ak_script_status(ngx_http_request_t *r,
+    ngx_int_t status, json_t *data, const char **msg);
 ngx_int_t ngx_http_sandbox_ak_script_error(ngx_http_request_t *r,
     ngx_int_t status, json_t *data);
 

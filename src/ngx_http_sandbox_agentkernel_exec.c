@@ -33,7 +33,8 @@ static void ngx_http_sandbox_ak_target(ngx_http_request_t *r,
     ngx_http_sandbox_ak_ctx_t *ctx,
     ngx_http_sandbox_ak_next_pt next);
 static ngx_int_t ngx_http_sandbox_ak_address(ngx_http_request_t *r,
-    ngx_http_sandbox_ak_ctx_t *ctx, ngx_int_t status, json_t *data);
+    ngx_http_sandbox_ak_ctx_t *ctx, ngx_int_t status, json_t *data,
+    const char **msg);
 static void ngx_http_sandbox_ak_exec_target(ngx_http_request_t *r,
     ngx_http_sandbox_ak_ctx_t *ctx, ngx_int_t status, json_t *data);
 static void ngx_http_sandbox_ak_exec_done(ngx_http_request_t *r,
@@ -117,18 +118,21 @@ ngx_http_sandbox_ak_target(ngx_http_request_t *r,
 }
 
 
-/* NGX_OK with ctx->addr set, or the status of the answer made */
+/*
+ * NGX_OK with ctx->addr set, or an HTTP status and *msg: nothing is sent,
+ * a one-shot run answers in its own way
+ */
 
 static ngx_int_t
 ngx_http_sandbox_ak_address(ngx_http_request_t *r,
-    ngx_http_sandbox_ak_ctx_t *ctx, ngx_int_t status, json_t *data)
+    ngx_http_sandbox_ak_ctx_t *ctx, ngx_int_t status, json_t *data,
+    const char **msg)
 {
-    u_char      *msg, *p;
+    u_char      *m;
     json_t      *addr;
-    ngx_int_t    rc;
 
     if (status != NGX_HTTP_OK) {
-        return ngx_http_sandbox_ak_script_error(r, status, data);
+        return ngx_http_sandbox_ak_script_status(r, status, data, msg);
     }
 
     addr = json_object_get(data, "addr");
@@ -136,21 +140,23 @@ ngx_http_sandbox_ak_address(ngx_http_request_t *r,
     if (!json_is_true(json_object_get(data, "ready"))
         || !json_is_string(addr) || json_string_length(addr) == 0)
     {
-        msg = ngx_pnalloc(r->pool, 2 * ctx->name.len + 128);
-        if (msg == NULL) {
+        m = ngx_pnalloc(r->pool, 2 * ctx->name.len + 128);
+        if (m == NULL) {
+            *msg = "Out of memory";
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        p = ngx_sprintf(msg, "Sandbox '%V' is not running. Start it with: "
-                        "POST /sandboxes/%V/start%Z", &ctx->name, &ctx->name);
-        (void) p;
+        ngx_sprintf(m, "Sandbox '%V' is not running. Start it with: "
+                    "POST /sandboxes/%V/start%Z", &ctx->name, &ctx->name);
 
-        return ngx_http_sandbox_ak_fail(r, NGX_HTTP_CONFLICT, (char *) msg);
+        *msg = (char *) m;
+        return NGX_HTTP_CONFLICT;
     }
 
     ctx->addr_text.len = json_string_length(addr);
     ctx->addr_text.data = ngx_pnalloc(r->pool, ctx->addr_text.len);
     if (ctx->addr_text.data == NULL) {
+        *msg = "Out of memory";
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -159,15 +165,15 @@ ngx_http_sandbox_ak_address(ngx_http_request_t *r,
 
     /* an address, never a name: a worker never resolves */
 
-    rc = ngx_parse_addr_port(r->pool, &ctx->addr, ctx->addr_text.data,
-                             ctx->addr_text.len);
-
-    if (rc != NGX_OK) {
+    if (ngx_parse_addr_port(r->pool, &ctx->addr, ctx->addr_text.data,
+                            ctx->addr_text.len)
+        != NGX_OK)
+    {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "sandbox agentkernel: bad route address \"%V\"",
                       &ctx->addr_text);
-        return ngx_http_sandbox_ak_fail(r, NGX_HTTP_BAD_GATEWAY,
-                                        "Sandbox unreachable");
+        *msg = "Sandbox unreachable";
+        return NGX_HTTP_BAD_GATEWAY;
     }
 
     ctx->addr.name = ctx->addr_text;
@@ -208,29 +214,26 @@ static void
 ngx_http_sandbox_ak_exec_target(ngx_http_request_t *r,
     ngx_http_sandbox_ak_ctx_t *ctx, ngx_int_t status, json_t *data)
 {
-    ngx_int_t  rc;
+    ngx_int_t    rc;
+    const char  *msg;
 
-    rc = ngx_http_sandbox_ak_address(r, ctx, status, data);
+    rc = ngx_http_sandbox_ak_address(r, ctx, status, data, &msg);
 
     if (rc == NGX_OK) {
-        rc = ngx_http_sandbox_ak_exec_start(r, ctx);
-
-        if (rc == NGX_OK) {
+        if (ngx_http_sandbox_ak_exec_start(r, ctx) == NGX_OK) {
             return;
         }
 
         rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        msg = "The command could not be sent";
     }
 
     if (ctx->run) {
-        ngx_http_sandbox_ak_run_end(r, ctx, rc < NGX_HTTP_SPECIAL_RESPONSE
-                                    ? NGX_HTTP_BAD_GATEWAY : (ngx_uint_t) rc,
-                                    "The one-shot sandbox could not be "
-                                    "reached", NULL);
+        ngx_http_sandbox_ak_run_end(r, ctx, rc, msg, NULL);
         return;
     }
 
-    ngx_http_sandbox_ak_finish(r, rc);
+    ngx_http_sandbox_ak_finish(r, ngx_http_sandbox_ak_fail(r, rc, msg));
 }
 
 
@@ -333,12 +336,12 @@ ngx_http_sandbox_ak_files_target(ngx_http_request_t *r,
     json_t      *j;
     ngx_int_t    rc;
     ngx_str_t    src, dst;
-    const char  *op;
+    const char  *op, *msg;
 
-    rc = ngx_http_sandbox_ak_address(r, ctx, status, data);
+    rc = ngx_http_sandbox_ak_address(r, ctx, status, data, &msg);
 
     if (rc != NGX_OK) {
-        ngx_http_sandbox_ak_finish(r, rc);
+        ngx_http_sandbox_ak_finish(r, ngx_http_sandbox_ak_fail(r, rc, msg));
         return;
     }
 
@@ -795,17 +798,8 @@ ngx_http_sandbox_ak_run_created(ngx_http_request_t *r,
 
     if (status != NGX_HTTP_CREATED) {
         ctx->created = 0;
-
-        if (!ctx->stream) {
-            ngx_http_sandbox_ak_finish(r,
-                             ngx_http_sandbox_ak_script_error(r, status, data));
-            return;
-        }
-
-        msg = json_string_value(json_object_get(data, "message"));
-
-        ngx_http_sandbox_ak_run_end(r, ctx, status,
-                                    msg ? msg : "Sandbox not created", NULL);
+        status = ngx_http_sandbox_ak_script_status(r, status, data, &msg);
+        ngx_http_sandbox_ak_run_end(r, ctx, status, msg, NULL);
         return;
     }
 

@@ -734,17 +734,14 @@ sbx_ak_exec_request_shell(const sbx_ak_command_t *cmd, long timeout)
     p = line;
 
     if (cmd->env && json_object_size(cmd->env)) {
-        memcpy(p, "exec env", 8);
-        p += 8;
+        memcpy(p, "exec env --", 11);
+        p += 11;
 
         json_object_foreach((json_t *) cmd->env, key, v) {
             *p++ = ' ';
             p += sbx_ak_shell_quote_pair(p, key, json_string_value(v),
                                          json_string_length(v));
         }
-
-        memcpy(p, " --", 3);
-        p += 3;
 
     } else {
         memcpy(p, "exec", 4);
