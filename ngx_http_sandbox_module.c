@@ -13,6 +13,8 @@
  *   ngx_http_sandbox_sentinel.c       the master Redis Sentinel names
  *   ngx_http_sandbox_auth.c           bearer keys, digests, the admin key
  *   ngx_http_sandbox_route.c          the access phase: auth and routing
+ *   ngx_http_sandbox_wake.c           waking a suspended sandbox
+ *   ngx_http_sandbox_wait.c           requests held until a route is ready
  *   ngx_http_sandbox_balancer.c       per-request peer for upstream{}
  *   ngx_http_sandbox_cache.c          the shared-memory cache
  *   ngx_http_sandbox_events.c         invalidations from Redis pub/sub
@@ -28,6 +30,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_sandbox_module.h"
+#include "ngx_http_sandbox_wait.h"
 
 
 static ngx_int_t ngx_http_sandbox_add_variables(ngx_conf_t *cf);
@@ -207,6 +210,27 @@ static ngx_command_t  ngx_http_sandbox_commands[] = {
       0,
       NULL },
 
+    { ngx_string("sandbox_wake"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_sandbox_loc_conf_t, wake),
+      NULL },
+
+    { ngx_string("sandbox_wake_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_sandbox_loc_conf_t, wake_timeout),
+      NULL },
+
+    { ngx_string("sandbox_wake_max_held"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_sandbox_loc_conf_t, wake_max_held),
+      NULL },
+
     { ngx_string("sandbox_quota"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_num_slot,
@@ -285,7 +309,8 @@ typedef enum {
     NGX_HTTP_SANDBOX_VAR_URI,
     NGX_HTTP_SANDBOX_VAR_CACHE_STATUS,
     NGX_HTTP_SANDBOX_VAR_REQUEST_ID,
-    NGX_HTTP_SANDBOX_VAR_TRACE_ID
+    NGX_HTTP_SANDBOX_VAR_TRACE_ID,
+    NGX_HTTP_SANDBOX_VAR_WAKE
 } ngx_http_sandbox_var_e;
 
 
@@ -314,6 +339,9 @@ static ngx_http_variable_t  ngx_http_sandbox_vars[] = {
 
     { ngx_string("sandbox_trace_id"), NULL, ngx_http_sandbox_variable,
       NGX_HTTP_SANDBOX_VAR_TRACE_ID, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("sandbox_wake"), NULL, ngx_http_sandbox_variable,
+      NGX_HTTP_SANDBOX_VAR_WAKE, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
       ngx_http_null_variable
 };
@@ -442,6 +470,27 @@ ngx_http_sandbox_variable(ngx_http_request_t *r,
         s = &trace;
         break;
 
+    case NGX_HTTP_SANDBOX_VAR_WAKE:
+        if (!ctx->woken) {
+            v->not_found = 1;
+            return NGX_OK;
+        }
+
+        text.data = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+        if (text.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        /* still held (a client that left): how long until now */
+
+        text.len = ngx_sprintf(text.data, "%M",
+                               ctx->holding
+                               ? ngx_current_msec - ctx->wake_ms
+                               : ctx->wake_ms)
+                   - text.data;
+        s = &text;
+        break;
+
     default: /* NGX_HTTP_SANDBOX_VAR_REQUEST_ID */
         text.len = ctx->request_id_set ? NGX_HTTP_SANDBOX_REQUEST_ID_LEN : 0;
         text.data = ctx->request_id;
@@ -539,6 +588,9 @@ ngx_http_sandbox_create_loc_conf(ngx_conf_t *cf)
     slcf->cache_ttl.negative_ttl = NGX_CONF_UNSET_MSEC;
     slcf->cache_ttl.grace = NGX_CONF_UNSET_MSEC;
     slcf->cache_ttl.last_used = NGX_CONF_UNSET_MSEC;
+    slcf->wake = NGX_CONF_UNSET;
+    slcf->wake_timeout = NGX_CONF_UNSET_MSEC;
+    slcf->wake_max_held = NGX_CONF_UNSET_UINT;
     slcf->quota = NGX_CONF_UNSET_UINT;
     slcf->audit_maxlen = NGX_CONF_UNSET_UINT;
 
@@ -576,12 +628,22 @@ ngx_http_sandbox_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_msec_value(conf->cache_ttl.last_used,
                               prev->cache_ttl.last_used, 60000);
 
+    ngx_conf_merge_value(conf->wake, prev->wake, 1);
+    ngx_conf_merge_msec_value(conf->wake_timeout, prev->wake_timeout, 60000);
+    ngx_conf_merge_uint_value(conf->wake_max_held, prev->wake_max_held,
+                              1024);
     ngx_conf_merge_uint_value(conf->quota, prev->quota, 20);
     ngx_conf_merge_uint_value(conf->audit_maxlen, prev->audit_maxlen, 100000);
     ngx_conf_merge_str_value(conf->default_image, prev->default_image,
                              "ghcr.io/agent-infra/sandbox:latest");
     ngx_conf_merge_str_value(conf->namespace_prefix, prev->namespace_prefix,
                              "user-");
+
+    if (conf->wake_timeout == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"sandbox_wake_timeout\" must be more than 0");
+        return NGX_CONF_ERROR;
+    }
 
     if (conf->audit_maxlen == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -896,7 +958,9 @@ ngx_http_sandbox_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
-    if (ngx_http_sandbox_usage_init(cycle) != NGX_OK) {
+    if (ngx_http_sandbox_usage_init(cycle) != NGX_OK
+        || ngx_http_sandbox_wait_init(cycle) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -908,6 +972,7 @@ static void
 ngx_http_sandbox_exit_process(ngx_cycle_t *cycle)
 {
     ngx_http_sandbox_events_exit();
+    ngx_http_sandbox_wait_exit();
     ngx_http_sandbox_usage_exit();
     ngx_http_sandbox_sha256_cleanup();
 

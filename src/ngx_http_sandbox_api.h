@@ -58,6 +58,9 @@ typedef enum {
 
 extern ngx_http_sandbox_api_script_t  ngx_http_sandbox_api_scripts[];
 
+/* the data plane's wake script (ngx_http_sandbox_wake.c) */
+extern ngx_http_sandbox_script_t      ngx_http_sandbox_wake_lua;
+
 
 #define NGX_HTTP_SANDBOX_API_ARGS    16
 

@@ -34,15 +34,16 @@
 
 #define SBX_LUA_COMMON                                                        \
     "local now = tonumber(ARGV[1])\n"                                         \
-    "local who, kid, act, tgt\n"                                              \
+    "local who, kid, act, tgt, via\n"                                         \
     "local function audit(status)\n"                                          \
     "  local n = #ARGV\n"                                                     \
-    "  redis.call('XADD', 'sbx:audit', 'MAXLEN', '~', ARGV[n], '*',\n"        \
+    "  local f = {'XADD', 'sbx:audit', 'MAXLEN', '~', ARGV[n], '*',\n"        \
     "    'time', now, 'actor', who or 'admin', 'key_id', kid or '',\n"        \
     "    'action', act, 'target', tgt or '', 'client', ARGV[n - 2],\n"        \
     "    'request_id', ARGV[n - 1],\n"                                        \
-    "    'result', status < 300 and 'ok' or 'refused', 'status', status)"    \
-    " end\n"                                                                  \
+    "    'result', status < 300 and 'ok' or 'refused', 'status', status}\n"  \
+    "  if via then f[#f + 1] = 'via'; f[#f + 1] = via end\n"                  \
+    "  redis.call(unpack(f)) end\n"                                           \
     "local function reply(status, t)\n"                                       \
     "  if act then audit(status) end\n"                                       \
     "  return {status, cjson.encode(t), who} end\n"                           \
@@ -151,7 +152,11 @@
     " 'name', n,\n"                                                           \
     "             'namespace', rec.namespace or '', 'image', image or '',\n"  \
     "             'requested_at', now)\n"                                     \
-    "  redis.call('PUBLISH', 'sbx:events', 'route ' .. user .. ' ' .. n) end\n"
+    "  redis.call('PUBLISH', 'sbx:events', 'route ' .. user .. ' ' .. n) end\n"\
+    "local function set_state(op, n, rec)\n"                                 \
+    "  redis.call('HSET', 'sbx:sandbox:' .. user .. ':' .. n, 'state',\n"    \
+    "             op == 'pause' and 'pausing' or 'resuming')\n"              \
+    "  queue(op, n, rec) end\n"
 
 
 /*
@@ -391,9 +396,7 @@ static const char  ngx_http_sandbox_lua_me[] =
     "act, tgt = 'sandbox.' .. ARGV[4], user .. '/' .. ARGV[3]\n"              \
     SBX_LUA_NOT_OWNED                                                         \
     "local op = ARGV[4]\n"                                                    \
-    "redis.call('HSET', 'sbx:sandbox:' .. user .. ':' .. n, 'state',\n"       \
-    "           op == 'pause' and 'pausing' or 'resuming')\n"                 \
-    "queue(op, n, rec)\n"                                                     \
+    "set_state(op, n, rec)\n"                                                 \
     "return reply(200, {success = true,\n"                                    \
     "  message = \"Sandbox '\" .. n .. \"' \" ..\n"                           \
     "            (op == 'pause' and 'paused' or 'resumed') ..\n"              \
@@ -451,7 +454,7 @@ static const char  ngx_http_sandbox_lua_health[] =
     "    out[#out + 1] = {id = e[1], created_at = num(h.time),\n"             \
     "      actor = h.actor, key_id = h.key_id, action = h.action,\n"          \
     "      target = h.target, client = h.client, request_id = h.request_id,\n"\
-    "      result = h.result, status = num(h.status)} end end\n"              \
+    "      result = h.result, status = num(h.status), via = h.via} end end\n"\
     "if since == '' then\n"                                                   \
     "  local top = redis.call('XREVRANGE', 'sbx:audit', '+', '-', 'COUNT', 1)"\
     "\n"                                                                      \
@@ -488,6 +491,51 @@ static const char  ngx_http_sandbox_lua_audit[] =
 
 static const char  ngx_http_sandbox_lua_me_audit[] =
     SBX_LUA_COMMON SBX_LUA_AUTH_USER "ARGV[4] = user\n" SBX_LUA_AUDIT;
+
+
+/*
+ * A request for a sandbox that is not ready, from the data plane
+ * (ngx_http_sandbox_wake.c): may it be held, and does it resume the
+ * sandbox?  ARGV[2] the authenticated user (or the path's, with
+ * authentication off), ARGV[3] the sandbox, ARGV[4] the key id, ARGV[5]
+ * sandbox_wake_timeout in ms.  The resume is the API's own (set_state:
+ * the same record, operation and audit record, marked "via" gateway),
+ * queued only when the sandbox is suspended and no create or resume is
+ * in flight, so at most one resume per sandbox whatever the replicas and
+ * workers.  A marker (sbx:wake:<user>:<name>, as long as the timeout)
+ * keeps the requests of a sandbox still starting after its resume held,
+ * and limits a failed resume to one retry per timeout.  Answers
+ * {"ready"}, {"hold"}, {"woken"} (hold: this request queued the resume)
+ * or {"no"}.
+ */
+
+static const char  ngx_http_sandbox_lua_wake[] =
+    SBX_LUA_COMMON
+    "local user = ARGV[2]\n"
+    "who, kid, via = user, ARGV[4], 'gateway'\n"
+    SBX_LUA_SANDBOX
+    "local n = ARGV[3]\n"
+    "local rec = owned(n)\n"
+    "if not rec then return {'no'} end\n"
+    "local rt = route_of(user, n)\n"
+    "if rt.ready == '1' and rt.suspended ~= '1' and (rt.addr or '') ~= ''\n"
+    "then return {'ready'} end\n"
+    "local mk = 'sbx:wake:' .. user .. ':' .. n\n"
+    "local busy = rec.state == 'creating' or rec.state == 'resuming'\n"
+    "if rt.suspended ~= '1' then\n"
+    "  if busy or redis.call('EXISTS', mk) == 1 then return {'hold'} end\n"
+    "  return {'no'} end\n"
+    "if busy and ((rec.error or '') == ''\n"
+    "             or redis.call('EXISTS', mk) == 1) then return {'hold'} end\n"
+    "redis.call('SET', mk, now, 'PX', ARGV[5])\n"
+    "act, tgt = 'sandbox.resume', user .. '/' .. n\n"
+    "set_state('resume', n, rec)\n"
+    "audit(200)\n"
+    "return {'woken'}\n";
+
+
+ngx_http_sandbox_script_t  ngx_http_sandbox_wake_lua =
+    ngx_http_sandbox_script(ngx_http_sandbox_lua_wake);
 
 
 ngx_http_sandbox_api_script_t  ngx_http_sandbox_api_scripts[] = {

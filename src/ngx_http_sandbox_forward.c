@@ -338,6 +338,12 @@ ngx_http_sandbox_request_id_write(u_char *p)
 static void
 ngx_http_sandbox_request_id(ngx_http_sandbox_route_ctx_t *ctx)
 {
+    /* a woken request has had its id since the wake's audit record */
+
+    if (ctx->request_id_set) {
+        return;
+    }
+
     (void) ngx_http_sandbox_request_id_write(ctx->request_id);
 
     ctx->request_id_set = 1;

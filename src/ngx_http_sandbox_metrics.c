@@ -60,7 +60,7 @@ static ngx_msec_t  ngx_http_sandbox_latency_bounds[] = {
 
 static const char  *ngx_http_sandbox_decisions[] = {
     "ok", "bad_request", "unauthorized", "not_found", "not_ready",
-    "unavailable", "error"
+    "unavailable", "error", "woken"
 };
 
 
@@ -412,6 +412,9 @@ ngx_http_sandbox_metrics_upstream(u_char *p, u_char *last,
             "sandbox_upstream_pool_misses_total", "counter",
             "Requests that found no pooled connection to their pod.",
             m->pool_misses);
+    p = ngx_http_sandbox_metrics_counter(p, last, "sandbox_wake_held",
+            "gauge", "Requests held now until their sandbox wakes.",
+            m->wake_held);
 
     return p;
 }

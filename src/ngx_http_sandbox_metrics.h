@@ -28,6 +28,7 @@ typedef enum {
     NGX_HTTP_SANDBOX_DECISION_NOT_READY,
     NGX_HTTP_SANDBOX_DECISION_UNAVAILABLE,
     NGX_HTTP_SANDBOX_DECISION_ERROR,
+    NGX_HTTP_SANDBOX_DECISION_WOKEN,    /* held, then forwarded */
     NGX_HTTP_SANDBOX_DECISIONS
 } ngx_http_sandbox_decision_e;
 
@@ -47,6 +48,7 @@ typedef struct {
     ngx_atomic_t                    upstream_active;
     ngx_atomic_t                    pool_hits;
     ngx_atomic_t                    pool_misses;
+    ngx_atomic_t                    wake_held;      /* held requests now */
 
     ngx_http_sandbox_redis_stats_t  redis;      /* all workers' lookups */
 } ngx_http_sandbox_metrics_t;

@@ -55,6 +55,10 @@ typedef struct {
     ngx_flag_t                      cache;
     ngx_http_sandbox_cache_ttl_t    cache_ttl;
 
+    ngx_flag_t                      wake;
+    ngx_msec_t                      wake_timeout;
+    ngx_uint_t                      wake_max_held;      /* per worker */
+
     ngx_uint_t                      quota;
     ngx_uint_t                      audit_maxlen;
     ngx_str_t                       default_image;
@@ -106,6 +110,9 @@ typedef struct {
     unsigned                        cache_status:2;
     unsigned                        request_id_set:1;
     unsigned                        trace_continued:1;
+    unsigned                        wake_tried:1;
+    unsigned                        woken:1;    /* held, $sandbox_wake */
+    unsigned                        holding:1;  /* wake_ms: when it began */
 
     ngx_str_t                       user;
     ngx_str_t                       name;
@@ -113,6 +120,7 @@ typedef struct {
     ngx_str_t                       uri;
     ngx_str_t                       addr_text;
     ngx_addr_t                     *addr;
+    ngx_msec_t                      wake_ms;    /* how long it was held */
 
     ngx_http_sandbox_decision_t    *decision;   /* a lookup under way */
 
@@ -170,6 +178,14 @@ void ngx_http_sandbox_trace_id(ngx_http_request_t *r,
     ngx_http_sandbox_route_ctx_t *ctx, ngx_str_t *id);
 
 #define NGX_HTTP_SANDBOX_REQUEST_ID_LEN  32
+
+/* wake: a request for a suspended sandbox resumes it and is held */
+typedef void (*ngx_http_sandbox_wake_pt)(ngx_http_request_t *r,
+    ngx_int_t rc);
+
+ngx_int_t ngx_http_sandbox_wake(ngx_http_request_t *r,
+    ngx_http_sandbox_route_ctx_t *ctx, ngx_msec_t start,
+    ngx_http_sandbox_wake_pt done);
 
 /* invalidation events: the sbx:events subscriber of worker 0 */
 ngx_int_t ngx_http_sandbox_events_init(ngx_cycle_t *cycle,

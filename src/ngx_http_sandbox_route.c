@@ -31,7 +31,9 @@
 typedef enum {
     NGX_HTTP_SANDBOX_DECIDED = 0,
     NGX_HTTP_SANDBOX_TO_REDIS,          /* the cache could not answer */
-    NGX_HTTP_SANDBOX_PENDING            /* the lookup is under way */
+    NGX_HTTP_SANDBOX_PENDING,           /* the lookup is under way */
+    NGX_HTTP_SANDBOX_WAKING,            /* held until the sandbox wakes */
+    NGX_HTTP_SANDBOX_ANEW               /* woken: decide once more */
 } ngx_http_sandbox_state_e;
 
 
@@ -55,6 +57,8 @@ struct ngx_http_sandbox_decision_s {
     u_char                          key_digest[NGX_HTTP_SANDBOX_SHA256_LEN];
     unsigned                        authenticated:1;
     unsigned                        not_ready:1;
+    unsigned                        nocache:1;      /* Redis decides */
+    ngx_msec_t                      wake_start;
 
     /* what Redis or the cache said, and where it came from */
     ngx_http_sandbox_key_t          key;
@@ -118,6 +122,13 @@ static ngx_http_sandbox_script_t  ngx_http_sandbox_lookup_lua =
     "return res\n");
 
 
+static ngx_int_t ngx_http_sandbox_begin(ngx_http_request_t *r,
+    ngx_http_sandbox_route_ctx_t *ctx, ngx_http_sandbox_loc_conf_t *slcf,
+    ngx_uint_t nocache);
+static ngx_int_t ngx_http_sandbox_conclude(ngx_http_request_t *r,
+    ngx_http_sandbox_decision_t *ctx, ngx_http_sandbox_loc_conf_t *slcf,
+    ngx_uint_t on_stack);
+static void ngx_http_sandbox_woke(ngx_http_request_t *r, ngx_int_t rc);
 static ngx_int_t ngx_http_sandbox_start(ngx_http_request_t *r,
     ngx_http_sandbox_decision_t *ctx, ngx_http_sandbox_loc_conf_t *slcf);
 static ngx_int_t ngx_http_sandbox_parse(ngx_http_request_t *r,
@@ -151,8 +162,7 @@ static ngx_int_t ngx_http_sandbox_finish(ngx_http_request_t *r,
 ngx_int_t
 ngx_http_sandbox_access_handler(ngx_http_request_t *r)
 {
-    ngx_int_t                     rc;
-    ngx_http_sandbox_decision_t   d, *dp;
+    ngx_http_sandbox_decision_t   *dp;
     ngx_http_sandbox_route_ctx_t  *ctx;
     ngx_http_sandbox_loc_conf_t   *slcf;
 
@@ -174,13 +184,19 @@ ngx_http_sandbox_access_handler(ngx_http_request_t *r)
             return NGX_OK;
         }
 
-        if (dp->state == NGX_HTTP_SANDBOX_PENDING) {
+        if (dp->state == NGX_HTTP_SANDBOX_PENDING
+            || dp->state == NGX_HTTP_SANDBOX_WAKING)
+        {
             return NGX_AGAIN;
         }
 
         ctx->decision = NULL;
 
-        return ngx_http_sandbox_finish(r, dp);
+        if (dp->state == NGX_HTTP_SANDBOX_ANEW) {
+            return ngx_http_sandbox_begin(r, ctx, slcf, dp->nocache);
+        }
+
+        return ngx_http_sandbox_conclude(r, dp, slcf, 0);
     }
 
     ctx = ngx_http_sandbox_create_ctx(r, NGX_HTTP_SANDBOX_CTX_ROUTE,
@@ -189,15 +205,28 @@ ngx_http_sandbox_access_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    return ngx_http_sandbox_begin(r, ctx, slcf, 0);
+}
+
+
+static ngx_int_t
+ngx_http_sandbox_begin(ngx_http_request_t *r,
+    ngx_http_sandbox_route_ctx_t *ctx, ngx_http_sandbox_loc_conf_t *slcf,
+    ngx_uint_t nocache)
+{
+    ngx_int_t                     rc;
+    ngx_http_sandbox_decision_t   d, *dp;
+
     ngx_memzero(&d, sizeof(ngx_http_sandbox_decision_t));
     d.out = ctx;
+    d.nocache = nocache;
 
     if (ngx_http_sandbox_start(r, &d, slcf) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     if (d.state == NGX_HTTP_SANDBOX_DECIDED) {
-        return ngx_http_sandbox_finish(r, &d);
+        return ngx_http_sandbox_conclude(r, &d, slcf, 1);
     }
 
     /* to Redis: the decision outlives this call */
@@ -220,7 +249,122 @@ ngx_http_sandbox_access_handler(ngx_http_request_t *r)
         return NGX_AGAIN;
     }
 
+    return ngx_http_sandbox_conclude(r, dp, slcf, 0);
+}
+
+
+/*
+ * A sandbox that is not ready may be woken (ngx_http_sandbox_wake.c):
+ * once per request, the request waiting meanwhile with its decision in
+ * the pool.
+ */
+
+static ngx_int_t
+ngx_http_sandbox_conclude(ngx_http_request_t *r,
+    ngx_http_sandbox_decision_t *ctx, ngx_http_sandbox_loc_conf_t *slcf,
+    ngx_uint_t on_stack)
+{
+    ngx_int_t                     rc;
+    ngx_http_sandbox_decision_t  *dp;
+
+    if (!ctx->not_ready || !slcf->wake || ctx->out->wake_tried
+        || ctx->out->user.len == 0)
+    {
+        return ngx_http_sandbox_finish(r, ctx);
+    }
+
+    ctx->out->wake_tried = 1;
+
+    dp = ctx;
+
+    if (on_stack) {
+        dp = ngx_palloc(r->pool, sizeof(ngx_http_sandbox_decision_t));
+        if (dp == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        *dp = *ctx;
+    }
+
+    dp->wake_start = ngx_current_msec;
+
+    rc = ngx_http_sandbox_wake(r, dp->out, dp->wake_start,
+                               ngx_http_sandbox_woke);
+
+    switch (rc) {
+
+    case NGX_AGAIN:
+        dp->state = NGX_HTTP_SANDBOX_WAKING;
+        dp->out->decision = dp;
+        return NGX_AGAIN;
+
+    case NGX_BUSY:
+        ngx_http_sandbox_not_ready(dp, "Too many requests waiting for "
+                                   "sandboxes");
+        break;
+
+    case NGX_ERROR:
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+    default: /* Redis cannot be asked: the sandbox is not ready, as before */
+        break;
+    }
+
     return ngx_http_sandbox_finish(r, dp);
+}
+
+
+/* the wake's outcome: decide again, or answer 503 */
+
+static void
+ngx_http_sandbox_woke(ngx_http_request_t *r, ngx_int_t rc)
+{
+    ngx_http_sandbox_decision_t   *dp;
+    ngx_http_sandbox_route_ctx_t  *ctx;
+
+    ctx = ngx_http_sandbox_route_ctx(r);
+    dp = ctx->decision;
+
+    if (ctx->holding) {
+        ctx->holding = 0;
+        ctx->wake_ms = ngx_current_msec - ctx->wake_ms;
+    }
+
+    dp->state = NGX_HTTP_SANDBOX_DECIDED;
+
+    switch (rc) {
+
+    case NGX_OK:
+
+        /* a route the cache may still hold as not ready: Redis says */
+
+        dp->state = NGX_HTTP_SANDBOX_ANEW;
+        dp->nocache = !ctx->woken;
+        break;
+
+    case NGX_HTTP_SERVICE_UNAVAILABLE:
+        ngx_http_sandbox_not_ready(dp, "Sandbox did not wake in time");
+        break;
+
+    case NGX_BUSY:
+        ngx_http_sandbox_not_ready(dp, "Too many requests waiting for "
+                                   "sandboxes");
+        break;
+
+    case NGX_DECLINED:
+        break;
+
+    default:
+        ngx_http_sandbox_deny(dp, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                              "Internal server error", "Wake failed");
+        dp->not_ready = 0;
+        break;
+    }
+
+    /* resume the phases where the access handler suspended them */
+
+    r->write_event_handler = ngx_http_core_run_phases;
+    ngx_http_core_run_phases(r);
 }
 
 
@@ -278,7 +422,7 @@ ngx_http_sandbox_start(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    if (ngx_http_sandbox_from_cache(r, ctx, slcf)) {
+    if (!ctx->nocache && ngx_http_sandbox_from_cache(r, ctx, slcf)) {
         ctx->out->cache_status = NGX_HTTP_SANDBOX_CSTATUS_HIT;
         return NGX_OK;
     }
@@ -875,7 +1019,13 @@ ngx_http_sandbox_finish(ngx_http_request_t *r,
     ngx_table_elt_t              *h;
     ngx_http_sandbox_loc_conf_t  *slcf;
 
-    ngx_http_sandbox_metrics_decision(ctx->status, ctx->not_ready);
+    if (ctx->status == NGX_OK && ctx->out->woken) {
+        ngx_http_sandbox_metrics_inc(
+                               requests[NGX_HTTP_SANDBOX_DECISION_WOKEN]);
+
+    } else {
+        ngx_http_sandbox_metrics_decision(ctx->status, ctx->not_ready);
+    }
 
     if (ctx->status == NGX_OK) {
         if (ngx_http_sandbox_forward_headers(r, ctx->out) != NGX_OK) {

@@ -1,0 +1,742 @@
+
+/*
+ * Copyright (C) The sandbox gateway authors
+ *
+ * Held requests (see ngx_http_sandbox_wait.h).  Each worker keeps the
+ * sandboxes it holds requests for in an rbtree of groups, each group a
+ * queue of waiters living in their requests' pools.  A group is checked,
+ * one HMGET of its route on the worker's Redis link, when it is made,
+ * when a "route" message names it, when the subscription (re)starts (a
+ * message may have been missed before), and by the safety-net timer;
+ * a check that finds the route ready releases the whole group.  A message
+ * that comes while a check is in flight asks for one more check after it,
+ * since the check may have read the route before the change.
+ *
+ * The subscription is a Redis link of its own in every worker (worker 0's
+ * invalidation listener serves the shared cache, and nginx has no way to
+ * wake another worker): it is opened with the first held request and
+ * closed when nothing has been held for NGX_HTTP_SANDBOX_WAIT_LINGER.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_sandbox_module.h"
+#include "ngx_http_sandbox_wait.h"
+#include "sandbox_event.h"
+
+
+#define NGX_HTTP_SANDBOX_WAIT_CHANNEL  "sbx:events"
+
+/* the safety net for a lost message, and how long an idle link stays */
+#define NGX_HTTP_SANDBOX_WAIT_RECHECK  3000
+#define NGX_HTTP_SANDBOX_WAIT_LINGER   30000
+
+/* names are DNS labels (63); room for longer ones, bounded */
+#define NGX_HTTP_SANDBOX_WAIT_NAME_MAX  253
+
+
+typedef struct {
+    ngx_str_node_t                  sn;         /* key "user/name" */
+    ngx_queue_t                     waiters;
+    size_t                          user_len;
+    ngx_http_sandbox_redis_op_t    *op;         /* a check in flight */
+    unsigned                        again:1;    /* check once more */
+    u_char                          data[1];
+} ngx_http_sandbox_wait_group_t;
+
+
+typedef struct {
+    ngx_queue_t                     queue;
+    ngx_event_t                     ev;         /* timeout, then the call */
+    ngx_http_request_t             *request;
+    ngx_http_sandbox_wait_group_t  *group;      /* NULL once released */
+    ngx_http_sandbox_wait_pt        handler;
+    ngx_http_event_handler_pt       read_handler;
+    ngx_int_t                       rc;
+} ngx_http_sandbox_wait_t;
+
+
+static ngx_http_sandbox_wait_group_t *ngx_http_sandbox_wait_group(
+    ngx_str_t *user, ngx_str_t *name, ngx_log_t *log);
+static ngx_http_sandbox_wait_group_t *ngx_http_sandbox_wait_find(
+    u_char *user, size_t user_len, u_char *name, size_t name_len);
+static void ngx_http_sandbox_wait_group_free(
+    ngx_http_sandbox_wait_group_t *g);
+static void ngx_http_sandbox_wait_check(ngx_http_sandbox_wait_group_t *g);
+static void ngx_http_sandbox_wait_check_all(void);
+static void ngx_http_sandbox_wait_route_handler(void *data,
+    redisReply *reply);
+static void ngx_http_sandbox_wait_release(ngx_http_sandbox_wait_group_t *g,
+    ngx_str_t *addr);
+static void ngx_http_sandbox_wait_detach(ngx_http_sandbox_wait_t *w);
+static void ngx_http_sandbox_wait_fire(ngx_event_t *ev);
+static void ngx_http_sandbox_wait_cleanup(void *data);
+static ngx_int_t ngx_http_sandbox_wait_listen(ngx_log_t *log);
+static void ngx_http_sandbox_wait_ready(ngx_http_sandbox_redis_t *rd,
+    void *data);
+static void ngx_http_sandbox_wait_subscribed(void *data, redisReply *reply);
+static ngx_int_t ngx_http_sandbox_wait_push(void *data, redisReply *reply);
+static void ngx_http_sandbox_wait_timer(ngx_event_t *ev);
+static void ngx_http_sandbox_wait_linger(ngx_event_t *ev);
+
+
+static ngx_rbtree_t                    ngx_http_sandbox_wait_tree;
+static ngx_rbtree_node_t               ngx_http_sandbox_wait_sentinel;
+static ngx_uint_t                      ngx_http_sandbox_wait_groups;
+static ngx_uint_t                      ngx_http_sandbox_wait_count;
+
+static ngx_http_sandbox_redis_conf_t   ngx_http_sandbox_wait_rc;
+static ngx_http_sandbox_redis_t       *ngx_http_sandbox_wait_link;
+static ngx_uint_t                      ngx_http_sandbox_wait_on;
+static ngx_event_t                     ngx_http_sandbox_wait_recheck;
+static ngx_event_t                     ngx_http_sandbox_wait_idle;
+
+
+ngx_int_t
+ngx_http_sandbox_wait_init(ngx_cycle_t *cycle)
+{
+    ngx_http_sandbox_main_conf_t  *smcf;
+
+    ngx_rbtree_init(&ngx_http_sandbox_wait_tree,
+                    &ngx_http_sandbox_wait_sentinel,
+                    ngx_str_rbtree_insert_value);
+
+    smcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_sandbox_module);
+
+    ngx_memzero(&ngx_http_sandbox_wait_rc,
+                sizeof(ngx_http_sandbox_redis_conf_t));
+
+    ngx_http_sandbox_wait_rc.addr = smcf->redis_addr;
+    ngx_http_sandbox_wait_rc.sentinel = ngx_http_sandbox_worker_sentinel;
+    ngx_http_sandbox_wait_rc.password = smcf->redis_password;
+    ngx_http_sandbox_wait_rc.connect_timeout = smcf->redis_connect_timeout;
+    ngx_http_sandbox_wait_rc.timeout = smcf->redis_timeout;
+    ngx_http_sandbox_wait_rc.ready = ngx_http_sandbox_wait_ready;
+    ngx_http_sandbox_wait_rc.push = ngx_http_sandbox_wait_push;
+
+    /* neither timer may keep an exiting worker alive: held requests do */
+
+    ngx_http_sandbox_wait_recheck.handler = ngx_http_sandbox_wait_timer;
+    ngx_http_sandbox_wait_recheck.log = cycle->log;
+    ngx_http_sandbox_wait_recheck.cancelable = 1;
+
+    ngx_http_sandbox_wait_idle.handler = ngx_http_sandbox_wait_linger;
+    ngx_http_sandbox_wait_idle.log = cycle->log;
+    ngx_http_sandbox_wait_idle.cancelable = 1;
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_sandbox_wait_exit(void)
+{
+    if (ngx_http_sandbox_wait_recheck.timer_set) {
+        ngx_del_timer(&ngx_http_sandbox_wait_recheck);
+    }
+
+    if (ngx_http_sandbox_wait_idle.timer_set) {
+        ngx_del_timer(&ngx_http_sandbox_wait_idle);
+    }
+
+    ngx_http_sandbox_redis_destroy(ngx_http_sandbox_wait_link);
+    ngx_http_sandbox_wait_link = NULL;
+    ngx_http_sandbox_wait_on = 0;
+}
+
+
+ngx_uint_t
+ngx_http_sandbox_wait_held(void)
+{
+    return ngx_http_sandbox_wait_count;
+}
+
+
+ngx_int_t
+ngx_http_sandbox_wait_route(ngx_http_request_t *r, ngx_str_t *user,
+    ngx_str_t *name, ngx_msec_t timeout, ngx_http_sandbox_wait_pt handler)
+{
+    ngx_uint_t                      fresh;
+    ngx_connection_t               *c;
+    ngx_pool_cleanup_t             *cln;
+    ngx_http_sandbox_route_t        route;
+    ngx_http_sandbox_wait_t        *w;
+    ngx_http_sandbox_loc_conf_t    *slcf;
+    ngx_http_sandbox_main_conf_t   *smcf;
+    ngx_http_sandbox_wait_group_t  *g;
+
+    c = r->connection;
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_sandbox_module);
+    smcf = ngx_http_get_module_main_conf(r, ngx_http_sandbox_module);
+
+    if (ngx_http_sandbox_wait_tree.sentinel == NULL     /* no Redis */
+        || user->len == 0 || user->len > NGX_HTTP_SANDBOX_WAIT_NAME_MAX
+        || name->len == 0 || name->len > NGX_HTTP_SANDBOX_WAIT_NAME_MAX)
+    {
+        return NGX_ERROR;
+    }
+
+    if (smcf->cache_zone
+        && ngx_http_sandbox_cache_get_route(smcf->cache_zone, r->pool, user,
+                                            name, &route, &slcf->cache_ttl)
+           == NGX_HTTP_SANDBOX_CACHE_HIT
+        && route.state == NGX_HTTP_SANDBOX_ROUTE_READY)
+    {
+        return NGX_OK;
+    }
+
+    if (ngx_http_sandbox_wait_count >= slcf->wake_max_held) {
+        ngx_log_error(NGX_LOG_WARN, c->log, 0,
+                      "sandbox: %ui requests held already "
+                      "(sandbox_wake_max_held)", ngx_http_sandbox_wait_count);
+        return NGX_DECLINED;
+    }
+
+    w = ngx_pcalloc(r->pool, sizeof(ngx_http_sandbox_wait_t));
+    if (w == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    g = ngx_http_sandbox_wait_find(user->data, user->len, name->data,
+                                   name->len);
+    fresh = (g == NULL);
+
+    if (fresh) {
+        g = ngx_http_sandbox_wait_group(user, name, c->log);
+        if (g == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    if (ngx_http_sandbox_wait_listen(c->log) != NGX_OK) {
+        if (fresh) {
+            ngx_http_sandbox_wait_group_free(g);
+        }
+
+        return NGX_ERROR;
+    }
+
+    w->request = r;
+    w->group = g;
+    w->handler = handler;
+    w->read_handler = r->read_event_handler;
+
+    w->ev.handler = ngx_http_sandbox_wait_fire;
+    w->ev.data = w;
+    w->ev.log = c->log;
+
+    cln->handler = ngx_http_sandbox_wait_cleanup;
+    cln->data = w;
+
+    ngx_queue_insert_tail(&g->waiters, &w->queue);
+    ngx_http_sandbox_wait_count++;
+    ngx_http_sandbox_metrics_inc(wake_held);
+
+    /* this timer keeps an exiting worker alive until the request is done */
+
+    ngx_add_timer(&w->ev, timeout);
+
+    /* the client may leave meanwhile, or may have left already */
+
+    r->read_event_handler = ngx_http_test_reading;
+
+    if (c->read->ready) {
+        ngx_post_event(c->read, &ngx_posted_events);
+    }
+
+    if (!ngx_http_sandbox_wait_recheck.timer_set) {
+        ngx_add_timer(&ngx_http_sandbox_wait_recheck,
+                      NGX_HTTP_SANDBOX_WAIT_RECHECK);
+    }
+
+    /* a change made just before the group existed went unnoticed */
+
+    if (fresh) {
+        ngx_http_sandbox_wait_check(g);
+    }
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                   "sandbox: held for \"%V/%V\", %ui held",
+                   user, name, ngx_http_sandbox_wait_count);
+
+    return NGX_AGAIN;
+}
+
+
+static ngx_http_sandbox_wait_group_t *
+ngx_http_sandbox_wait_group(ngx_str_t *user, ngx_str_t *name, ngx_log_t *log)
+{
+    u_char                         *p;
+    size_t                          len;
+    ngx_http_sandbox_wait_group_t  *g;
+
+    len = user->len + 1 + name->len;
+
+    g = ngx_alloc(sizeof(ngx_http_sandbox_wait_group_t) + len, log);
+    if (g == NULL) {
+        return NULL;
+    }
+
+    ngx_memzero(g, sizeof(ngx_http_sandbox_wait_group_t));
+
+    p = ngx_cpymem(g->data, user->data, user->len);
+    *p++ = '/';
+    ngx_memcpy(p, name->data, name->len);
+
+    g->sn.str.data = g->data;
+    g->sn.str.len = len;
+    g->sn.node.key = ngx_crc32_short(g->data, len);
+    g->user_len = user->len;
+
+    ngx_queue_init(&g->waiters);
+
+    ngx_rbtree_insert(&ngx_http_sandbox_wait_tree, &g->sn.node);
+    ngx_http_sandbox_wait_groups++;
+
+    return g;
+}
+
+
+static ngx_http_sandbox_wait_group_t *
+ngx_http_sandbox_wait_find(u_char *user, size_t user_len, u_char *name,
+    size_t name_len)
+{
+    u_char           key[2 * NGX_HTTP_SANDBOX_WAIT_NAME_MAX + 1], *p;
+    ngx_str_t        k;
+    ngx_str_node_t  *sn;
+
+    if (ngx_http_sandbox_wait_groups == 0
+        || user_len > NGX_HTTP_SANDBOX_WAIT_NAME_MAX
+        || name_len > NGX_HTTP_SANDBOX_WAIT_NAME_MAX)
+    {
+        return NULL;
+    }
+
+    p = ngx_cpymem(key, user, user_len);
+    *p++ = '/';
+    p = ngx_cpymem(p, name, name_len);
+
+    k.data = key;
+    k.len = p - key;
+
+    sn = ngx_str_rbtree_lookup(&ngx_http_sandbox_wait_tree, &k,
+                               ngx_crc32_short(k.data, k.len));
+
+    return (ngx_http_sandbox_wait_group_t *) sn;
+}
+
+
+static void
+ngx_http_sandbox_wait_group_free(ngx_http_sandbox_wait_group_t *g)
+{
+    if (g->op) {
+        ngx_http_sandbox_redis_cancel(g->op);
+    }
+
+    ngx_rbtree_delete(&ngx_http_sandbox_wait_tree, &g->sn.node);
+    ngx_http_sandbox_wait_groups--;
+
+    ngx_free(g);
+
+    if (ngx_http_sandbox_wait_groups) {
+        return;
+    }
+
+    /* nothing held: the safety net rests, the subscription lingers */
+
+    if (ngx_http_sandbox_wait_recheck.timer_set) {
+        ngx_del_timer(&ngx_http_sandbox_wait_recheck);
+    }
+
+    if (ngx_http_sandbox_wait_link && !ngx_http_sandbox_wait_idle.timer_set) {
+        ngx_add_timer(&ngx_http_sandbox_wait_idle,
+                      NGX_HTTP_SANDBOX_WAIT_LINGER);
+    }
+}
+
+
+/* one read of the route for every request held on it */
+
+static void
+ngx_http_sandbox_wait_check(ngx_http_sandbox_wait_group_t *g)
+{
+    u_char       key[sizeof("sbx:route:") + 2 * NGX_HTTP_SANDBOX_WAIT_NAME_MAX + 1];
+    u_char      *p;
+    const char  *argv[5];
+    size_t       argvlen[5];
+
+    if (g->op) {
+        g->again = 1;
+        return;
+    }
+
+    g->again = 0;
+
+    /* "sbx:route:<user>:<name>" from "<user>/<name>" */
+
+    p = ngx_cpymem(key, "sbx:route:", sizeof("sbx:route:") - 1);
+    p = ngx_cpymem(p, g->data, g->user_len);
+    *p++ = ':';
+    p = ngx_cpymem(p, g->data + g->user_len + 1,
+                   g->sn.str.len - g->user_len - 1);
+
+    argv[0] = "HMGET";
+    argvlen[0] = sizeof("HMGET") - 1;
+    argv[1] = (const char *) key;
+    argvlen[1] = p - key;
+    argv[2] = "addr";
+    argvlen[2] = sizeof("addr") - 1;
+    argv[3] = "ready";
+    argvlen[3] = sizeof("ready") - 1;
+    argv[4] = "suspended";
+    argvlen[4] = sizeof("suspended") - 1;
+
+    /* Redis down: the safety net tries again, the timeouts stand */
+
+    g->op = ngx_http_sandbox_redis_command(ngx_http_sandbox_worker_redis, 5,
+                                           argv, argvlen,
+                                           ngx_http_sandbox_wait_route_handler,
+                                           g);
+}
+
+
+static void
+ngx_http_sandbox_wait_check_all(void)
+{
+    ngx_rbtree_node_t  *node, *root, *sentinel;
+
+    sentinel = ngx_http_sandbox_wait_tree.sentinel;
+    root = ngx_http_sandbox_wait_tree.root;
+
+    if (root == sentinel) {
+        return;
+    }
+
+    /* checks only send commands: the tree does not change under the walk */
+
+    for (node = ngx_rbtree_min(root, sentinel);
+         node;
+         node = ngx_rbtree_next(&ngx_http_sandbox_wait_tree, node))
+    {
+        ngx_http_sandbox_wait_check((ngx_http_sandbox_wait_group_t *) node);
+    }
+}
+
+
+static void
+ngx_http_sandbox_wait_route_handler(void *data, redisReply *reply)
+{
+    ngx_http_sandbox_wait_group_t *g = data;
+
+    ngx_str_t    addr;
+    redisReply  **el;
+
+    g->op = NULL;
+
+    if (reply != NULL && reply->type == REDIS_REPLY_ARRAY
+        && reply->elements == 3)
+    {
+        el = reply->element;
+
+        if (el[0]->type == REDIS_REPLY_STRING && el[0]->len > 0
+            && el[1]->type == REDIS_REPLY_STRING && el[1]->len == 1
+            && el[1]->str[0] == '1'
+            && !(el[2]->type == REDIS_REPLY_STRING && el[2]->len == 1
+                 && el[2]->str[0] == '1'))
+        {
+            addr.data = (u_char *) el[0]->str;
+            addr.len = el[0]->len;
+
+            ngx_http_sandbox_wait_release(g, &addr);
+            return;
+        }
+    }
+
+    if (g->again) {
+        ngx_http_sandbox_wait_check(g);
+    }
+}
+
+
+/*
+ * The route is ready: every request held on it goes on.  The route is
+ * put into the shared cache first, so their decisions find it there (the
+ * cache's own invalidation may not have come yet).
+ */
+
+static void
+ngx_http_sandbox_wait_release(ngx_http_sandbox_wait_group_t *g,
+    ngx_str_t *addr)
+{
+    ngx_str_t                       user, name;
+    ngx_uint_t                      last;
+    ngx_queue_t                    *q;
+    ngx_http_request_t             *r;
+    ngx_http_sandbox_wait_t        *w;
+    ngx_http_sandbox_route_t        route;
+    ngx_http_sandbox_loc_conf_t    *slcf;
+    ngx_http_sandbox_main_conf_t   *smcf;
+
+    q = ngx_queue_head(&g->waiters);
+    w = ngx_queue_data(q, ngx_http_sandbox_wait_t, queue);
+    r = w->request;
+
+    smcf = ngx_http_get_module_main_conf(r, ngx_http_sandbox_module);
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_sandbox_module);
+
+    if (smcf->cache_zone && slcf->cache) {
+        user.data = g->data;
+        user.len = g->user_len;
+        name.data = g->data + g->user_len + 1;
+        name.len = g->sn.str.len - g->user_len - 1;
+
+        route.state = NGX_HTTP_SANDBOX_ROUTE_READY;
+        route.addr = *addr;
+
+        ngx_http_sandbox_cache_put_route(smcf->cache_zone, &user, &name,
+                                         &route, &slcf->cache_ttl);
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "sandbox: \"%V\" ready at \"%V\"", &g->sn.str, addr);
+
+    /* the group is freed with its last waiter: stop before touching it */
+
+    do {
+        q = ngx_queue_head(&g->waiters);
+        w = ngx_queue_data(q, ngx_http_sandbox_wait_t, queue);
+        last = (ngx_queue_next(q) == ngx_queue_sentinel(&g->waiters));
+
+        ngx_http_sandbox_wait_detach(w);
+
+        if (w->ev.timer_set) {
+            ngx_del_timer(&w->ev);
+        }
+
+        w->rc = NGX_OK;
+        ngx_post_event(&w->ev, &ngx_posted_events);
+
+    } while (!last);
+}
+
+
+/* out of its group (freed when empty) and of the counts */
+
+static void
+ngx_http_sandbox_wait_detach(ngx_http_sandbox_wait_t *w)
+{
+    ngx_http_sandbox_wait_group_t  *g;
+
+    g = w->group;
+
+    if (g == NULL) {
+        return;
+    }
+
+    w->group = NULL;
+
+    ngx_queue_remove(&w->queue);
+    ngx_http_sandbox_wait_count--;
+    ngx_http_sandbox_metrics_dec(wake_held);
+
+    if (ngx_queue_empty(&g->waiters)) {
+        ngx_http_sandbox_wait_group_free(g);
+    }
+}
+
+
+static void
+ngx_http_sandbox_wait_fire(ngx_event_t *ev)
+{
+    ngx_http_sandbox_wait_t *w = ev->data;
+
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = w->request;
+    c = r->connection;
+
+    if (ev->timedout) {
+        ev->timedout = 0;
+        ngx_http_sandbox_wait_detach(w);
+        w->rc = NGX_HTTP_SERVICE_UNAVAILABLE;
+
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "sandbox: held request timed out");
+    }
+
+    r->read_event_handler = w->read_handler;
+
+    ngx_http_set_log_request(c->log, r);
+
+    w->handler(r, w->rc);
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+/* the request is going away: nothing may refer to it any more */
+
+static void
+ngx_http_sandbox_wait_cleanup(void *data)
+{
+    ngx_http_sandbox_wait_t *w = data;
+
+    ngx_http_sandbox_wait_detach(w);
+
+    if (w->ev.timer_set) {
+        ngx_del_timer(&w->ev);
+    }
+
+    if (w->ev.posted) {
+        ngx_delete_posted_event(&w->ev);
+    }
+}
+
+
+/* the subscription: opened with the first held request */
+
+static ngx_int_t
+ngx_http_sandbox_wait_listen(ngx_log_t *log)
+{
+    if (ngx_http_sandbox_wait_idle.timer_set) {
+        ngx_del_timer(&ngx_http_sandbox_wait_idle);
+    }
+
+    if (ngx_http_sandbox_wait_link) {
+        return NGX_OK;
+    }
+
+    ngx_http_sandbox_wait_link = ngx_http_sandbox_redis_create(
+                                     &ngx_http_sandbox_wait_rc, ngx_cycle->log);
+    if (ngx_http_sandbox_wait_link == NULL) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_sandbox_wait_ready(ngx_http_sandbox_redis_t *rd, void *data)
+{
+    const char  *argv[2];
+    size_t       argvlen[2];
+
+    ngx_http_sandbox_wait_on = 0;
+
+    argv[0] = "SUBSCRIBE";
+    argvlen[0] = sizeof("SUBSCRIBE") - 1;
+    argv[1] = NGX_HTTP_SANDBOX_WAIT_CHANNEL;
+    argvlen[1] = sizeof(NGX_HTTP_SANDBOX_WAIT_CHANNEL) - 1;
+
+    (void) ngx_http_sandbox_redis_command(rd, 2, argv, argvlen,
+                                          ngx_http_sandbox_wait_subscribed,
+                                          NULL);
+}
+
+
+static void
+ngx_http_sandbox_wait_subscribed(void *data, redisReply *reply)
+{
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
+        ngx_http_sandbox_wait_on = 0;
+        return;
+    }
+
+    if (ngx_http_sandbox_wait_on) {
+        return;
+    }
+
+    ngx_http_sandbox_wait_on = 1;
+
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "sandbox: held requests listen to "
+                   NGX_HTTP_SANDBOX_WAIT_CHANNEL);
+
+    /* what changed before the subscription took effect went unheard */
+
+    ngx_http_sandbox_wait_check_all();
+}
+
+
+static ngx_int_t
+ngx_http_sandbox_wait_push(void *data, redisReply *reply)
+{
+    redisReply                     **el;
+    sbx_event_t                      ev;
+    ngx_http_sandbox_wait_group_t   *g;
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) {
+        return NGX_DECLINED;
+    }
+
+    el = reply->element;
+
+    if (el[0]->type != REDIS_REPLY_STRING || el[0]->len != 7
+        || ngx_strncmp(el[0]->str, "message", 7) != 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    if (el[2]->type != REDIS_REPLY_STRING) {
+        return NGX_OK;
+    }
+
+    switch (sbx_event_parse((u_char *) el[2]->str, el[2]->len, &ev)) {
+
+    case SBX_EVENT_ROUTE:
+        g = ngx_http_sandbox_wait_find((u_char *) el[2]->str + ev.user_off,
+                                       ev.user_len,
+                                       (u_char *) el[2]->str + ev.name_off,
+                                       ev.name_len);
+        if (g) {
+            ngx_http_sandbox_wait_check(g);
+        }
+
+        break;
+
+    case SBX_EVENT_KEY:
+    case SBX_EVENT_USER:
+        break;
+
+    default: /* a flush, or a message of a newer writer */
+        ngx_http_sandbox_wait_check_all();
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_sandbox_wait_timer(ngx_event_t *ev)
+{
+    if (ngx_http_sandbox_wait_groups == 0) {
+        return;
+    }
+
+    ngx_http_sandbox_wait_check_all();
+
+    ngx_add_timer(ev, NGX_HTTP_SANDBOX_WAIT_RECHECK);
+}
+
+
+static void
+ngx_http_sandbox_wait_linger(ngx_event_t *ev)
+{
+    if (ngx_http_sandbox_wait_groups) {
+        return;
+    }
+
+    ngx_http_sandbox_redis_destroy(ngx_http_sandbox_wait_link);
+    ngx_http_sandbox_wait_link = NULL;
+    ngx_http_sandbox_wait_on = 0;
+}
