@@ -403,6 +403,9 @@ ngx_http_sandbox_ak_body_handler(ngx_http_request_t *r)
 
     if (rc == NGX_OK) {
         rc = ngx_http_sandbox_ak_dispatch(r, ctx);
+
+    } else if (rc == NGX_DECLINED) {
+        rc = ctx->api.rc;             /* answered */
     }
 
     if (rc != NGX_DONE) {
@@ -410,6 +413,8 @@ ngx_http_sandbox_ak_body_handler(ngx_http_request_t *r)
     }
 }
 
+
+/* NGX_OK, the body kept (or none); NGX_DECLINED once answered */
 
 static ngx_int_t
 ngx_http_sandbox_ak_parse_body(ngx_http_request_t *r,
@@ -440,8 +445,10 @@ ngx_http_sandbox_ak_parse_body(ngx_http_request_t *r,
     }
 
     if (len > clcf->client_body_buffer_size) {
-        return ngx_http_sandbox_ak_fail(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                        "Request body too large");
+        ctx->api.rc = ngx_http_sandbox_ak_fail(r,
+                                          NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                          "Request body too large");
+        return NGX_DECLINED;
     }
 
     if (len == 0) {
@@ -467,7 +474,8 @@ ngx_http_sandbox_ak_parse_body(ngx_http_request_t *r,
     j = sbx_body_load((const char *) data, len, msg);
 
     if (j == NULL) {
-        return ngx_http_sandbox_ak_fail(r, NGX_HTTP_BAD_REQUEST, msg);
+        ctx->api.rc = ngx_http_sandbox_ak_fail(r, NGX_HTTP_BAD_REQUEST, msg);
+        return NGX_DECLINED;
     }
 
     ctx->api.body = j;
