@@ -5,10 +5,11 @@
  * The agentkernel-compatible API (sandbox_agentkernel_api): what its
  * files share.  ngx_http_sandbox_agentkernel.c routes a request, reads
  * its body, runs the management API's Redis scripts and answers in
- * agentkernel's envelope; ngx_http_sandbox_agentkernel_exec.c reaches the
- * sandbox's runtime by subrequests (exec, files) and carries /run and
- * /run/stream, whose one-shot sandbox is always deleted.  The pure parts
- * are in sandbox_agentkernel.c.
+ * agentkernel's envelope, ..._answer.c turns the scripts' answers into
+ * agentkernel's; ..._exec.c reaches the sandbox's runtime by subrequests
+ * (exec, files); ..._run.c carries /run and /run/stream, whose one-shot
+ * sandbox is always deleted, and holds creates until usable.  The pure
+ * parts are in sandbox_agentkernel.c.
  */
 
 
@@ -108,13 +109,34 @@ ngx_int_t ngx_http_sandbox_ak_script_status(ngx_http_request_t *r,
 ngx_int_t ngx_http_sandbox_ak_script_error(ngx_http_request_t *r,
     ngx_int_t status, json_t *data);
 
+/* ngx_http_sandbox_agentkernel_answer.c */
+void ngx_http_sandbox_ak_listed(ngx_http_request_t *r,
+    ngx_http_sandbox_ak_ctx_t *ctx, ngx_int_t status, json_t *data);
+void ngx_http_sandbox_ak_got(ngx_http_request_t *r,
+    ngx_http_sandbox_ak_ctx_t *ctx, ngx_int_t status, json_t *data);
+void ngx_http_sandbox_ak_created(ngx_http_request_t *r,
+    ngx_http_sandbox_ak_ctx_t *ctx, ngx_int_t status, json_t *data);
+void ngx_http_sandbox_ak_done(ngx_http_request_t *r,
+    ngx_http_sandbox_ak_ctx_t *ctx, ngx_int_t status, json_t *data);
+void ngx_http_sandbox_ak_logs(ngx_http_request_t *r,
+    ngx_http_sandbox_ak_ctx_t *ctx, ngx_int_t status, json_t *data);
+
 /* ngx_http_sandbox_agentkernel_exec.c */
+void ngx_http_sandbox_ak_target(ngx_http_request_t *r,
+    ngx_http_sandbox_ak_ctx_t *ctx, ngx_http_sandbox_ak_next_pt next);
+void ngx_http_sandbox_ak_exec_target(ngx_http_request_t *r,
+    ngx_http_sandbox_ak_ctx_t *ctx, ngx_int_t status, json_t *data);
 void ngx_http_sandbox_ak_exec(ngx_http_request_t *r,
     ngx_http_sandbox_ak_ctx_t *ctx);
 void ngx_http_sandbox_ak_files(ngx_http_request_t *r,
     ngx_http_sandbox_ak_ctx_t *ctx);
+
+/* ngx_http_sandbox_agentkernel_run.c */
 void ngx_http_sandbox_ak_run(ngx_http_request_t *r,
     ngx_http_sandbox_ak_ctx_t *ctx);
+void ngx_http_sandbox_ak_run_end(ngx_http_request_t *r,
+    ngx_http_sandbox_ak_ctx_t *ctx, ngx_uint_t status, const char *error,
+    sbx_ak_result_t *res);
 void ngx_http_sandbox_ak_hold(ngx_http_request_t *r,
     ngx_http_sandbox_ak_ctx_t *ctx);
 void ngx_http_sandbox_ak_cleanup(void *data);
