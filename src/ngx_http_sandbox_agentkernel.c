@@ -366,9 +366,6 @@ ngx_http_sandbox_ak_auth(ngx_http_request_t *r,
     }
 
     ngx_http_sandbox_sha256_hex(ctx->api.caller, key.data, key.len);
-    ngx_memcpy(ngx_cpymem(ctx->api.caller_key, "sbx:key:",
-                          sizeof("sbx:key:") - 1),
-               ctx->api.caller, NGX_HTTP_SANDBOX_SHA256_HEX_LEN);
 
     return NGX_OK;
 
@@ -578,7 +575,7 @@ ngx_http_sandbox_ak_dispatch(ngx_http_request_t *r,
 }
 
 
-/* the user scripts' first arguments: the key, the time, the caller */
+/* the user scripts' first arguments: the time, the caller's key hash */
 
 void
 ngx_http_sandbox_ak_args(ngx_http_request_t *r, ngx_http_sandbox_ak_ctx_t *ctx)
@@ -588,9 +585,6 @@ ngx_http_sandbox_ak_args(ngx_http_request_t *r, ngx_http_sandbox_ak_ctx_t *ctx)
     api = &ctx->api;
     api->argc = 0;
 
-    ngx_http_sandbox_api_arg(api, "1", 1);
-    ngx_http_sandbox_api_arg(api, (char *) api->caller_key,
-                             sizeof(api->caller_key));
     ngx_http_sandbox_api_arg(api, (char *) api->now,
                              ngx_sprintf(api->now, "%T", ngx_time())
                              - api->now);
@@ -599,7 +593,10 @@ ngx_http_sandbox_ak_args(ngx_http_request_t *r, ngx_http_sandbox_ak_ctx_t *ctx)
 }
 
 
-/* as POST /api/sandboxes: name, image, the namespace prefix, the quota */
+/*
+ * as POST /api/sandboxes: name, image, the namespace prefix, the quota,
+ * the creation rate
+ */
 
 void
 ngx_http_sandbox_ak_create_args(ngx_http_request_t *r,
@@ -624,28 +621,49 @@ ngx_http_sandbox_ak_create_args(ngx_http_request_t *r,
                              ngx_sprintf(api->expires, "%ui", slcf->quota)
                              - api->expires);
     ngx_http_sandbox_api_arg(api, "prefix", 6);
+    ngx_http_sandbox_api_rate_args(api, &slcf->create_rate);
 }
 
 
 /*
- * Runs a script with the arguments gathered so far and the audit's; the
+ * Runs a script with the arguments gathered so far and the audit's (the
+ * keys it declares made from them, as the management API does); the
  * answer goes to next().  NGX_DONE, or the status of an answer made.
+ * Without next, the command is fire-and-forget: NGX_OK or NGX_ERROR.
  */
 
 ngx_int_t
 ngx_http_sandbox_ak_script(ngx_http_request_t *r,
-    ngx_http_sandbox_ak_ctx_t *ctx, ngx_http_sandbox_script_t *script,
+    ngx_http_sandbox_ak_ctx_t *ctx, ngx_http_sandbox_api_script_t *s,
     ngx_http_sandbox_ak_next_pt next)
 {
+    ngx_uint_t   argc;
+    const char  *argv[NGX_HTTP_SANDBOX_API_ARGS + NGX_HTTP_SANDBOX_API_KEYS
+                      + 1];
+    size_t       argvlen[NGX_HTTP_SANDBOX_API_ARGS
+                         + NGX_HTTP_SANDBOX_API_KEYS + 1];
+    u_char       numkeys[NGX_INT_T_LEN];
+
     ngx_http_sandbox_api_audit_args(r, &ctx->api);
 
-    ctx->next = next;
+    argc = ngx_http_sandbox_api_keys(r, &ctx->api, s, argv, argvlen, numkeys);
 
-    if (ngx_http_sandbox_script_run(ngx_http_sandbox_worker_redis, script,
-                                    r->pool, ctx->api.argc, ctx->api.argv,
-                                    ctx->api.argvlen, ngx_http_sandbox_ak_reply,
-                                    r, &ctx->api.op)
-        != NGX_OK)
+    if (next == NULL) {
+        return (argc && ngx_http_sandbox_script_run(
+                            ngx_http_sandbox_worker_redis, &s->script, NULL,
+                            argc, argv, argvlen, NULL, NULL, NULL) == NGX_OK)
+               ? NGX_OK : NGX_ERROR;
+    }
+
+    ctx->next = next;
+    ctx->api.op = NULL;
+
+    if (argc == 0
+        || ngx_http_sandbox_script_run(ngx_http_sandbox_worker_redis,
+                                       &s->script, r->pool, argc, argv,
+                                       argvlen, ngx_http_sandbox_ak_reply, r,
+                                       &ctx->api.op)
+           != NGX_OK)
     {
         ctx->api.op = NULL;
     }

@@ -91,7 +91,7 @@ struct ngx_http_sandbox_ak_ctx_s {
 char *ngx_http_sandbox_agentkernel_api(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 ngx_int_t ngx_http_sandbox_ak_script(ngx_http_request_t *r,
-    ngx_http_sandbox_ak_ctx_t *ctx, ngx_http_sandbox_script_t *script,
+    ngx_http_sandbox_ak_ctx_t *ctx, ngx_http_sandbox_api_script_t *s,
     ngx_http_sandbox_ak_next_pt next);
 void ngx_http_sandbox_ak_args(ngx_http_request_t *r,
     ngx_http_sandbox_ak_ctx_t *ctx);

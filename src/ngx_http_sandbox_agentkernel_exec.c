@@ -41,12 +41,12 @@ static ngx_int_t ngx_http_sandbox_ak_runtime_error(ngx_http_request_t *r,
 
 
 /*
- * The caller's sandbox and its route.  KEYS[1]: the key's hash; ARGV[1]
- * now, ARGV[3] the name.  The user's record and route keys are found from
+ * The caller's sandbox and its route.  KEYS[1]: the key's hash (ARGV[2]);
+ * ARGV[1] now, ARGV[3] the name.  The user's record and route keys are found from
  * the key's user, as the management API's scripts do.
  */
 
-static ngx_http_sandbox_script_t  ngx_http_sandbox_ak_target_lua =
+static ngx_http_sandbox_api_script_t  ngx_http_sandbox_ak_target_lua = {
     ngx_http_sandbox_script(
     "local now = tonumber(ARGV[1])\n"
     "local function num(v) return tonumber(v or '0') or 0 end\n"
@@ -71,7 +71,9 @@ static ngx_http_sandbox_script_t  ngx_http_sandbox_ak_target_lua =
     "    'sbx:sandbox:' .. user .. ':' .. n) == 0 then\n"
     "  return reply(404, {message = 'Sandbox not found'}, user) end\n"
     "return reply(200, {addr = rt[1] or '',\n"
-    "                   ready = rt[2] == '1' and rt[3] ~= '1'}, user)\n");
+    "                   ready = rt[2] == '1' and rt[3] ~= '1'}, user)\n"),
+    { "sbx:key:$2", NULL }
+};
 
 
 void

@@ -292,12 +292,9 @@ ngx_http_sandbox_ak_delete(ngx_http_request_t *r,
     ngx_http_sandbox_ak_args(r, ctx);
     ngx_http_sandbox_api_arg(&ctx->api, (char *) ctx->name.data,
                              ctx->name.len);
-    ngx_http_sandbox_api_audit_args(r, &ctx->api);
 
-    if (ngx_http_sandbox_script_run(ngx_http_sandbox_worker_redis,
-                 &ngx_http_sandbox_api_scripts[SBX_LUA_SANDBOX_DELETE],
-                 NULL, ctx->api.argc, ctx->api.argv, ctx->api.argvlen,
-                 NULL, NULL, NULL)
+    if (ngx_http_sandbox_ak_script(r, ctx,
+                 &ngx_http_sandbox_api_scripts[SBX_LUA_SANDBOX_DELETE], NULL)
         != NGX_OK)
     {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,

@@ -47,9 +47,10 @@ ngx_http_sandbox_wake(ngx_http_request_t *r,
     ngx_http_sandbox_wake_pt done)
 {
     u_char                       *p;
-    ngx_uint_t                    i;
-    const char                   *argv[9];
-    size_t                        argvlen[9];
+    size_t                        len;
+    ngx_uint_t                    i, k;
+    const char                   *argv[14];
+    size_t                        argvlen[14];
     ngx_http_cleanup_t           *cln;
     ngx_http_sandbox_wake_t      *wk;
     ngx_http_sandbox_loc_conf_t  *slcf;
@@ -86,13 +87,28 @@ ngx_http_sandbox_wake(ngx_http_request_t *r,
         ctx->request_id_set = 1;
     }
 
-    p = ngx_pnalloc(r->pool, 2 * NGX_TIME_T_LEN + 2 * NGX_INT_T_LEN);
+    /* KEYS: sbx:audit, sbx:ops, the record, the route, the marker */
+
+    len = 3 * (sizeof("sbx:sandbox::") + ctx->user.len + ctx->name.len);
+
+    p = ngx_pnalloc(r->pool, 2 * NGX_TIME_T_LEN + 2 * NGX_INT_T_LEN + len);
     if (p == NULL) {
         return NGX_ERROR;
     }
 
     i = 0;
-    argv[i++] = "0";
+    argv[i++] = "5";
+    argv[i++] = "sbx:audit";
+    argv[i++] = "sbx:ops";
+
+    for (k = 0; k < 3; k++) {
+        argv[i] = (const char *) p;
+        p = ngx_sprintf(p, "%s%V:%V", k == 0 ? "sbx:sandbox:"
+                                      : k == 1 ? "sbx:route:" : "sbx:wake:",
+                        &ctx->user, &ctx->name);
+        argvlen[i] = p - (u_char *) argv[i];
+        i++;
+    }
 
     argv[i++] = (const char *) p;
     p = ngx_sprintf(p, "%T", ngx_time());
@@ -107,18 +123,20 @@ ngx_http_sandbox_wake(ngx_http_request_t *r,
     p = ngx_sprintf(p, "%ui", slcf->audit_maxlen);
 
     argvlen[0] = 1;
-    argvlen[1] = (u_char *) argv[5] - (u_char *) argv[1];
-    argvlen[2] = ctx->user.len;
-    argvlen[3] = ctx->name.len;
-    argvlen[4] = ctx->key_id.len;
-    argvlen[5] = (u_char *) argv[8] - (u_char *) argv[5];
-    argvlen[6] = r->connection->addr_text.len;
-    argvlen[7] = NGX_HTTP_SANDBOX_REQUEST_ID_LEN;
-    argvlen[8] = p - (u_char *) argv[8];
+    argvlen[1] = sizeof("sbx:audit") - 1;
+    argvlen[2] = sizeof("sbx:ops") - 1;
+    argvlen[6] = (u_char *) argv[10] - (u_char *) argv[6];
+    argvlen[7] = ctx->user.len;
+    argvlen[8] = ctx->name.len;
+    argvlen[9] = ctx->key_id.len;
+    argvlen[10] = (u_char *) argv[13] - (u_char *) argv[10];
+    argvlen[11] = r->connection->addr_text.len;
+    argvlen[12] = NGX_HTTP_SANDBOX_REQUEST_ID_LEN;
+    argvlen[13] = p - (u_char *) argv[13];
 
     if (ngx_http_sandbox_script_run(ngx_http_sandbox_worker_redis,
                                     &ngx_http_sandbox_wake_lua, r->pool,
-                                    9, argv, argvlen,
+                                    14, argv, argvlen,
                                     ngx_http_sandbox_wake_reply, wk,
                                     &wk->op)
         != NGX_OK)
