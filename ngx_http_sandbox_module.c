@@ -672,18 +672,18 @@ ngx_http_sandbox_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_str_value(conf->namespace_prefix, prev->namespace_prefix,
                              "user-");
 
-    if (conf->wake_timeout == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"sandbox_wake_timeout\" must be more than 0");
-        return NGX_CONF_ERROR;
-    }
-
     /* creations per user: sandboxes 1r/s burst=20, keys 1r/s burst=100 */
 
     ngx_http_sandbox_guard_merge_rate(&conf->create_rate, &prev->create_rate,
                                       1000000, 20);
     ngx_http_sandbox_guard_merge_rate(&conf->key_create_rate,
                                       &prev->key_create_rate, 1000000, 100);
+
+    if (conf->wake_timeout == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"sandbox_wake_timeout\" must be more than 0");
+        return NGX_CONF_ERROR;
+    }
 
     if (conf->audit_maxlen == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,

@@ -135,10 +135,19 @@ Run commands in the sandbox (a runtime process on 127.0.0.2):
 Its life cycle, through the API (each goes through Kubernetes):
   curl -s -X POST $GW/api/sandboxes $auth -H 'Content-Type: application/json' -d '{"name":"second"}'
   curl -s $GW/api/sandboxes $auth
-  curl -s -X POST $GW/api/sandboxes/demo/pause $auth     # then exec gives 503
+  curl -s -X POST $GW/api/sandboxes/demo/pause $auth
   curl -s -X POST $GW/api/sandboxes/demo/resume $auth
   curl -s -X DELETE $GW/api/sandboxes/demo $auth
   curl -s $GW/health
+
+Wake on request: pause it, wait until it is paused, then just exec; the
+gateway resumes it and holds the request until the sandbox answers:
+  curl -s -X POST $GW/api/sandboxes/demo/pause $auth
+  curl -s $GW/api/sandboxes/demo $auth        # until "state":"paused"
+  time curl -s $GW/proxy/demo/v1/shell/exec $auth \\
+       -H 'Content-Type: application/json' -d '{"command":"echo awake"}'
+  grep waking $DIR/logs/error.log             # the resume it queued
+  curl -s $GW/metrics | grep -E 'woken|wake_held'
 
 Administration:
   $ROOT/build/sandbox-admin --url $GW --key-file $DIR/admin.key users

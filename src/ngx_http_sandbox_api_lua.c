@@ -583,23 +583,23 @@ static const char  ngx_http_sandbox_lua_me_audit[] =
  * (ngx_http_sandbox_wake.c): may it be held, and does it resume the
  * sandbox?  ARGV[2] the authenticated user (or the path's, with
  * authentication off), ARGV[3] the sandbox, ARGV[4] the key id, ARGV[5]
- * sandbox_wake_timeout in ms.  The resume is the API's own (set_state:
- * the same record, operation and audit record, marked "via" gateway),
- * queued only when the sandbox is suspended and no create or resume is
- * in flight, so at most one resume per sandbox whatever the replicas and
- * workers.  A marker (sbx:wake:<user>:<name>, as long as the timeout)
- * keeps the requests of a sandbox still starting after its resume held,
- * and limits a failed resume to one retry per timeout.  Answers
- * {"ready"}, {"hold"}, {"woken"} (hold: this request queued the resume)
- * or {"no"}.  KEYS: sbx:audit, sbx:ops, the sandbox's record, its route
- * and its marker (ngx_http_sandbox_wake.c names them).
+ * sandbox_wake_timeout in ms.  KEYS: sbx:audit, sbx:ops, the sandbox's
+ * record, its route, its wake marker (sbx:wake:<user>:<name>).  The
+ * resume is the API's own (set_state: the same record, operation and
+ * audit record, marked "via" gateway), queued only when the sandbox is
+ * suspended and no create or resume is in flight, so at most one resume
+ * per sandbox whatever the replicas and workers.  The marker, as long as
+ * the timeout, keeps the requests of a sandbox still starting after its
+ * resume held, and limits a failed resume to one retry per timeout.
+ * Answers {"ready"}, {"hold"}, {"woken"} (hold: this request queued the
+ * resume) or {"no"}.
  */
 
 static const char  ngx_http_sandbox_lua_wake[] =
     SBX_LUA_COMMON
     "local user = ARGV[2]\n"
     "who, kid, via = user, ARGV[4], 'gateway'\n"
-    "local ops, rec_k, route_k = KEYS[2], KEYS[3], KEYS[4]\n"
+    "local ops, rec_k, route_k, mk = KEYS[2], KEYS[3], KEYS[4], KEYS[5]\n"
     SBX_LUA_SANDBOX_OPS
     "local n = ARGV[3]\n"
     "local rec = owned()\n"
@@ -607,7 +607,6 @@ static const char  ngx_http_sandbox_lua_wake[] =
     "local rt = hash(route_k)\n"
     "if rt.ready == '1' and rt.suspended ~= '1' and (rt.addr or '') ~= ''\n"
     "then return {'ready'} end\n"
-    "local mk = KEYS[5]\n"
     "local busy = rec.state == 'creating' or rec.state == 'resuming'\n"
     "if rt.suspended ~= '1' then\n"
     "  if busy or redis.call('EXISTS', mk) == 1 then return {'hold'} end\n"
@@ -623,6 +622,7 @@ static const char  ngx_http_sandbox_lua_wake[] =
 
 ngx_http_sandbox_script_t  ngx_http_sandbox_wake_lua =
     ngx_http_sandbox_script(ngx_http_sandbox_lua_wake);
+
 
 #define sbx_lua(text, ...)                                                    \
     { ngx_http_sandbox_script(text), __VA_ARGS__ }

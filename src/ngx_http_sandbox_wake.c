@@ -35,6 +35,12 @@ typedef struct {
 } ngx_http_sandbox_wake_t;
 
 
+/* numkeys, 5 keys, 8 arguments */
+#define NGX_HTTP_SANDBOX_WAKE_ARGS  14
+
+
+static void ngx_http_sandbox_wake_arg(const char **argv, size_t *argvlen,
+    ngx_uint_t *n, const char *arg, size_t len);
 static void ngx_http_sandbox_wake_reply(void *data, redisReply *reply);
 static ngx_int_t ngx_http_sandbox_wake_hold(ngx_http_request_t *r,
     ngx_http_sandbox_wake_t *wk);
@@ -46,11 +52,11 @@ ngx_http_sandbox_wake(ngx_http_request_t *r,
     ngx_http_sandbox_route_ctx_t *ctx, ngx_msec_t start,
     ngx_http_sandbox_wake_pt done)
 {
-    u_char                       *p;
+    u_char                       *p, *q;
     size_t                        len;
-    ngx_uint_t                    i, k;
-    const char                   *argv[14];
-    size_t                        argvlen[14];
+    ngx_uint_t                    n;
+    const char                   *argv[NGX_HTTP_SANDBOX_WAKE_ARGS];
+    size_t                        argvlen[NGX_HTTP_SANDBOX_WAKE_ARGS];
     ngx_http_cleanup_t           *cln;
     ngx_http_sandbox_wake_t      *wk;
     ngx_http_sandbox_loc_conf_t  *slcf;
@@ -87,56 +93,69 @@ ngx_http_sandbox_wake(ngx_http_request_t *r,
         ctx->request_id_set = 1;
     }
 
-    /* KEYS: sbx:audit, sbx:ops, the record, the route, the marker */
+    /*
+     * KEYS: sbx:audit, sbx:ops, the record, the route, the wake marker;
+     * ARGV: the time, the user, the sandbox, the key id, the timeout, and
+     * the audit's three (the client, the request id, its maxlen)
+     */
 
-    len = 3 * (sizeof("sbx:sandbox::") + ctx->user.len + ctx->name.len);
+    len = ctx->user.len + 1 + ctx->name.len;
 
-    p = ngx_pnalloc(r->pool, 2 * NGX_TIME_T_LEN + 2 * NGX_INT_T_LEN + len);
+    p = ngx_pnalloc(r->pool, sizeof("sbx:sandbox:sbx:route:sbx:wake:")
+                             + 3 * len + 2 * NGX_TIME_T_LEN
+                             + 2 * NGX_INT_T_LEN);
     if (p == NULL) {
         return NGX_ERROR;
     }
 
-    i = 0;
-    argv[i++] = "5";
-    argv[i++] = "sbx:audit";
-    argv[i++] = "sbx:ops";
+    n = 0;
 
-    for (k = 0; k < 3; k++) {
-        argv[i] = (const char *) p;
-        p = ngx_sprintf(p, "%s%V:%V", k == 0 ? "sbx:sandbox:"
-                                      : k == 1 ? "sbx:route:" : "sbx:wake:",
-                        &ctx->user, &ctx->name);
-        argvlen[i] = p - (u_char *) argv[i];
-        i++;
-    }
+    ngx_http_sandbox_wake_arg(argv, argvlen, &n, "5", 1);
+    ngx_http_sandbox_wake_arg(argv, argvlen, &n, "sbx:audit",
+                              sizeof("sbx:audit") - 1);
+    ngx_http_sandbox_wake_arg(argv, argvlen, &n, "sbx:ops",
+                              sizeof("sbx:ops") - 1);
 
-    argv[i++] = (const char *) p;
+    q = p;
+    p = ngx_sprintf(p, "sbx:sandbox:%V:%V", &ctx->user, &ctx->name);
+    ngx_http_sandbox_wake_arg(argv, argvlen, &n, (char *) q, p - q);
+
+    q = p;
+    p = ngx_sprintf(p, "sbx:route:%V:%V", &ctx->user, &ctx->name);
+    ngx_http_sandbox_wake_arg(argv, argvlen, &n, (char *) q, p - q);
+
+    q = p;
+    p = ngx_sprintf(p, "sbx:wake:%V:%V", &ctx->user, &ctx->name);
+    ngx_http_sandbox_wake_arg(argv, argvlen, &n, (char *) q, p - q);
+
+    q = p;
     p = ngx_sprintf(p, "%T", ngx_time());
-    argv[i++] = (const char *) ctx->user.data;
-    argv[i++] = (const char *) ctx->name.data;
-    argv[i++] = (const char *) ctx->key_id.data;
-    argv[i++] = (const char *) p;
-    p = ngx_sprintf(p, "%M", slcf->wake_timeout);
-    argv[i++] = (const char *) r->connection->addr_text.data;
-    argv[i++] = (const char *) ctx->request_id;
-    argv[i++] = (const char *) p;
-    p = ngx_sprintf(p, "%ui", slcf->audit_maxlen);
+    ngx_http_sandbox_wake_arg(argv, argvlen, &n, (char *) q, p - q);
 
-    argvlen[0] = 1;
-    argvlen[1] = sizeof("sbx:audit") - 1;
-    argvlen[2] = sizeof("sbx:ops") - 1;
-    argvlen[6] = (u_char *) argv[10] - (u_char *) argv[6];
-    argvlen[7] = ctx->user.len;
-    argvlen[8] = ctx->name.len;
-    argvlen[9] = ctx->key_id.len;
-    argvlen[10] = (u_char *) argv[13] - (u_char *) argv[10];
-    argvlen[11] = r->connection->addr_text.len;
-    argvlen[12] = NGX_HTTP_SANDBOX_REQUEST_ID_LEN;
-    argvlen[13] = p - (u_char *) argv[13];
+    ngx_http_sandbox_wake_arg(argv, argvlen, &n, (char *) ctx->user.data,
+                              ctx->user.len);
+    ngx_http_sandbox_wake_arg(argv, argvlen, &n, (char *) ctx->name.data,
+                              ctx->name.len);
+    ngx_http_sandbox_wake_arg(argv, argvlen, &n, (char *) ctx->key_id.data,
+                              ctx->key_id.len);
+
+    q = p;
+    p = ngx_sprintf(p, "%M", slcf->wake_timeout);
+    ngx_http_sandbox_wake_arg(argv, argvlen, &n, (char *) q, p - q);
+
+    ngx_http_sandbox_wake_arg(argv, argvlen, &n,
+                              (char *) r->connection->addr_text.data,
+                              r->connection->addr_text.len);
+    ngx_http_sandbox_wake_arg(argv, argvlen, &n, (char *) ctx->request_id,
+                              NGX_HTTP_SANDBOX_REQUEST_ID_LEN);
+
+    q = p;
+    p = ngx_sprintf(p, "%ui", slcf->audit_maxlen);
+    ngx_http_sandbox_wake_arg(argv, argvlen, &n, (char *) q, p - q);
 
     if (ngx_http_sandbox_script_run(ngx_http_sandbox_worker_redis,
                                     &ngx_http_sandbox_wake_lua, r->pool,
-                                    14, argv, argvlen,
+                                    n, argv, argvlen,
                                     ngx_http_sandbox_wake_reply, wk,
                                     &wk->op)
         != NGX_OK)
@@ -148,6 +167,16 @@ ngx_http_sandbox_wake(ngx_http_request_t *r,
     cln->data = wk;
 
     return NGX_AGAIN;
+}
+
+
+static void
+ngx_http_sandbox_wake_arg(const char **argv, size_t *argvlen, ngx_uint_t *n,
+    const char *arg, size_t len)
+{
+    argv[*n] = arg;
+    argvlen[*n] = len;
+    (*n)++;
 }
 
 

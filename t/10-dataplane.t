@@ -39,6 +39,7 @@ $t->write_conf($t->base_conf(http => <<'EOF'));
         location / {
             sandbox_route on;
             sandbox_retry_after 7s;
+            sandbox_wake off;   # the 503s of not-ready sandboxes: t/76 wakes
             proxy_pass http://sandbox_pods$sandbox_uri;
             proxy_http_version 1.1;
             proxy_set_header Connection "";

@@ -144,8 +144,21 @@ $res = poll('gem', sub { !$_[0]{ready} && ($_[0]{state} // '') eq 'paused'
                          && ($_[0]{readyReason} // '') eq 'SandboxSuspended' },
             30);
 ok($res, 'get_sandbox_status: paused');
-is(exec_in('true')->{status}, 503, 'exec while paused: 503');
 
+# an exec while paused wakes it (sandbox_wake on, the shipped default):
+# held until the sandbox is ready again, then answered by it
+$res = exec_in('echo woken');
+is($res->{status}, 200, 'exec while paused: held, then 200');
+is($res->{json}{data}{output}, "woken\n", 'answered by the woken sandbox');
+ok(poll('gem', sub { $_[0]{ready} && $_[0]{state} eq 'active' }, 30),
+   'the API says it runs again');
+
+# the extension's own pause and resume still work as before
+$res = call('POST', '/api/sandboxes/gem/pause');
+is($res->{json}{replicas}, 0, 'pause_sandbox again');
+ok(poll('gem', sub { !$_[0]{ready} && ($_[0]{state} // '') eq 'paused'
+                     && ($_[0]{readyReason} // '') eq 'SandboxSuspended' },
+        30), 'paused again');
 $res = call('POST', '/api/sandboxes/gem/resume');
 is($res->{json}{replicas}, 1, 'resume_sandbox: replicas 1');
 ok(poll('gem', sub { $_[0]{ready} }, 30), 'ready again');

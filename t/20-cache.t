@@ -24,6 +24,8 @@ $t->write_conf($t->base_conf(http => <<'EOF'));
     sandbox_redis %%REDIS%%;
     sandbox_redis_timeout 500ms;
     sandbox_cache_zone sbx:1m;
+    # not-ready sandboxes answer at once (t/76 tests waking them)
+    sandbox_wake off;
 
     upstream sandbox_pods {
         sandbox_balancer;

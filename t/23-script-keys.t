@@ -50,6 +50,7 @@ $t->write_conf($t->base_conf(workers => 1, http => <<'EOF'));
     server {
         listen 127.0.0.1:%%PORT_1%%;
         sandbox_cache off;
+        sandbox_wake_timeout 1s;
         location /api/ { sandbox_api; }
         location = /health { sandbox_api; }
         location / { sandbox_route on; proxy_pass http://sandbox_pods; }
@@ -143,6 +144,11 @@ $t->add_route('carol', 'c1', addr => '127.0.0.1:' . $t->port('nothing'));
 $t->http('GET', '/alice/sb1/x', headers => { Authorization => "Bearer $alice" });
 $t->http('GET', '/proxy/sb1/x', headers => { Authorization => "Bearer $alice" });
 $t->http('GET', '/carol/c1/x', port => 2);
+# a paused sandbox: the wake script queues its resume (held 1 s)
+$t->add_sandbox_record('alice', 'p1');
+$t->add_route('alice', 'p1', addr => $rt, ready => 0, suspended => 1);
+$t->redis('HSET', 'sbx:sandbox:alice:p1', state => 'paused');
+$t->http('GET', '/alice/p1/x', headers => { Authorization => "Bearer $alice" });
 # (the lookup writes last_used_at itself; a hit past the interval and
 # the first report's spread is queued, and reported within a second)
 for my $wait (0, 1.7, 1.5) {
@@ -207,6 +213,7 @@ sub label {
     my $s = $text{$sha} // return substr($sha, 0, 8);
     return "lookup" if $s =~ /^local res, user, rk, sk/;
     return "key-use report" if $s =~ /ipairs\(KEYS\)/;
+    return "wake" if $s =~ /via = user, ARGV\[4\], 'gateway'/;
     return "health" if $s =~ /^local s = redis.call\('HGETALL'/;
     my ($act) = $s =~ /\nact, tgt = '([a-z.]+)'/;
     my ($ret) = $s =~ /.*(return reply\([^\n]*)/s;
@@ -240,6 +247,9 @@ for my $r (@runs) {
 }
 
 my @api = grep { ($text{$_} // '') =~ /^local now = tonumber\(ARGV\[1\]\)|^local s = redis.call\('HGETALL', KEYS\[1\]\)/ } keys %seen;
+my ($wake) = grep { label($_) eq 'wake' } @api;
+ok($wake, 'the wake script ran');
+@api = grep { $_ ne ($wake // '') } @api;
 is(scalar(@api), 25, 'every one of the 25 API scripts ran');
 ok((grep { label($_) eq 'lookup' } keys %seen), 'the lookup ran');
 ok((grep { label($_) eq 'key-use report' } keys %seen), 'the key-use report ran');
@@ -249,7 +259,8 @@ is_deeply(\%bad, {}, 'no script touches an undeclared key its arguments '
                      . 'name') or diag explain \%bad;
 
 # and declared keys are what the scripts use: none works on data alone
-ok(!grep({ !$touched{$_}{declared} } @api),
-   'every API script touches keys it declared');
+ok(!grep({ !$touched{$_}{declared} } @api, $wake // ()),
+   'every API script, and the wake script, touches keys it declared');
+ok($wake && !$touched{$wake}{computed}, 'the wake script only declared ones');
 
 done_testing;

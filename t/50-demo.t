@@ -78,12 +78,26 @@ is($t->json(exec_in('second', 'pwd'))->{data}{output},
 
 ($st) = api('POST', '/api/sandboxes/demo/pause');
 is($st, 200, 'pause');
-ok(wait_for(sub { exec_in('demo', 'true')->{status} == 503 }, 20),
-   'paused: 503');
-ok(wait_for(sub { (api('GET', '/api/sandboxes/demo'))[1]{state} eq 'paused' }),
+ok(wait_for(sub { my $j = (api('GET', '/api/sandboxes/demo'))[1];
+                  $j->{state} eq 'paused' && !$j->{ready}
+                  && ($j->{readyReason} // '') eq 'SandboxSuspended' }, 20),
    'the API says paused');
+ok(wait_for(sub { $t->read_file('demo/logs/controller.log')
+                  =~ m{user-demo/demo stopped \(suspended\)} }),
+   'its process stopped');
 is(exec_in('second', 'true')->{status}, 200, 'the other one still serves');
 
+# what the demo prints: an exec of the paused sandbox wakes it
+$res = exec_in('demo', 'echo awake');
+is($res->{status}, 200, 'paused: an exec is held while it wakes');
+is($t->json($res)->{data}{output}, "awake\n", 'and answered by it');
+($st, $j) = api('GET', '/api/sandboxes/demo');
+ok($j->{ready}, 'the API says ready again');
+
+($st) = api('POST', '/api/sandboxes/demo/pause');
+is($st, 200, 'pause again');
+ok(wait_for(sub { (api('GET', '/api/sandboxes/demo'))[1]{state} eq 'paused' }),
+   'paused');
 ($st) = api('POST', '/api/sandboxes/demo/resume');
 is($st, 200, 'resume');
 ok(wait_for(sub { exec_in('demo', 'true')->{status} == 200 }, 20),

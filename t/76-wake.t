@@ -65,6 +65,7 @@ $t->write_conf($t->base_conf(http => <<'EOF'));
             sandbox_wake off;
             proxy_pass http://pods;
         }
+        location /api/ { sandbox_api; }
         location = /metrics { sandbox_metrics; }
         location = /_sandbox_error { internal; sandbox_error; }
     }
@@ -278,6 +279,116 @@ ready('sb6');
 is(scalar(grep { $_->{status} == 200 } @c), 6, 'all answered after the reload');
 ok(wait_for(sub { !grep { kill 0, $_ } map { /(\d+)/ } @old }, 10),
    'and the old workers exited then');
+
+### the whole system: kube-apiserver, sandbox-syncd, the local controller
+
+SKIP: {
+    my $root = $t->root;
+    my $syncd = $t->syncd_binary;
+    skip "$syncd not built", 1 unless -x $syncd;
+    my $k = SbxKube->start($t);
+    skip 'no kube-apiserver (t/k8s/build-apiserver.sh)', 1 unless $k;
+    ok($k->install_crd, 'the Sandbox CRD installed');
+
+    # runtimes on loopback addresses of their own, as t/14 does
+    my $pod_port = $t->port('pods');
+    my $first_ip = 100 + ($$ % 100);
+    {
+        open my $in, '<', "$root/conf/sandbox-template.json" or die $!;
+        my $tpl = decode_json(do { local $/; <$in> });
+        $tpl->{metadata}{annotations}{'agents.x-k8s.io/port'} = "$pod_port";
+        open my $out, '>', $t->dir . '/template.json' or die $!;
+        print $out encode_json($tpl);
+    }
+    $t->spawn('syncd', $k->daemon_env($t), $syncd, '--watch-timeout', '5',
+              '--template', $t->dir . '/template.json');
+    $t->spawn('controller', {}, $^X, "$root/scripts/local-controller.pl",
+              '--api', $k->api, '--token-file', $k->token_file,
+              '--ca-file', $k->ca_file, '--workdir', $t->dir,
+              '--first-ip', $first_ip);
+
+    sub api {
+        my ($method, $path, $body) = @_;
+        my $res = $t->http($method, $path,
+                           headers => { %auth, 'Content-Type' => 'application/json' },
+                           defined $body ? (body => $body) : ());
+        return $t->json($res) // {};
+    }
+
+    is(api('POST', '/api/sandboxes', '{"name":"kb"}')->{success}, JSON::PP::true,
+       'a sandbox created through the API');
+    ok(wait_for(sub { api('GET', '/api/sandboxes/kb')->{ready} }, 60),
+       'ready') or diag($t->read_file('syncd.out'), $t->read_file('controller.out'));
+    ($r) = read_all(10, send_all(exec_req('', 'kb', 'echo up')));
+    is($r->{headers}{'x-runtime-id'}, 'kb', 'served by its runtime');
+
+    api('POST', '/api/sandboxes/kb/pause');
+    ok(wait_for(sub { my $j = api('GET', '/api/sandboxes/kb');
+                      ($j->{state} // '') eq 'paused' && !$j->{ready}
+                      && ($j->{readyReason} // '') eq 'SandboxSuspended' }, 30),
+       'paused, its runtime stopped');
+    my $ops_before = resumes('kb');
+
+    # 48 exec POSTs with bodies, an SSE stream, an MCP session's start
+    # and a WebSocket, all at once
+    my @reqs = map { exec_req('', 'kb', "echo n$_") } 1 .. 48;
+    push @reqs, [ 'GET', '/alice/kb/v1/events?count=3&interval_ms=50',
+                  headers => { Accept => 'text/event-stream' } ];
+    push @reqs, [ 'POST', '/alice/kb/mcp',
+                  headers => { Accept => 'application/json, text/event-stream',
+                               'Content-Type' => 'application/json' },
+                  body => encode_json({ jsonrpc => '2.0', id => 1,
+                      method => 'initialize',
+                      params => { protocolVersion => '2025-06-18',
+                                  capabilities => {},
+                                  clientInfo => { name => 't', version => '1' } } }) ];
+    push @reqs, [ 'GET', '/alice/kb/v1/shell/ws',
+                  headers => { Upgrade => 'websocket', Connection => 'Upgrade',
+                               'Sec-WebSocket-Key' => 'dGhlIHNhbXBsZSBub25jZQ==',
+                               'Sec-WebSocket-Version' => 13 } ];
+    $t0 = time;
+    @c = send_all(@reqs);
+    my $ws = pop @c;
+    ok(wait_for(sub { (metric('sandbox_wake_held') // 0) >= 10 }, 10),
+       'held while it wakes');
+    @c = read_all(60, @c);
+    my $took = time - $t0;
+    my @ok = grep { $_->{status} == 200
+                    && ($_->{headers}{'x-runtime-id'} // '') eq 'kb' } @c;
+    is(scalar @ok, 50, sprintf('50 answered by the woken sandbox (%.1f s)', $took))
+        or diag(explain [ map { $_->{status} . ' ' . substr($_->{body}, 0, 80) }
+                          grep { !($_->{status} == 200) } @c ]);
+    %out = map { (($t->json($_) // {})->{data}{output} // '') => 1 } @c[0 .. 47];
+    is(scalar(grep { $out{"n$_\n"} } 1 .. 48), 48, 'each exec with its body');
+    is(scalar(() = $c[48]{body} =~ /^data: /mg), 3, 'the SSE stream: 3 events');
+    like($c[49]{headers}{'mcp-session-id'} // '', qr/^[0-9a-f]{32}$/,
+         'the MCP session began');
+
+    # the WebSocket: its 101 and the runtime's greeting
+    my $head = '';
+    my $sel = IO::Select->new($ws->{s});
+    my $until = time + 30;
+    while ($head !~ /\r\n\r\n.{2}/s && time < $until) {
+        next unless $sel->can_read(0.2);
+        sysread($ws->{s}, $head, 4096, length $head) or last;
+    }
+    like($head, qr{^HTTP/1\.1 101 }, 'the WebSocket upgraded');
+    like($head, qr/X-Runtime-Id: kb/i, 'to the woken sandbox');
+    like($head, qr/"type":"ready"/, 'which greets it');
+    close $ws->{s};
+
+    is(resumes('kb') - $ops_before, 1, 'exactly one resume operation');
+    ok(wait_for(sub { api('GET', '/api/sandboxes/kb')->{state} eq 'active' }),
+       'the sandbox is active again');
+    my $o = ($k->call('GET', $k->sandboxes('user-alice') . '/kb'))[1];
+    is($o->{spec}{operatingMode}, 'Running', 'its Sandbox runs');
+    ok(wait_for(sub { (metric('sandbox_wake_held') // -1) == 0 }),
+       'nothing held any more');
+    like($t->read_file('syncd.out'), qr{resume alice/kb: HTTP 200}, 'syncd resumed it');
+
+    $t->reap('controller', 'TERM');
+    $t->reap('syncd', 'TERM');
+}
 
 $t->error_log_ok;
 

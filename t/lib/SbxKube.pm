@@ -42,7 +42,9 @@ END {
 
 # what the daemon's tests route through: Redis, one demo runtime, user
 # "alice" with a key, and nginx with the module on port 1 (and $extra in
-# its server block); returns (key, runtime port)
+# its server block); returns (key, runtime port).  A paused sandbox
+# answers 503 here (sandbox_wake off): these tests read the route table
+# through it, and t/76-wake.t tests waking.
 sub gateway {
     my ($class, $t, $extra) = @_;
     $t->redis_start;
@@ -59,6 +61,7 @@ sub gateway {
 $extra
         location / {
             sandbox_route on;
+            sandbox_wake off;
             proxy_pass http://pods\$sandbox_uri;
         }
     }
