@@ -211,6 +211,13 @@ static ngx_command_t  ngx_http_sandbox_commands[] = {
       1,
       NULL },
 
+    { ngx_string("sandbox_agentkernel_api"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_ANY,
+      ngx_http_sandbox_agentkernel_api,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("sandbox_wake"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
       ngx_conf_set_flag_slot,
@@ -615,6 +622,7 @@ ngx_http_sandbox_create_loc_conf(ngx_conf_t *cf)
      *
      *     slcf->default_image = { 0, NULL };
      *     slcf->namespace_prefix = { 0, NULL };
+     *     slcf->agentkernel = NULL;
      */
 
     slcf->route = NGX_CONF_UNSET;

@@ -287,7 +287,13 @@ ngx_http_sandbox_balancer_init_peer(ngx_http_request_t *r,
     ngx_http_sandbox_route_ctx_t      *ctx;
     ngx_http_sandbox_balancer_peer_t  *bp;
 
-    ctx = ngx_http_sandbox_route_ctx(r->main);
+    /* a subrequest made by the module carries its own route */
+
+    ctx = ngx_http_sandbox_route_ctx(r);
+
+    if (ctx == NULL) {
+        ctx = ngx_http_sandbox_route_ctx(r->main);
+    }
 
     if (ctx == NULL || ctx->socklen == 0) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,

@@ -67,6 +67,8 @@ typedef struct {
     ngx_str_t                       namespace_prefix;
     ngx_http_sandbox_rate_t         create_rate;
     ngx_http_sandbox_rate_t         key_create_rate;
+
+    void                           *agentkernel;    /* its own location */
 } ngx_http_sandbox_loc_conf_t;
 
 
@@ -232,6 +234,10 @@ ngx_uint_t ngx_http_sandbox_balancer_is(ngx_http_request_t *r,
 /* management and admin API: content handler of "sandbox_api" */
 ngx_int_t ngx_http_sandbox_api_handler(ngx_http_request_t *r);
 ngx_str_t *ngx_http_sandbox_api_user(ngx_http_request_t *r);
+
+/* agentkernel-compatible API: "sandbox_agentkernel_api" */
+char *ngx_http_sandbox_agentkernel_api(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 /* JSON answers */
 ngx_int_t ngx_http_sandbox_send_json(ngx_http_request_t *r,

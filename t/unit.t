@@ -54,6 +54,7 @@ my @san = ('-fsanitize=address,undefined', '-fno-sanitize-recover=all');
 my %needs = (
     body  => [ [ "$root/src/sandbox_path.c" ], [ '-ljansson' ] ],
     reply => [ [], [ '-lhiredis' ] ],
+    agentkernel => [ [ "$root/src/sandbox_path.c" ], [ '-ljansson' ] ],
 );
 
 my @tests = sort glob("$root/t/unit/test_*.c");

@@ -8,6 +8,9 @@
 #   event  sbx:events messages (sandbox_event.c)
 #   reply  Redis replies as RESP bytes: the route lookup script's reply
 #          and pub/sub pushes (sandbox_reply.c, sandbox_event.c)
+#   agentkernel  the agentkernel API's routes, bodies, exec requests (the
+#          shell form split back by an oracle) and runtime answers
+#          (sandbox_agentkernel.c)
 #
 #   t/fuzz/run.sh [seconds [target ...]]   each target for seconds (30),
 #                                          all of them by default
@@ -42,7 +45,7 @@ case "$SECONDS_" in
     ''|*[!0-9]*) echo "usage: $0 [seconds|--smoke] [target ...]" >&2; exit 2;;
 esac
 
-TARGETS=${*:-path body event reply}
+TARGETS=${*:-path body event reply agentkernel}
 
 mkdir -p "$OUT"
 
@@ -122,6 +125,14 @@ if ($t eq 'path') {
         out($_) if /^\s*[{\[]/ || /^\d{4}-/;
     }
 
+} elsif ($t eq 'agentkernel') {
+    # test_agentkernel.c's bodies and runtime answers, its paths as routes
+    for (literals("$unit/test_agentkernel.c")) {
+        out($_) if /^\{/;
+        out("E$_") if /^\{/ && /data|success/;
+        out("R\0$_") if m{^/};
+    }
+
 } elsif ($t eq 'event') {
     out($_) for grep { length($_) < 100 } literals("$unit/test_event.c");
 
@@ -190,7 +201,9 @@ for t in $TARGETS; do
         event) build event "$SRC/sandbox_event.c" ;;
         reply) build reply "$SRC/sandbox_reply.c" "$SRC/sandbox_event.c" \
                    -lhiredis ;;
-        *)     echo "$0: no target '$t' (path body event reply)" >&2
+        agentkernel) build agentkernel "$SRC/sandbox_agentkernel.c" \
+                   "$SRC/sandbox_path.c" -ljansson ;;
+        *)     echo "$0: no target '$t' (path body event reply agentkernel)" >&2
                exit 2 ;;
     esac
 

@@ -31,7 +31,7 @@ my $rc = $? >> 8;
 
 is($rc, 0, 'run.sh --smoke exits 0') or diag($out);
 
-for my $t (qw(path body event reply)) {
+for my $t (qw(path body event reply agentkernel)) {
     my ($n) = $out =~ /^$t: stat::number_of_executed_units: (\d+)$/m;
     ok(defined $n && $n >= 2000, "$t: ran its seeds and mutations ("
        . ($n // 'none') . ' executions)');

@@ -6,7 +6,13 @@
 #
 # POST /v1/shell/exec   {"command": "...", "exec_dir"?, "timeout"?}: runs
 #                       it with /bin/sh -c, answers the AIO result shape;
-#                       streams SSE when Accept has text/event-stream
+#                       streams SSE when Accept has text/event-stream;
+#                       {"argv": [...], "env"?} (sandbox-agent's form) runs
+#                       the program directly, each element one argument,
+#                       and answers stdout and stderr apart as well
+# POST /v1/file/read, /v1/file/write, /v1/file/delete  {"file", "content"?,
+#                       "encoding"? "utf-8"|"base64"}: sandbox-agent's
+#                       file operations (absolute paths)
 # GET  /v1/events       ?count=N&interval_ms=M: an SSE stream
 # GET  /v1/shell/ws     WebSocket: {"type":"ready"}, then echoes input
 # ANY  /_debug/...      reports the request as seen (headers, connection,
@@ -181,6 +187,7 @@ sub handle {
     return respond_json($c, $st, 200, { status => 'ok' })
         if $r->{path} eq '/health';
     return exec_command($c, $r, $st) if $r->{path} eq '/v1/shell/exec';
+    return file_op($c, $r, $st, $1) if $r->{path} =~ m{^/v1/file/(read|write|delete)$};
     return events($c, $r, $st) if $r->{path} eq '/v1/events';
     return websocket($c, $r, $st) if $r->{path} eq '/v1/shell/ws';
     return mcp($c, $r, $st) if $r->{path} =~ m{^(?:/v1)?/mcp/?$};
@@ -192,6 +199,8 @@ sub exec_command {
     return respond_json($c, $st, 405, { detail => 'Method Not Allowed' })
         unless $r->{method} eq 'POST';
     my $in = eval { $json->decode($r->{body}) };
+    return exec_argv($c, $r, $st, $in)
+        if ref $in eq 'HASH' && ref $in->{argv} eq 'ARRAY';
     if (ref $in ne 'HASH' || !defined $in->{command} || ref $in->{command}) {
         return respond_json($c, $st, 422, { detail => [ {
             loc => [ 'body', 'command' ], msg => 'Field required',
@@ -249,6 +258,93 @@ sub exec_command {
         return 1;
     }
     return respond_json($c, $st, 200, $result);
+}
+
+# the argv form: no shell between the request and the program
+sub exec_argv {
+    my ($c, $r, $st, $in) = @_;
+    my @argv = @{ $in->{argv} };
+    return respond_json($c, $st, 422, { detail => [ {
+        loc => [ 'body', 'argv' ], msg => 'List should have at least 1 item',
+        type => 'too_short' } ] }) unless @argv && !grep { ref } @argv;
+    my $dir = $in->{exec_dir} // $workdir;
+    my %env = %{ ref $in->{env} eq 'HASH' ? $in->{env} : {} };
+    local $SIG{CHLD} = 'DEFAULT';
+    pipe(my $ord, my $owr) or die;
+    pipe(my $erd, my $ewr) or die;
+    my $pid = fork // die;
+    if ($pid == 0) {
+        close $ord; close $erd;
+        open STDIN, '<', '/dev/null';
+        open STDOUT, '>&', $owr;
+        open STDERR, '>&', $ewr;
+        chdir $dir;
+        setpgrp(0, 0);
+        utf8::encode($_) for @argv, values %env;
+        $ENV{$_} = $env{$_} for keys %env;
+        { no warnings 'exec'; exec { $argv[0] } @argv; }
+        print STDERR "$argv[0]: $!\n";
+        POSIX::_exit(127);
+    }
+    close $owr; close $ewr;
+    my %out = ($ord => '', $erd => '');
+    my $sel = IO::Select->new($ord, $erd);
+    my $until = time + ($in->{timeout} // 600);
+    my $status = 'completed';
+    while ($sel->count) {
+        if (time > $until) { kill 'KILL', -$pid; $status = 'hard_timeout'; last }
+        for my $fh ($sel->can_read(0.1)) {
+            my $n = sysread $fh, my $chunk, 65536;
+            if ($n) { $out{$fh} .= $chunk } else { $sel->remove($fh) }
+        }
+    }
+    waitpid $pid, 0;
+    my ($o, $e) = ($out{$ord}, $out{$erd});
+    utf8::decode($o); utf8::decode($e);
+    return respond_json($c, $st, 200, { success => JSON::PP::true,
+        message => 'Operation successful',
+        data => { status => $status, argv => \@argv, output => $o . $e,
+                  stdout => $o, stderr => $e,
+                  exit_code => $status eq 'completed' ? $? >> 8 : undef } });
+}
+
+# sandbox-agent's file operations
+sub file_op {
+    my ($c, $r, $st, $op) = @_;
+    my $in = eval { $json->decode($r->{body}) };
+    my $f = ref $in eq 'HASH' ? $in->{file} : undef;
+    return respond_json($c, $st, 422, { detail => 'file: Field required' })
+        unless defined $f && !ref $f && $f =~ m{^/};
+    my $b64 = ($in->{encoding} // 'utf-8') eq 'base64';
+    if ($op eq 'read') {
+        open my $fh, '<:raw', $f or return respond_json($c, $st, 404,
+            { success => JSON::PP::false, message => "File not found: $f" });
+        my $data = do { local $/; <$fh> } // '';
+        my $content = $data;
+        if ($b64) { require MIME::Base64; $content = MIME::Base64::encode_base64($data, '') }
+        else { utf8::decode($content) }
+        return respond_json($c, $st, 200, { success => JSON::PP::true,
+            data => { file => $f, content => $content,
+                      encoding => $b64 ? 'base64' : 'utf-8',
+                      size => length $data } });
+    }
+    if ($op eq 'write') {
+        my $data = $in->{content} // '';
+        if ($b64) { require MIME::Base64; $data = MIME::Base64::decode_base64($data) }
+        else { utf8::encode($data) }
+        open my $fh, '>:raw', $f or return respond_json($c, $st, 403,
+            { success => JSON::PP::false, message => "$f: $!" });
+        print $fh $data;
+        close $fh;
+        return respond_json($c, $st, 200, { success => JSON::PP::true,
+            data => { file => $f, bytes_written => length $data } });
+    }
+    return respond_json($c, $st, 404,
+        { success => JSON::PP::false, message => "File not found: $f" })
+        unless -f $f;
+    unlink $f;
+    return respond_json($c, $st, 200, { success => JSON::PP::true,
+                                        data => { file => $f } });
 }
 
 sub chunk {
