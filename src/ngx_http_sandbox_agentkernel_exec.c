@@ -625,7 +625,12 @@ ngx_http_sandbox_ak_subrequest(ngx_http_request_t *r,
 
     rctx->user = ctx->user;
     rctx->name = ctx->name;
-    rctx->addr = &ctx->addr;
+    if (ctx->addr.socklen > sizeof(ngx_http_sandbox_sockaddr_t)) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(&rctx->sockaddr, ctx->addr.sockaddr, ctx->addr.socklen);
+    rctx->socklen = ctx->addr.socklen;
     rctx->addr_text = ctx->addr_text;
 
     ctx->sr = sr;
