@@ -21,6 +21,7 @@
 #include "ngx_http_sandbox_redis.h"
 #include "ngx_http_sandbox_cache.h"
 #include "ngx_http_sandbox_metrics.h"
+#include "ngx_http_sandbox_limit.h"
 
 
 #define NGX_HTTP_SANDBOX_SHA256_LEN      32
@@ -41,6 +42,7 @@ typedef struct {
     ngx_flag_t                      admin_key_set;
 
     ngx_shm_zone_t                 *cache_zone;
+    ngx_shm_zone_t                 *limit_zone;
 
     /* upstream{} blocks with sandbox_balancer: the data plane's */
     ngx_array_t                    *balancers;
@@ -59,6 +61,8 @@ typedef struct {
     ngx_uint_t                      audit_maxlen;
     ngx_str_t                       default_image;
     ngx_str_t                       namespace_prefix;
+
+    ngx_http_sandbox_limit_conf_t   limit;
 } ngx_http_sandbox_loc_conf_t;
 
 
@@ -104,6 +108,7 @@ typedef struct {
     unsigned                        cache_status:2;
     unsigned                        request_id_set:1;
     unsigned                        trace_continued:1;
+    unsigned                        limit:2;    /* $sandbox_limit */
 
     ngx_str_t                       user;
     ngx_str_t                       name;

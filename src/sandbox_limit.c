@@ -61,6 +61,30 @@ sbx_limit_rate_parse(const char *p, size_t len)
 }
 
 
+uint32_t
+sbx_limit_conc_parse(const char *p, size_t len)
+{
+    size_t    i;
+    uint32_t  n;
+
+    if (len == 0 || len > 7) {
+        return 0;
+    }
+
+    n = 0;
+
+    for (i = 0; i < len; i++) {
+        if (p[i] < '0' || p[i] > '9') {
+            return 0;
+        }
+
+        n = n * 10 + (uint32_t) (p[i] - '0');
+    }
+
+    return n <= SBX_LIMIT_MAX ? n : 0;
+}
+
+
 static uint64_t
 sbx_limit_ceil_s(uint64_t ms)
 {
@@ -70,7 +94,7 @@ sbx_limit_ceil_s(uint64_t ms)
 
 int
 sbx_limit_bucket(const sbx_bucket_t *b, uint64_t now, uint64_t rate,
-    uint64_t burst, uint64_t *excess, sbx_limit_info_t *info)
+    uint64_t burst, uint64_t *next, sbx_limit_info_t *info)
 {
     int64_t   ms;
     uint64_t  cur, drained, level, cap;
@@ -89,7 +113,7 @@ sbx_limit_bucket(const sbx_bucket_t *b, uint64_t now, uint64_t rate,
 
     } else {
         drained = rate * (uint64_t) ms / 1000;
-        cur = b->excess > drained ? b->excess - drained : 0;
+        cur = b->level > drained ? b->level - drained : 0;
     }
 
     /*
@@ -115,7 +139,7 @@ sbx_limit_bucket(const sbx_bucket_t *b, uint64_t now, uint64_t rate,
         return 1;
     }
 
-    *excess = level;
+    *next = level;
 
     if (info) {
         info->limit = burst + 1;

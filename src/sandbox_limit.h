@@ -42,7 +42,7 @@ uint64_t sbx_limit_rate_parse(const char *p, size_t len);
 
 /* one key's bucket: its level in thousandths of a request, last in ms */
 typedef struct {
-    uint64_t           excess;
+    uint64_t           level;
     uint64_t           last;
 } sbx_bucket_t;
 
@@ -58,13 +58,29 @@ typedef struct {
 
 /*
  * Would a request at now (ms) pass a bucket of rate (per 1000 s) and
- * burst?  0: yes, *excess is the bucket's level to store with now; 1: no,
+ * burst?  0: yes, *next is the bucket's level to store with now; 1: no,
  * the bucket is to be left as it is.  info, if not NULL, is filled either
  * way.  A clock that went back by up to a minute counts as no time
  * passed; further back, as 1 ms (the bucket was from another clock).
  */
 int sbx_limit_bucket(const sbx_bucket_t *b, uint64_t now, uint64_t rate,
-    uint64_t burst, uint64_t *excess, sbx_limit_info_t *info);
+    uint64_t burst, uint64_t *next, sbx_limit_info_t *info);
+
+
+/*
+ * A key's and its user's overrides, as Redis holds them: 0 where none is
+ * set (so the location's default applies).  Rates per 1000 s.
+ */
+typedef struct {
+    uint32_t           rate;
+    uint32_t           conc;
+    uint32_t           user_rate;
+    uint32_t           user_conc;
+} sbx_limits_t;
+
+
+/* max_concurrent as Redis holds it: 1 to the max, else 0 (none) */
+uint32_t sbx_limit_conc_parse(const char *p, size_t len);
 
 
 /* a limit field of an API body */

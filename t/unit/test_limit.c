@@ -31,7 +31,7 @@ burst_passes(uint64_t r, uint64_t burst, int n, sbx_bucket_t *b,
 
     for (i = 0; i < n; i++) {
         if (sbx_limit_bucket(b, now, r, burst, &excess, NULL) == 0) {
-            b->excess = excess;
+            b->level = excess;
             b->last = now;
             passed++;
         }
@@ -125,7 +125,7 @@ main(void)
     tap_ok(passed == 1000, "one every 100 ms at 10r/s: all pass");
 
     /* a clock that went back */
-    b.excess = 1000;
+    b.level = 1000;
     b.last = now;
     tap_ok(sbx_limit_bucket(&b, now - 500, rate("10r/s"), 0, &excess, NULL)
            == 1, "clock back 500 ms: no time passed, refused");
