@@ -52,7 +52,8 @@ typedef enum {
     SBX_LUA_ANON_SANDBOX_STATE,
     SBX_LUA_HEALTH,
     SBX_LUA_AUDIT,
-    SBX_LUA_ME_AUDIT
+    SBX_LUA_ME_AUDIT,
+    SBX_LUA_ADMIN_KEY_UPDATE
 } ngx_http_sandbox_api_lua_e;
 
 
@@ -156,6 +157,12 @@ ngx_int_t ngx_http_sandbox_api_prep_anon(ngx_http_request_t *r,
 ngx_int_t ngx_http_sandbox_api_prep_audit(ngx_http_request_t *r,
     ngx_http_sandbox_api_ctx_t *ctx);
 void ngx_http_sandbox_api_audit_args(ngx_http_request_t *r,
+    ngx_http_sandbox_api_ctx_t *ctx);
+
+/* ngx_http_sandbox_api_limit.c: rate_limit and max_concurrent */
+ngx_int_t ngx_http_sandbox_api_limit_args(ngx_http_request_t *r,
+    ngx_http_sandbox_api_ctx_t *ctx);
+ngx_int_t ngx_http_sandbox_api_prep_key_update(ngx_http_request_t *r,
     ngx_http_sandbox_api_ctx_t *ctx);
 
 /* ngx_http_sandbox_api_health.c: the answer of GET /health */

@@ -66,7 +66,7 @@ ngx_http_sandbox_api_prep_user_create(ngx_http_request_t *r,
     ngx_http_sandbox_api_uuid(ctx->id);
     ngx_http_sandbox_api_arg(ctx, (char *) ctx->id, 36);
 
-    return NGX_OK;
+    return ngx_http_sandbox_api_limit_args(r, ctx);
 }
 
 
@@ -125,7 +125,7 @@ ngx_http_sandbox_api_prep_user_update(ngx_http_request_t *r,
         ngx_http_sandbox_api_arg(ctx, uu.active ? "1" : "0", 1);
     }
 
-    return NGX_OK;
+    return ngx_http_sandbox_api_limit_args(r, ctx);
 }
 
 
@@ -178,7 +178,7 @@ ngx_http_sandbox_api_prep_key_create(ngx_http_request_t *r,
                              ngx_sprintf(ctx->expires, "%T", kc.expires)
                              - ctx->expires);
 
-    return NGX_OK;
+    return ngx_http_sandbox_api_limit_args(r, ctx);
 }
 
 
