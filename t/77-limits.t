@@ -350,6 +350,39 @@ subtest 'overrides: API, shown in GET, applied within 100 ms' => sub {
     api('PUT', "/api/admin/apikeys/$a1", { rate_limit => undef });
 };
 
+subtest 'sandbox-admin sets and shows limits' => sub {
+    my $cli = $t->root . '/build/sandbox-admin';
+    plan skip_all => 'build/sandbox-admin not built' unless -x $cli;
+    my $run = sub {
+        my $cmd = join ' ', map { "'$_'" } $cli, '--url',
+                  'http://127.0.0.1:' . $t->port(1), '--key-file',
+                  $t->dir . '/admin.key', @_;
+        my $out = `$cmd 2>&1`;
+        return ($? >> 8, $out);
+    };
+    my ($rc, $out) = $run->('user-limits', 'bob', '--rate', '30r/s',
+                            '--max-concurrent', '5');
+    is($rc, 0, 'user-limits');
+    like($out, qr/bob\s.*rate_limit 30r\/s  max_concurrent 5$/m, 'shown');
+    is($t->redis('HGET', 'sbx:user:bob', 'max_concurrent'), 5, 'stored');
+    ($rc, $out) = $run->('user-limits', 'bob', '--rate', 'default',
+                         '--max-concurrent', 'default');
+    is($rc, 0, 'back to the defaults');
+    is($t->redis('HEXISTS', 'sbx:user:bob', 'max_concurrent'), 0, 'removed');
+    ($rc, $out) = $run->('key-limits', $t->{key_ids}{ $key{b1} },
+                         '--max-concurrent', '0');
+    is($rc, 1, 'a bad value refused');
+    like($out, qr/400 Bad Request: max_concurrent must be an integer/,
+         'with the rule');
+    ($rc, $out) = $run->('key-create', 'bob', 'ci', '--rate', '5r/s');
+    is($rc, 0, 'key-create with a rate');
+    my ($k) = $out =~ /^(sk_live_\S+)$/m;
+    is($t->redis('HGET', 'sbx:key:' . $t->key_hash($k // ''), 'rate_limit'),
+       '5r/s', 'stored with the key');
+    ($rc, $out) = $run->('keys', 'bob');
+    like($out, qr/\sci\s.*rate_limit 5r\/s$/m, 'keys lists it');
+};
+
 subtest 'reload with streams open, then a worker killed' => sub {
     my @held;
     for (1 .. 3) {
