@@ -69,8 +69,9 @@
     "             email = h.email or cjson.null}\n"                           \
     "  if full then u.created_at = num(h.created_at)\n"                       \
     "    u.updated_at = num(h.updated_at)\n"                                  \
-    "    u.is_active = h.active ~= '0' end\n"                                 \
-    "  return limits_json(u, h) end\n"                                        \
+    "    u.is_active = h.active ~= '0'\n"                                     \
+    "    limits_json(u, h) end\n"                                             \
+    "  return u end\n"                                                        \
     "local function key_json(h)\n"                                            \
     "  return {id = h.id, key_prefix = h.prefix, name = h.name or cjson.null,"\
     "\n"                                                                      \
@@ -78,7 +79,9 @@
     "          expires_at = num(h.expires_at),\n"                             \
     "          last_used_at = num(h.last_used_at),\n"                         \
     "          is_active = h.active ~= '0'} end\n"                            \
-    "local function key_full(h) return limits_json(key_json(h), h) end\n"     \
+    "local function key_full(h)\n"                                            \
+    "  if who then return key_json(h) end\n"                                  \
+    "  return limits_json(key_json(h), h) end\n"                              \
     "local function user_by_id(id)\n"                                         \
     "  if not id:match('^[0-9a-f-]+$') then return nil end\n"                 \
     "  local name = redis.call('GET', 'sbx:userid:' .. id)\n"                 \
