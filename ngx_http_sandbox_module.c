@@ -20,7 +20,7 @@
  *   ngx_http_sandbox_metrics.c        counters for Prometheus
  *   ngx_http_sandbox_json.c           JSON answers and error pages
  *   ngx_http_sandbox_api.c            the management and admin API
- *   ngx_http_sandbox_limit.c          rate and concurrency limits
+ *   ngx_http_sandbox_limit*.c         rate and concurrency limits
  */
 
 
@@ -232,6 +232,13 @@ static ngx_command_t  ngx_http_sandbox_commands[] = {
     { ngx_string("sandbox_limit_zone"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_http_sandbox_limit_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("sandbox_limit_scope"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      ngx_http_sandbox_limit_scope,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },

@@ -10,13 +10,9 @@
  * A request let through holds a slot (a "hold": which key and user entry
  * it counts in) from the access phase until its pool is destroyed, that
  * is after its upstream connection is closed or kept: an open stream
- * holds its slot for its whole life.  Every hold is listed under the
- * worker that took it, in the zone.  A worker gives its slots back as
- * its requests end (normal end, client abort, upstream reset, timeout:
- * all end in the pool's destruction) and, whatever is left, when it
- * exits; the slots of a worker that died without exiting (killed by a
- * signal, crashed) are reclaimed by the first worker to notice that its
- * process is gone: at every worker's start and once a second.
+ * holds its slot for its whole life.  Normal ends, client aborts,
+ * upstream resets and timeouts all end in the pool's destruction; the
+ * worker's own exit and death are ngx_http_sandbox_limit_workers.c's.
  */
 
 
@@ -25,79 +21,13 @@
 #include <ngx_http.h>
 
 #include "ngx_http_sandbox_module.h"
-#include "ngx_http_sandbox_limit.h"
-
-
-/* workers of all generations alive at once (a reload doubles them) */
-#define NGX_HTTP_SANDBOX_LIMIT_WORKERS  256
-
-/* how often a worker looks for dead workers' slots */
-#define NGX_HTTP_SANDBOX_LIMIT_SCAN     1000
-
-#define NGX_HTTP_SANDBOX_LIMIT_KEY      'k'
-#define NGX_HTTP_SANDBOX_LIMIT_USER     'u'
-
-
-/*
- * An entry starts at the rbtree node's color, as limit_req's do: a key's
- * entry (33 bytes of id) fits a 128-byte slab chunk.
- */
-
-typedef struct {
-    u_char                          color;
-    u_char                          len;
-    u_char                          pad[2];
-    uint32_t                        conc;       /* requests in flight */
-    ngx_queue_t                     queue;      /* LRU */
-    uint64_t                        level;      /* the bucket */
-    uint64_t                        last;
-    u_char                          data[1];    /* kind, id */
-} ngx_http_sandbox_limit_node_t;
-
-
-typedef struct {
-    ngx_queue_t                     queue;      /* its worker's holds */
-    ngx_http_sandbox_limit_node_t  *key;
-    ngx_http_sandbox_limit_node_t  *user;
-} ngx_http_sandbox_limit_hold_t;
-
-
-typedef struct {
-    ngx_pid_t                       pid;        /* 0: free */
-    ngx_queue_t                     holds;
-} ngx_http_sandbox_limit_worker_t;
-
-
-typedef struct {
-    ngx_rbtree_t                    rbtree;
-    ngx_rbtree_node_t               sentinel;
-    ngx_queue_t                     lru;
-    ngx_msec_t                      scanned;
-
-    ngx_uint_t                      entries;
-    ngx_uint_t                      slots;      /* holds */
-    ngx_uint_t                      refused_rate;
-    ngx_uint_t                      refused_concurrency;
-    ngx_uint_t                      reclaimed;
-    ngx_uint_t                      evicted;
-    ngx_uint_t                      full;       /* no room: let through */
-
-    ngx_http_sandbox_limit_worker_t workers[
-                                        NGX_HTTP_SANDBOX_LIMIT_WORKERS];
-} ngx_http_sandbox_limit_sh_t;
-
-
-typedef struct {
-    ngx_http_sandbox_limit_sh_t    *sh;
-    ngx_slab_pool_t                *shpool;
-} ngx_http_sandbox_limit_ctx_t;
+#include "ngx_http_sandbox_limit_zone.h"
 
 
 /* what a request's pool cleanup needs */
 typedef struct {
     ngx_http_sandbox_limit_ctx_t   *ctx;
     ngx_http_sandbox_limit_hold_t  *hold;
-    ngx_uint_t                      worker;
 } ngx_http_sandbox_limit_cln_t;
 
 
@@ -116,547 +46,19 @@ typedef struct {
 } ngx_http_sandbox_limit_ask_t;
 
 
-static ngx_int_t ngx_http_sandbox_limit_init_zone(ngx_shm_zone_t *shm_zone,
-    void *data);
-static void ngx_http_sandbox_limit_rbtree_insert(ngx_rbtree_node_t *temp,
-    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static ngx_int_t ngx_http_sandbox_limit_take(
+    ngx_http_sandbox_limit_ctx_t *ctx, ngx_http_sandbox_limit_ask_t *ask,
+    ngx_http_sandbox_limit_hold_t **hold);
 static ngx_http_sandbox_limit_node_t *ngx_http_sandbox_limit_get(
     ngx_http_sandbox_limit_ctx_t *ctx, u_char kind, u_char *id, size_t len);
 static void *ngx_http_sandbox_limit_alloc(ngx_http_sandbox_limit_ctx_t *ctx,
     size_t size);
 static void ngx_http_sandbox_limit_expire(ngx_http_sandbox_limit_ctx_t *ctx,
     ngx_uint_t force);
-static ngx_int_t ngx_http_sandbox_limit_take(
-    ngx_http_sandbox_limit_ctx_t *ctx, ngx_http_sandbox_limit_ask_t *ask,
-    ngx_http_sandbox_limit_hold_t **hold);
+static void ngx_http_sandbox_limit_cleanup(void *data);
 static ngx_int_t ngx_http_sandbox_limit_headers(ngx_http_request_t *r,
     ngx_http_sandbox_limit_ask_t *ask);
-static void ngx_http_sandbox_limit_cleanup(void *data);
-static void ngx_http_sandbox_limit_release(ngx_http_sandbox_limit_ctx_t *ctx,
-    ngx_http_sandbox_limit_hold_t *hold);
-static ngx_uint_t ngx_http_sandbox_limit_reclaim(
-    ngx_http_sandbox_limit_ctx_t *ctx, ngx_uint_t w);
-static void ngx_http_sandbox_limit_scan(ngx_http_sandbox_limit_ctx_t *ctx,
-    ngx_log_t *log);
-static void ngx_http_sandbox_limit_scan_handler(ngx_event_t *ev);
 
-
-/* this worker's zone, from its cycle's configuration */
-static ngx_shm_zone_t  *ngx_http_sandbox_limit_shm;
-
-/* this worker's row in the zone's table */
-static ngx_uint_t       ngx_http_sandbox_limit_worker =
-                                            NGX_HTTP_SANDBOX_LIMIT_WORKERS;
-static ngx_event_t      ngx_http_sandbox_limit_scan_ev;
-
-
-/* configuration */
-
-char *
-ngx_http_sandbox_limit_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_sandbox_main_conf_t *smcf = conf;
-
-    u_char                        *p;
-    ssize_t                        size;
-    ngx_str_t                     *value, name, s;
-    ngx_shm_zone_t                *shm_zone;
-    ngx_http_sandbox_limit_ctx_t  *ctx;
-
-    if (smcf->limit_zone) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-
-    p = (u_char *) ngx_strchr(value[1].data, ':');
-
-    if (p == NULL || p == value[1].data) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid zone \"%V\", expected name:size",
-                           &value[1]);
-        return NGX_CONF_ERROR;
-    }
-
-    name.data = value[1].data;
-    name.len = p - value[1].data;
-
-    s.data = p + 1;
-    s.len = value[1].data + value[1].len - s.data;
-
-    size = ngx_parse_size(&s);
-
-    if (size == NGX_ERROR || size < (ssize_t) (8 * ngx_pagesize)) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "zone \"%V\" needs a size of at least %uz",
-                           &value[1], 8 * ngx_pagesize);
-        return NGX_CONF_ERROR;
-    }
-
-    ctx = ngx_pcalloc(cf->pool, sizeof(ngx_http_sandbox_limit_ctx_t));
-    if (ctx == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    shm_zone = ngx_shared_memory_add(cf, &name, size,
-                                     &ngx_http_sandbox_module);
-    if (shm_zone == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    if (shm_zone->data) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "zone \"%V\" is already used", &name);
-        return NGX_CONF_ERROR;
-    }
-
-    shm_zone->init = ngx_http_sandbox_limit_init_zone;
-    shm_zone->data = ctx;
-
-    smcf->limit_zone = shm_zone;
-
-    return NGX_CONF_OK;
-}
-
-
-/* sandbox_limit_rate off | rate [burst=N] */
-
-char *
-ngx_http_sandbox_limit_rate(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_sandbox_limit_conf_t  *lc;
-    ngx_str_t                      *value;
-    ngx_int_t                       n;
-    ngx_uint_t                      i;
-
-    lc = (ngx_http_sandbox_limit_conf_t *) ((char *) conf + cmd->offset);
-
-    if (lc->rate_set != NGX_CONF_UNSET) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-
-    lc->rate_set = 1;
-    lc->rate = 0;
-    lc->burst = 0;
-
-    if (cf->args->nelts == 2
-        && ngx_strcmp(value[1].data, "off") == 0)
-    {
-        return NGX_CONF_OK;
-    }
-
-    lc->rate = sbx_limit_rate_parse((char *) value[1].data, value[1].len);
-
-    if (lc->rate == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid rate \"%V\": \"<N>r/s\" or \"<N>r/m\" "
-                           "with N from 1 to %d", &value[1], SBX_LIMIT_MAX);
-        return NGX_CONF_ERROR;
-    }
-
-    for (i = 2; i < cf->args->nelts; i++) {
-        if (ngx_strncmp(value[i].data, "burst=", 6) == 0) {
-            n = ngx_atoi(value[i].data + 6, value[i].len - 6);
-
-            if (n == NGX_ERROR || n > SBX_LIMIT_MAX) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid burst \"%V\"", &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            lc->burst = n;
-            continue;
-        }
-
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid parameter \"%V\"", &value[i]);
-        return NGX_CONF_ERROR;
-    }
-
-    return NGX_CONF_OK;
-}
-
-
-/* sandbox_limit_concurrency off | [key=N] [user=M] */
-
-char *
-ngx_http_sandbox_limit_concurrency(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf)
-{
-    ngx_str_t                      *value;
-    ngx_int_t                       n;
-    ngx_uint_t                      i, *slot;
-    ngx_http_sandbox_limit_conf_t  *lc;
-
-    lc = (ngx_http_sandbox_limit_conf_t *) ((char *) conf + cmd->offset);
-
-    if (lc->conc_set != NGX_CONF_UNSET) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-
-    lc->conc_set = 1;
-    lc->key_conc = 0;
-    lc->user_conc = 0;
-
-    if (cf->args->nelts == 2
-        && ngx_strcmp(value[1].data, "off") == 0)
-    {
-        return NGX_CONF_OK;
-    }
-
-    for (i = 1; i < cf->args->nelts; i++) {
-        if (ngx_strncmp(value[i].data, "key=", 4) == 0) {
-            slot = &lc->key_conc;
-            n = ngx_atoi(value[i].data + 4, value[i].len - 4);
-
-        } else if (ngx_strncmp(value[i].data, "user=", 5) == 0) {
-            slot = &lc->user_conc;
-            n = ngx_atoi(value[i].data + 5, value[i].len - 5);
-
-        } else {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid parameter \"%V\"", &value[i]);
-            return NGX_CONF_ERROR;
-        }
-
-        if (n == NGX_ERROR || n < 1 || n > SBX_LIMIT_MAX) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid limit \"%V\": from 1 to %d",
-                               &value[i], SBX_LIMIT_MAX);
-            return NGX_CONF_ERROR;
-        }
-
-        *slot = n;
-    }
-
-    return NGX_CONF_OK;
-}
-
-
-void
-ngx_http_sandbox_limit_conf_init(ngx_http_sandbox_limit_conf_t *lc)
-{
-    lc->rate_set = NGX_CONF_UNSET;
-    lc->conc_set = NGX_CONF_UNSET;
-}
-
-
-void
-ngx_http_sandbox_limit_conf_merge(ngx_http_sandbox_limit_conf_t *conf,
-    ngx_http_sandbox_limit_conf_t *prev)
-{
-    if (conf->rate_set == NGX_CONF_UNSET) {
-        conf->rate_set = prev->rate_set;
-        conf->rate = prev->rate;
-        conf->burst = prev->burst;
-    }
-
-    if (conf->conc_set == NGX_CONF_UNSET) {
-        conf->conc_set = prev->conc_set;
-        conf->key_conc = prev->key_conc;
-        conf->user_conc = prev->user_conc;
-    }
-}
-
-
-static ngx_int_t
-ngx_http_sandbox_limit_init_zone(ngx_shm_zone_t *shm_zone, void *data)
-{
-    ngx_http_sandbox_limit_ctx_t  *octx = data;
-
-    size_t                         len;
-    ngx_uint_t                     i;
-    ngx_http_sandbox_limit_ctx_t  *ctx;
-
-    ctx = shm_zone->data;
-
-    /* a reload keeps the zone, its entries and the slots held */
-
-    if (octx) {
-        ctx->sh = octx->sh;
-        ctx->shpool = octx->shpool;
-        return NGX_OK;
-    }
-
-    ctx->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
-
-    if (shm_zone->shm.exists) {
-        ctx->sh = ctx->shpool->data;
-        return NGX_OK;
-    }
-
-    ctx->sh = ngx_slab_alloc(ctx->shpool,
-                             sizeof(ngx_http_sandbox_limit_sh_t));
-    if (ctx->sh == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memzero(ctx->sh, sizeof(ngx_http_sandbox_limit_sh_t));
-    ctx->shpool->data = ctx->sh;
-
-    ngx_rbtree_init(&ctx->sh->rbtree, &ctx->sh->sentinel,
-                    ngx_http_sandbox_limit_rbtree_insert);
-    ngx_queue_init(&ctx->sh->lru);
-
-    for (i = 0; i < NGX_HTTP_SANDBOX_LIMIT_WORKERS; i++) {
-        ngx_queue_init(&ctx->sh->workers[i].holds);
-    }
-
-    len = sizeof(" in sandbox limit zone \"\"") + shm_zone->shm.name.len;
-
-    ctx->shpool->log_ctx = ngx_slab_alloc(ctx->shpool, len);
-    if (ctx->shpool->log_ctx == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_sprintf(ctx->shpool->log_ctx, " in sandbox limit zone \"%V\"%Z",
-                &shm_zone->shm.name);
-
-    /* a full zone evicts, and only then refuses: no "[crit]" for it */
-
-    ctx->shpool->log_nomem = 0;
-
-    return NGX_OK;
-}
-
-
-static void
-ngx_http_sandbox_limit_rbtree_insert(ngx_rbtree_node_t *temp,
-    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
-{
-    ngx_rbtree_node_t              **p;
-    ngx_http_sandbox_limit_node_t   *ln, *lnt;
-
-    for ( ;; ) {
-
-        if (node->key < temp->key) {
-            p = &temp->left;
-
-        } else if (node->key > temp->key) {
-            p = &temp->right;
-
-        } else { /* node->key == temp->key */
-
-            ln = (ngx_http_sandbox_limit_node_t *) &node->color;
-            lnt = (ngx_http_sandbox_limit_node_t *) &temp->color;
-
-            p = (ngx_memn2cmp(ln->data, lnt->data, ln->len, lnt->len) < 0)
-                ? &temp->left : &temp->right;
-        }
-
-        if (*p == sentinel) {
-            break;
-        }
-
-        temp = *p;
-    }
-
-    *p = node;
-    node->parent = temp;
-    node->left = sentinel;
-    node->right = sentinel;
-    ngx_rbt_red(node);
-}
-
-
-/* process hooks */
-
-ngx_int_t
-ngx_http_sandbox_limit_init_process(ngx_cycle_t *cycle)
-{
-    ngx_uint_t                     i, w;
-    ngx_http_sandbox_limit_ctx_t  *ctx;
-    ngx_http_sandbox_main_conf_t  *smcf;
-
-    smcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_sandbox_module);
-
-    ngx_http_sandbox_limit_shm = smcf ? smcf->limit_zone : NULL;
-
-    if (ngx_http_sandbox_limit_shm == NULL) {
-        return NGX_OK;
-    }
-
-    ctx = ngx_http_sandbox_limit_shm->data;
-
-    ngx_shmtx_lock(&ctx->shpool->mutex);
-
-    /* a row of a dead worker (a crash is followed by a respawn) is freed */
-
-    ctx->sh->scanned = ngx_current_msec;
-
-    w = NGX_HTTP_SANDBOX_LIMIT_WORKERS;
-
-    for (i = 0; i < NGX_HTTP_SANDBOX_LIMIT_WORKERS; i++) {
-        if (ctx->sh->workers[i].pid != 0) {
-            (void) ngx_http_sandbox_limit_reclaim(ctx, i);
-        }
-
-        if (ctx->sh->workers[i].pid == 0 && w == NGX_HTTP_SANDBOX_LIMIT_WORKERS)
-        {
-            w = i;
-        }
-    }
-
-    if (w < NGX_HTTP_SANDBOX_LIMIT_WORKERS) {
-        ctx->sh->workers[w].pid = ngx_pid;
-    }
-
-    ngx_shmtx_unlock(&ctx->shpool->mutex);
-
-    if (w == NGX_HTTP_SANDBOX_LIMIT_WORKERS) {
-        ngx_log_error(NGX_LOG_ERR, cycle->log, 0,
-                      "sandbox: more than %d workers share the limit zone: "
-                      "this one's slots cannot be reclaimed if it dies",
-                      NGX_HTTP_SANDBOX_LIMIT_WORKERS);
-    }
-
-    ngx_http_sandbox_limit_worker = w;
-
-    ngx_http_sandbox_limit_scan_ev.handler =
-                                        ngx_http_sandbox_limit_scan_handler;
-    ngx_http_sandbox_limit_scan_ev.data = ctx;
-    ngx_http_sandbox_limit_scan_ev.log = cycle->log;
-    ngx_http_sandbox_limit_scan_ev.cancelable = 1;
-
-    ngx_add_timer(&ngx_http_sandbox_limit_scan_ev,
-                  NGX_HTTP_SANDBOX_LIMIT_SCAN);
-
-    return NGX_OK;
-}
-
-
-void
-ngx_http_sandbox_limit_exit_process(ngx_cycle_t *cycle)
-{
-    ngx_uint_t                     n, w;
-    ngx_http_sandbox_limit_ctx_t  *ctx;
-
-    w = ngx_http_sandbox_limit_worker;
-
-    if (ngx_http_sandbox_limit_shm == NULL
-        || w == NGX_HTTP_SANDBOX_LIMIT_WORKERS)
-    {
-        return;
-    }
-
-    ctx = ngx_http_sandbox_limit_shm->data;
-
-    /* nothing should be left: requests give their slots as they end */
-
-    ngx_shmtx_lock(&ctx->shpool->mutex);
-
-    ctx->sh->workers[w].pid = -1;           /* as good as dead */
-    n = ngx_http_sandbox_limit_reclaim(ctx, w);
-
-    ngx_shmtx_unlock(&ctx->shpool->mutex);
-
-    if (n) {
-        ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
-                      "sandbox: %ui concurrency slots given back at exit", n);
-    }
-
-    ngx_http_sandbox_limit_worker = NGX_HTTP_SANDBOX_LIMIT_WORKERS;
-}
-
-
-static void
-ngx_http_sandbox_limit_scan_handler(ngx_event_t *ev)
-{
-    ngx_http_sandbox_limit_ctx_t *ctx = ev->data;
-
-    ngx_http_sandbox_limit_scan(ctx, ev->log);
-
-    if (!ngx_exiting && !ngx_terminate && !ngx_quit) {
-        ngx_add_timer(ev, NGX_HTTP_SANDBOX_LIMIT_SCAN);
-    }
-}
-
-
-/*
- * Once a second across all workers: a row whose process is gone gives
- * its slots back.  kill(pid, 0) only asks; workers share a user, so any
- * answer but "no such process" means a process of ours is there (a pid
- * reused by another of the same user's processes would keep the slots
- * until that one ends).
- */
-
-static void
-ngx_http_sandbox_limit_scan(ngx_http_sandbox_limit_ctx_t *ctx,
-    ngx_log_t *log)
-{
-    ngx_uint_t  i, n;
-    ngx_pid_t   pid;
-
-    if (!ngx_shmtx_trylock(&ctx->shpool->mutex)) {
-        return;
-    }
-
-    if (ngx_current_msec - ctx->sh->scanned < NGX_HTTP_SANDBOX_LIMIT_SCAN) {
-        ngx_shmtx_unlock(&ctx->shpool->mutex);
-        return;
-    }
-
-    ctx->sh->scanned = ngx_current_msec;
-
-    n = 0;
-    pid = 0;
-
-    for (i = 0; i < NGX_HTTP_SANDBOX_LIMIT_WORKERS; i++) {
-        if (ctx->sh->workers[i].pid != 0) {
-            pid = ctx->sh->workers[i].pid;
-            n += ngx_http_sandbox_limit_reclaim(ctx, i);
-        }
-    }
-
-    ngx_shmtx_unlock(&ctx->shpool->mutex);
-
-    if (n) {
-        ngx_log_error(NGX_LOG_WARN, log, 0,
-                      "sandbox: %ui concurrency slots of dead workers "
-                      "reclaimed (last pid %P)", n, pid);
-    }
-}
-
-
-/* called locked: frees row w and its slots if its process is gone */
-
-static ngx_uint_t
-ngx_http_sandbox_limit_reclaim(ngx_http_sandbox_limit_ctx_t *ctx,
-    ngx_uint_t w)
-{
-    ngx_uint_t                      n;
-    ngx_pid_t                       pid;
-    ngx_queue_t                    *q;
-    ngx_http_sandbox_limit_hold_t  *hold;
-
-    pid = ctx->sh->workers[w].pid;
-
-    if (pid > 0 && (pid == ngx_pid || kill(pid, 0) == 0 || ngx_errno != ESRCH))
-    {
-        return 0;
-    }
-
-    n = 0;
-
-    while (!ngx_queue_empty(&ctx->sh->workers[w].holds)) {
-        q = ngx_queue_head(&ctx->sh->workers[w].holds);
-        hold = ngx_queue_data(q, ngx_http_sandbox_limit_hold_t, queue);
-        ngx_http_sandbox_limit_release(ctx, hold);
-        n++;
-    }
-
-    ctx->sh->reclaimed += n;
-    ctx->sh->workers[w].pid = 0;
-
-    return n;
-}
-
-
-/* the request's check */
 
 ngx_int_t
 ngx_http_sandbox_limit_request(ngx_http_request_t *r, u_char *digest,
@@ -732,7 +134,6 @@ ngx_http_sandbox_limit_request(ngx_http_request_t *r, u_char *digest,
     if (rc == NGX_OK) {
         if (lcln) {
             lcln->hold = hold;
-            lcln->worker = ngx_http_sandbox_limit_worker;
             cln->handler = ngx_http_sandbox_limit_cleanup;
         }
 
@@ -825,12 +226,18 @@ ngx_http_sandbox_limit_take(ngx_http_sandbox_limit_ctx_t *ctx,
         }
     }
 
-    if (ask->key_conc && kn->conc >= ask->key_conc) {
+    /* in the cluster scope, with what the other gateways hold */
+
+    if (ask->key_conc
+        && kn->conc + ngx_http_sandbox_limit_remote(ctx, kn) >= ask->key_conc)
+    {
         ask->limit = ask->key_conc;
         goto busy;
     }
 
-    if (un && un->conc >= ask->user_conc) {
+    if (un
+        && un->conc + ngx_http_sandbox_limit_remote(ctx, un) >= ask->user_conc)
+    {
         ask->limit = ask->user_conc;
         goto busy;
     }
@@ -868,6 +275,20 @@ ngx_http_sandbox_limit_take(ngx_http_sandbox_limit_ctx_t *ctx,
     if (ask->rate) {
         kn->level = level;
         kn->last = ngx_current_msec;
+        kn->rate = (uint32_t) ask->rate;
+        kn->adm++;
+    }
+
+    if (ngx_http_sandbox_limit_sync) {
+        if (kn) {
+            kn->used = (uint32_t) ngx_current_msec;
+            ngx_http_sandbox_limit_touch(ctx, kn);
+        }
+
+        if (un) {
+            un->used = (uint32_t) ngx_current_msec;
+            ngx_http_sandbox_limit_touch(ctx, un);
+        }
     }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
@@ -910,11 +331,60 @@ ngx_http_sandbox_limit_get(ngx_http_sandbox_limit_ctx_t *ctx, u_char kind,
 {
     size_t                          size;
     uint32_t                        hash;
-    ngx_int_t                       rc;
-    ngx_rbtree_node_t              *node, *sentinel;
+    ngx_rbtree_node_t              *node;
     ngx_http_sandbox_limit_node_t  *ln;
 
     hash = ngx_crc32_short(id, len) ^ kind;
+
+    ln = ngx_http_sandbox_limit_find(ctx, kind, id, len, hash);
+
+    if (ln) {
+        ngx_queue_remove(&ln->queue);
+        ngx_queue_insert_head(&ctx->sh->lru, &ln->queue);
+        return ln;
+    }
+
+    /* limit_req's way: drop a couple of idle, drained entries first */
+
+    ngx_http_sandbox_limit_expire(ctx, 0);
+
+    size = offsetof(ngx_rbtree_node_t, color)
+           + offsetof(ngx_http_sandbox_limit_node_t, data) + 1 + len;
+
+    node = ngx_http_sandbox_limit_alloc(ctx, size);
+    if (node == NULL) {
+        return NULL;
+    }
+
+    node->key = hash;
+
+    ln = (ngx_http_sandbox_limit_node_t *) &node->color;
+
+    ngx_memzero(&ln->len, size - offsetof(ngx_rbtree_node_t, color) - 1);
+
+    ln->len = (u_char) (1 + len);
+    ln->last = ngx_current_msec;
+    ln->data[0] = kind;
+    ngx_memcpy(ln->data + 1, id, len);
+
+    ngx_rbtree_insert(&ctx->sh->rbtree, node);
+    ngx_queue_insert_head(&ctx->sh->lru, &ln->queue);
+
+    ctx->sh->entries++;
+
+    return ln;
+}
+
+
+/* called locked: the entry of (kind, id), or NULL */
+
+ngx_http_sandbox_limit_node_t *
+ngx_http_sandbox_limit_find(ngx_http_sandbox_limit_ctx_t *ctx, u_char kind,
+    u_char *id, size_t len, uint32_t hash)
+{
+    ngx_int_t                       rc;
+    ngx_rbtree_node_t              *node, *sentinel;
+    ngx_http_sandbox_limit_node_t  *ln;
 
     node = ctx->sh->rbtree.root;
     sentinel = ctx->sh->rbtree.sentinel;
@@ -942,43 +412,13 @@ ngx_http_sandbox_limit_get(ngx_http_sandbox_limit_ctx_t *ctx, u_char kind,
         }
 
         if (rc == 0) {
-            ngx_queue_remove(&ln->queue);
-            ngx_queue_insert_head(&ctx->sh->lru, &ln->queue);
             return ln;
         }
 
         node = (rc < 0) ? node->left : node->right;
     }
 
-    /* limit_req's way: drop a couple of idle, drained entries first */
-
-    ngx_http_sandbox_limit_expire(ctx, 0);
-
-    size = offsetof(ngx_rbtree_node_t, color)
-           + offsetof(ngx_http_sandbox_limit_node_t, data) + 1 + len;
-
-    node = ngx_http_sandbox_limit_alloc(ctx, size);
-    if (node == NULL) {
-        return NULL;
-    }
-
-    node->key = hash;
-
-    ln = (ngx_http_sandbox_limit_node_t *) &node->color;
-
-    ln->len = (u_char) (1 + len);
-    ln->conc = 0;
-    ln->level = 0;
-    ln->last = ngx_current_msec;
-    ln->data[0] = kind;
-    ngx_memcpy(ln->data + 1, id, len);
-
-    ngx_rbtree_insert(&ctx->sh->rbtree, node);
-    ngx_queue_insert_head(&ctx->sh->lru, &ln->queue);
-
-    ctx->sh->entries++;
-
-    return ln;
+    return NULL;
 }
 
 
@@ -1002,7 +442,8 @@ ngx_http_sandbox_limit_alloc(ngx_http_sandbox_limit_ctx_t *ctx, size_t size)
 
 /*
  * Called locked.  Entries in use (requests in flight) are never dropped:
- * a hold points at them; they go back to the head.  Without force, only
+ * a hold points at them; nor are those the next cluster sync lists; they
+ * go back to the head.  Without force, only
  * entries whose bucket has drained are dropped, two at most (forgetting
  * them changes nothing); with force, up to eight idle ones whatever their
  * bucket (the least recently used keys get a fresh bucket).
@@ -1028,7 +469,7 @@ ngx_http_sandbox_limit_expire(ngx_http_sandbox_limit_ctx_t *ctx,
         q = ngx_queue_last(&ctx->sh->lru);
         ln = ngx_queue_data(q, ngx_http_sandbox_limit_node_t, queue);
 
-        if (ln->conc) {
+        if (ln->conc || ln->dirty) {
             ngx_queue_remove(q);
             ngx_queue_insert_head(&ctx->sh->lru, q);
             continue;
@@ -1044,8 +485,7 @@ ngx_http_sandbox_limit_expire(ngx_http_sandbox_limit_ctx_t *ctx,
 
         ngx_queue_remove(q);
 
-        node = (ngx_rbtree_node_t *)
-                   ((u_char *) ln - offsetof(ngx_rbtree_node_t, color));
+        node = ngx_http_sandbox_limit_rbnode(ln);
 
         ngx_rbtree_delete(&ctx->sh->rbtree, node);
         ngx_slab_free_locked(ctx->shpool, node);
@@ -1077,16 +517,24 @@ ngx_http_sandbox_limit_cleanup(void *data)
 
 /* called locked */
 
-static void
+void
 ngx_http_sandbox_limit_release(ngx_http_sandbox_limit_ctx_t *ctx,
     ngx_http_sandbox_limit_hold_t *hold)
 {
     if (hold->key && hold->key->conc) {
         hold->key->conc--;
+
+        if (ngx_http_sandbox_limit_sync) {
+            ngx_http_sandbox_limit_touch(ctx, hold->key);
+        }
     }
 
     if (hold->user && hold->user->conc) {
         hold->user->conc--;
+
+        if (ngx_http_sandbox_limit_sync) {
+            ngx_http_sandbox_limit_touch(ctx, hold->user);
+        }
     }
 
     ngx_queue_remove(&hold->queue);
@@ -1188,77 +636,3 @@ ngx_http_sandbox_limit_variable(ngx_http_request_t *r,
 }
 
 
-/*
- * The zone's counters, and a walk of its entries (under the lock, for
- * this status answer only): the requests in flight they count.
- */
-
-json_t *
-ngx_http_sandbox_limit_status(ngx_cycle_t *cycle)
-{
-    size_t                          used;
-    ngx_uint_t                      keys, users, key_conc, user_conc, w;
-    ngx_queue_t                    *q;
-    ngx_http_sandbox_limit_sh_t     sh;
-    ngx_http_sandbox_limit_ctx_t   *ctx;
-    ngx_http_sandbox_limit_node_t  *ln;
-
-    if (ngx_http_sandbox_limit_shm == NULL) {
-        return json_null();
-    }
-
-    ctx = ngx_http_sandbox_limit_shm->data;
-
-    keys = 0;
-    users = 0;
-    key_conc = 0;
-    user_conc = 0;
-    w = 0;
-
-    ngx_shmtx_lock(&ctx->shpool->mutex);
-
-    for (q = ngx_queue_head(&ctx->sh->lru);
-         q != ngx_queue_sentinel(&ctx->sh->lru);
-         q = ngx_queue_next(q))
-    {
-        ln = ngx_queue_data(q, ngx_http_sandbox_limit_node_t, queue);
-
-        if (ln->data[0] == NGX_HTTP_SANDBOX_LIMIT_KEY) {
-            keys++;
-            key_conc += ln->conc;
-
-        } else {
-            users++;
-            user_conc += ln->conc;
-        }
-    }
-
-    for (used = 0; used < NGX_HTTP_SANDBOX_LIMIT_WORKERS; used++) {
-        if (ctx->sh->workers[used].pid > 0) {
-            w++;
-        }
-    }
-
-    ngx_memcpy(&sh, ctx->sh, offsetof(ngx_http_sandbox_limit_sh_t, workers));
-
-    used = ((ctx->shpool->end - ctx->shpool->start) / ngx_pagesize
-            - ctx->shpool->pfree) * ngx_pagesize;
-
-    ngx_shmtx_unlock(&ctx->shpool->mutex);
-
-    return json_pack("{sI sI sI sI sI sI sI sI sI sI sI sI sI}",
-                     "size", (json_int_t) ngx_http_sandbox_limit_shm->shm.size,
-                     "used", (json_int_t) used,
-                     "keys", (json_int_t) keys,
-                     "users", (json_int_t) users,
-                     "in_flight_keys", (json_int_t) key_conc,
-                     "in_flight_users", (json_int_t) user_conc,
-                     "slots", (json_int_t) sh.slots,
-                     "workers", (json_int_t) w,
-                     "refused_rate", (json_int_t) sh.refused_rate,
-                     "refused_concurrency",
-                     (json_int_t) sh.refused_concurrency,
-                     "reclaimed", (json_int_t) sh.reclaimed,
-                     "evicted", (json_int_t) sh.evicted,
-                     "full", (json_int_t) sh.full);
-}

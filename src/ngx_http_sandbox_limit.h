@@ -44,6 +44,8 @@ char *ngx_http_sandbox_limit_rate(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_sandbox_limit_concurrency(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+char *ngx_http_sandbox_limit_scope(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 void ngx_http_sandbox_limit_conf_init(ngx_http_sandbox_limit_conf_t *lc);
 void ngx_http_sandbox_limit_conf_merge(ngx_http_sandbox_limit_conf_t *conf,
     ngx_http_sandbox_limit_conf_t *prev);

@@ -43,6 +43,7 @@ typedef struct {
 
     ngx_shm_zone_t                 *cache_zone;
     ngx_shm_zone_t                 *limit_zone;
+    ngx_msec_t                      limit_sync;     /* 0: local scope */
 
     /* upstream{} blocks with sandbox_balancer: the data plane's */
     ngx_array_t                    *balancers;

@@ -14,6 +14,7 @@ use IO::Select;
 use JSON::PP;
 use Test::More;
 use Time::HiRes qw(time sleep);
+use POSIX ();
 use SbxTest;
 
 my $t = SbxTest->new;
@@ -475,6 +476,122 @@ subtest '100,000 tracked keys' => sub {
 };
 
 drained('at the end');
+
+subtest 'cluster scope: two gateways share their counts' => sub {
+    my $redis = $t->redis_addr;
+    my @gw = map { SbxTest->new } 1 .. 2;
+    for my $g (@gw) {
+        $g->write_conf($g->base_conf(http => <<EOF));
+    sandbox_redis $redis;
+    sandbox_cache_zone cache:1m;
+    sandbox_limit_zone limits:1m;
+    sandbox_limit_scope cluster interval=50ms;
+    upstream sandbox_pods { sandbox_balancer keepalive=16; }
+    server {
+        listen 127.0.0.1:%%PORT_1%%;
+        location = /status { sandbox_status; }
+        location / {
+            sandbox_limit_concurrency key=2;
+$route
+        }
+    }
+    server {
+        listen 127.0.0.1:%%PORT_2%%;
+        location / {
+            sandbox_limit_rate 1r/m burst=9;
+$route
+        }
+    }
+EOF
+        $g->nginx_start;
+    }
+    $key{$_} = $t->add_key('alice') for qw(c1 c2 c3);
+    my $on = sub {      # gateway, port, key[, path]
+        my ($g, $port, $k, $path) = @_;
+        return $gw[$g]->http('GET', $path // '/alice/sb/health', port => $port,
+                             headers => { Authorization => "Bearer $key{$k}" })
+                      ->{status};
+    };
+    my $status = sub {
+        $gw[$_[0]]->json($gw[$_[0]]->http('GET', '/status'))->{limits}
+    };
+    my $open = sub {    # gateway, key: an SSE stream held open
+        my ($g, $k) = @_;
+        my $s = IO::Socket::IP->new(PeerAddr => '127.0.0.1',
+                                    PeerPort => $gw[$g]->port(1)) or die $!;
+        print $s "GET /alice/sb/v1/events?count=600&interval_ms=100 HTTP/1.1\r\n"
+            . "Host: x\r\nAuthorization: Bearer $key{$k}\r\n\r\n";
+        my ($buf, $sel) = ('', IO::Select->new($s));
+        my $until = time + 10;
+        while (time < $until && $buf !~ /data:/) {
+            next unless $sel->can_read(0.1);
+            sysread($s, $buf, 65536, length $buf) or last;
+        }
+        return ($buf =~ m{^HTTP/1\.1 (\d+)}, $s);
+    };
+
+    # concurrency: key=2 across both gateways
+    my ($st1, $s1) = $open->(0, 'c1');
+    is($st1, 200, 'stream on gateway 1');
+    sleep 0.3;
+    my ($st2, $s2) = $open->(1, 'c1');
+    is($st2, 200, 'stream on gateway 2: the key\'s second');
+    sleep 0.3;
+    is($on->(0, 1, 'c1'), 429, 'a third on gateway 1: 429 (1 here, 1 there)');
+    is($on->(1, 1, 'c1'), 429, 'a third on gateway 2: 429');
+    my $c = $status->(0)->{cluster};
+    ok($c && $c->{remote_in_flight} >= 1 && $c->{syncs} > 0,
+       'gateway 1 sees the other\'s stream')
+        or diag(explain $c);
+    close $s2;
+    my $t0 = time;
+    my $st;
+    while (time - $t0 < 3) {
+        $st = $on->(0, 1, 'c1');
+        last if $st == 200;
+        sleep 0.02;
+    }
+    is($st, 200, sprintf('gateway 2\'s stream closed: gateway 1 lets one '
+                         . 'through again after %.0f ms', (time - $t0) * 1000));
+    close $s1;
+
+    # rate: burst=9 is ten requests for the whole cluster
+    my @st;
+    for my $i (0 .. 13) {
+        push @st, $on->($i % 2, 2, 'c2');
+        sleep 0.15;
+    }
+    is_deeply(\@st, [ (200) x 10, (429) x 4 ],
+              'requests alternating over the gateways, paced: exactly ten')
+        or diag("@st");
+
+    # the same at once on both: what one sync interval lets slip
+    my @pids;
+    pipe(my $r, my $w) or die;
+    for my $g (0, 1) {
+        my $pid = fork // die;
+        if (!$pid) {
+            close $r;
+            my $ok = grep { $_ == 200 } map { $on->($g, 2, 'c3') } 1 .. 10;
+            print $w "$ok\n";
+            close $w;
+            POSIX::_exit(0);
+        }
+        push @pids, $pid;
+    }
+    close $w;
+    my $passed = 0;
+    $passed += $_ for <$r>;
+    waitpid $_, 0 for @pids;
+    ok($passed >= 10 && $passed <= 20,
+       "20 requests at once over both gateways: $passed passed "
+       . '(10 exact; at most burst + 1 more per other gateway)');
+    diag("cluster accuracy: $passed of 20 simultaneous requests passed for a "
+         . 'limit of 10');
+    $_->nginx_stop for @gw;
+    $_->error_log_ok for @gw;
+};
+
 $t->nginx_stop;
 $t->error_log_ok;
 done_testing;
