@@ -173,11 +173,29 @@ limits_json() {
                                                    refused_concurrency full)), "\n"'
 }
 
-# every entry warm in the cache, and tracked by the limits, before measuring
+# every entry warm in the cache, and tracked by the limits, before
+# measuring: each key once, in order, on both ports
+cat > "$DIR/warm.lua" <<'EOF'
+local n = tonumber(os.getenv("SBX_N"))
+local i = tonumber(os.getenv("SBX_FROM") or "0") - 1
+request = function()
+    i = i + 1
+    if i >= n then i = 0 end
+    return wrk.format("GET", "/proxy/sb/v1/shell/exec", {
+        ["Authorization"] = string.format("Bearer sk_live_%032d", i) })
+end
+EOF
 echo "warming $N keys on both ports ..."
 for p in $P_WARM $P_LIM; do
-    SBX_N=$N wrk -t1 -c"$CONN" -d"$(( N / 10000 + 3 ))s" -s "$DIR/many.lua" \
-        "http://127.0.0.1:$p/" >/dev/null 2>&1 || true
+    # one connection, so the keys go in order; resumed where it stopped
+    from=0
+    while [ "$from" -lt "$N" ]; do
+        SBX_N=$N SBX_FROM=$from wrk -t1 -c1 -d5s -s "$DIR/warm.lua" \
+            "http://127.0.0.1:$p/" > "$DIR/warm.out" 2>&1 || true
+        done_n=$(sed -n 's/^ *\([0-9]*\) requests in.*/\1/p' "$DIR/warm.out")
+        [ "${done_n:-0}" -gt 0 ] || break
+        from=$((from + done_n))
+    done
 done
 read -r USED0 KEYS0 USERS0 _ < <(limits_json)
 
@@ -207,6 +225,9 @@ read -r L1 L1_P50 L1_P99 L1_ERR L1_CPU < <(median "$DIR/one.lim")
 read -r WN WN_P50 WN_P99 WN_ERR WN_CPU < <(median "$DIR/many.warm")
 read -r LN LN_P50 LN_P99 LN_ERR LN_CPU < <(median "$DIR/many.lim")
 R1=$(median "$DIR/one.ratios" | xargs printf '%.2f')
+cpu_median() { awk '{ print $5 }' "$1" | sort -n | awk '{ l[NR] = $0 } END { print l[int((NR + 1) / 2)] }'; }
+C1=$(perl -e 'printf "%.2f", $ARGV[0] / $ARGV[1]' "$(cpu_median "$DIR/one.warm")" "$(cpu_median "$DIR/one.lim")")
+CN=$(perl -e 'printf "%.2f", $ARGV[0] / $ARGV[1]' "$(cpu_median "$DIR/many.warm")" "$(cpu_median "$DIR/many.lim")")
 RN=$(median "$DIR/many.ratios" | xargs printf '%.2f')
 R1S=$(xargs printf '%.2f ' < "$DIR/one.ratios" | sed 's/ $//')
 RNS=$(xargs printf '%.2f ' < "$DIR/many.ratios" | sed 's/ $//')
@@ -241,6 +262,10 @@ ratio limits/warm: $R1
 with, without: $R1S)
 
 ratio limits/warm ($N keys): $RN (rounds: $RNS)
+
+Worker CPU per request, without/with (the worker's own cost, steadier
+than requests/s on a shared machine; medians of the runs): one key $C1,
+$N keys $CN.
 
 Refused during the runs: $REF_RATE for rate, $REF_CONC for concurrency; zone
 full: $FULL times.
