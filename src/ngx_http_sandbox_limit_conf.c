@@ -53,10 +53,12 @@ ngx_http_sandbox_limit_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     size = ngx_parse_size(&s);
 
-    if (size == NGX_ERROR || size < (ssize_t) (8 * ngx_pagesize)) {
+    /* room for the zone's table of workers and of changed entries */
+
+    if (size == NGX_ERROR || size < (ssize_t) (64 * ngx_pagesize)) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "zone \"%V\" needs a size of at least %uz",
-                           &value[1], 8 * ngx_pagesize);
+                           &value[1], 64 * ngx_pagesize);
         return NGX_CONF_ERROR;
     }
 

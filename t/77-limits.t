@@ -477,6 +477,44 @@ subtest '100,000 tracked keys' => sub {
 
 drained('at the end');
 
+subtest 'directives refuse what makes no sense' => sub {
+    my $c = SbxTest->new;
+    for my $case (
+        [ 'sandbox_limit_rate 0r/s;', qr/invalid rate/ ],
+        [ 'sandbox_limit_rate 10r/h;', qr/invalid rate/ ],
+        [ 'sandbox_limit_rate 2000000r/s;', qr/invalid rate/ ],
+        [ 'sandbox_limit_rate 10r/s burst=-1;', qr/invalid burst/ ],
+        [ 'sandbox_limit_rate 10r/s delay=3;', qr/invalid parameter/ ],
+        [ 'sandbox_limit_concurrency key=0;', qr/invalid limit/ ],
+        [ 'sandbox_limit_concurrency user=abc;', qr/invalid limit/ ],
+        [ 'sandbox_limit_concurrency keys=3;', qr/invalid parameter/ ],
+        [ 'sandbox_limit_scope galaxy;', qr/must be "local" or "cluster"/ ],
+        [ 'sandbox_limit_scope cluster interval=1ms;', qr/invalid interval/ ],
+        [ 'sandbox_limit_zone small:64k;', qr/needs a size of at least/ ],
+    ) {
+        $c->write_conf($c->base_conf(http => <<EOF));
+    sandbox_redis 127.0.0.1:1;
+    $case->[0]
+    server { listen 127.0.0.1:%%PORT_1%%; }
+EOF
+        my ($ok, $out) = $c->nginx_test_conf;
+        ok(!$ok && $out =~ $case->[1], "refused: $case->[0]") or diag($out);
+    }
+    $c->write_conf($c->base_conf(http => <<EOF));
+    sandbox_redis 127.0.0.1:1;
+    sandbox_limit_zone l:1m;
+    sandbox_limit_scope cluster interval=250ms;
+    sandbox_limit_rate 600r/m burst=20;
+    sandbox_limit_concurrency key=4 user=16;
+    server {
+        listen 127.0.0.1:%%PORT_1%%;
+        location / { sandbox_limit_rate off; sandbox_limit_concurrency off; }
+    }
+EOF
+    my ($ok, $out) = $c->nginx_test_conf;
+    ok($ok, 'a good configuration passes') or diag($out);
+};
+
 subtest 'cluster scope: two gateways share their counts' => sub {
     my $redis = $t->redis_addr;
     my @gw = map { SbxTest->new } 1 .. 2;
