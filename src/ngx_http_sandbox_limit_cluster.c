@@ -278,10 +278,15 @@ ngx_http_sandbox_limit_send(ngx_http_sandbox_limit_ctx_t *ctx,
 
     argc = 3 + 4 * n;
 
-    b = ngx_alloc(size, log);
-    argv = (b == NULL) ? NULL : ngx_alloc(argc * (sizeof(char *) + sizeof(size_t)), log);
+    argv = NULL;
 
-    if (b == NULL || argv == NULL) {
+    b = ngx_alloc(size, log);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    argv = ngx_alloc(argc * (sizeof(char *) + sizeof(size_t)), log);
+    if (argv == NULL) {
         goto failed;
     }
 
@@ -360,13 +365,7 @@ ngx_http_sandbox_limit_send(ngx_http_sandbox_limit_ctx_t *ctx,
 
 failed:
 
-    if (b) {
-        ngx_free(b);
-    }
-
-    if (argv) {
-        ngx_free(argv);
-    }
+    ngx_free(b);
 
     return NGX_ERROR;
 }

@@ -22,6 +22,7 @@
 #include "ngx_http_sandbox_cache.h"
 #include "ngx_http_sandbox_metrics.h"
 #include "ngx_http_sandbox_limit.h"
+#include "ngx_http_sandbox_guard.h"
 
 
 #define NGX_HTTP_SANDBOX_SHA256_LEN      32
@@ -40,6 +41,7 @@ typedef struct {
     u_char                          admin_key_hash[
                                         NGX_HTTP_SANDBOX_SHA256_HEX_LEN];
     ngx_flag_t                      admin_key_set;
+    ngx_http_sandbox_guard_conf_t   guard;      /* failed admin keys */
 
     ngx_shm_zone_t                 *cache_zone;
     ngx_shm_zone_t                 *limit_zone;
@@ -64,6 +66,8 @@ typedef struct {
     ngx_str_t                       namespace_prefix;
 
     ngx_http_sandbox_limit_conf_t   limit;
+    ngx_http_sandbox_rate_t         create_rate;
+    ngx_http_sandbox_rate_t         key_create_rate;
 } ngx_http_sandbox_loc_conf_t;
 
 
