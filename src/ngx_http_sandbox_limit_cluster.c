@@ -31,11 +31,14 @@
 
 
 /*
- * ARGV[1] the gateway, ARGV[2] how long it is alive without a sync (ms),
- * then for each entry its id, requests in flight here, requests let
- * through here since the last sync and the key's rate (per 1000 s; 0: no
- * bucket).  Answers, for each entry, the other live gateways' requests in
- * flight and the cluster bucket's level.
+ * KEYS[1] this gateway's liveness key, then for each entry its count hash
+ * and its bucket hash (sbx:limit:c:<id>, sbx:limit:r:<id>); ARGV[1] the
+ * gateway, ARGV[2] how long it is alive without a sync (ms), then for
+ * each entry its requests in flight here, requests let through here since
+ * the last sync and the key's rate (per 1000 s; 0: no bucket).  Answers,
+ * for each entry, the other live gateways' requests in flight and the
+ * cluster bucket's level.  The other gateways' liveness keys are found
+ * from data (the count hashes' fields).
  */
 
 static ngx_http_sandbox_script_t  ngx_http_sandbox_limit_lua =
@@ -43,12 +46,12 @@ static ngx_http_sandbox_script_t  ngx_http_sandbox_limit_lua =
     "local gw, ttl = ARGV[1], tonumber(ARGV[2])\n"
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
-    "redis.call('SET', 'sbx:limit:gw:' .. gw, now, 'PX', ttl)\n"
+    "redis.call('SET', KEYS[1], now, 'PX', ttl)\n"
     "local out, alive = {}, {}\n"
-    "for i = 3, #ARGV, 4 do\n"
-    "  local id, conc = ARGV[i], tonumber(ARGV[i + 1])\n"
-    "  local adm, rate = tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])\n"
-    "  local ck = 'sbx:limit:c:' .. id\n"
+    "for i = 1, (#KEYS - 1) / 2 do\n"
+    "  local ck, rk = KEYS[2 * i], KEYS[2 * i + 1]\n"
+    "  local conc = tonumber(ARGV[3 * i])\n"
+    "  local adm, rate = tonumber(ARGV[3 * i + 1]), tonumber(ARGV[3 * i + 2])\n"
     "  if conc > 0 then redis.call('HSET', ck, gw, conc)\n"
     "  else redis.call('HDEL', ck, gw) end\n"
     "  local h, others = redis.call('HGETALL', ck), 0\n"
@@ -63,7 +66,6 @@ static ngx_http_sandbox_script_t  ngx_http_sandbox_limit_lua =
     "  end\n"
     "  local level = 0\n"
     "  if rate > 0 then\n"
-    "    local rk = 'sbx:limit:r:' .. id\n"
     "    local b = redis.call('HMGET', rk, 'level', 'last')\n"
     "    level = tonumber(b[1] or '0') or 0\n"
     "    local ms = now - (tonumber(b[2] or '') or now)\n"
@@ -256,29 +258,35 @@ static ngx_int_t
 ngx_http_sandbox_limit_send(ngx_http_sandbox_limit_ctx_t *ctx,
     ngx_http_sandbox_limit_node_t **list, ngx_uint_t n, ngx_log_t *log)
 {
-    u_char                          *p, *raw;
-    size_t                           size;
+    u_char                          *p, *id, *q;
+    size_t                           size, idlen;
     ngx_int_t                        rc;
-    ngx_uint_t                       i, argc;
+    ngx_uint_t                       i, argc, nkeys;
     const char                     **argv;
     size_t                          *argvlen;
     ngx_http_sandbox_limit_node_t   *ln;
     ngx_http_sandbox_limit_sent_t   *sent;
     ngx_http_sandbox_limit_batch_t  *b;
     u_char                           ttl[NGX_INT_T_LEN];
+    u_char                           nk[NGX_INT_T_LEN];
+    u_char                           gw[sizeof("sbx:limit:gw:")
+                                        + NGX_HTTP_SANDBOX_LIMIT_GW_LEN];
 
-    /* per entry: raw id, its text (a key's digest in hex), three numbers */
+    /*
+     * per entry: its raw id, its id as text (a key's digest in hex, a
+     * user's name: at most twice as long), its two keys, three numbers
+     */
 
     size = sizeof(ngx_http_sandbox_limit_batch_t);
 
     for (i = 0; i < n; i++) {
-        size += sizeof(ngx_http_sandbox_limit_sent_t)
-                + 3 * list[i]->len + 3 * NGX_INT32_LEN;
+        size += sizeof(ngx_http_sandbox_limit_sent_t) + list[i]->len
+                + 3 * (sizeof("sbx:limit:c:") + 2 * list[i]->len)
+                + 3 * NGX_INT32_LEN;
     }
 
-    argc = 3 + 4 * n;
-
-    argv = NULL;
+    nkeys = 1 + 2 * n;
+    argc = 1 + nkeys + 2 + 3 * n;
 
     b = ngx_alloc(size, log);
     if (b == NULL) {
@@ -287,7 +295,8 @@ ngx_http_sandbox_limit_send(ngx_http_sandbox_limit_ctx_t *ctx,
 
     argv = ngx_alloc(argc * (sizeof(char *) + sizeof(size_t)), log);
     if (argv == NULL) {
-        goto failed;
+        ngx_free(b);
+        return NGX_ERROR;
     }
 
     argvlen = (size_t *) (argv + argc);
@@ -297,29 +306,31 @@ ngx_http_sandbox_limit_send(ngx_http_sandbox_limit_ctx_t *ctx,
     b->sent = (ngx_http_sandbox_limit_sent_t *) (b + 1);
     p = (u_char *) (b->sent + n);
 
-    argv[0] = "0";
-    argvlen[0] = 1;
-    argv[1] = (const char *) ctx->sh->gateway;
-    argvlen[1] = NGX_HTTP_SANDBOX_LIMIT_GW_LEN;
-    argv[2] = (const char *) ttl;
-    argvlen[2] = ngx_sprintf(ttl, "%M", (ngx_msec_t)
-                             ngx_http_sandbox_limit_stale()) - ttl;
+    argv[0] = (const char *) nk;
+    argvlen[0] = ngx_sprintf(nk, "%ui", nkeys) - nk;
+    argv[1] = (const char *) gw;
+    argvlen[1] = ngx_sprintf(gw, "sbx:limit:gw:%*s",
+                             (size_t) NGX_HTTP_SANDBOX_LIMIT_GW_LEN,
+                             ctx->sh->gateway) - gw;
+    argv[1 + nkeys] = (const char *) ctx->sh->gateway;
+    argvlen[1 + nkeys] = NGX_HTTP_SANDBOX_LIMIT_GW_LEN;
+    argv[2 + nkeys] = (const char *) ttl;
+    argvlen[2 + nkeys] = ngx_sprintf(ttl, "%M", (ngx_msec_t)
+                                     ngx_http_sandbox_limit_stale()) - ttl;
 
     for (i = 0; i < n; i++) {
         ln = list[i];
         sent = &b->sent[i];
 
-        raw = p;
-        p = ngx_cpymem(p, ln->data, ln->len);
-
-        sent->raw = raw;
+        sent->raw = p;
         sent->len = ln->len;
         sent->adm = ln->adm;
         sent->rate = ln->rate;
+        p = ngx_cpymem(p, ln->data, ln->len);
 
         /* "k" and the digest in hex, or "u" and the user's name */
 
-        argv[3 + 4 * i] = (const char *) p;
+        id = p;
         *p++ = ln->data[0];
 
         if (ln->data[0] == NGX_HTTP_SANDBOX_LIMIT_KEY) {
@@ -329,19 +340,32 @@ ngx_http_sandbox_limit_send(ngx_http_sandbox_limit_ctx_t *ctx,
             p = ngx_cpymem(p, ln->data + 1, ln->len - 1);
         }
 
-        argvlen[3 + 4 * i] = p - (u_char *) argv[3 + 4 * i];
+        idlen = p - id;
 
-        argv[4 + 4 * i] = (const char *) p;
+        q = p;
+        p = ngx_sprintf(p, "sbx:limit:c:%*s", idlen, id);
+        argv[2 + 2 * i] = (const char *) q;
+        argvlen[2 + 2 * i] = p - q;
+
+        q = p;
+        p = ngx_sprintf(p, "sbx:limit:r:%*s", idlen, id);
+        argv[3 + 2 * i] = (const char *) q;
+        argvlen[3 + 2 * i] = p - q;
+
+        q = p;
         p = ngx_sprintf(p, "%uD", ln->conc);
-        argvlen[4 + 4 * i] = p - (u_char *) argv[4 + 4 * i];
+        argv[3 + nkeys + 3 * i] = (const char *) q;
+        argvlen[3 + nkeys + 3 * i] = p - q;
 
-        argv[5 + 4 * i] = (const char *) p;
+        q = p;
         p = ngx_sprintf(p, "%uD", ln->adm);
-        argvlen[5 + 4 * i] = p - (u_char *) argv[5 + 4 * i];
+        argv[4 + nkeys + 3 * i] = (const char *) q;
+        argvlen[4 + nkeys + 3 * i] = p - q;
 
-        argv[6 + 4 * i] = (const char *) p;
+        q = p;
         p = ngx_sprintf(p, "%uD", ln->rate);
-        argvlen[6 + 4 * i] = p - (u_char *) argv[6 + 4 * i];
+        argv[5 + nkeys + 3 * i] = (const char *) q;
+        argvlen[5 + nkeys + 3 * i] = p - q;
 
         ln->adm = 0;
         ln->dirty = 0;
@@ -362,12 +386,6 @@ ngx_http_sandbox_limit_send(ngx_http_sandbox_limit_ctx_t *ctx,
     }
 
     return NGX_OK;
-
-failed:
-
-    ngx_free(b);
-
-    return NGX_ERROR;
 }
 
 
