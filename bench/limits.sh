@@ -215,6 +215,7 @@ run() {     # label n m
         > "$DIR/$label.ratios"
 }
 
+LOAD0=$(cut -d' ' -f1 /proc/loadavg)
 echo "measuring one key ($ROUNDS rounds) ..."
 run one 1 "$N"
 echo "measuring $N keys ($ROUNDS rounds) ..."
@@ -232,6 +233,7 @@ RN=$(median "$DIR/many.ratios" | xargs printf '%.2f')
 R1S=$(xargs printf '%.2f ' < "$DIR/one.ratios" | sed 's/ $//')
 RNS=$(xargs printf '%.2f ' < "$DIR/many.ratios" | sed 's/ $//')
 
+LOAD1=$(cut -d' ' -f1 /proc/loadavg)
 read -r USED KEYS USERS REF_RATE REF_CONC FULL < <(limits_json)
 PER_KEY=$(perl -e 'printf "%.0f", $ARGV[0] / ($ARGV[1] + $ARGV[2])' "$USED" "$KEYS" "$USERS")
 
@@ -248,6 +250,9 @@ by the limit zone before measuring). "with limits":
 sandbox_limit_concurrency key=100000 user=100000;\` (every request takes its
 rate and both slots, none is refused); "without": the same server without
 those two lines (the zone exists; no limit applies, so no lock is taken).
+
+Load average (1 min) of the machine at the start and at the end of the
+measurements: $LOAD0, $LOAD1 ($(nproc) cores; other work shares them).
 
 | run | requests/s | p50 ms | p99 ms | errors | worker CPU µs/request |
 |---|---|---|---|---|---|

@@ -475,10 +475,12 @@ ngx_http_sandbox_limit_expire(ngx_http_sandbox_limit_ctx_t *ctx,
             continue;
         }
 
-        /* a drained bucket: no rate holds more than a day of requests */
+        /* only a drained bucket can be forgotten without effect */
 
-        if (!force && ln->level
-            && ngx_current_msec - (ngx_msec_t) ln->last < 60000)
+        if (!force
+            && ln->level > (uint64_t) ln->rate
+                           * (ngx_current_msec - (ngx_msec_t) ln->last)
+                           / 1000)
         {
             return;
         }
