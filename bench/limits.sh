@@ -3,8 +3,7 @@
 # limits configured (a rate and concurrency per key and per user, none
 # ever refusing) against the same warm path without them, with one key
 # and with N keys, and the limit zone's shared memory per tracked key.
-# Appends (or replaces) its own section, "## Limits", of bench/RESULTS.md;
-# bench/run.sh rewrites that file whole, so run this one after it.
+# Appends (or replaces) its own section, "## Limits", of bench/RESULTS.md.
 #
 #   bench/limits.sh [-d seconds] [-c connections] [-n keys] [-r rounds]
 #
