@@ -301,7 +301,16 @@ subtest 'overrides: API, shown in GET, applied within 100 ms' => sub {
     # back to the default: null
     $r = api('PUT', "/api/admin/users/$bob_id", { max_concurrent => undef });
     is($r->{json}{user}{max_concurrent}, undef, 'cleared');
-    is(get(4, 'b1', '/bob/sb/health')->{status}, 200, 'passes again at once');
+    $t0 = time;
+    my $again;
+    while (time - $t0 < 0.5) {
+        if (get(4, 'b1', '/bob/sb/health')->{status} == 200) {
+            $again = time - $t0;
+            last;
+        }
+    }
+    ok(defined $again && $again < 0.1,
+       sprintf('passes again %.0f ms after the call', ($again // 9) * 1000));
     close $s;
 
     # set at creation, by an admin
