@@ -22,6 +22,7 @@
  *   ngx_http_sandbox_metrics.c        counters for Prometheus
  *   ngx_http_sandbox_json.c           JSON answers and error pages
  *   ngx_http_sandbox_api.c            the management and admin API
+ *   ngx_http_sandbox_limit*.c         rate and concurrency limits
  *   ngx_http_sandbox_guard.c          its guards: admin key failures, rates
  */
 
@@ -267,6 +268,34 @@ static ngx_command_t  ngx_http_sandbox_commands[] = {
       offsetof(ngx_http_sandbox_loc_conf_t, namespace_prefix),
       NULL },
 
+    { ngx_string("sandbox_limit_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_sandbox_limit_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("sandbox_limit_scope"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      ngx_http_sandbox_limit_scope,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("sandbox_limit_rate"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_http_sandbox_limit_rate,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_sandbox_loc_conf_t, limit),
+      NULL },
+
+    { ngx_string("sandbox_limit_concurrency"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_http_sandbox_limit_concurrency,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_sandbox_loc_conf_t, limit),
+      NULL },
+
     { ngx_string("sandbox_api_create_rate"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
       ngx_http_sandbox_guard_rate,
@@ -364,6 +393,8 @@ static ngx_http_variable_t  ngx_http_sandbox_vars[] = {
 
     { ngx_string("sandbox_wake"), NULL, ngx_http_sandbox_variable,
       NGX_HTTP_SANDBOX_VAR_WAKE, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+    { ngx_string("sandbox_limit"), NULL, ngx_http_sandbox_limit_variable,
+      0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
       ngx_http_null_variable
 };
@@ -639,6 +670,7 @@ ngx_http_sandbox_create_loc_conf(ngx_conf_t *cf)
     slcf->wake_max_held = NGX_CONF_UNSET_UINT;
     slcf->quota = NGX_CONF_UNSET_UINT;
     slcf->audit_maxlen = NGX_CONF_UNSET_UINT;
+    ngx_http_sandbox_limit_conf_init(&slcf->limit);
     slcf->create_rate.interval = NGX_CONF_UNSET_UINT;
     slcf->key_create_rate.interval = NGX_CONF_UNSET_UINT;
 
@@ -686,6 +718,7 @@ ngx_http_sandbox_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                              "ghcr.io/agent-infra/sandbox:latest");
     ngx_conf_merge_str_value(conf->namespace_prefix, prev->namespace_prefix,
                              "user-");
+    ngx_http_sandbox_limit_conf_merge(&conf->limit, &prev->limit);
 
     /* creations per user: sandboxes 1r/s burst=20, keys 1r/s burst=100 */
 
@@ -978,6 +1011,10 @@ ngx_http_sandbox_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
+    if (ngx_http_sandbox_limit_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     smcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_sandbox_module);
 
     if (smcf == NULL
@@ -1026,6 +1063,7 @@ ngx_http_sandbox_init_process(ngx_cycle_t *cycle)
 static void
 ngx_http_sandbox_exit_process(ngx_cycle_t *cycle)
 {
+    ngx_http_sandbox_limit_exit_process(cycle);
     ngx_http_sandbox_events_exit();
     ngx_http_sandbox_wait_exit();
     ngx_http_sandbox_usage_exit();

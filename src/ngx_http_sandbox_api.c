@@ -70,6 +70,8 @@ static ngx_http_sandbox_api_endpoint_t  ngx_http_sandbox_api_endpoints[] = {
       SBX_LUA_ADMIN_KEY_LIST, ngx_http_sandbox_api_prep_param },
     { SBX_DELETE, "/api/admin/apikeys/:", NGX_HTTP_SANDBOX_API_ADMIN,
       SBX_LUA_ADMIN_KEY_REVOKE, ngx_http_sandbox_api_prep_param },
+    { SBX_PUT, "/api/admin/apikeys/:", NGX_HTTP_SANDBOX_API_ADMIN,
+      SBX_LUA_ADMIN_KEY_UPDATE, ngx_http_sandbox_api_prep_key_update },
     { SBX_GET, "/api/admin/audit", NGX_HTTP_SANDBOX_API_ADMIN,
       SBX_LUA_AUDIT, ngx_http_sandbox_api_prep_audit },
 

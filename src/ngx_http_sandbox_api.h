@@ -61,7 +61,8 @@ typedef enum {
     SBX_LUA_ANON_SANDBOX_STATE,
     SBX_LUA_HEALTH,
     SBX_LUA_AUDIT,
-    SBX_LUA_ME_AUDIT
+    SBX_LUA_ME_AUDIT,
+    SBX_LUA_ADMIN_KEY_UPDATE
 } ngx_http_sandbox_api_lua_e;
 
 
@@ -173,6 +174,12 @@ void ngx_http_sandbox_api_rate_args(ngx_http_sandbox_api_ctx_t *ctx,
 ngx_uint_t ngx_http_sandbox_api_keys(ngx_http_request_t *r,
     ngx_http_sandbox_api_ctx_t *ctx, ngx_http_sandbox_api_script_t *s,
     const char **argv, size_t *argvlen, u_char *numkeys);
+
+/* ngx_http_sandbox_api_limit.c: rate_limit and max_concurrent */
+ngx_int_t ngx_http_sandbox_api_limit_args(ngx_http_request_t *r,
+    ngx_http_sandbox_api_ctx_t *ctx);
+ngx_int_t ngx_http_sandbox_api_prep_key_update(ngx_http_request_t *r,
+    ngx_http_sandbox_api_ctx_t *ctx);
 
 /* ngx_http_sandbox_api_health.c: the answer of GET /health */
 ngx_int_t ngx_http_sandbox_api_health(ngx_http_request_t *r,

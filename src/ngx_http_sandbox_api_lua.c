@@ -69,12 +69,24 @@
     "  for i = 1, #v, 2 do h[v[i]] = v[i + 1] end\n"                          \
     "  return h end\n"                                                        \
     "local function num(v) return tonumber(v or '0') or 0 end\n"              \
+    "local function set_limits(key, rate, conc)\n"                            \
+    "  if rate == '' then redis.call('HDEL', key, 'rate_limit')\n"            \
+    "  elseif rate ~= 'keep' then redis.call('HSET', key, 'rate_limit', rate)"\
+    " end\n"                                                                  \
+    "  if conc == '' then redis.call('HDEL', key, 'max_concurrent')\n"        \
+    "  elseif conc ~= 'keep' then\n"                                          \
+    "    redis.call('HSET', key, 'max_concurrent', conc) end end\n"           \
+    "local function limits_json(t, h)\n"                                      \
+    "  t.rate_limit = h.rate_limit or cjson.null\n"                           \
+    "  t.max_concurrent = tonumber(h.max_concurrent or '') or cjson.null\n"   \
+    "  return t end\n"                                                        \
     "local function user_json(h, full)\n"                                     \
     "  local u = {id = h.id, username = h.username,\n"                        \
     "             email = h.email or cjson.null}\n"                           \
     "  if full then u.created_at = num(h.created_at)\n"                       \
     "    u.updated_at = num(h.updated_at)\n"                                  \
-    "    u.is_active = h.active ~= '0' end\n"                                 \
+    "    u.is_active = h.active ~= '0'\n"                                     \
+    "    limits_json(u, h) end\n"                                             \
     "  return u end\n"                                                        \
     "local function key_json(h)\n"                                            \
     "  return {id = h.id, key_prefix = h.prefix, name = h.name or cjson.null,"\
@@ -83,6 +95,9 @@
     "          expires_at = num(h.expires_at),\n"                             \
     "          last_used_at = num(h.last_used_at),\n"                         \
     "          is_active = h.active ~= '0'} end\n"                            \
+    "local function key_full(h)\n"                                            \
+    "  if who then return key_json(h) end\n"                                  \
+    "  return limits_json(key_json(h), h) end\n"                              \
     "local function user_by_id(id, idk)\n"                                    \
     "  if not id:match('^[0-9a-f-]+$') then return nil end\n"                 \
     "  local name = redis.call('GET', idk)\n"                                 \
@@ -237,7 +252,8 @@
 
 
 /*
- * Admin: users.  ARGV[3..]: endpoint arguments.
+ * Admin: users.  ARGV[3..]: endpoint arguments; creation's ARGV[6] and
+ * ARGV[7] are rate_limit and max_concurrent ("keep" or "": none).
  */
 
 static const char  ngx_http_sandbox_lua_user_create[] =
@@ -251,6 +267,7 @@ static const char  ngx_http_sandbox_lua_user_create[] =
     "redis.call('HSET', uk, 'id', id, 'username', u,\n"
     "           'created_at', now, 'updated_at', now, 'active', '1')\n"
     "if email ~= '' then redis.call('HSET', uk, 'email', email) end\n"
+    "set_limits(uk, ARGV[6], ARGV[7])\n"
     "redis.call('SET', idk, u)\n"
     "redis.call('ZADD', users, now * 1000, u)\n"
     "local j = user_json(hash(uk), true)\n"
@@ -277,7 +294,11 @@ static const char  ngx_http_sandbox_lua_user_get[] =
     "return reply(200, {user = user_json(h, true)})\n";
 
 
-/* ARGV[4]: email ("\0" unchanged, "" removed), ARGV[5]: "", "1" or "0" */
+/*
+ * ARGV[4]: email ("\0" unchanged, "" removed), ARGV[5]: "", "1" or "0",
+ * ARGV[6] rate_limit and ARGV[7] max_concurrent ("keep" unchanged, ""
+ * removed, else the value)
+ */
 
 static const char  ngx_http_sandbox_lua_user_update[] =
     SBX_LUA_COMMON
@@ -290,6 +311,7 @@ static const char  ngx_http_sandbox_lua_user_update[] =
     "elseif ARGV[4] ~= '\\0' then redis.call('HSET', key, 'email', ARGV[4])"
     " end\n"
     "if ARGV[5] ~= '' then redis.call('HSET', key, 'active', ARGV[5]) end\n"
+    "set_limits(key, ARGV[6], ARGV[7])\n"
     "redis.call('HSET', key, 'updated_at', now)\n"
     "redis.call('PUBLISH', 'sbx:events', 'user ' .. h.username)\n"
     "local j = user_json(hash(key), true)\n"
@@ -327,8 +349,9 @@ static const char  ngx_http_sandbox_lua_user_delete[] =
 /*
  * Keys.  Creation: ARGV[3] owner (user id for admins, "" for self),
  * ARGV[4] digest, ARGV[5] display prefix, ARGV[6] key id, ARGV[7] name,
- * ARGV[8] expiry (0: never).  KEYS[3] and KEYS[4]: the new key's hash
- * and id keys.
+ * ARGV[8] expiry (0: never), ARGV[9] rate_limit and ARGV[10]
+ * max_concurrent ("keep" or "": none; else the value).  KEYS[3] and
+ * KEYS[4]: the new key's hash and id keys.
  */
 
 #define SBX_LUA_KEY_CREATE                                                    \
@@ -340,8 +363,9 @@ static const char  ngx_http_sandbox_lua_user_delete[] =
     "if ARGV[7] ~= '' then redis.call('HSET', dk, 'name', ARGV[7]) end\n"     \
     "redis.call('SET', ik, d)\n"                                              \
     "redis.call('SADD', 'sbx:user:' .. owner .. ':keys', id)\n"               \
+    "set_limits(dk, ARGV[9], ARGV[10])\n"                                     \
     "redis.call('PUBLISH', 'sbx:events', 'key ' .. d)\n"                      \
-    "local j = key_json(hash(dk))\n"                                          \
+    "local j = key_full(hash(dk))\n"                                          \
     "j.last_used_at, j.is_active = nil, nil\n"                                \
     "return reply(201, {success = true, key_info = j})\n"
 
@@ -351,7 +375,7 @@ static const char  ngx_http_sandbox_lua_user_delete[] =
     "                               ':keys')) do\n"                           \
     "  local d = redis.call('GET', 'sbx:keyid:' .. id)\n"                     \
     "  if d then local h = hash('sbx:key:' .. d)\n"                           \
-    "    if h.id then keys[#keys + 1] = key_json(h) end end end\n"            \
+    "    if h.id then keys[#keys + 1] = key_full(h) end end end\n"            \
     "table.sort(keys, function(a, b) return a.created_at > b.created_at end)\n"\
     "return reply(200, {count = #keys, api_keys = keys})\n"
 
@@ -397,6 +421,15 @@ static const char  ngx_http_sandbox_lua_me_key_list[] =
     "  return fail(404, 'Not Found', 'API key not found') end\n"
 
 #define SBX_LUA_KEY_ACT  "act, tgt = 'key.revoke', ARGV[3]\n"
+
+/* ARGV[4] rate_limit, ARGV[5] max_concurrent: "keep", "" or the value */
+
+static const char  ngx_http_sandbox_lua_admin_key_update[] =
+    SBX_LUA_COMMON "act, tgt = 'key.update', ARGV[3]\n" SBX_LUA_KEY_FIND(2)
+    "set_limits('sbx:key:' .. d, ARGV[4], ARGV[5])\n"
+    "redis.call('PUBLISH', 'sbx:events', 'key ' .. d)\n"
+    "return reply(200, {success = true,\n"
+    "                   key_info = key_full(hash('sbx:key:' .. d))})\n";
 
 static const char  ngx_http_sandbox_lua_admin_key_revoke[] =
     SBX_LUA_COMMON SBX_LUA_KEY_ACT SBX_LUA_KEY_FIND(2) SBX_LUA_KEY_REVOKE;
@@ -676,5 +709,7 @@ ngx_http_sandbox_api_script_t  ngx_http_sandbox_api_scripts[] = {
     sbx_lua(ngx_http_sandbox_lua_health, { "sbx:sync", "sbx:routes", NULL }),
     sbx_lua(ngx_http_sandbox_lua_audit, { "sbx:audit", NULL }),
     sbx_lua(ngx_http_sandbox_lua_me_audit, SBX_LUA_USER_KEYS),
+    sbx_lua(ngx_http_sandbox_lua_admin_key_update,
+            { "sbx:audit", "sbx:keyid:$3", NULL }),
     sbx_lua("", { NULL })
 };

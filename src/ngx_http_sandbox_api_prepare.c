@@ -69,7 +69,7 @@ ngx_http_sandbox_api_prep_user_create(ngx_http_request_t *r,
     ngx_http_sandbox_api_uuid(ctx->id);
     ngx_http_sandbox_api_arg(ctx, (char *) ctx->id, 36);
 
-    return NGX_OK;
+    return ngx_http_sandbox_api_limit_args(r, ctx);
 }
 
 
@@ -128,7 +128,7 @@ ngx_http_sandbox_api_prep_user_update(ngx_http_request_t *r,
         ngx_http_sandbox_api_arg(ctx, uu.active ? "1" : "0", 1);
     }
 
-    return NGX_OK;
+    return ngx_http_sandbox_api_limit_args(r, ctx);
 }
 
 
@@ -183,6 +183,13 @@ ngx_http_sandbox_api_prep_key_create(ngx_http_request_t *r,
     ngx_http_sandbox_api_arg(ctx, (char *) ctx->expires,
                              ngx_sprintf(ctx->expires, "%T", kc.expires)
                              - ctx->expires);
+
+    /* the limits before the creation rate: its arguments come last */
+
+    rc = ngx_http_sandbox_api_limit_args(r, ctx);
+    if (rc != NGX_OK) {
+        return rc;
+    }
 
     /* a user's own keys are rate-limited; the admin's are not */
 

@@ -490,18 +490,20 @@ ngx_http_sandbox_cache_get_key(ngx_shm_zone_t *zone, ngx_pool_t *pool,
 
     *route_rc = ngx_http_sandbox_cache_route_value(*route_rc, &rv, route);
 
-    /* value: state, expires, id length, id, user */
+    /* value: state, expires, limits, id length, id, user */
 
     p = v.data;
     last = v.data + v.len;
 
-    if (v.len < 1 + sizeof(time_t) + 1) {
+    if (v.len < 1 + sizeof(time_t) + sizeof(sbx_limits_t) + 1) {
         return NGX_HTTP_SANDBOX_CACHE_MISS;
     }
 
     key->state = *p++;
     ngx_memcpy(&key->expires, p, sizeof(time_t));
     p += sizeof(time_t);
+    ngx_memcpy(&key->limits, p, sizeof(sbx_limits_t));
+    p += sizeof(sbx_limits_t);
     idlen = *p++;
 
     if ((size_t) (last - p) < idlen) {
@@ -563,7 +565,7 @@ ngx_http_sandbox_cache_put_key(ngx_shm_zone_t *zone, u_char *digest,
     u_char   *p;
     size_t    idlen;
     u_char    buf[NGX_HTTP_SANDBOX_CACHE_KEY_LEN];
-    u_char    val[1 + sizeof(time_t) + 1 + 255 + 255];
+    u_char    val[1 + sizeof(time_t) + sizeof(sbx_limits_t) + 1 + 255 + 255];
 
     ngx_http_sandbox_cache_digest_key(buf, digest);
 
@@ -576,6 +578,7 @@ ngx_http_sandbox_cache_put_key(ngx_shm_zone_t *zone, u_char *digest,
     p = val;
     *p++ = (u_char) key->state;
     p = ngx_cpymem(p, &key->expires, sizeof(time_t));
+    p = ngx_cpymem(p, &key->limits, sizeof(sbx_limits_t));
     *p++ = (u_char) idlen;
     p = ngx_cpymem(p, key->id.data, idlen);
     p = ngx_cpymem(p, key->user.data, key->user.len);

@@ -32,6 +32,7 @@ typedef struct {
     time_t                          expires;
     ngx_str_t                       user;
     ngx_str_t                       id;
+    sbx_limits_t                    limits;     /* overrides */
 } ngx_http_sandbox_key_t;
 
 

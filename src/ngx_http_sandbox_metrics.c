@@ -60,7 +60,7 @@ static ngx_msec_t  ngx_http_sandbox_latency_bounds[] = {
 
 static const char  *ngx_http_sandbox_decisions[] = {
     "ok", "bad_request", "unauthorized", "not_found", "not_ready",
-    "unavailable", "error", "woken"
+    "unavailable", "error", "woken", "limited"
 };
 
 
@@ -164,6 +164,10 @@ ngx_http_sandbox_metrics_decision(ngx_int_t status, ngx_uint_t not_ready)
     case NGX_HTTP_SERVICE_UNAVAILABLE:
         d = not_ready ? NGX_HTTP_SANDBOX_DECISION_NOT_READY
                       : NGX_HTTP_SANDBOX_DECISION_UNAVAILABLE;
+        break;
+
+    case NGX_HTTP_TOO_MANY_REQUESTS:
+        d = NGX_HTTP_SANDBOX_DECISION_LIMITED;
         break;
 
     default:

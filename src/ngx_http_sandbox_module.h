@@ -21,6 +21,7 @@
 #include "ngx_http_sandbox_redis.h"
 #include "ngx_http_sandbox_cache.h"
 #include "ngx_http_sandbox_metrics.h"
+#include "ngx_http_sandbox_limit.h"
 #include "ngx_http_sandbox_guard.h"
 
 
@@ -43,6 +44,8 @@ typedef struct {
     ngx_http_sandbox_guard_conf_t   guard;      /* failed admin keys */
 
     ngx_shm_zone_t                 *cache_zone;
+    ngx_shm_zone_t                 *limit_zone;
+    ngx_msec_t                      limit_sync;     /* 0: local scope */
 
     /* upstream{} blocks with sandbox_balancer: the data plane's */
     ngx_array_t                    *balancers;
@@ -65,6 +68,8 @@ typedef struct {
     ngx_uint_t                      audit_maxlen;
     ngx_str_t                       default_image;
     ngx_str_t                       namespace_prefix;
+
+    ngx_http_sandbox_limit_conf_t   limit;
     ngx_http_sandbox_rate_t         create_rate;
     ngx_http_sandbox_rate_t         key_create_rate;
 
@@ -130,6 +135,7 @@ typedef struct {
     unsigned                        wake_tried:1;
     unsigned                        woken:1;    /* held, $sandbox_wake */
     unsigned                        holding:1;  /* wake_ms: when it began */
+    unsigned                        limit:2;    /* $sandbox_limit */
 
     ngx_str_t                       user;
     ngx_str_t                       name;

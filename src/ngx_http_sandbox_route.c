@@ -91,7 +91,7 @@ static ngx_http_sandbox_script_t  ngx_http_sandbox_lookup_lua =
     "if ARGV[5] == '1' then\n"
     "  local k = redis.call('HMGET', KEYS[1],\n"
     "                       'user', 'id', 'expires_at', 'active',\n"
-    "                       'last_used_at')\n"
+    "                       'last_used_at', 'rate_limit', 'max_concurrent')\n"
     "  if not k[1] then return {'nokey'} end\n"
     "  if tonumber(ARGV[3]) - (tonumber(k[5] or '0') or 0)\n"
     "     >= tonumber(ARGV[4]) then\n"
@@ -99,8 +99,10 @@ static ngx_http_sandbox_script_t  ngx_http_sandbox_lookup_lua =
     "  end\n"
     "  local uk = KEYS[2]\n"
     "  if user ~= k[1] then uk = 'sbx:user:' .. k[1] end\n"
-    "  local ua = redis.call('HGET', uk, 'active')\n"
-    "  res = {'key', k[1], k[2] or '', k[3] or '0', k[4] or '1', ua or ''}\n"
+    "  local u = redis.call('HMGET', uk, 'active', 'rate_limit',\n"
+    "                       'max_concurrent')\n"
+    "  res = {'key', k[1], k[2] or '', k[3] or '0', k[4] or '1', u[1] or '',\n"
+    "         'limits', k[6] or '', k[7] or '', u[2] or '', u[3] or ''}\n"
     "  if user == '' then\n"
     "    user = k[1]\n"
     "    rk = 'sbx:route:' .. user .. ':' .. ARGV[2]\n"
@@ -867,6 +869,7 @@ ngx_http_sandbox_parse_reply(ngx_http_request_t *r,
         ngx_memzero(key, sizeof(ngx_http_sandbox_key_t));
         key->state = (ngx_http_sandbox_key_state_e) lk.key_state;
         key->expires = lk.expires;
+        key->limits = lk.limits;
 
         if (ngx_http_sandbox_reply_copy(r, &key->user, &lk.user) != NGX_OK
             || ngx_http_sandbox_reply_copy(r, &key->id, &lk.id) != NGX_OK)
@@ -1047,8 +1050,27 @@ ngx_http_sandbox_finish(ngx_http_request_t *r,
     ngx_http_sandbox_decision_t *ctx)
 {
     ngx_int_t                     rc;
+    ngx_uint_t                    limit;
     ngx_table_elt_t              *h;
     ngx_http_sandbox_loc_conf_t  *slcf;
+
+    if (ctx->status == NGX_OK) {
+        rc = ngx_http_sandbox_limit_request(r, ctx->authenticated
+                                               ? ctx->key_digest : NULL,
+                                            &ctx->out->user,
+                                            &ctx->key.limits, &limit,
+                                            &ctx->message);
+        if (rc == NGX_ERROR) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ctx->out->limit = limit;
+
+        if (rc == NGX_DECLINED) {
+            ctx->status = NGX_HTTP_TOO_MANY_REQUESTS;
+            ctx->error = "Too Many Requests";
+        }
+    }
 
     if (ctx->status == NGX_OK && ctx->out->woken) {
         ngx_http_sandbox_metrics_inc(

@@ -44,8 +44,9 @@ ngx_http_sandbox_status_handler(ngx_http_request_t *r)
         redis = ngx_http_sandbox_status_redis(&ngx_http_sandbox_metrics->redis);
     }
 
-    body = json_pack("{so so sb}",
+    body = json_pack("{so so* so sb}",
                      "cache", cache ? cache : json_null(),
+                     "limits", ngx_http_sandbox_limit_status((ngx_cycle_t *) ngx_cycle),
                      "redis", redis ? redis : json_null(),
                      "redis_connected",
                      ngx_http_sandbox_redis_ready(

@@ -96,6 +96,22 @@ sbx_reply_time(const char *p, size_t len)
 }
 
 
+static uint64_t
+sbx_reply_rate(const redisReply *el)
+{
+    return el->type == REDIS_REPLY_STRING
+           ? sbx_limit_rate_parse(el->str, el->len) : 0;
+}
+
+
+static uint32_t
+sbx_reply_conc(const redisReply *el)
+{
+    return el->type == REDIS_REPLY_STRING
+           ? sbx_limit_conc_parse(el->str, el->len) : 0;
+}
+
+
 static int
 sbx_reply_route(redisReply **el, size_t n, sbx_lookup_t *out)
 {
@@ -186,6 +202,15 @@ sbx_lookup_reply_parse(const redisReply *reply, sbx_lookup_t *out)
 
     } else {
         out->key_state = SBX_KEY_VALID;
+    }
+
+    if (n >= 11 && sbx_reply_is(el[6], "limits")) {
+        out->limits.rate = (uint32_t) sbx_reply_rate(el[7]);
+        out->limits.conc = sbx_reply_conc(el[8]);
+        out->limits.user_rate = (uint32_t) sbx_reply_rate(el[9]);
+        out->limits.user_conc = sbx_reply_conc(el[10]);
+
+        return sbx_reply_route(el + 11, n - 11, out);
     }
 
     return sbx_reply_route(el + 6, n - 6, out);

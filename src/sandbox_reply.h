@@ -17,6 +17,8 @@
 
 #include <hiredis/hiredis.h>
 
+#include "sandbox_limit.h"
+
 
 /* what a key digest resolves to; 0: the reply has no key part */
 typedef enum {
@@ -55,6 +57,7 @@ typedef struct {
     time_t             expires;     /* 0: never; 1: unreadable, expired */
     sbx_reply_str_t    user;
     sbx_reply_str_t    id;
+    sbx_limits_t       limits;      /* the key's and its user's */
 
     sbx_route_state_e  route_state;
     sbx_reply_str_t    addr;
@@ -65,11 +68,13 @@ typedef struct {
  * The script answers
  *   {"nokey"}                          an unknown key
  *   {"key", user, id, expires_at, active, user's active ("" = no user),
- *    route part?}                      a known key (no route part when it
+ *    limits part?, route part?}        a known key (no route part when it
  *                                      belongs to another user)
  *   {"anon", route part}               no key asked
- * and a route part is {"none"}, {"pending"} or {"route", addr, ready,
- * suspended}.  Returns SBX_REPLY_OK with *out filled, or an error.
+ * a limits part is {"limits", key's rate_limit, key's max_concurrent,
+ * user's rate_limit, user's max_concurrent} (each "" when not set; one
+ * that does not read as a limit counts as not set), and a route part is
+ * {"none"}, {"pending"} or {"route", addr, ready, suspended}.  Returns SBX_REPLY_OK with *out filled, or an error.
  */
 int sbx_lookup_reply_parse(const redisReply *reply, sbx_lookup_t *out);
 

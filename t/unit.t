@@ -53,7 +53,8 @@ my @san = ('-fsanitize=address,undefined', '-fno-sanitize-recover=all');
 # the other pure sources and the libraries a module parser is built with
 my %needs = (
     body  => [ [ "$root/src/sandbox_path.c" ], [ '-ljansson' ] ],
-    reply => [ [], [ '-lhiredis' ] ],
+    reply => [ [ "$root/src/sandbox_limit.c" ], [ '-lhiredis', '-ljansson' ] ],
+    limit => [ [], [ '-ljansson' ] ],
     agentkernel => [ [ "$root/src/sandbox_path.c" ], [ '-ljansson' ] ],
 );
 

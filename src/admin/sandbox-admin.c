@@ -41,18 +41,24 @@ usage(void)
         "\n"
         "  health                          gateway and registry state\n"
         "  users                           list users\n"
-        "  user-create NAME [EMAIL]        create a user\n"
+        "  user-create NAME [EMAIL] [LIMITS]  create a user\n"
         "  user-show USER                  show a user\n"
         "  user-activate USER              allow a user again\n"
         "  user-deactivate USER            refuse all of a user's keys\n"
         "  user-delete USER                delete a user and their keys\n"
         "  keys USER                       list a user's API keys\n"
-        "  key-create USER [NAME [EXPIRES]]  create a key (shown once)\n"
+        "  key-create USER [NAME [EXPIRES]] [LIMITS]\n"
+        "                                  create a key (shown once)\n"
         "  key-revoke KEY_ID               revoke a key\n"
+        "  user-limits USER LIMITS         set a user's limits\n"
+        "  key-limits KEY_ID LIMITS        set a key's limits\n"
         "  audit [--follow] [--user USER] [--action ACTION] [--limit N]\n"
         "                                  the audit log, newest last;\n"
         "                                  --follow waits for more\n"
         "\n"
+        "LIMITS: --rate RATE (\"10r/s\", \"600r/m\": the key's request rate;\n"
+        "a user's is its keys' default) and --max-concurrent N (requests\n"
+        "at once); \"default\" for the gateway's default.\n"
         "USER is a user id or a user name.  The admin key is read from\n"
         "--key-file, $SANDBOX_ADMIN_KEY_FILE or $SANDBOX_ADMIN_KEY; the\n"
         "gateway is --url or $SANDBOX_GATEWAY_URL (http://127.0.0.1).\n");
@@ -252,24 +258,102 @@ str(json_t *o, const char *k)
 }
 
 
+/* "  rate_limit 10r/s  max_concurrent 4", for those set */
+
+static void
+print_limits(json_t *o)
+{
+    json_t  *c;
+
+    if (json_is_string(json_object_get(o, "rate_limit"))) {
+        printf("  rate_limit %s", str(o, "rate_limit"));
+    }
+
+    c = json_object_get(o, "max_concurrent");
+
+    if (json_is_integer(c)) {
+        printf("  max_concurrent %lld", (long long) json_integer_value(c));
+    }
+
+    printf("\n");
+}
+
+
 static void
 print_user(json_t *u)
 {
-    printf("%-36s  %-24s  %-8s  %s\n", str(u, "id"), str(u, "username"),
+    printf("%-36s  %-24s  %-8s  %s", str(u, "id"), str(u, "username"),
            json_is_false(json_object_get(u, "is_active")) ? "inactive"
                                                           : "active",
            str(u, "email"));
+    print_limits(u);
 }
 
 
 static void
 print_key(json_t *k)
 {
-    printf("%-36s  %-12s  %-8s  %-16s  expires %s  used %s\n",
+    printf("%-36s  %-12s  %-8s  %-16s  expires %s  used %s",
            str(k, "id"), str(k, "key_prefix"),
            json_is_false(json_object_get(k, "is_active")) ? "revoked"
                                                           : "active",
            str(k, "name"), str(k, "expires_at"), str(k, "last_used_at"));
+    print_limits(k);
+}
+
+
+/*
+ * --rate RATE and --max-concurrent N, wherever they are, into body and
+ * out of argv; "default" is null (the gateway's default again).  The
+ * gateway checks the values (400 with the rule).  -1: usage.
+ */
+
+static int
+limit_opts(int *argc, char **argv, json_t *body)
+{
+    int          i, n;
+    char        *end;
+    long long    v;
+    const char  *name;
+
+    n = 1;
+
+    for (i = 1; i < *argc; i++) {
+        if (strcmp(argv[i], "--rate") == 0) {
+            name = "rate_limit";
+
+        } else if (strcmp(argv[i], "--max-concurrent") == 0) {
+            name = "max_concurrent";
+
+        } else {
+            argv[n++] = argv[i];
+            continue;
+        }
+
+        if (i + 1 == *argc) {
+            return -1;
+        }
+
+        i++;
+
+        if (strcmp(argv[i], "default") == 0) {
+            json_object_set_new(body, name, json_null());
+            continue;
+        }
+
+        v = strtoll(argv[i], &end, 10);
+
+        if (name[0] == 'm' && *argv[i] != '\0' && *end == '\0') {
+            json_object_set_new(body, name, json_integer(v));
+
+        } else {
+            json_object_set_new(body, name, json_string(argv[i]));
+        }
+    }
+
+    *argc = n;
+
+    return 0;
 }
 
 
@@ -423,8 +507,15 @@ run(admin_t *a, int argc, char **argv)
     body = NULL;
     rc = 2;
 
-#define NEED(n)  if (argc < (n)) { usage(); return 2; }
-#define USER(i)  if (user_id(a, argv[i], id)) { return 1; }
+#define NEED(n)                                                               \
+    if (argc < (n)) { json_decref(body); usage(); return 2; }
+#define USER(i)  if (user_id(a, argv[i], id)) { json_decref(body); return 1; }
+#define LIMITS()                                                              \
+    if (limit_opts(&argc, argv, body) != 0) {                                 \
+        json_decref(body);                                                    \
+        usage();                                                              \
+        return 2;                                                             \
+    }
 
     if (strcmp(cmd, "health") == 0) {
         status = request(a, "GET", "/health", NULL, &j);
@@ -439,8 +530,10 @@ run(admin_t *a, int argc, char **argv)
         rc = refused(status, j) || show(a, j, "users", print_user, NULL);
 
     } else if (strcmp(cmd, "user-create") == 0) {
+        body = json_object();
+        LIMITS();
         NEED(2);
-        body = json_pack("{ss}", "username", argv[1]);
+        json_object_set_new(body, "username", json_string(argv[1]));
         if (argc > 2) {
             json_object_set_new(body, "email", json_string(argv[2]));
         }
@@ -478,11 +571,29 @@ run(admin_t *a, int argc, char **argv)
         status = request(a, "GET", path, NULL, &j);
         rc = refused(status, j) || show(a, j, "api_keys", print_key, NULL);
 
+    } else if (strcmp(cmd, "user-limits") == 0) {
+        body = json_object();
+        LIMITS();
+        NEED(2);
+        USER(1);
+        snprintf(path, sizeof(path), "/api/admin/users/%s", id);
+        status = request(a, "PUT", path, body, &j);
+        rc = refused(status, j) || show(a, j, NULL, print_user, "user");
+
+    } else if (strcmp(cmd, "key-limits") == 0) {
+        body = json_object();
+        LIMITS();
+        NEED(2);
+        snprintf(path, sizeof(path), "/api/admin/apikeys/%.64s", argv[1]);
+        status = request(a, "PUT", path, body, &j);
+        rc = refused(status, j) || show(a, j, NULL, print_key, "key_info");
+
     } else if (strcmp(cmd, "key-create") == 0) {
+        body = json_object();
+        LIMITS();
         NEED(2);
         USER(1);
         snprintf(path, sizeof(path), "/api/admin/users/%s/apikeys", id);
-        body = json_object();
         if (argc > 2) {
             json_object_set_new(body, "name", json_string(argv[2]));
         }
