@@ -888,7 +888,9 @@ ngx_http_sandbox_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
-    if (ngx_http_sandbox_usage_init(cycle) != NGX_OK) {
+    if (ngx_http_sandbox_usage_init(cycle) != NGX_OK
+        || ngx_http_sandbox_activity_init(cycle) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -901,6 +903,7 @@ ngx_http_sandbox_exit_process(ngx_cycle_t *cycle)
 {
     ngx_http_sandbox_events_exit();
     ngx_http_sandbox_usage_exit();
+    ngx_http_sandbox_activity_exit();
     ngx_http_sandbox_sha256_cleanup();
 
     ngx_http_sandbox_redis_destroy(ngx_http_sandbox_worker_redis);

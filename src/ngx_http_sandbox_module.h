@@ -178,6 +178,12 @@ ngx_int_t ngx_http_sandbox_usage_init(ngx_cycle_t *cycle);
 void ngx_http_sandbox_usage_exit(void);
 void ngx_http_sandbox_usage_add(u_char *digest);
 
+/* activity: what sandbox-syncd's idle auto-pause reads */
+ngx_int_t ngx_http_sandbox_activity_init(ngx_cycle_t *cycle);
+void ngx_http_sandbox_activity_exit(void);
+ngx_int_t ngx_http_sandbox_activity_start(ngx_http_request_t *r,
+    ngx_str_t *user, ngx_str_t *name, ngx_msec_t interval);
+
 /* status: content handler of "sandbox_status" */
 ngx_int_t ngx_http_sandbox_status_handler(ngx_http_request_t *r);
 

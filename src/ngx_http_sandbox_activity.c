@@ -1,0 +1,318 @@
+
+/*
+ * Copyright (C) The sandbox gateway authors
+ *
+ * Sandbox activity reports, for sandbox-syncd's idle auto-pause.  Activity
+ * is a forwarded request, and every moment a request is in flight upstream
+ * (an open WebSocket, SSE or MCP stream counts for its whole life).
+ *
+ * The request path only touches this worker's own table (no lock, no
+ * Redis): the sandbox's entry counts one more request in flight and notes
+ * the time; a pool cleanup counts it out and notes the time again.  Once a
+ * second a sweep writes what is due in one script: at most once per
+ * sandbox_last_used_interval and sandbox in this worker, the last activity
+ * seen, or "now" while a request is in flight, with an open-stream marker
+ * that expires after two intervals unless refreshed, so sandbox-syncd
+ * never pauses a sandbox whose stream is open.  Entries idle for two
+ * intervals with nothing left to report are freed.
+ *
+ * Reports are best effort, like key uses: a worker that exits, or Redis
+ * down, loses at most the last second's (docs/redis-data-model.md).
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_sandbox_module.h"
+#include "ngx_http_sandbox_script.h"
+
+
+#define NGX_HTTP_SANDBOX_ACTIVITY_SWEEP  1000     /* ms */
+
+/* sandboxes per command; a larger sweep sends several */
+#define NGX_HTTP_SANDBOX_ACTIVITY_BATCH  128
+
+/* "user:name", both DNS labels */
+#define NGX_HTTP_SANDBOX_ACTIVITY_KEY_MAX  128
+
+
+typedef struct {
+    ngx_str_node_t        sn;           /* "user:name" */
+    ngx_queue_t           queue;        /* every entry, for the sweep */
+    ngx_uint_t            open;         /* requests in flight */
+    time_t                last;         /* the last activity seen */
+    time_t                reported;     /* when it was last written */
+    time_t                reported_last;    /* what was written */
+    time_t                interval;
+    u_char                data[1];
+} ngx_http_sandbox_activity_t;
+
+
+/*
+ * KEYS: sbx:activity, sbx:idle, sbx:streams.  ARGV: triples of member,
+ * last activity, open-stream expiry (0: none).  XX: a sandbox that is
+ * gone (or paused: not in sbx:idle) is not brought back; GT: a late
+ * report never moves the time back.
+ */
+
+static ngx_http_sandbox_script_t  ngx_http_sandbox_activity_lua =
+    ngx_http_sandbox_script(
+    "for i = 1, #ARGV, 3 do\n"
+    "  local m, t, u = ARGV[i], ARGV[i + 1], ARGV[i + 2]\n"
+    "  redis.call('ZADD', KEYS[1], 'XX', 'GT', t, m)\n"
+    "  redis.call('ZADD', KEYS[2], 'XX', 'GT', t, m)\n"
+    "  if u ~= '0' then redis.call('ZADD', KEYS[3], 'GT', u, m) end\n"
+    "end\n"
+    "return 0\n");
+
+
+static void ngx_http_sandbox_activity_done(void *data);
+static void ngx_http_sandbox_activity_sweep(ngx_event_t *ev);
+static void ngx_http_sandbox_activity_report(ngx_http_sandbox_activity_t *a,
+    time_t t, time_t until);
+static void ngx_http_sandbox_activity_flush(void);
+
+
+static ngx_rbtree_t          ngx_http_sandbox_activity_tree;
+static ngx_rbtree_node_t     ngx_http_sandbox_activity_sentinel;
+static ngx_queue_t           ngx_http_sandbox_activity_all;
+static ngx_event_t           ngx_http_sandbox_activity_timer;
+static ngx_uint_t            ngx_http_sandbox_activity_ready;
+
+/* the batch being filled: ARGV of the script */
+static const char           *ngx_http_sandbox_activity_argv[
+                                 4 + 3 * NGX_HTTP_SANDBOX_ACTIVITY_BATCH];
+static size_t                ngx_http_sandbox_activity_argvlen[
+                                 4 + 3 * NGX_HTTP_SANDBOX_ACTIVITY_BATCH];
+static u_char                ngx_http_sandbox_activity_nums[
+                                 NGX_HTTP_SANDBOX_ACTIVITY_BATCH][
+                                 2 * NGX_TIME_T_LEN];
+static ngx_uint_t            ngx_http_sandbox_activity_n;
+
+
+ngx_int_t
+ngx_http_sandbox_activity_init(ngx_cycle_t *cycle)
+{
+    ngx_rbtree_init(&ngx_http_sandbox_activity_tree,
+                    &ngx_http_sandbox_activity_sentinel,
+                    ngx_str_rbtree_insert_value);
+    ngx_queue_init(&ngx_http_sandbox_activity_all);
+
+    ngx_http_sandbox_activity_n = 0;
+
+    /* the timer must not keep an exiting worker alive */
+
+    ngx_http_sandbox_activity_timer.handler = ngx_http_sandbox_activity_sweep;
+    ngx_http_sandbox_activity_timer.log = cycle->log;
+    ngx_http_sandbox_activity_timer.cancelable = 1;
+
+    ngx_http_sandbox_activity_ready = 1;
+
+    return NGX_OK;
+}
+
+
+/*
+ * What is due goes now; the entries stay (reachable) until the process
+ * ends, as requests still open may count themselves out after this.
+ */
+
+void
+ngx_http_sandbox_activity_exit(void)
+{
+    if (!ngx_http_sandbox_activity_ready) {
+        return;
+    }
+
+    ngx_http_sandbox_activity_sweep(NULL);
+    ngx_http_sandbox_activity_ready = 0;
+}
+
+
+/* a request forwarded to the sandbox: in flight until its pool goes */
+
+ngx_int_t
+ngx_http_sandbox_activity_start(ngx_http_request_t *r, ngx_str_t *user,
+    ngx_str_t *name, ngx_msec_t interval)
+{
+    u_char                       *p;
+    uint32_t                      hash;
+    ngx_str_t                     key;
+    ngx_pool_cleanup_t           *cln;
+    ngx_http_sandbox_activity_t  *a;
+    u_char                        buf[NGX_HTTP_SANDBOX_ACTIVITY_KEY_MAX];
+
+    if (!ngx_http_sandbox_activity_ready
+        || user->len + name->len + 1 > NGX_HTTP_SANDBOX_ACTIVITY_KEY_MAX)
+    {
+        return NGX_OK;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(buf, user->data, user->len);
+    *p++ = ':';
+    p = ngx_cpymem(p, name->data, name->len);
+
+    key.data = buf;
+    key.len = p - buf;
+    hash = ngx_crc32_short(key.data, key.len);
+
+    a = (ngx_http_sandbox_activity_t *)
+            ngx_str_rbtree_lookup(&ngx_http_sandbox_activity_tree, &key, hash);
+
+    if (a == NULL) {
+        a = ngx_alloc(offsetof(ngx_http_sandbox_activity_t, data) + key.len,
+                      r->connection->log);
+        if (a == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memzero(a, offsetof(ngx_http_sandbox_activity_t, data));
+        ngx_memcpy(a->data, key.data, key.len);
+
+        a->sn.node.key = hash;
+        a->sn.str.data = a->data;
+        a->sn.str.len = key.len;
+
+        ngx_rbtree_insert(&ngx_http_sandbox_activity_tree, &a->sn.node);
+        ngx_queue_insert_tail(&ngx_http_sandbox_activity_all, &a->queue);
+
+        if (!ngx_http_sandbox_activity_timer.timer_set) {
+            ngx_add_timer(&ngx_http_sandbox_activity_timer,
+                          NGX_HTTP_SANDBOX_ACTIVITY_SWEEP);
+        }
+    }
+
+    a->open++;
+    a->last = ngx_time();
+    a->interval = (time_t) (interval / 1000);
+
+    cln->handler = ngx_http_sandbox_activity_done;
+    cln->data = a;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_sandbox_activity_done(void *data)
+{
+    ngx_http_sandbox_activity_t *a = data;
+
+    a->open--;
+    a->last = ngx_time();
+}
+
+
+static void
+ngx_http_sandbox_activity_sweep(ngx_event_t *ev)
+{
+    time_t                        now;
+    ngx_queue_t                  *q, *next;
+    ngx_http_sandbox_activity_t  *a;
+
+    now = ngx_time();
+
+    for (q = ngx_queue_head(&ngx_http_sandbox_activity_all);
+         q != ngx_queue_sentinel(&ngx_http_sandbox_activity_all);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        a = ngx_queue_data(q, ngx_http_sandbox_activity_t, queue);
+
+        if (now - a->reported < a->interval) {
+            continue;
+        }
+
+        /* a stream open: the sandbox is busy now, and stays marked so */
+
+        if (a->open) {
+            ngx_http_sandbox_activity_report(a, now, now + 2 * a->interval);
+            continue;
+        }
+
+        if (a->last > a->reported_last) {
+            ngx_http_sandbox_activity_report(a, a->last, 0);
+            continue;
+        }
+
+        if (now - a->last >= 2 * a->interval && ev != NULL) {
+            ngx_queue_remove(q);
+            ngx_rbtree_delete(&ngx_http_sandbox_activity_tree, &a->sn.node);
+            ngx_free(a);
+        }
+    }
+
+    ngx_http_sandbox_activity_flush();
+
+    if (ev != NULL && !ngx_queue_empty(&ngx_http_sandbox_activity_all)) {
+        ngx_add_timer(&ngx_http_sandbox_activity_timer,
+                      NGX_HTTP_SANDBOX_ACTIVITY_SWEEP);
+    }
+}
+
+
+static void
+ngx_http_sandbox_activity_report(ngx_http_sandbox_activity_t *a, time_t t,
+    time_t until)
+{
+    u_char      *num;
+    ngx_uint_t   i;
+
+    a->reported = ngx_time();
+    a->reported_last = t;
+
+    i = 4 + 3 * ngx_http_sandbox_activity_n;
+    num = ngx_http_sandbox_activity_nums[ngx_http_sandbox_activity_n];
+
+    ngx_http_sandbox_activity_argv[i] = (const char *) a->data;
+    ngx_http_sandbox_activity_argvlen[i] = a->sn.str.len;
+
+    ngx_http_sandbox_activity_argv[i + 1] = (const char *) num;
+    ngx_http_sandbox_activity_argvlen[i + 1] = ngx_sprintf(num, "%T", t)
+                                               - num;
+    num += NGX_TIME_T_LEN;
+
+    ngx_http_sandbox_activity_argv[i + 2] = (const char *) num;
+    ngx_http_sandbox_activity_argvlen[i + 2] = ngx_sprintf(num, "%T", until)
+                                               - num;
+
+    if (++ngx_http_sandbox_activity_n == NGX_HTTP_SANDBOX_ACTIVITY_BATCH) {
+        ngx_http_sandbox_activity_flush();
+    }
+}
+
+
+static void
+ngx_http_sandbox_activity_flush(void)
+{
+    if (ngx_http_sandbox_activity_n == 0) {
+        return;
+    }
+
+    ngx_http_sandbox_activity_argv[0] = "3";
+    ngx_http_sandbox_activity_argvlen[0] = 1;
+    ngx_http_sandbox_activity_argv[1] = "sbx:activity";
+    ngx_http_sandbox_activity_argvlen[1] = sizeof("sbx:activity") - 1;
+    ngx_http_sandbox_activity_argv[2] = "sbx:idle";
+    ngx_http_sandbox_activity_argvlen[2] = sizeof("sbx:idle") - 1;
+    ngx_http_sandbox_activity_argv[3] = "sbx:streams";
+    ngx_http_sandbox_activity_argvlen[3] = sizeof("sbx:streams") - 1;
+
+    /* the command is copied out at once; fire and forget */
+
+    (void) ngx_http_sandbox_script_run(ngx_http_sandbox_worker_redis,
+                                       &ngx_http_sandbox_activity_lua, NULL,
+                                       4 + 3 * ngx_http_sandbox_activity_n,
+                                       ngx_http_sandbox_activity_argv,
+                                       ngx_http_sandbox_activity_argvlen,
+                                       NULL, NULL, NULL);
+
+    ngx_http_sandbox_activity_n = 0;
+}
