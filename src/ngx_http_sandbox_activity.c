@@ -51,18 +51,23 @@ typedef struct {
 
 
 /*
- * KEYS: sbx:activity, sbx:idle, sbx:streams.  ARGV: triples of member,
- * last activity, open-stream expiry (0: none).  XX: a sandbox that is
- * gone (or paused: not in sbx:idle) is not brought back; GT: a late
- * report never moves the time back.
+ * KEYS: sbx:activity, sbx:idle, sbx:streams.  ARGV: triples of member
+ * ("user:name"), last activity, open-stream expiry (0: none).  XX: a
+ * sandbox that is gone (or not running: not in sbx:idle) is not brought
+ * back; GT: a late report never moves a time back.  sbx:idle is scored by
+ * when the sandbox falls idle, so its timeout is read from its route
+ * (a key found from data: docs/redis-data-model.md).
  */
 
 static ngx_http_sandbox_script_t  ngx_http_sandbox_activity_lua =
     ngx_http_sandbox_script(
     "for i = 1, #ARGV, 3 do\n"
-    "  local m, t, u = ARGV[i], ARGV[i + 1], ARGV[i + 2]\n"
+    "  local m, t, u = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]\n"
     "  redis.call('ZADD', KEYS[1], 'XX', 'GT', t, m)\n"
-    "  redis.call('ZADD', KEYS[2], 'XX', 'GT', t, m)\n"
+    "  local to = tonumber(redis.call('HGET', 'sbx:route:' .. m,\n"
+    "                                 'idle_timeout') or '')\n"
+    "  if to and to > 0 then\n"
+    "    redis.call('ZADD', KEYS[2], 'XX', 'GT', t + to, m) end\n"
     "  if u ~= '0' then redis.call('ZADD', KEYS[3], 'GT', u, m) end\n"
     "end\n"
     "return 0\n");

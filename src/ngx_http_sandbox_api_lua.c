@@ -125,6 +125,13 @@
     "             service = fqdn == 'pending' and 'pending'\n"                \
     "                       or fqdn:match('^[^.]+'),\n"                       \
     "             ready = ready, createdAt = num(rec.created_at)}\n"          \
+    "  s.lastActivityAt = num(redis.call('ZSCORE', 'sbx:activity',\n"        \
+    "                                    u .. ':' .. n))\n"                   \
+    "  s.idleTimeout = tonumber(rt.idle_timeout or '')\n"                    \
+    "                  or tonumber(rec.idle_timeout or '')\n"                \
+    "                  or tonumber(redis.call('GET', 'sbx:idle_pause') or '')"\
+    "\n"                                                                      \
+    "                  or cjson.null\n"                                       \
     "  if full then\n"                                                        \
     "    s.replicas = ready and 1 or 0\n"                                     \
     "    s.suspended = rt.suspended == '1'\n"                                 \
@@ -146,11 +153,13 @@
     "  if rt.addr or rt.ready then\n"                                         \
     "    return {namespace = rt.namespace, created_at = rt.created_at} end\n" \
     "  return nil end\n"                                                      \
-    "local function queue(op, n, rec, image)\n"                               \
-    "  redis.call('XADD', 'sbx:ops', '*', 'op', op, 'user', user,"           \
-    " 'name', n,\n"                                                           \
+    "local function queue(op, n, rec, image, idle)\n"                         \
+    "  local e = {'op', op, 'user', user, 'name', n,\n"                       \
     "             'namespace', rec.namespace or '', 'image', image or '',\n"  \
-    "             'requested_at', now)\n"                                     \
+    "             'requested_at', now}\n"                                     \
+    "  if idle and idle ~= '' then\n"                                        \
+    "    e[#e + 1] = 'idle_timeout' e[#e + 1] = idle end\n"                  \
+    "  redis.call('XADD', 'sbx:ops', '*', unpack(e))\n"                       \
     "  redis.call('PUBLISH', 'sbx:events', 'route ' .. user .. ' ' .. n) end\n"
 
 
@@ -343,7 +352,8 @@ static const char  ngx_http_sandbox_lua_me[] =
 
 /*
  * ARGV[3] name, ARGV[4] image, ARGV[5] namespace, or its prefix when
- * ARGV[7] is "prefix", ARGV[6] quota (0: none)
+ * ARGV[7] is "prefix", ARGV[6] quota (0: none), ARGV[8] idle_timeout in
+ * seconds ("": sandbox-syncd's default)
  */
 
 #define SBX_LUA_SANDBOX_CREATE                                                \
@@ -361,8 +371,10 @@ static const char  ngx_http_sandbox_lua_me[] =
     "              ' per user)') end\n"                                       \
     "redis.call('HSET', key, 'name', n, 'user', user, 'namespace', ns,\n"     \
     "           'image', image, 'created_at', now, 'state', 'creating')\n"    \
+    "if ARGV[8] ~= '' then\n"                                                \
+    "  redis.call('HSET', key, 'idle_timeout', ARGV[8]) end\n"                \
     "redis.call('ZADD', 'sbx:user:' .. user .. ':sandboxes', now * 1000, n)\n"\
-    "queue('create', n, {namespace = ns}, image)\n"                           \
+    "queue('create', n, {namespace = ns}, image, ARGV[8])\n"                  \
     "return reply(201, {success = true,\n"                                    \
     "  message = \"Sandbox '\" .. n .. \"' created successfully\",\n"         \
     "  sandbox = {name = n, namespace = ns, image = image, username = user}})\n"
@@ -451,7 +463,8 @@ static const char  ngx_http_sandbox_lua_health[] =
     "    out[#out + 1] = {id = e[1], created_at = num(h.time),\n"             \
     "      actor = h.actor, key_id = h.key_id, action = h.action,\n"          \
     "      target = h.target, client = h.client, request_id = h.request_id,\n"\
-    "      result = h.result, status = num(h.status)} end end\n"              \
+    "      result = h.result, status = num(h.status),\n"                    \
+    "      reason = h.reason} end end\n"                                      \
     "if since == '' then\n"                                                   \
     "  local top = redis.call('XREVRANGE', 'sbx:audit', '+', '-', 'COUNT', 1)"\
     "\n"                                                                      \

@@ -21,6 +21,7 @@
 
 typedef struct op {
     const char *id, *op, *user, *name, *namespace, *image;
+    const char *idle_timeout;   /* create: seconds, "" for the default */
 } op;
 
 static const char *field(redisReply *fields, const char *name) {
@@ -66,6 +67,24 @@ static void fill(json_t *j, const op *p) {
         out[n] = '\0';
         json_string_set(j, out);
     }
+}
+
+/* the API's idle_timeout becomes the annotation idle.c reads */
+static void idle_annotate(json_t *obj, const char *idle_timeout) {
+    json_t *meta, *ann;
+
+    if (*idle_timeout == '\0' || route_duration(idle_timeout) < 0) return;
+    meta = json_object_get(obj, "metadata");
+    if (!json_is_object(meta)) {
+        meta = json_object();
+        json_object_set_new(obj, "metadata", meta);
+    }
+    ann = json_object_get(meta, "annotations");
+    if (!json_is_object(ann)) {
+        ann = json_object();
+        json_object_set_new(meta, "annotations", ann);
+    }
+    json_object_set_new(ann, ROUTE_IDLE_ANNOTATION, json_string(idle_timeout));
 }
 
 static const char *message(json_t *status) {
@@ -133,6 +152,7 @@ static int carry_out(ops *o, const op *p) {
         if (status == 0 || status == 401 || status >= 500) return 0;
         obj = json_deep_copy(o->template);
         fill(obj, p);
+        idle_annotate(obj, p->idle_timeout);
         json_object_set_new(obj, "apiVersion",
             json_sprintf("agents.x-k8s.io/%s", o->api_version));
         text = json_dumps(obj, JSON_COMPACT);
@@ -203,6 +223,7 @@ static int handle(ops *o, redisReply *reply) {
         p.name = field(f, "name");
         p.namespace = field(f, "namespace");
         p.image = field(f, "image");
+        p.idle_timeout = field(f, "idle_timeout");
 
         start = now_ms();
         if (!carry_out(o, &p)) continue;

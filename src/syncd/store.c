@@ -25,24 +25,51 @@
 
 #include "store.h"
 
+/*
+ * Idle bookkeeping, done for unchanged routes too (a re-list fills it in
+ * after an upgrade or a flush): sbx:activity holds every routed sandbox's
+ * last activity (the gateway moves it forward; a sandbox counts from when
+ * it was first seen, and again from when it runs again), sbx:idle the
+ * running sandboxes that have an idle timeout (ARGV[13], the annotation
+ * or --idle-pause; 0: never), scored by when they fall idle, which is
+ * what idle.c scans.
+ */
 static const char *put_lua =
-    "local key = 'sbx:route:' .. ARGV[1] .. ':' .. ARGV[2]\n"
-    "local old = redis.call('HMGET', key, 'rv', 'addr', 'ready')\n"
+    "local id = ARGV[1] .. ':' .. ARGV[2]\n"
+    "local key = 'sbx:route:' .. id\n"
+    "local old = redis.call('HMGET', key, 'rv', 'addr', 'ready', 'suspended',\n"
+    "  'idle_timeout')\n"
     "local a, b = tonumber(ARGV[3]), tonumber(old[1] or '')\n"
     "if old[1] and a and b and a < b then return 0 end\n"
+    "local now = math.floor(tonumber(ARGV[12]) / 1000)\n"
+    "local was = old[3] == '1' and old[4] ~= '1'\n"
+    "local run = ARGV[5] == '1' and ARGV[6] ~= '1'\n"
+    "local t = tonumber(ARGV[13])\n"
+    "redis.call('ZADD', 'sbx:activity', 'NX', now, id)\n"
+    "if run and not was then\n"
+    "  redis.call('ZADD', 'sbx:activity', 'GT', now, id) end\n"
+    "local due = tonumber(redis.call('ZSCORE', 'sbx:activity', id)) + t\n"
+    "if not run or t <= 0 then redis.call('ZREM', 'sbx:idle', id)\n"
+    "elseif not was or (old[5] or '') ~= ARGV[13] then\n"
+    "  redis.call('ZADD', 'sbx:idle', due, id)\n"
+    "else redis.call('ZADD', 'sbx:idle', 'NX', due, id) end\n"
     "if old[1] == ARGV[3] and old[2] == ARGV[4] and old[3] == ARGV[5]\n"
+    "   and (old[5] or '') == ARGV[13]\n"
     "then return 0 end\n"
     "redis.call('HSET', key, 'addr', ARGV[4], 'ready', ARGV[5],\n"
     "  'suspended', ARGV[6], 'rv', ARGV[3], 'namespace', ARGV[7],\n"
     "  'fqdn', ARGV[8], 'reason', ARGV[9], 'message', ARGV[10],\n"
-    "  'uid', ARGV[11], 'updated_at_ms', ARGV[12])\n"
-    "redis.call('SADD', 'sbx:routes', ARGV[1] .. ':' .. ARGV[2])\n"
+    "  'uid', ARGV[11], 'updated_at_ms', ARGV[12], 'idle_timeout', ARGV[13])\n"
+    "redis.call('SADD', 'sbx:routes', id)\n"
     "redis.call('PUBLISH', 'sbx:events', 'route ' .. ARGV[1] .. ' ' .. ARGV[2])\n"
     "return 1\n";
 
 static const char *del_lua =
-    "redis.call('DEL', 'sbx:route:' .. ARGV[1] .. ':' .. ARGV[2])\n"
-    "redis.call('SREM', 'sbx:routes', ARGV[1] .. ':' .. ARGV[2])\n"
+    "local id = ARGV[1] .. ':' .. ARGV[2]\n"
+    "redis.call('DEL', 'sbx:route:' .. id)\n"
+    "redis.call('SREM', 'sbx:routes', id)\n"
+    "for _, z in ipairs({'sbx:activity', 'sbx:idle', 'sbx:streams'}) do\n"
+    "  redis.call('ZREM', z, id) end\n"
     "redis.call('PUBLISH', 'sbx:events', 'route ' .. ARGV[1] .. ' ' .. ARGV[2])\n"
     "return 1\n";
 
@@ -237,11 +264,16 @@ redisContext *store_connect(const char *addr) {
 }
 
 static int append_put(redisContext *c, const route *r, const char *ts) {
+    char idle[24];
+
+    /* the caller put the default in place of a missing annotation */
+    snprintf(idle, sizeof(idle), "%ld",
+             r->idle_timeout > 0 ? r->idle_timeout : 0);
     return redisAppendCommand(c,
-        "EVAL %s 0 %s %s %s %s %s %s %s %s %s %s %s %s", put_lua,
+        "EVAL %s 0 %s %s %s %s %s %s %s %s %s %s %s %s %s", put_lua,
         r->user, r->name, r->rv, r->addr, r->ready ? "1" : "0",
         r->suspended ? "1" : "0", r->namespace, r->fqdn, r->reason,
-        r->message, r->uid, ts) == REDIS_OK ? 0 : -1;
+        r->message, r->uid, ts, idle) == REDIS_OK ? 0 : -1;
 }
 
 int store_put(redisContext *c, const route *r) {
