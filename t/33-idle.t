@@ -25,6 +25,7 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use Time::HiRes qw(time sleep);
 use IO::Socket::IP;
+use IO::Select;
 use JSON::PP;
 use SbxTest;
 use SbxKube;
@@ -152,8 +153,11 @@ is((api('POST', '/api/sandboxes', '{"name":"never","idle_timeout":0}'))[0],
     is($f{idle_timeout}, '0', 'the create operation carries idle_timeout');
 }
 
-ok(wait_for(sub { !grep { !running($_) } qw(plain busy ws sse never) }, 60),
-   'all five run');
+# those running are used meanwhile, so none falls idle before the others
+ok(wait_for(sub {
+    my @up = grep { running($_) } qw(plain busy ws sse never);
+    exec_in($_) for @up;
+    @up == 5 }, 60), 'all five run');
 is(route('never', 'idle_timeout'), '0',
    'the annotation made from idle_timeout 0 is on the route');
 is(route('plain', 'idle_timeout'), '3', "the default is on plain's route");
@@ -173,6 +177,14 @@ print $sse "GET /proxy/sse/v1/events?count=16&interval_ms=500 HTTP/1.1\r\n"
          . "Host: localhost\r\nAccept: text/event-stream\r\n"
          . "Authorization: Bearer $key\r\nConnection: close\r\n\r\n";
 my $sse_open = time;
+{
+    my ($head, $sel) = ('', IO::Select->new($sse));
+    while ($head !~ /\r\n\r\n.*data:/s && $sel->can_read(5)) {
+        sysread($sse, my $buf, 4096) or last;
+        $head .= $buf;
+    }
+    like($head, qr{^HTTP/1\.1 200 .*data:}s, 'an SSE stream from sse is open');
+}
 
 is(exec_in('plain'), 200, 'a request to plain');
 my $used = time;
@@ -182,7 +194,7 @@ my ($paused_at, $early) = (undef, 0);
 while (time < $used + 7.5) {
     is(exec_in('busy'), 200, 'busy answers') or last
         if int((time - $used) * 2) % 2 == 0;
-    $early = 1 if paused('plain') && time < $used + 2.5;
+    $early = 1 if paused('plain') && time < $used + 2.9;
     $paused_at //= time if paused('plain');
     sleep 0.5;
 }
@@ -221,6 +233,9 @@ is(exec_in('plain'), 503, 'a paused sandbox is 503 (no wake here)');
     is($mine[0]{result}, 'ok', 'ok');
     like($mine[0]{reason} // '', qr/^idle for \d+ s \(timeout 3 s\)$/,
          'and why');
+    my ($idle) = ($mine[0]{reason} // '') =~ /idle for (\d+)/;
+    ok(($idle // 0) > 3, "idle for longer than the timeout ($idle s, "
+       . 'in whole seconds)');
 }
 
 # what the API shows
@@ -242,7 +257,7 @@ close $ws->{sock};
 my $ws_closed = time;
 ok(wait_for(sub { paused('ws') }, 20), 'ws paused once its WebSocket closed');
 diag(sprintf 'ws paused %.1f s after its WebSocket closed', time - $ws_closed);
-ok(time - $ws_closed >= 2.5, 'not before the timeout after the close');
+ok(time - $ws_closed >= 2.9, 'not before the timeout after the close');
 ok(wait_for(sub { paused('sse') }, 25), 'sse paused once its stream ended');
 close $sse;
 

@@ -8,7 +8,8 @@
  * with each activity report (a request, or "now" while a request is in
  * flight) and marks sandboxes with an open stream in sbx:streams (an
  * expiry, refreshed while the stream is open).  Once a second the scan
- * takes what has fallen idle, and a script checks each one again and
+ * takes what has fallen idle, and a script checks each one again (idle
+ * for more than the timeout: times are whole seconds) and
  * queues its pause atomically: the same sbx:ops "pause" the API queues
  * (carried out by ops.c: v1beta1 operatingMode Suspended, v1alpha1
  * replicas 0), the sandbox record's state "pausing", and an audit record
@@ -48,8 +49,8 @@ static const char *pause_lua =
     "if not u or rt[1] ~= '1' or rt[2] == '1' or t <= 0 then\n"
     "  redis.call('ZREM', 'sbx:idle', id) return 0 end\n"
     "local last = tonumber(redis.call('ZSCORE', 'sbx:activity', id)) or now\n"
-    "if now - last < t then\n"
-    "  redis.call('ZADD', 'sbx:idle', last + t, id) return 0 end\n"
+    "if now - last <= t then\n"
+    "  redis.call('ZADD', 'sbx:idle', last + t + 1, id) return 0 end\n"
     "local open = tonumber(redis.call('ZSCORE', 'sbx:streams', id)) or 0\n"
     "if open > now then\n"
     "  redis.call('ZADD', 'sbx:idle', open, id) return 0 end\n"
