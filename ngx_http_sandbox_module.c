@@ -144,6 +144,13 @@ static ngx_command_t  ngx_http_sandbox_commands[] = {
       offsetof(ngx_http_sandbox_loc_conf_t, cache_ttl.last_used),
       NULL },
 
+    { ngx_string("sandbox_activity"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_sandbox_loc_conf_t, activity),
+      NULL },
+
     { ngx_string("sandbox_status"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_sandbox_content,
@@ -527,6 +534,7 @@ ngx_http_sandbox_create_loc_conf(ngx_conf_t *cf)
     slcf->retry_after = NGX_CONF_UNSET;
     slcf->sync_max_lag = NGX_CONF_UNSET_MSEC;
     slcf->cache = NGX_CONF_UNSET;
+    slcf->activity = NGX_CONF_UNSET;
     slcf->cache_ttl.ttl = NGX_CONF_UNSET_MSEC;
     slcf->cache_ttl.negative_ttl = NGX_CONF_UNSET_MSEC;
     slcf->cache_ttl.grace = NGX_CONF_UNSET_MSEC;
@@ -551,6 +559,7 @@ ngx_http_sandbox_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_sec_value(conf->retry_after, prev->retry_after, 5);
     ngx_conf_merge_msec_value(conf->sync_max_lag, prev->sync_max_lag, 10000);
     ngx_conf_merge_value(conf->cache, prev->cache, 1);
+    ngx_conf_merge_value(conf->activity, prev->activity, 1);
     /* invalidation is pushed: the TTL only bounds a lost message */
 
     ngx_conf_merge_msec_value(conf->cache_ttl.ttl, prev->cache_ttl.ttl,

@@ -54,6 +54,7 @@ typedef struct {
     ngx_msec_t                      sync_max_lag;
     ngx_flag_t                      cache;
     ngx_http_sandbox_cache_ttl_t    cache_ttl;
+    ngx_flag_t                      activity;   /* for idle auto-pause */
 
     ngx_uint_t                      quota;
     ngx_uint_t                      audit_maxlen;

@@ -888,10 +888,11 @@ ngx_http_sandbox_finish(ngx_http_request_t *r,
 
         slcf = ngx_http_get_module_loc_conf(r, ngx_http_sandbox_module);
 
-        if (ngx_http_sandbox_activity_start(r, &ctx->out->user,
-                                            &ctx->out->name,
-                                            slcf->cache_ttl.last_used)
-            != NGX_OK)
+        if (slcf->activity
+            && ngx_http_sandbox_activity_start(r, &ctx->out->user,
+                                               &ctx->out->name,
+                                               slcf->cache_ttl.last_used)
+               != NGX_OK)
         {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
