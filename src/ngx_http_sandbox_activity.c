@@ -120,19 +120,32 @@ ngx_http_sandbox_activity_init(ngx_cycle_t *cycle)
 
 
 /*
- * What is due goes now; the entries stay (reachable) until the process
- * ends, as requests still open may count themselves out after this.
+ * What is due goes now.  No request's cleanup runs after this: a worker
+ * exits once its requests have ended, or without ending them (their
+ * pools are never destroyed), so the entries can go.
  */
 
 void
 ngx_http_sandbox_activity_exit(void)
 {
+    ngx_queue_t                  *q;
+    ngx_http_sandbox_activity_t  *a;
+
     if (!ngx_http_sandbox_activity_ready) {
         return;
     }
 
     ngx_http_sandbox_activity_sweep(NULL);
     ngx_http_sandbox_activity_ready = 0;
+
+    while (!ngx_queue_empty(&ngx_http_sandbox_activity_all)) {
+        q = ngx_queue_head(&ngx_http_sandbox_activity_all);
+        a = ngx_queue_data(q, ngx_http_sandbox_activity_t, queue);
+
+        ngx_queue_remove(q);
+        ngx_rbtree_delete(&ngx_http_sandbox_activity_tree, &a->sn.node);
+        ngx_free(a);
+    }
 }
 
 
