@@ -51,24 +51,29 @@ typedef struct {
 
 
 /*
- * KEYS: sbx:activity, sbx:idle, sbx:streams.  ARGV: triples of member
- * ("user:name"), last activity, open-stream expiry (0: none).  XX: a
- * sandbox that is gone (or not running: not in sbx:idle) is not brought
- * back; GT: a late report never moves a time back.  sbx:idle is scored by
- * when the sandbox falls idle, so its timeout is read from its route
- * (a key found from data: docs/redis-data-model.md).
+ * KEYS: sbx:idle, sbx:streams, then each sandbox's route.  ARGV: triples
+ * of member ("user:name"), last activity, open-stream expiry (0: none).
+ * The route's active_at only moves forward (a late report never moves it
+ * back), and only on a route that exists: a sandbox deleted meanwhile is
+ * not brought back.  sbx:idle (XX: running sandboxes with a timeout only)
+ * is scored by when the sandbox falls idle: the time plus the route's
+ * idle_timeout.
  */
 
 static ngx_http_sandbox_script_t  ngx_http_sandbox_activity_lua =
     ngx_http_sandbox_script(
     "for i = 1, #ARGV, 3 do\n"
     "  local m, t, u = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]\n"
-    "  redis.call('ZADD', KEYS[1], 'XX', 'GT', t, m)\n"
-    "  local to = tonumber(redis.call('HGET', 'sbx:route:' .. m,\n"
-    "                                 'idle_timeout') or '')\n"
-    "  if to and to > 0 then\n"
-    "    redis.call('ZADD', KEYS[2], 'XX', 'GT', t + to, m) end\n"
-    "  if u ~= '0' then redis.call('ZADD', KEYS[3], 'GT', u, m) end\n"
+    "  local rk = KEYS[2 + (i + 2) / 3]\n"
+    "  local r = redis.call('HMGET', rk, 'rv', 'active_at', 'idle_timeout')\n"
+    "  if r[1] then\n"
+    "    if t > (tonumber(r[2] or '') or 0) then\n"
+    "      redis.call('HSET', rk, 'active_at', t) end\n"
+    "    local to = tonumber(r[3] or '')\n"
+    "    if to and to > 0 then\n"
+    "      redis.call('ZADD', KEYS[1], 'XX', 'GT', t + to, m) end\n"
+    "    if u ~= '0' then redis.call('ZADD', KEYS[2], 'GT', u, m) end\n"
+    "  end\n"
     "end\n"
     "return 0\n");
 
@@ -86,14 +91,24 @@ static ngx_queue_t           ngx_http_sandbox_activity_all;
 static ngx_event_t           ngx_http_sandbox_activity_timer;
 static ngx_uint_t            ngx_http_sandbox_activity_ready;
 
-/* the batch being filled: ARGV of the script */
-static const char           *ngx_http_sandbox_activity_argv[
-                                 4 + 3 * NGX_HTTP_SANDBOX_ACTIVITY_BATCH];
-static size_t                ngx_http_sandbox_activity_argvlen[
-                                 4 + 3 * NGX_HTTP_SANDBOX_ACTIVITY_BATCH];
-static u_char                ngx_http_sandbox_activity_nums[
-                                 NGX_HTTP_SANDBOX_ACTIVITY_BATCH][
-                                 2 * NGX_TIME_T_LEN];
+/*
+ * The batch being filled: its entries (the keys, then ARGV, are put
+ * together when it is sent) and the text they point to.
+ */
+
+typedef struct {
+    ngx_http_sandbox_activity_t  *a;
+    size_t                        tlen;
+    size_t                        ulen;
+    u_char                        key[sizeof("sbx:route:") - 1
+                                      + NGX_HTTP_SANDBOX_ACTIVITY_KEY_MAX];
+    u_char                        t[NGX_TIME_T_LEN];
+    u_char                        until[NGX_TIME_T_LEN];
+} ngx_http_sandbox_activity_report_t;
+
+static ngx_http_sandbox_activity_report_t
+                             ngx_http_sandbox_activity_batch[
+                                 NGX_HTTP_SANDBOX_ACTIVITY_BATCH];
 static ngx_uint_t            ngx_http_sandbox_activity_n;
 
 
@@ -280,26 +295,19 @@ static void
 ngx_http_sandbox_activity_report(ngx_http_sandbox_activity_t *a, time_t t,
     time_t until)
 {
-    u_char      *num;
-    ngx_uint_t   i;
+    u_char                              *p;
+    ngx_http_sandbox_activity_report_t  *rp;
 
     a->reported = ngx_time();
     a->reported_last = t;
 
-    i = 4 + 3 * ngx_http_sandbox_activity_n;
-    num = ngx_http_sandbox_activity_nums[ngx_http_sandbox_activity_n];
+    rp = &ngx_http_sandbox_activity_batch[ngx_http_sandbox_activity_n];
 
-    ngx_http_sandbox_activity_argv[i] = (const char *) a->data;
-    ngx_http_sandbox_activity_argvlen[i] = a->sn.str.len;
-
-    ngx_http_sandbox_activity_argv[i + 1] = (const char *) num;
-    ngx_http_sandbox_activity_argvlen[i + 1] = ngx_sprintf(num, "%T", t)
-                                               - num;
-    num += NGX_TIME_T_LEN;
-
-    ngx_http_sandbox_activity_argv[i + 2] = (const char *) num;
-    ngx_http_sandbox_activity_argvlen[i + 2] = ngx_sprintf(num, "%T", until)
-                                               - num;
+    rp->a = a;
+    p = ngx_cpymem(rp->key, "sbx:route:", sizeof("sbx:route:") - 1);
+    ngx_memcpy(p, a->data, a->sn.str.len);
+    rp->tlen = ngx_sprintf(rp->t, "%T", t) - rp->t;
+    rp->ulen = ngx_sprintf(rp->until, "%T", until) - rp->until;
 
     if (++ngx_http_sandbox_activity_n == NGX_HTTP_SANDBOX_ACTIVITY_BATCH) {
         ngx_http_sandbox_activity_flush();
@@ -310,27 +318,52 @@ ngx_http_sandbox_activity_report(ngx_http_sandbox_activity_t *a, time_t t,
 static void
 ngx_http_sandbox_activity_flush(void)
 {
-    if (ngx_http_sandbox_activity_n == 0) {
+    u_char                              *num;
+    ngx_uint_t                           i, n, k;
+    ngx_http_sandbox_activity_report_t  *rp;
+    static u_char                        numkeys[NGX_INT_T_LEN];
+    static const char                   *argv[3 + 4
+                                             * NGX_HTTP_SANDBOX_ACTIVITY_BATCH];
+    static size_t                        argvlen[3 + 4
+                                             * NGX_HTTP_SANDBOX_ACTIVITY_BATCH];
+
+    n = ngx_http_sandbox_activity_n;
+
+    if (n == 0) {
         return;
     }
 
-    ngx_http_sandbox_activity_argv[0] = "3";
-    ngx_http_sandbox_activity_argvlen[0] = 1;
-    ngx_http_sandbox_activity_argv[1] = "sbx:activity";
-    ngx_http_sandbox_activity_argvlen[1] = sizeof("sbx:activity") - 1;
-    ngx_http_sandbox_activity_argv[2] = "sbx:idle";
-    ngx_http_sandbox_activity_argvlen[2] = sizeof("sbx:idle") - 1;
-    ngx_http_sandbox_activity_argv[3] = "sbx:streams";
-    ngx_http_sandbox_activity_argvlen[3] = sizeof("sbx:streams") - 1;
+    num = numkeys;
+    argv[0] = (const char *) num;
+    argvlen[0] = ngx_sprintf(num, "%ui", 2 + n) - num;
+    argv[1] = "sbx:idle";
+    argvlen[1] = sizeof("sbx:idle") - 1;
+    argv[2] = "sbx:streams";
+    argvlen[2] = sizeof("sbx:streams") - 1;
+
+    k = 3;
+
+    for (i = 0; i < n; i++) {
+        rp = &ngx_http_sandbox_activity_batch[i];
+        argv[k] = (const char *) rp->key;
+        argvlen[k++] = sizeof("sbx:route:") - 1 + rp->a->sn.str.len;
+    }
+
+    for (i = 0; i < n; i++) {
+        rp = &ngx_http_sandbox_activity_batch[i];
+        argv[k] = (const char *) rp->a->data;
+        argvlen[k++] = rp->a->sn.str.len;
+        argv[k] = (const char *) rp->t;
+        argvlen[k++] = rp->tlen;
+        argv[k] = (const char *) rp->until;
+        argvlen[k++] = rp->ulen;
+    }
 
     /* the command is copied out at once; fire and forget */
 
     (void) ngx_http_sandbox_script_run(ngx_http_sandbox_worker_redis,
                                        &ngx_http_sandbox_activity_lua, NULL,
-                                       4 + 3 * ngx_http_sandbox_activity_n,
-                                       ngx_http_sandbox_activity_argv,
-                                       ngx_http_sandbox_activity_argvlen,
-                                       NULL, NULL, NULL);
+                                       k, argv, argvlen, NULL, NULL, NULL);
 
     ngx_http_sandbox_activity_n = 0;
 }

@@ -3,16 +3,16 @@
 # the activity reports write (docs/redis-data-model.md).  One worker, so
 # that "once per interval" is exact (each worker reports on its own).
 #
-#   - a forwarded request moves sbx:activity to its time and sbx:idle to
-#     its time plus the route's idle_timeout, within the 1 s sweep;
+#   - a forwarded request moves its route's active_at to its time and
+#     sbx:idle to its time plus the route's idle_timeout, within the 1 s
+#     sweep;
 #   - at most one report per sandbox_last_used_interval: a request soon
 #     after a report is written when the interval has passed (trailing);
 #   - an open WebSocket keeps its sandbox's activity at "now" and its
 #     open-stream mark (sbx:streams) ahead of the clock; after the close
 #     the mark runs out;
-#   - XX: a sandbox with no sbx:activity member (gone, or never seen by
-#     sandbox-syncd) is not brought back; a route without idle_timeout
-#     gets no sbx:idle member;
+#   - a route deleted meanwhile is not brought back; a route without
+#     idle_timeout gets no sbx:idle member;
 #   - sandbox_activity off: requests there are not activity.
 
 use strict;
@@ -62,9 +62,9 @@ for my $n (qw(sb quiet gone plain)) {
 }
 $t->redis('HSET', "sbx:route:alice:$_", 'idle_timeout', 100)
     for qw(sb quiet gone);
-# as sandbox-syncd leaves them: long idle, all but "gone"
-for my $n (qw(sb quiet plain)) {
-    $t->redis('ZADD', 'sbx:activity', 1, "alice:$n");
+# as sandbox-syncd leaves them: long idle
+for my $n (qw(sb quiet gone plain)) {
+    $t->redis('HSET', "sbx:route:alice:$n", 'active_at', 1);
     $t->redis('ZADD', 'sbx:idle', 101, "alice:$n") unless $n eq 'plain';
 }
 $t->nginx_start;
@@ -73,7 +73,13 @@ sub get {
     my ($path) = @_;
     return $t->http('GET', $path, headers => \%auth)->{status};
 }
-sub score { $t->redis('ZSCORE', $_[0], "alice:$_[1]") }
+# the route's active_at, or a member's score in a zset
+sub score {
+    my ($what, $n) = @_;
+    return $t->redis('HGET', "sbx:route:alice:$n", 'active_at')
+        if $what eq 'active_at';
+    return $t->redis('ZSCORE', $what, "alice:$n");
+}
 sub settle { sleep 1.3 }        # the sweep runs every second
 
 my $t0 = time;
@@ -81,33 +87,37 @@ is(get('/proxy/sb/_debug/a'), 200, 'a request to sb');
 is(get('/quiet/proxy/quiet/_debug/q'), 200,
    'a request to quiet where sandbox_activity is off');
 is(get('/proxy/gone/_debug/g'), 200, 'a request to gone');
+# deleted as sandbox-syncd does, before the sweep
+$t->redis('DEL', 'sbx:route:alice:gone');
+$t->redis('ZREM', 'sbx:idle', 'alice:gone');
 is(get('/proxy/plain/_debug/p'), 200, 'a request to plain');
 settle();
 
-ok(abs(score('sbx:activity', 'sb') - $t0) <= 1.5,
-   'sb: sbx:activity is the request\'s time');
-is(score('sbx:idle', 'sb'), score('sbx:activity', 'sb') + 100,
+ok(abs(score('active_at', 'sb') - $t0) <= 1.5,
+   'sb: active_at is the request\'s time');
+is(score('sbx:idle', 'sb'), score('active_at', 'sb') + 100,
    'sb: sbx:idle is that plus its idle_timeout');
-is(score('sbx:activity', 'quiet'), 1, 'quiet: not activity');
+is(score('active_at', 'quiet'), 1, 'quiet: not activity');
 is(score('sbx:idle', 'quiet'), 101, 'quiet: sbx:idle untouched');
-is(score('sbx:activity', 'gone'), undef, 'gone: not brought back');
+is($t->redis('EXISTS', 'sbx:route:alice:gone'), 0,
+   'gone: its route not brought back');
 is(score('sbx:idle', 'gone'), undef, 'gone: nor its sbx:idle');
-ok(score('sbx:activity', 'plain') > 1, 'plain: its activity moves');
+ok(score('active_at', 'plain') > 1, 'plain: its activity moves');
 is(score('sbx:idle', 'plain'), undef,
    'plain, without idle_timeout: no sbx:idle member');
 
 # once per interval (3 s): a request now is written after the interval
-$t->redis('ZADD', 'sbx:activity', 5, 'alice:sb');
+$t->redis('HSET', 'sbx:route:alice:sb', 'active_at', 5);
 my $t1 = time;
 is(get('/proxy/sb/_debug/b'), 200, 'another request to sb');
 settle();
-is(score('sbx:activity', 'sb'), 5, 'not written within the interval');
+is(score('active_at', 'sb'), 5, 'not written within the interval');
 ok($t->http('GET', '/proxy/sb/_debug/c', headers => \%auth), 'one more');
 my $t2 = time;
-sleep 0.2 while time < $t0 + 7 && score('sbx:activity', 'sb') == 5;
-ok(score('sbx:activity', 'sb') > 5, 'written once the interval passed');
-ok(abs(score('sbx:activity', 'sb') - $t2) <= 1.5,
-   'with the time of the last request (' . score('sbx:activity', 'sb')
+sleep 0.2 while time < $t0 + 7 && score('active_at', 'sb') == 5;
+ok(score('active_at', 'sb') > 5, 'written once the interval passed');
+ok(abs(score('active_at', 'sb') - $t2) <= 1.5,
+   'with the time of the last request (' . score('active_at', 'sb')
    . ' ~ ' . int($t2) . ')');
 
 # an open WebSocket: "now" every interval, and the open-stream mark
@@ -117,14 +127,14 @@ ok($ws && $ws->{ok}, 'a WebSocket to sb');
 my $opened = time;
 settle();
 ok(score('sbx:streams', 'sb') > time, 'sb marked as having an open stream');
-my $first = score('sbx:activity', 'sb');
+my $first = score('active_at', 'sb');
 sleep 5;
-ok(score('sbx:activity', 'sb') > $first,
+ok(score('active_at', 'sb') > $first,
    'activity moved on while the stream stays open, with no request');
-ok(score('sbx:activity', 'sb') >= int(time) - 4,
+ok(score('active_at', 'sb') >= int(time) - 4,
    'within an interval and a sweep of now');
 ok(score('sbx:streams', 'sb') > time, 'the mark refreshed');
-is(score('sbx:idle', 'sb'), score('sbx:activity', 'sb') + 100,
+is(score('sbx:idle', 'sb'), score('active_at', 'sb') + 100,
    'and sbx:idle with it');
 close $ws->{sock};
 my $closed = time;

@@ -2,11 +2,11 @@
  * idle.c - idle auto-pause, run by the leader's operations process.
  *
  * Each running sandbox with an idle timeout is in sbx:idle, scored by
- * when it falls idle: its last activity plus its timeout.  store.c puts
- * it there (counting from when the sandbox was first seen or ran again)
- * and takes it out when it stops running; the gateway moves it forward
- * with each activity report (a request, or "now" while a request is in
- * flight) and marks sandboxes with an open stream in sbx:streams (an
+ * when it falls idle: its last activity (its route's active_at) plus its
+ * timeout.  store.c puts it there (counting from when the sandbox was
+ * first seen or ran again) and takes it out when it stops running; the
+ * gateway moves both forward with each activity report (a request, or
+ * "now" while a request is in flight) and marks sandboxes with an open stream in sbx:streams (an
  * expiry, refreshed while the stream is open).  Once a second the scan
  * takes what has fallen idle, and a script checks each one again (idle
  * for more than the timeout: times are whole seconds) and
@@ -44,11 +44,11 @@ static const char *pause_lua =
     "local id, now = ARGV[1], tonumber(ARGV[2])\n"
     "local u, n = id:match('^([^:]+):(.+)$')\n"
     "local rt = redis.call('HMGET', 'sbx:route:' .. id, 'ready', 'suspended',\n"
-    "                      'idle_timeout', 'namespace')\n"
+    "                      'idle_timeout', 'namespace', 'active_at')\n"
     "local t = tonumber(rt[3] or '') or 0\n"
     "if not u or rt[1] ~= '1' or rt[2] == '1' or t <= 0 then\n"
     "  redis.call('ZREM', 'sbx:idle', id) return 0 end\n"
-    "local last = tonumber(redis.call('ZSCORE', 'sbx:activity', id)) or now\n"
+    "local last = tonumber(rt[5] or '') or now\n"
     "if now - last <= t then\n"
     "  redis.call('ZADD', 'sbx:idle', last + t + 1, id) return 0 end\n"
     "local open = tonumber(redis.call('ZSCORE', 'sbx:streams', id)) or 0\n"
@@ -104,10 +104,6 @@ int idle_scan(redisContext *c, idle *d) {
     if (ms < d->next_ms) return 0;
     d->next_ms = ms + IDLE_SCAN_MS;
 
-    /* what the API shows as the default */
-    r = redisCommand(c, "SET sbx:idle_pause %ld", d->pause_after);
-    if (r == NULL) return -1;
-    freeReplyObject(r);
     r = redisCommand(c, "ZREMRANGEBYSCORE sbx:streams -inf (%ld", now);
     if (r == NULL) return -1;
     freeReplyObject(r);

@@ -11,7 +11,6 @@
 #define IDLE_AUDIT_MAXLEN  100000
 
 typedef struct idle {
-    long pause_after;           /* --idle-pause, seconds; 0: never */
     long audit_maxlen;          /* sbx:audit's approximate cap */
     long long next_ms;          /* when the next scan is due */
 } idle;

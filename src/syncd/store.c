@@ -27,32 +27,31 @@
 
 /*
  * Idle bookkeeping, done for unchanged routes too (a re-list fills it in
- * after an upgrade or a flush): sbx:activity holds every routed sandbox's
+ * after an upgrade or a flush): the route's active_at is the sandbox's
  * last activity (the gateway moves it forward; a sandbox counts from when
- * it was first seen, and again from when it runs again), sbx:idle the
- * running sandboxes that have an idle timeout (ARGV[13], the annotation
- * or --idle-pause; 0: never), scored by when they fall idle, which is
- * what idle.c scans.
+ * it was first seen, and again from when it runs again); sbx:idle holds
+ * the running sandboxes that have an idle timeout (ARGV[13], the
+ * annotation or --idle-pause; 0: never), scored by when they fall idle,
+ * which is what idle.c scans.
  */
 static const char *put_lua =
     "local id = ARGV[1] .. ':' .. ARGV[2]\n"
     "local key = 'sbx:route:' .. id\n"
     "local old = redis.call('HMGET', key, 'rv', 'addr', 'ready', 'suspended',\n"
-    "  'idle_timeout')\n"
+    "  'idle_timeout', 'active_at')\n"
     "local a, b = tonumber(ARGV[3]), tonumber(old[1] or '')\n"
     "if old[1] and a and b and a < b then return 0 end\n"
     "local now = math.floor(tonumber(ARGV[12]) / 1000)\n"
     "local was = old[3] == '1' and old[4] ~= '1'\n"
     "local run = ARGV[5] == '1' and ARGV[6] ~= '1'\n"
     "local t = tonumber(ARGV[13])\n"
-    "redis.call('ZADD', 'sbx:activity', 'NX', now, id)\n"
-    "if run and not was then\n"
-    "  redis.call('ZADD', 'sbx:activity', 'GT', now, id) end\n"
-    "local due = tonumber(redis.call('ZSCORE', 'sbx:activity', id)) + t\n"
+    "local at = tonumber(old[6] or '') or now\n"
+    "if run and not was and at < now then at = now end\n"
+    "redis.call('HSET', key, 'active_at', at)\n"
     "if not run or t <= 0 then redis.call('ZREM', 'sbx:idle', id)\n"
     "elseif not was or (old[5] or '') ~= ARGV[13] then\n"
-    "  redis.call('ZADD', 'sbx:idle', due, id)\n"
-    "else redis.call('ZADD', 'sbx:idle', 'NX', due, id) end\n"
+    "  redis.call('ZADD', 'sbx:idle', at + t, id)\n"
+    "else redis.call('ZADD', 'sbx:idle', 'NX', at + t, id) end\n"
     "if old[1] == ARGV[3] and old[2] == ARGV[4] and old[3] == ARGV[5]\n"
     "   and (old[5] or '') == ARGV[13]\n"
     "then return 0 end\n"
@@ -68,8 +67,8 @@ static const char *del_lua =
     "local id = ARGV[1] .. ':' .. ARGV[2]\n"
     "redis.call('DEL', 'sbx:route:' .. id)\n"
     "redis.call('SREM', 'sbx:routes', id)\n"
-    "for _, z in ipairs({'sbx:activity', 'sbx:idle', 'sbx:streams'}) do\n"
-    "  redis.call('ZREM', z, id) end\n"
+    "redis.call('ZREM', 'sbx:idle', id)\n"
+    "redis.call('ZREM', 'sbx:streams', id)\n"
     "redis.call('PUBLISH', 'sbx:events', 'route ' .. ARGV[1] .. ' ' .. ARGV[2])\n"
     "return 1\n";
 

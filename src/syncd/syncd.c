@@ -486,7 +486,7 @@ static const char *env(const char *name, const char *fallback) {
 static int run_ops(syncd *s, const char *template_file) {
     json_error_t err;
     ops o;
-    idle d = { s->idle_pause, IDLE_AUDIT_MAXLEN, 0 };
+    idle d = { IDLE_AUDIT_MAXLEN, 0 };
 
     memset(&o, 0, sizeof(o));
     o.k = &s->k;
