@@ -16,7 +16,8 @@
 #     idleTimeout;
 #   - a follower never pauses: with the leader running no operations, a
 #     follower with --idle-pause leaves an idle sandbox alone until it
-#     leads itself.
+#     leads itself;
+#   - v1alpha1: the pause is replicas: 0, and the API shows the fields.
 
 use strict;
 use warnings;
@@ -317,5 +318,41 @@ like($t->read_file('follower.out') // '', qr/idle pause idl:fol/,
 
 $t->reap('follower', 'TERM');
 $t->reap('controller', 'TERM');
+
+### v1alpha1: the pause is replicas: 0; the API shows the same fields
+
+my $a_path = '/apis/agents.x-k8s.io/v1alpha1/namespaces/user-idl/sandboxes';
+$k->call('DELETE', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions/'
+                   . 'sandboxes.agents.x-k8s.io');
+ok(wait_for(sub { ($k->call('POST', '/apis/apiextensions.k8s.io/v1/'
+                            . 'customresourcedefinitions',
+                            scalar `cat $root/t/k8s/sandbox-crd-v1alpha1.json`))[0]
+                  == 201 }, 30), 'the v1alpha1 CRD installed');
+ok(wait_for(sub { ($k->call('GET', $a_path))[0] == 200 }), 'v1alpha1 served');
+$t->spawn('controller-a', {}, $^X, "$root/scripts/local-controller.pl",
+          '--api', $k->api, '--token-file', $k->token_file,
+          '--ca-file', $k->ca_file, '--workdir', $t->dir,
+          '--first-ip', $first_ip + 20, '--api-version', 'v1alpha1');
+$t->spawn('syncd-a', $k->daemon_env($t, SANDBOX_API_VERSION => 'v1alpha1'),
+          $syncd, '--watch-timeout', '5', '--template',
+          $t->dir . '/template.json', '--idle-pause', '60');
+is((api('POST', '/api/sandboxes', '{"name":"alpha","idle_timeout":2}'))[0],
+   201, 'alpha created with idle_timeout 2 (the default is 60)');
+ok(wait_for(sub { running('alpha') }, 60), 'alpha runs');
+is(exec_in('alpha'), 200, 'a request to alpha');
+{
+    my ($st, $j) = api('GET', '/api/sandboxes/alpha');
+    is($j->{idleTimeout}, 2, 'v1alpha1 GET: idleTimeout');
+    like($j->{lastActivityAt} // '', qr/^\d{4}-\d\d-\d\dT/,
+         'v1alpha1 GET: lastActivityAt');
+}
+ok(wait_for(sub { ((($k->call('GET', "$a_path/alpha"))[1] // {})->{spec}{replicas}
+                   // 1) == 0 }, 20), 'alpha idle-paused: replicas 0');
+ok(wait_for(sub { paused('alpha') }), 'its route suspended');
+is((api('GET', '/api/sandboxes/alpha'))[1]{podStatus}, 'Suspended',
+   'the API says so');
+
+$t->reap('syncd-a', 'TERM');
+$t->reap('controller-a', 'TERM');
 $t->nginx_stop;
 done_testing;
