@@ -10,6 +10,8 @@
 #   - requests every half second, an open WebSocket and an open SSE
 #     stream keep their sandboxes running well past the timeout; once the
 #     stream ends, the sandbox is paused;
+#   - the next request wakes an idle-paused sandbox (when the shipped conf
+#     has sandbox_wake on), and it is paused again once idle;
 #   - idle_timeout 0 at creation keeps a sandbox running; the annotation
 #     agents.x-k8s.io/idle-timeout, set later, overrides it;
 #   - GET /api/sandboxes/:name and the list show lastActivityAt and
@@ -216,7 +218,6 @@ is(pauses_of($_), 0, "none for $_") for qw(busy ws sse never);
 # the pause went the API's way: the operation, the record, the audit
 ok(wait_for(sub { (api('GET', '/api/sandboxes/plain'))[1]{state} eq 'paused' }),
    "plain's record says paused once done");
-is(exec_in('plain'), 503, 'a paused sandbox is 503 (no wake here)');
 {
     my $ops = $t->redis('XRANGE', 'sbx:ops', '-', '+');
     my ($p) = grep { my %f = @{ $_->[1] }; $f{op} eq 'pause' } @$ops;
@@ -251,6 +252,26 @@ is(exec_in('plain'), 503, 'a paused sandbox is 503 (no wake here)');
     my %l = map { $_->{name} => $_ } @{ $j->{sandboxes} };
     is($l{plain}{idleTimeout}, 3, 'list: idleTimeout');
     ok($l{plain}{lastActivityAt}, 'list: lastActivityAt');
+}
+
+# the next request: with wake on request (the shipped conf turns it on
+# once sandbox_wake exists), it wakes the sandbox; without, 503
+my $wake = $t->read_file("$root/conf/nginx.conf") =~ /^\s*sandbox_wake\s+on;/m;
+if ($wake) {
+    my $t_wake = time;
+    is(exec_in('plain'), 200, 'the next request wakes plain and is answered');
+    diag(sprintf 'woken and answered in %.1f s', time - $t_wake);
+    ok(running('plain'), 'plain runs again');
+    my $resumes = grep { my %f = @{ $_->[1] };
+                         $f{op} eq 'resume' && $f{name} eq 'plain' }
+                  @{ $t->redis('XRANGE', 'sbx:ops', '-', '+') };
+    is($resumes, 1, 'by one resume operation');
+    ok(route('plain', 'active_at') >= int($t_wake),
+       'its idle time counts from the wake');
+    ok(wait_for(sub { paused('plain') }, 20), 'and once idle again, paused');
+    is(pauses_of('plain'), 2, 'by a second pause operation');
+} else {
+    is(exec_in('plain'), 503, 'a paused sandbox is 503 (no wake here)');
 }
 
 # the streams end: their sandboxes fall idle
