@@ -321,8 +321,10 @@ PER_ENTRY=$(perl -e 'printf "%.0f", $ARGV[1] / ($ARGV[0] || 1)' "$ENTRIES" "$USE
 
 CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
 OUT=$ROOT/bench/RESULTS.md
-# bench/syncd.pl's section is kept
-SYNCD_SECTION=$(sed -n '/^## sandbox-syncd$/,$p' "$OUT" 2>/dev/null || true)
+# This script owns only the file's first section (everything before the
+# first "## " heading); every "## " section after it (bench/syncd.pl's,
+# bench/streams.pl's, notes added by hand) is kept as it is, in its place.
+OTHER_SECTIONS=$(sed -n '/^## /,$p' "$OUT" 2>/dev/null || true)
 {
 cat <<EOF
 # Benchmark results
@@ -387,8 +389,9 @@ ratio pods/onepod: $(ratio "$PODS_RPS" "$ONEPOD_RPS")
 
 Shared zone: $ENTRIES entries use $USED bytes: about $PER_ENTRY bytes per entry.
 EOF
-if [ -n "$SYNCD_SECTION" ]; then printf '\n%s\n' "$SYNCD_SECTION"; fi
-} > "$OUT"
+if [ -n "$OTHER_SECTIONS" ]; then printf '\n%s\n' "$OTHER_SECTIONS"; fi
+} > "$OUT.new"
+mv "$OUT.new" "$OUT"
 cat "$OUT"
 grep -E '\[(alert|crit|emerg)\]' "$DIR/gw/error.log" && { echo "alerts in error.log"; exit 1; }
 exit 0

@@ -236,11 +236,38 @@ Rounds (plain / gateway): @{[ join ', ', map { sprintf '%.0f / %.0f', $p[$_], $g
 
 ratio stream memory gateway/plain: $ratio
 
-Before the stream-memory change (2fa1167, `-n 1000 -r 1`): plain 13443,
-gateway 17420 bytes per stream (1.30): the gateway's own allocations
-(a 320-byte request context, a copied header list, the request id, the
-URL that `proxy_pass ...\$sandbox_uri` parses) pushed every request's
-pool into a third 4 KB block.
+Why it is near 1.00: a request's pool grows by 4 KB blocks, and nginx
+itself all but fills two of them for a proxied stream (plain nginx
+leaves about 340 bytes of the second free).  Whatever the gateway adds
+to every request must fit there, or each open stream costs a whole third
+block (about 3.6 KB).  t/74-stream-memory.t checks the block count,
+from nginx's debug allocation log, for a stream through the gateway
+(key cached, from Redis, cache off) against plain nginx.
+
+History (`bench/streams.pl`, bytes per open stream, plain / gateway):
+
+- 2fa1167, before the first stream-memory change (`-n 1000 -r 1`):
+  13443 / 17420 (1.30): a 320-byte request context, a copied header
+  list, the request id and the URL that `proxy_pass ...\$sandbox_uri`
+  parses pushed every request's pool into a third block.
+- after it (136-byte context, header list edited in place, no
+  `\$sandbox_uri`), `-n 4000 -r 3`: 13927 / 13863 (1.00).
+- after the W3C trace context merged (`-n 1000 -r 1`, main of
+  2026-11-28 09:10 UTC): 13631 / 17256 (1.27): a new trace's
+  `traceparent` (a 55-byte allocation, and about 70 bytes more in the
+  request to the pod) tipped the pool into a third block again; the
+  gateway's allocations exceeded plain nginx's by about 400 bytes, the
+  free room being about 340.
+- now: the route context (184 bytes, with the pod's sockaddr and the
+  trace context inline: the request id is the new trace's id, written
+  in place) is an allocation of the pool apart from its blocks
+  (`ngx_pmemalign`, freed with the pool), so what is left in the blocks
+  (the cached key and route strings, 67 bytes, the balancer's 24 against
+  plain nginx's 96, the longer request to the pod) leaves about 160
+  bytes free in the second block; no allocation for the traceparent nor
+  for the pod's address (parsed in place); a Redis lookup's decision and
+  script call are freed once answered, its key names on the stack, so
+  a stream opened after a lookup keeps the same two blocks.
 EOF
 
 print "\n$section";

@@ -289,7 +289,7 @@ ngx_http_sandbox_balancer_init_peer(ngx_http_request_t *r,
 
     ctx = ngx_http_sandbox_route_ctx(r->main);
 
-    if (ctx == NULL || ctx->addr == NULL) {
+    if (ctx == NULL || ctx->socklen == 0) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "sandbox: upstream \"%V\" used without a sandbox "
                       "route (is \"sandbox_route on\" set here?)",
@@ -326,8 +326,8 @@ ngx_http_sandbox_balancer_get_peer(ngx_peer_connection_t *pc, void *data)
     ngx_http_sandbox_balancer_item_t  *item;
     ngx_http_sandbox_balancer_conf_t  *bcf;
 
-    pc->sockaddr = bp->ctx->addr->sockaddr;
-    pc->socklen = bp->ctx->addr->socklen;
+    pc->sockaddr = &bp->ctx->sockaddr.sockaddr;
+    pc->socklen = bp->ctx->socklen;
     pc->name = &bp->ctx->addr_text;
     pc->cached = 0;
     pc->connection = NULL;

@@ -19,6 +19,12 @@
 #include "sandbox_trace.h"
 
 
+#if (NGX_HTTP_SANDBOX_TRACEPARENT_LEN != SBX_TRACEPARENT_LEN                 \
+     || NGX_HTTP_SANDBOX_REQUEST_ID_LEN != SBX_TRACE_ID_LEN)
+#error "the route context's trace buffer does not fit a traceparent"
+#endif
+
+
 static void ngx_http_sandbox_request_id(ngx_http_sandbox_route_ctx_t *ctx);
 static uint64_t ngx_http_sandbox_span(void);
 static void ngx_http_sandbox_header(ngx_table_elt_t *h, const char *name,
@@ -44,6 +50,83 @@ ngx_http_sandbox_forward_uri(ngx_http_sandbox_route_ctx_t *ctx, u_char *rest,
 
     ctx->uri.data = rest;
     ctx->uri.len = len;
+}
+
+
+/*
+ * The pod's address, "ip:port" or "[ipv6]:port" as ngx_parse_addr_port()
+ * reads it, parsed into the route context itself (ngx_parse_addr_port()
+ * would allocate the sockaddr, for the request's whole life).  IP literals
+ * only: a worker never resolves names.  NGX_DECLINED for anything else,
+ * a port of 0 included.
+ */
+
+ngx_int_t
+ngx_http_sandbox_forward_addr(ngx_http_sandbox_route_ctx_t *ctx,
+    ngx_str_t *text)
+{
+    u_char               *host, *p, *last;
+    size_t                len;
+    ngx_int_t             port;
+    in_addr_t             inaddr;
+    struct sockaddr_in   *sin;
+#if (NGX_HAVE_INET6)
+    struct sockaddr_in6  *sin6;
+#endif
+
+    host = text->data;
+    last = text->data + text->len;
+
+    if (text->len && host[0] == '[') {
+        p = ngx_strlchr(host, last, ']');
+        if (p == NULL || p == last - 1 || p[1] != ':') {
+            return NGX_DECLINED;
+        }
+
+        host++;
+        len = p - host;
+        p += 2;
+
+    } else {
+        p = ngx_strlchr(host, last, ':');
+        if (p == NULL) {
+            return NGX_DECLINED;
+        }
+
+        len = p - host;
+        p++;
+    }
+
+    port = ngx_atoi(p, last - p);
+    if (port < 1 || port > 65535) {
+        return NGX_DECLINED;
+    }
+
+    ngx_memzero(&ctx->sockaddr, sizeof(ngx_http_sandbox_sockaddr_t));
+
+    inaddr = ngx_inet_addr(host, len);
+
+    if (inaddr != INADDR_NONE) {
+        sin = &ctx->sockaddr.sockaddr_in;
+        sin->sin_family = AF_INET;
+        sin->sin_addr.s_addr = inaddr;
+        sin->sin_port = htons((in_port_t) port);
+        ctx->socklen = sizeof(struct sockaddr_in);
+        return NGX_OK;
+    }
+
+#if (NGX_HAVE_INET6)
+    sin6 = &ctx->sockaddr.sockaddr_in6;
+
+    if (len && ngx_inet6_addr(host, len, sin6->sin6_addr.s6_addr) == NGX_OK) {
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons((in_port_t) port);
+        ctx->socklen = sizeof(struct sockaddr_in6);
+        return NGX_OK;
+    }
+#endif
+
+    return NGX_DECLINED;
 }
 
 
@@ -107,9 +190,9 @@ ngx_http_sandbox_forward_uri_value(ngx_http_request_t *r,
  *
  * Trace context: one valid traceparent is continued in place, its parent
  * id overwritten with the gateway's span (and a later version's extra
- * fields cut), so it costs no memory; otherwise the client's are dropped
- * and a new trace is added whose id is the request id: its 55 characters
- * are the only allocation here.
+ * fields cut); otherwise the client's are dropped and a new trace is added
+ * whose id is the request id, written in the route context around it.
+ * Nothing here allocates unless the list is rebuilt.
  */
 
 #define NGX_HTTP_SANDBOX_ADDED  3
@@ -122,9 +205,8 @@ ngx_http_sandbox_forward_uri_value(ngx_http_request_t *r,
 static ngx_int_t ngx_http_sandbox_rebuild_headers(ngx_http_request_t *r,
     ngx_table_elt_t *add, ngx_uint_t nadd, ngx_uint_t keep_tp);
 static ngx_uint_t ngx_http_sandbox_dropped(ngx_str_t *name);
-static ngx_int_t ngx_http_sandbox_trace(ngx_http_request_t *r,
-    ngx_http_sandbox_route_ctx_t *ctx, ngx_table_elt_t *tp, ngx_uint_t ntp,
-    ngx_str_t *traceparent);
+static void ngx_http_sandbox_trace(ngx_http_sandbox_route_ctx_t *ctx,
+    ngx_table_elt_t *tp, ngx_uint_t ntp, ngx_str_t *traceparent);
 
 
 ngx_int_t
@@ -170,9 +252,7 @@ ngx_http_sandbox_forward_headers(ngx_http_request_t *r,
         }
     }
 
-    if (ngx_http_sandbox_trace(r, ctx, tp, ntp, &traceparent) != NGX_OK) {
-        return NGX_ERROR;
-    }
+    ngx_http_sandbox_trace(ctx, tp, ntp, &traceparent);
 
     nadd = 0;
 
@@ -182,7 +262,7 @@ ngx_http_sandbox_forward_headers(ngx_http_request_t *r,
     }
 
     id.len = NGX_HTTP_SANDBOX_REQUEST_ID_LEN;
-    id.data = ctx->request_id;
+    id.data = ngx_http_sandbox_request_id_of(ctx);
 
     ngx_http_sandbox_header(&add[nadd++], "X-Request-Id", "x-request-id", &id);
 
@@ -338,7 +418,8 @@ ngx_http_sandbox_request_id_write(u_char *p)
 static void
 ngx_http_sandbox_request_id(ngx_http_sandbox_route_ctx_t *ctx)
 {
-    (void) ngx_http_sandbox_request_id_write(ctx->request_id);
+    (void) ngx_http_sandbox_request_id_write(
+                                      ngx_http_sandbox_request_id_of(ctx));
 
     ctx->request_id_set = 1;
 }
@@ -355,17 +436,15 @@ ngx_http_sandbox_span(void)
 
 
 /*
- * The trace: one valid traceparent of the client is continued in place
- * (no memory), else a new trace starts whose id is the request id (its
- * 55 characters the only allocation)
+ * The trace: one valid traceparent of the client is continued in place,
+ * else a new trace starts whose id is the request id: its text is the
+ * route context's trace buffer, around the request id already there
  */
 
-static ngx_int_t
-ngx_http_sandbox_trace(ngx_http_request_t *r,
-    ngx_http_sandbox_route_ctx_t *ctx, ngx_table_elt_t *tp, ngx_uint_t ntp,
-    ngx_str_t *traceparent)
+static void
+ngx_http_sandbox_trace(ngx_http_sandbox_route_ctx_t *ctx, ngx_table_elt_t *tp,
+    ngx_uint_t ntp, ngx_str_t *traceparent)
 {
-    u_char        *p;
     const u_char  *trace_id, *flags;
 
     ngx_http_sandbox_request_id(ctx);
@@ -385,21 +464,17 @@ ngx_http_sandbox_trace(ngx_http_request_t *r,
                         - tp->value.data;
         *traceparent = tp->value;
 
-        return NGX_OK;
+        return;
     }
 
-    p = ngx_pnalloc(r->pool, SBX_TRACEPARENT_LEN);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
+    /* the request id is copied onto itself: sbx_traceparent_write allows it */
 
-    traceparent->data = p;
-    traceparent->len = sbx_traceparent_write(p, ctx->request_id,
-                                             ngx_http_sandbox_span(),
-                                             (u_char *) "01")
-                       - p;
-
-    return NGX_OK;
+    traceparent->data = ctx->trace;
+    traceparent->len = sbx_traceparent_write(ctx->trace,
+                                        ngx_http_sandbox_request_id_of(ctx),
+                                        ngx_http_sandbox_span(),
+                                        (u_char *) "01")
+                       - ctx->trace;
 }
 
 
@@ -415,7 +490,7 @@ ngx_http_sandbox_trace_id(ngx_http_request_t *r,
 
     if (!ctx->trace_continued) {
         id->len = ctx->request_id_set ? NGX_HTTP_SANDBOX_REQUEST_ID_LEN : 0;
-        id->data = ctx->request_id;     /* a new trace, or none */
+        id->data = ngx_http_sandbox_request_id_of(ctx);  /* new, or none */
         return;
     }
 

@@ -83,6 +83,7 @@ typedef enum {
 
 
 #define NGX_HTTP_SANDBOX_REQUEST_ID_LEN  32
+#define NGX_HTTP_SANDBOX_TRACEPARENT_LEN 55     /* SBX_TRACEPARENT_LEN */
 
 /* $sandbox_cache_status */
 typedef enum {
@@ -96,12 +97,24 @@ typedef enum {
 typedef struct ngx_http_sandbox_decision_s  ngx_http_sandbox_decision_t;
 
 
+/* a pod's address, held in the route context (no allocation of its own) */
+typedef union {
+    struct sockaddr                 sockaddr;
+    struct sockaddr_in              sockaddr_in;
+#if (NGX_HAVE_INET6)
+    struct sockaddr_in6             sockaddr_in6;
+#endif
+} ngx_http_sandbox_sockaddr_t;
+
+
 /*
  * What the data plane keeps of a request once its access phase has
  * decided: what the balancer and the variables read, for the request's
- * whole life (an open stream's too), so it is kept small.  The decision's
- * working state lives on the access handler's stack, or in the pool only
- * while a Redis lookup is under way (route.c).
+ * whole life (an open stream's too), so it is kept small and in one
+ * piece: the pod's address and the trace context are inline, and the
+ * request id is the trace context's trace id.  The decision's working
+ * state lives on the access handler's stack, or apart from the pool's
+ * blocks only while a Redis lookup is under way (route.c).
  */
 
 typedef struct {
@@ -115,13 +128,20 @@ typedef struct {
     ngx_str_t                       key_id;
     ngx_str_t                       uri;
     ngx_str_t                       addr_text;
-    ngx_addr_t                     *addr;
+
+    ngx_http_sandbox_sockaddr_t     sockaddr;
+    socklen_t                       socklen;    /* 0: no pod */
 
     ngx_http_sandbox_decision_t    *decision;   /* a lookup under way */
 
-    u_char                          request_id[
-                                        NGX_HTTP_SANDBOX_REQUEST_ID_LEN];
+    /*
+     * "00-<request id>-<span>-01": the traceparent of a new trace; of a
+     * continued one only the request id is written
+     */
+    u_char                          trace[NGX_HTTP_SANDBOX_TRACEPARENT_LEN];
 } ngx_http_sandbox_route_ctx_t;
+
+#define ngx_http_sandbox_request_id_of(ctx)  ((ctx)->trace + 3)
 
 
 extern ngx_module_t               ngx_http_sandbox_module;
@@ -161,6 +181,8 @@ ngx_int_t ngx_http_sandbox_access_handler(ngx_http_request_t *r);
 /* forward: the URI and headers a sandbox receives */
 void ngx_http_sandbox_forward_uri(ngx_http_sandbox_route_ctx_t *ctx,
     u_char *rest, size_t len);
+ngx_int_t ngx_http_sandbox_forward_addr(ngx_http_sandbox_route_ctx_t *ctx,
+    ngx_str_t *text);
 void ngx_http_sandbox_forward_rewrite(ngx_http_request_t *r,
     ngx_http_sandbox_route_ctx_t *ctx);
 ngx_int_t ngx_http_sandbox_forward_uri_value(ngx_http_request_t *r,

@@ -37,8 +37,9 @@ typedef enum {
 
 /*
  * The decision's working state.  It lives on the access handler's stack
- * when the cache answers, and is moved into the pool only for a Redis
- * lookup, so an answered request keeps just its small route context.
+ * when the cache answers; for a Redis lookup it is moved into an
+ * allocation of the pool apart from its blocks, freed once decided, so an
+ * answered request keeps just its small route context either way.
  */
 
 struct ngx_http_sandbox_decision_s {
@@ -64,6 +65,7 @@ struct ngx_http_sandbox_decision_s {
     ngx_int_t                       route_cached;
 
     void                           *op;
+    ngx_http_cleanup_t             *cleanup;    /* cancels op */
 };
 
 
@@ -146,6 +148,8 @@ static void ngx_http_sandbox_not_ready(ngx_http_sandbox_decision_t *ctx,
 static void ngx_http_sandbox_not_found(ngx_http_sandbox_decision_t *ctx);
 static ngx_int_t ngx_http_sandbox_finish(ngx_http_request_t *r,
     ngx_http_sandbox_decision_t *ctx);
+static ngx_int_t ngx_http_sandbox_finish_lookup(ngx_http_request_t *r,
+    ngx_http_sandbox_decision_t *dp);
 
 
 ngx_int_t
@@ -180,7 +184,7 @@ ngx_http_sandbox_access_handler(ngx_http_request_t *r)
 
         ctx->decision = NULL;
 
-        return ngx_http_sandbox_finish(r, dp);
+        return ngx_http_sandbox_finish_lookup(r, dp);
     }
 
     ctx = ngx_http_sandbox_create_ctx(r, NGX_HTTP_SANDBOX_CTX_ROUTE,
@@ -200,9 +204,10 @@ ngx_http_sandbox_access_handler(ngx_http_request_t *r)
         return ngx_http_sandbox_finish(r, &d);
     }
 
-    /* to Redis: the decision outlives this call */
+    /* to Redis: the decision outlives this call, not the lookup */
 
-    dp = ngx_palloc(r->pool, sizeof(ngx_http_sandbox_decision_t));
+    dp = ngx_pmemalign(r->pool, sizeof(ngx_http_sandbox_decision_t),
+                       NGX_ALIGNMENT);
     if (dp == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -220,7 +225,34 @@ ngx_http_sandbox_access_handler(ngx_http_request_t *r)
         return NGX_AGAIN;
     }
 
-    return ngx_http_sandbox_finish(r, dp);
+    return ngx_http_sandbox_finish_lookup(r, dp);
+}
+
+
+/*
+ * A decision made by a lookup goes back to the stack, its allocation freed
+ * and its cleanup disarmed, so that a stream opened after a Redis lookup
+ * keeps no more than one opened from the cache (the strings the route
+ * context points to are apart).  Before finishing: an answer sent may free
+ * the request.
+ */
+
+static ngx_int_t
+ngx_http_sandbox_finish_lookup(ngx_http_request_t *r,
+    ngx_http_sandbox_decision_t *dp)
+{
+    ngx_http_sandbox_decision_t  d;
+
+    d = *dp;
+
+    if (d.cleanup) {
+        d.cleanup->handler = NULL;
+        d.cleanup = NULL;
+    }
+
+    ngx_pfree(r->pool, dp);
+
+    return ngx_http_sandbox_finish(r, &d);
 }
 
 
@@ -437,11 +469,14 @@ ngx_http_sandbox_lookup(ngx_http_request_t *r,
     size_t                        argvlen[11];
     ngx_http_cleanup_t           *cln;
     ngx_http_sandbox_loc_conf_t  *slcf;
+    u_char                        buf[512];
 
     cln = ngx_http_cleanup_add(r, 0);
     if (cln == NULL) {
         return NGX_ERROR;
     }
+
+    ctx->cleanup = cln;
 
     /* a cached key only needs its route: skip the key part of the script */
 
@@ -454,16 +489,23 @@ ngx_http_sandbox_lookup(ngx_http_request_t *r,
     judge = ctx->authenticated
             && ctx->key_cached != NGX_HTTP_SANDBOX_CACHE_HIT;
 
-    /* the key names and the numbers, in one piece; copied by the call */
+    /*
+     * the key names and the numbers, in one piece, on the stack unless a
+     * name is unusually long: the call copies them
+     */
 
     size = sizeof("sbx:key:") - 1 + NGX_HTTP_SANDBOX_SHA256_HEX_LEN
            + sizeof("sbx:user:") - 1 + user->len
            + 2 * (sizeof("sbx:sandbox:") + user->len + ctx->out->name.len)
            + NGX_INT_T_LEN + 2 * NGX_TIME_T_LEN;
 
-    p = ngx_pnalloc(r->pool, size);
-    if (p == NULL) {
-        return NGX_ERROR;
+    p = buf;
+
+    if (size > sizeof(buf)) {
+        p = ngx_pnalloc(r->pool, size);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
     }
 
     argc = 1;
@@ -772,7 +814,6 @@ static void
 ngx_http_sandbox_decide_route(ngx_http_request_t *r,
     ngx_http_sandbox_decision_t *ctx)
 {
-    ngx_addr_t                *addr;
     ngx_http_sandbox_route_t  *route;
 
     route = &ctx->route;
@@ -799,21 +840,9 @@ ngx_http_sandbox_decide_route(ngx_http_request_t *r,
         return;
     }
 
-    addr = ngx_pcalloc(r->pool, sizeof(ngx_addr_t));
-    if (addr == NULL) {
-        ngx_http_sandbox_deny(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                              "Internal server error", "Out of memory");
-        return;
-    }
-
     /* IP literals only: a worker never resolves names */
 
-    if (route->addr.len == 0
-        || ngx_parse_addr_port(r->pool, addr, route->addr.data,
-                               route->addr.len)
-           != NGX_OK
-        || ngx_inet_get_port(addr->sockaddr) == 0)
-    {
+    if (ngx_http_sandbox_forward_addr(ctx->out, &route->addr) != NGX_OK) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "sandbox: route of \"%V/%V\" has an invalid address "
                       "\"%V\"", &ctx->out->user, &ctx->out->name, &route->addr);
@@ -821,8 +850,6 @@ ngx_http_sandbox_decide_route(ngx_http_request_t *r,
         return;
     }
 
-    addr->name = route->addr;
-    ctx->out->addr = addr;
     ctx->out->addr_text = route->addr;
     ctx->status = NGX_OK;
 }

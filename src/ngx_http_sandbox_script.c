@@ -28,11 +28,11 @@ typedef struct {
     void                                *data;
     void                               **opp;
     ngx_log_t                           *log;
+    ngx_pool_t                          *pool;     /* NULL: the heap */
     ngx_uint_t                           argc;
     const char                         **argv;     /* EVALSHA, sha, ... */
     size_t                              *argvlen;
     unsigned                             reloaded:1;
-    unsigned                             heap:1;
 } ngx_http_sandbox_script_call_t;
 
 
@@ -49,6 +49,7 @@ static void ngx_http_sandbox_script_load(ngx_http_sandbox_redis_t *rd,
 static void ngx_http_sandbox_script_loaded(void *data, redisReply *reply);
 static void ngx_http_sandbox_script_handler(void *data, redisReply *reply);
 static ngx_uint_t ngx_http_sandbox_script_noscript(redisReply *reply);
+static void ngx_http_sandbox_script_free(ngx_http_sandbox_script_call_t *call);
 
 
 ngx_int_t
@@ -96,7 +97,11 @@ ngx_http_sandbox_script_run(ngx_http_sandbox_redis_t *rd,
         return NGX_ERROR;
     }
 
-    /* the call, its argument vectors and the arguments, in one piece */
+    /*
+     * the call, its argument vectors and the arguments, in one piece;
+     * a request's is apart from its pool's blocks and freed once answered
+     * (a stream opened after a lookup keeps none of it)
+     */
 
     size = sizeof(ngx_http_sandbox_script_call_t)
            + (argc + 2) * (sizeof(const char *) + sizeof(size_t));
@@ -105,7 +110,8 @@ ngx_http_sandbox_script_run(ngx_http_sandbox_redis_t *rd,
         size += argvlen[i];
     }
 
-    call = pool ? ngx_palloc(pool, size) : ngx_alloc(size, log);
+    call = pool ? ngx_pmemalign(pool, size, NGX_ALIGNMENT)
+                : ngx_alloc(size, log);
     if (call == NULL) {
         return NGX_ERROR;
     }
@@ -116,11 +122,11 @@ ngx_http_sandbox_script_run(ngx_http_sandbox_redis_t *rd,
     call->data = data;
     call->opp = opp;
     call->log = log;
+    call->pool = pool;
     call->argc = argc + 2;
     call->argv = (const char **) (call + 1);
     call->argvlen = (size_t *) (call->argv + argc + 2);
     call->reloaded = 0;
-    call->heap = (pool == NULL);
 
     call->argv[0] = "EVALSHA";
     call->argvlen[0] = sizeof("EVALSHA") - 1;
@@ -136,10 +142,7 @@ ngx_http_sandbox_script_run(ngx_http_sandbox_redis_t *rd,
     }
 
     if (ngx_http_sandbox_script_send(call) != NGX_OK) {
-        if (call->heap) {
-            ngx_free(call);
-        }
-
+        ngx_http_sandbox_script_free(call);
         return NGX_ERROR;
     }
 
@@ -177,6 +180,9 @@ ngx_http_sandbox_script_handler(void *data, redisReply *reply)
 {
     ngx_http_sandbox_script_call_t *call = data;
 
+    void                               *hdata;
+    ngx_http_sandbox_redis_handler_pt   handler;
+
     if (!call->reloaded && ngx_http_sandbox_script_noscript(reply)) {
 
         /* Redis lost its scripts: load this one again, then retry once */
@@ -199,18 +205,28 @@ ngx_http_sandbox_script_handler(void *data, redisReply *reply)
         reply = NULL;
     }
 
-    /* the handler may free the pool the call lives in */
+    /* freed first: the handler may free the pool the call lives in */
 
-    if (call->heap) {
-        if (call->handler) {
-            call->handler(call->data, reply);
-        }
+    handler = call->handler;
+    hdata = call->data;
 
-        ngx_free(call);
-        return;
+    ngx_http_sandbox_script_free(call);
+
+    if (handler) {
+        handler(hdata, reply);
     }
+}
 
-    call->handler(call->data, reply);
+
+static void
+ngx_http_sandbox_script_free(ngx_http_sandbox_script_call_t *call)
+{
+    if (call->pool) {
+        ngx_pfree(call->pool, call);
+
+    } else {
+        ngx_free(call);
+    }
 }
 
 

@@ -40,8 +40,9 @@ ngx_int_t ngx_http_sandbox_script_hash(ngx_http_sandbox_script_t *s,
 /*
  * Runs the script: argv is what follows the script in EVAL (numkeys, the
  * keys, the arguments), copied at once.  With a pool, the call's memory is
- * the pool's (a request's: cancel the op from the request's cleanup);
- * without, it is freed when the call ends.  *opp, when not NULL, follows
+ * the pool's (a request's: cancel the op from the request's cleanup), and
+ * given back to it before the handler is called; without, it is freed
+ * when the call ends.  *opp, when not NULL, follows
  * the command in flight (a reload replaces it), for ..._redis_cancel().
  * Without a pool, a NULL handler makes the command fire-and-forget,
  * NOSCRIPT still handled.  Returns NGX_ERROR when the command could not

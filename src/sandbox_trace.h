@@ -32,7 +32,9 @@ int sbx_traceparent_parse(const unsigned char *v, size_t len,
 
 /*
  * Writes the 55 characters of "00-<trace_id>-<span>-<flags>" at dst, span
- * being the 64 bits given in lowercase hex (0 is made 1: never all zeros)
+ * being the 64 bits given in lowercase hex (0 is made 1: never all zeros);
+ * trace_id and flags may lie in dst, where they are written (trace_id at
+ * dst + 3, flags at dst + 53: the value is rewritten in place)
  */
 unsigned char *sbx_traceparent_write(unsigned char *dst,
     const unsigned char *trace_id, uint64_t span,

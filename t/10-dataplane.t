@@ -9,6 +9,8 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use Time::HiRes qw(time sleep);
+use IO::Socket::IP;
+use Socket qw(AF_INET6);
 use SbxTest;
 
 my $t = SbxTest->new;
@@ -272,6 +274,44 @@ for my $case ([ 'sleepy', 'Sandbox not ready' ],
     my $res = req('GET', "/proxy/$name/v1/x", $alice);
     json_is($res, 503, 'Service Unavailable', $message, "not ready $name");
     is($res->{headers}{'retry-after'}, '7', "$name: Retry-After");
+}
+
+# a route's address: an IP literal and a port, "ip:port" or "[ipv6]:port",
+# parsed into the request's context (ngx_parse_addr_port's reading, with
+# no allocation); anything else is a pod not ready, logged
+
+my ($rt_port) = $rt =~ /:(\d+)$/;
+my $n_addr = 0;
+$t->expect_log(qr/has an invalid address/);
+for my $addr ("localhost:$rt_port", '127.0.0.1', '127.0.0.1:0',
+              '127.0.0.1:65536', '127.0.0.1:80x', '127.0.0.1:', ':80',
+              '1.2.3:80', '256.1.1.1:80', '[::1]', '[::1]80', '[::1:80',
+              "::1:$rt_port", '[zz::1]:80', '')
+{
+    my $name = 'addr-' . ++$n_addr;
+    $t->add_route('alice', $name, addr => $addr);
+    my $res = req('GET', "/proxy/$name/v1/x", $alice);
+    json_is($res, 503, 'Service Unavailable', 'Sandbox service not ready',
+            "route address '$addr' refused");
+}
+like($t->error_log, qr/route of "alice\/addr-1" has an invalid address "localhost:\Q$rt_port\E"/,
+     'an invalid address is logged with its route');
+
+SKIP: {
+    my $v6 = IO::Socket::IP->new(Domain => AF_INET6, Proto => 'tcp');
+    skip 'no IPv6 here', 6 unless $v6;
+    close $v6;
+
+    # IPv4-mapped: an IPv6 literal that reaches the runtime on 127.0.0.1
+    $t->add_route('alice', 'addr-v6', addr => "[::ffff:127.0.0.1]:$rt_port");
+    my $res = req('GET', '/proxy/addr-v6/_debug/x', $alice);
+    is($res->{status}, 200, 'an IPv6 route address is used');
+    is($t->json($res)->{runtime_id}, 'alice-sb', 'and reaches its pod');
+
+    my ($dead_port) = $dead =~ /:(\d+)$/;
+    $t->add_route('alice', 'addr-v6-dead', addr => "[::1]:$dead_port");
+    json_is(req('GET', '/proxy/addr-v6-dead/v1/x', $alice), 502,
+            'Bad Gateway', 'Sandbox unreachable', 'IPv6 pod unreachable');
 }
 
 # pod unreachable: 502, JSON; pod too slow: 504, JSON

@@ -19,8 +19,8 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use Time::HiRes qw(time sleep);
-use Digest::SHA qw(sha1_hex);
 use SbxTest;
+use SbxMonitor;
 
 my $t = SbxTest->new;
 $t->redis_start;
@@ -32,11 +32,8 @@ close $f;
 chmod 0600, $t->dir . '/admin.key';
 
 # every command Redis runs, from before nginx loads its first script
-$t->spawn('monitor', {}, 'redis-cli', '-h', '127.0.0.1',
-          '-p', $t->port('redis'), 'monitor');
-my $until = time + 10;
-sleep 0.05 while time < $until && $t->read_file('monitor.out') !~ /^OK/m;
-ok($t->read_file('monitor.out') =~ /^OK/m, 'MONITOR is on');
+my $mon = SbxMonitor->start($t);
+ok($mon, 'MONITOR is on');
 
 # port 1: the API and the lookup without cache; 2: authentication off;
 # 3: cached keys, their use reported each second
@@ -153,44 +150,13 @@ for my $wait (0, 1.7, 1.5) {
 sleep 1.5;
 
 $t->nginx_stop;
-$t->reap('monitor');
+$mon->stop;
 
 ### what Redis saw
 
-my %ESC = (n => "\n", r => "\r", t => "\t", a => "\a", b => "\b");
-sub unescape { defined $_[1] ? chr hex $_[1] : $ESC{ $_[0] } // $_[0] }
-
-# a MONITOR line: time [db client] "arg" ... (sdscatrepr's escapes)
-sub tokens {
-    my ($line) = @_;
-    my ($client, $rest) = $line =~ /^\d+\.\d+ \[\d+ (\S+)\] (.*)$/ or return;
-    my @a;
-    while ($rest =~ /\G"((?:[^"\\]|\\.)*)" ?/gc) {
-        (my $v = $1) =~ s{\\(x([0-9a-fA-F]{2})|.)}{unescape($1, $2)}ge;
-        push @a, $v;
-    }
-    return ($client, @a);
-}
-
-my (%text, @runs, $run);
-for my $line (split /\n/, $t->read_file('monitor.out')) {
-    my ($client, @a) = tokens($line) or next;
-    my $cmd = lc($a[0] // '');
-    if ($client eq 'lua') {
-        push @{ $run->{cmds} }, \@a if $run;
-        next;
-    }
-    $run = undef;
-    if ($cmd eq 'script' && lc($a[1] // '') eq 'load') {
-        $text{ sha1_hex($a[2]) } = $a[2];
-    } elsif ($cmd eq 'evalsha' || $cmd eq 'eval') {
-        my $n = $a[2];
-        $run = { sha => $cmd eq 'eval' ? sha1_hex($a[1]) : $a[1],
-                 keys => [ @a[3 .. 2 + $n] ], argv => [ @a[3 + $n .. $#a] ],
-                 cmds => [] };
-        push @runs, $run;
-    }
-}
+my $m = $mon->parse;
+my %text = %{ $m->{text} };
+my @runs = @{ $m->{runs} };
 ok(@runs > 30, scalar(@runs) . ' script runs seen');
 
 # the data model's keys; a capture is a part a caller could know
@@ -214,14 +180,13 @@ sub label {
     return substr($sha, 0, 8) . ' ' . ($act // $ret // '');
 }
 
-my (%getkeys, %bad, %seen, %touched);
+my (%bad, %seen, %touched);
 for my $r (@runs) {
     my %declared = map { $_ => 1 } @{ $r->{keys} };
     my %args = map { $_ => 1 } grep { length } @{ $r->{argv} };
     $seen{ $r->{sha} }++;
     for my $c (@{ $r->{cmds} }) {
-        my $sig = join "\0", @$c;
-        my $keys = $getkeys{$sig} //= eval { $t->redis('COMMAND', 'GETKEYS', @$c) } // [];
+        my $keys = $mon->keys_of($c);
         for my $k (@$keys) {
             $touched{ $r->{sha} }{ $declared{$k} ? 'declared' : 'computed' }++;
             next if $declared{$k};
@@ -246,7 +211,8 @@ ok((grep { label($_) eq 'lookup' } keys %seen), 'the lookup ran');
 ok((grep { label($_) eq 'key-use report' } keys %seen), 'the key-use report ran');
 ok((grep { label($_) eq 'activity report' } keys %seen),
    'the activity report ran');
-ok(!grep({ !$text{$_} } keys %seen), 'each script run was loaded by SCRIPT LOAD');
+ok(!grep({ !$m->{loaded}{$_} } keys %seen),
+   'each script run was loaded by SCRIPT LOAD');
 
 is_deeply(\%bad, {}, 'no script touches an undeclared key its arguments '
                      . 'name') or diag explain \%bad;

@@ -265,7 +265,11 @@ $t->spawn('relayed', $k->daemon_env($t, K8S_API => "https://127.0.0.1:$relay"),
           $syncd, '--watch-timeout', '3');
 is($k->create('w1', port => $rt_port), 201, 'Sandbox before the cut');
 ok(wait_for(sub { defined route_field('w1', 'rv') }), 'routed through the relay');
-ok(wait_for(sub { ($t->redis('HGET', 'sbx:sync', 'listed') // '') eq '1' }),
+# (sbx:sync still holds the previous daemon's state until this one's
+# list ends: its leader says whose it is)
+ok(wait_for(sub { ($t->redis('HGET', 'sbx:sync', 'listed') // '') eq '1'
+                  && ($t->redis('HGET', 'sbx:sync', 'leader') // '')
+                     =~ /-$t->{pids}{relayed}$/ }, 30),
    'listed');
 my $listed_at = $t->redis('HGET', 'sbx:sync', 'last_list_at');
 sleep 0.5;                      # the watch is open

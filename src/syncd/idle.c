@@ -29,6 +29,7 @@
 
 #include "idle.h"
 #include "log.h"
+#include "script.h"
 
 #define IDLE_SCAN_MS    1000
 
@@ -39,36 +40,37 @@
  * again after this long */
 #define IDLE_RETRY_S    60
 
-/* ARGV: member, now, the audit cap, IDLE_RETRY_S */
-static const char *pause_lua =
+/* KEYS: the sandbox's route and record, sbx:idle, sbx:streams, sbx:ops,
+ * sbx:audit; ARGV: member, now, the audit cap, IDLE_RETRY_S */
+script idle_pause_script = { .text =
     "local id, now = ARGV[1], tonumber(ARGV[2])\n"
     "local u, n = id:match('^([^:]+):(.+)$')\n"
-    "local rt = redis.call('HMGET', 'sbx:route:' .. id, 'ready', 'suspended',\n"
+    "local rt = redis.call('HMGET', KEYS[1], 'ready', 'suspended',\n"
     "                      'idle_timeout', 'namespace', 'active_at')\n"
     "local t = tonumber(rt[3] or '') or 0\n"
     "if not u or rt[1] ~= '1' or rt[2] == '1' or t <= 0 then\n"
-    "  redis.call('ZREM', 'sbx:idle', id) return 0 end\n"
+    "  redis.call('ZREM', KEYS[3], id) return 0 end\n"
     "local last = tonumber(rt[5] or '') or now\n"
     "if now - last <= t then\n"
-    "  redis.call('ZADD', 'sbx:idle', last + t + 1, id) return 0 end\n"
-    "local open = tonumber(redis.call('ZSCORE', 'sbx:streams', id)) or 0\n"
+    "  redis.call('ZADD', KEYS[3], last + t + 1, id) return 0 end\n"
+    "local open = tonumber(redis.call('ZSCORE', KEYS[4], id)) or 0\n"
     "if open > now then\n"
-    "  redis.call('ZADD', 'sbx:idle', open, id) return 0 end\n"
-    "local sk, ns = 'sbx:sandbox:' .. id, rt[4] or ''\n"
+    "  redis.call('ZADD', KEYS[3], open, id) return 0 end\n"
+    "local sk, ns = KEYS[2], rt[4] or ''\n"
     "if redis.call('EXISTS', sk) == 1 then\n"
     "  redis.call('HSET', sk, 'state', 'pausing')\n"
     "  ns = redis.call('HGET', sk, 'namespace') or ns end\n"
-    "redis.call('XADD', 'sbx:ops', '*', 'op', 'pause', 'user', u, 'name', n,\n"
+    "redis.call('XADD', KEYS[5], '*', 'op', 'pause', 'user', u, 'name', n,\n"
     "           'namespace', ns, 'image', '', 'requested_at', now,\n"
     "           'reason', 'idle')\n"
-    "redis.call('XADD', 'sbx:audit', 'MAXLEN', '~', ARGV[3], '*',\n"
+    "redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[3], '*',\n"
     "  'time', now, 'actor', 'sandbox-syncd', 'key_id', '',\n"
     "  'action', 'sandbox.pause', 'target', u .. '/' .. n, 'client', '',\n"
     "  'request_id', '', 'result', 'ok', 'status', 200,\n"
     "  'reason', 'idle for ' .. (now - last) .. ' s (timeout ' .. t .. ' s)')\n"
-    "redis.call('ZADD', 'sbx:idle', now + tonumber(ARGV[4]), id)\n"
+    "redis.call('ZADD', KEYS[3], now + tonumber(ARGV[4]), id)\n"
     "redis.call('PUBLISH', 'sbx:events', 'route ' .. u .. ' ' .. n)\n"
-    "return now - last\n";
+    "return now - last\n" };
 
 static long long now_ms(void) {
     struct timeval tv;
@@ -80,9 +82,16 @@ static long long now_ms(void) {
 static int pause_one(redisContext *c, idle *d, const char *id, long now) {
     redisReply *r;
     int rc = 0;
+    char route[160], rec[160], t[24], maxlen[24], retry[24];
+    const char *argv[] = { route, rec, "sbx:idle", "sbx:streams", "sbx:ops",
+                           "sbx:audit", id, t, maxlen, retry };
 
-    r = redisCommand(c, "EVAL %s 0 %s %ld %ld %d", pause_lua, id, now,
-                     d->audit_maxlen, IDLE_RETRY_S);
+    snprintf(route, sizeof(route), "sbx:route:%s", id);
+    snprintf(rec, sizeof(rec), "sbx:sandbox:%s", id);
+    snprintf(t, sizeof(t), "%ld", now);
+    snprintf(maxlen, sizeof(maxlen), "%ld", d->audit_maxlen);
+    snprintf(retry, sizeof(retry), "%d", IDLE_RETRY_S);
+    r = script_call(c, &idle_pause_script, 6, 10, argv);
     if (r == NULL) return -1;
     if (r->type == REDIS_REPLY_INTEGER && r->integer > 0) {
         syncd_log("idle pause %s: idle for %lld s", id, r->integer);

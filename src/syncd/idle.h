@@ -7,6 +7,11 @@
 
 #include <hiredis/hiredis.h>
 
+#include "script.h"
+
+/* its script, loaded with the operations' (ops.c) */
+extern script idle_pause_script;
+
 /* as the module's sandbox_audit_maxlen default */
 #define IDLE_AUDIT_MAXLEN  100000
 

@@ -14,10 +14,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "idle.h"
 #include "log.h"
 #include "metrics.h"
 #include "ops.h"
 #include "route.h"
+#include "store.h"
 
 typedef struct op {
     const char *id, *op, *user, *name, *namespace, *image;
@@ -99,27 +101,48 @@ static long long now_ms(void) {
     return (long long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void record(ops *o, const op *p, const char *state, const char *error) {
-    redisReply *r;
-    char key[256];
-    int kind = metrics_op_kind(p->op);
+/* the outcome written to the sandbox's record, if the API still has one.
+ * KEYS: sbx:sandbox:<user>:<name> (the only key: none found from data) */
+static script failed_script = { .text =
+    "if redis.call('EXISTS', KEYS[1]) == 1 then "
+    "redis.call('HSET', KEYS[1], 'error', ARGV[1], 'error_at', ARGV[2]) end" };
 
-    if (kind >= 0 && error) METRIC_INC(ops_failed[kind]);
-    else if (kind >= 0) METRIC_INC(ops_done[kind]);
+static script done_script = { .text =
+    "if redis.call('EXISTS', KEYS[1]) == 1 then "
+    "redis.call('HSET', KEYS[1], 'state', ARGV[1]) "
+    "redis.call('HDEL', KEYS[1], 'error', 'error_at') end" };
+
+static script *const ops_scripts[] = { &failed_script, &done_script,
+                                       &idle_pause_script };
+
+redisContext *ops_connect(const char *addr) {
+    return store_connect(addr, ops_scripts,
+                         sizeof(ops_scripts) / sizeof(ops_scripts[0]));
+}
+
+/* 0 once Redis answered (an error reply is only logged); -1 if it did
+ * not (connection lost, the script could not be loaded again): the
+ * entry then stays pending, to be carried out and recorded again */
+static int record(ops *o, const op *p, const char *state, const char *error) {
+    char key[256], at[24];
+    const char *argv[3] = { key, error ? error : state, at };
+    int kind = metrics_op_kind(p->op), rc;
+    redisReply *rep;
 
     snprintf(key, sizeof(key), "sbx:sandbox:%s:%s", p->user, p->name);
-    if (error)
-        r = redisCommand(o->redis, "EVAL %s 1 %s %s %ld",
-            "if redis.call('EXISTS', KEYS[1]) == 1 then "
-            "redis.call('HSET', KEYS[1], 'error', ARGV[1], 'error_at', ARGV[2]) end",
-            key, error, (long) time(NULL));
-    else
-        r = redisCommand(o->redis, "EVAL %s 1 %s %s",
-            "if redis.call('EXISTS', KEYS[1]) == 1 then "
-            "redis.call('HSET', KEYS[1], 'state', ARGV[1]) "
-            "redis.call('HDEL', KEYS[1], 'error', 'error_at') end",
-            key, state);
-    freeReplyObject(r);
+    snprintf(at, sizeof(at), "%ld", (long) time(NULL));
+    rep = script_call(o->redis, error ? &failed_script : &done_script,
+                      1, error ? 3 : 2, argv);
+    rc = rep ? 0 : -1;
+    if (rep == NULL || rep->type == REDIS_REPLY_ERROR)
+        syncd_log("%s %s/%s: not recorded: %s", p->op, p->user, p->name,
+                  rep ? rep->str : o->redis->errstr);
+    else if (kind >= 0 && error)
+        METRIC_INC(ops_failed[kind]);
+    else if (kind >= 0)
+        METRIC_INC(ops_done[kind]);
+    freeReplyObject(rep);
+    return rc;
 }
 
 /* returns 1 when Kubernetes answered (ack), 0 to retry later */
@@ -129,12 +152,11 @@ static int carry_out(ops *o, const op *p) {
     json_t *obj = NULL, *out = NULL;
     char *text = NULL;
     long status;
-    int beta = strcmp(o->api_version, "v1beta1") == 0;
+    int beta = strcmp(o->api_version, "v1beta1") == 0, rc;
 
     if (!route_label_valid(p->name) || !route_label_valid(p->user)
         || !route_label_valid(p->namespace)) {
-        record(o, p, NULL, "invalid operation");
-        return 1;
+        return record(o, p, NULL, "invalid operation") == 0;
     }
     snprintf(path, sizeof(path),
              "/apis/agents.x-k8s.io/%s/namespaces/%s/sandboxes",
@@ -174,8 +196,7 @@ static int carry_out(ops *o, const op *p) {
                          : "{\"spec\":{\"replicas\":1}}"));
             state = pause ? "paused" : "active";
         } else {
-            record(o, p, NULL, "unknown operation");
-            return 1;
+            return record(o, p, NULL, "unknown operation") == 0;
         }
     }
 
@@ -196,12 +217,12 @@ static int carry_out(ops *o, const op *p) {
     if ((status >= 200 && status < 300)
         || (status == 409 && strcmp(p->op, "create") == 0)
         || (status == 404 && strcmp(p->op, "delete") == 0))
-        record(o, p, state, NULL);
+        rc = record(o, p, state, NULL);
     else
-        record(o, p, NULL, message(out));
+        rc = record(o, p, NULL, message(out));
 
     json_decref(out);
-    return 1;
+    return rc == 0;
 }
 
 static int handle(ops *o, redisReply *reply) {

@@ -19,6 +19,9 @@ typedef struct ops {
     int claimed;                /* other consumers' entries taken over */
 } ops;
 
+/* a connection with the operations' scripts loaded (store_connect) */
+redisContext *ops_connect(const char *addr);
+
 /* one round: the consumer's pending entries, then new ones (blocks up to
  * block_ms); returns -1 on a Redis error.  The first round takes over the
  * entries other consumers left pending: only one operations process runs

@@ -7,6 +7,8 @@
  * so a re-list does not make every gateway drop its cache.
  * Every change is announced on sbx:events in the same script, so the
  * gateways drop their cached copy at once.
+ * The scripts go by EVALSHA (script.c): store_connect loads the ones a
+ * connection will run before handing it out.
  *
  * With "sentinel:NAME@HOST:PORT,..." the master is the one a majority of
  * the sentinels that answer name, checked with ROLE; during a failover
@@ -26,6 +28,13 @@
 #include "store.h"
 
 /*
+ * The scripts name every key in KEYS[]: the keys of the route table are
+ * all made from the object's user and name, which the caller knows, so
+ * none is found only by reading data.  user and name are in ARGV too:
+ * the member of sbx:routes and the announcement are made from them.
+ */
+
+/*
  * Idle bookkeeping, done for unchanged routes too (a re-list fills it in
  * after an upgrade or a flush): the route's active_at is the sandbox's
  * last activity (the gateway moves it forward; a sandbox counts from when
@@ -33,12 +42,15 @@
  * the running sandboxes that have an idle timeout (ARGV[13], the
  * annotation or --idle-pause; 0: never), scored by when they fall idle,
  * which is what idle.c scans.
+ *
+ * KEYS: sbx:route:<user>:<name>, sbx:routes, sbx:idle; ARGV: user, name,
+ * rv, addr, ready, suspended, namespace, fqdn, reason, message, uid,
+ * updated_at_ms, idle_timeout
  */
-static const char *put_lua =
+static script put_script = { .text =
     "local id = ARGV[1] .. ':' .. ARGV[2]\n"
-    "local key = 'sbx:route:' .. id\n"
-    "local old = redis.call('HMGET', key, 'rv', 'addr', 'ready', 'suspended',\n"
-    "  'idle_timeout', 'active_at')\n"
+    "local old = redis.call('HMGET', KEYS[1], 'rv', 'addr', 'ready',\n"
+    "  'suspended', 'idle_timeout', 'active_at')\n"
     "local a, b = tonumber(ARGV[3]), tonumber(old[1] or '')\n"
     "if old[1] and a and b and a < b then return 0 end\n"
     "local now = math.floor(tonumber(ARGV[12]) / 1000)\n"
@@ -47,30 +59,53 @@ static const char *put_lua =
     "local t = tonumber(ARGV[13])\n"
     "local at = tonumber(old[6] or '') or now\n"
     "if run and not was and at < now then at = now end\n"
-    "redis.call('HSET', key, 'active_at', at)\n"
-    "if not run or t <= 0 then redis.call('ZREM', 'sbx:idle', id)\n"
+    "redis.call('HSET', KEYS[1], 'active_at', at)\n"
+    "if not run or t <= 0 then redis.call('ZREM', KEYS[3], id)\n"
     "elseif not was or (old[5] or '') ~= ARGV[13] then\n"
-    "  redis.call('ZADD', 'sbx:idle', at + t, id)\n"
-    "else redis.call('ZADD', 'sbx:idle', 'NX', at + t, id) end\n"
+    "  redis.call('ZADD', KEYS[3], at + t, id)\n"
+    "else redis.call('ZADD', KEYS[3], 'NX', at + t, id) end\n"
     "if old[1] == ARGV[3] and old[2] == ARGV[4] and old[3] == ARGV[5]\n"
     "   and (old[5] or '') == ARGV[13]\n"
     "then return 0 end\n"
-    "redis.call('HSET', key, 'addr', ARGV[4], 'ready', ARGV[5],\n"
+    "redis.call('HSET', KEYS[1], 'addr', ARGV[4], 'ready', ARGV[5],\n"
     "  'suspended', ARGV[6], 'rv', ARGV[3], 'namespace', ARGV[7],\n"
     "  'fqdn', ARGV[8], 'reason', ARGV[9], 'message', ARGV[10],\n"
     "  'uid', ARGV[11], 'updated_at_ms', ARGV[12], 'idle_timeout', ARGV[13])\n"
-    "redis.call('SADD', 'sbx:routes', id)\n"
-    "redis.call('PUBLISH', 'sbx:events', 'route ' .. ARGV[1] .. ' ' .. ARGV[2])\n"
-    "return 1\n";
+    "redis.call('SADD', KEYS[2], ARGV[1] .. ':' .. ARGV[2])\n"
+    "redis.call('PUBLISH', 'sbx:events',\n"
+    "  'route ' .. ARGV[1] .. ' ' .. ARGV[2])\n"
+    "return 1\n" };
 
-static const char *del_lua =
-    "local id = ARGV[1] .. ':' .. ARGV[2]\n"
-    "redis.call('DEL', 'sbx:route:' .. id)\n"
-    "redis.call('SREM', 'sbx:routes', id)\n"
-    "redis.call('ZREM', 'sbx:idle', id)\n"
-    "redis.call('ZREM', 'sbx:streams', id)\n"
-    "redis.call('PUBLISH', 'sbx:events', 'route ' .. ARGV[1] .. ' ' .. ARGV[2])\n"
-    "return 1\n";
+/* KEYS: sbx:route:<user>:<name>, sbx:routes, sbx:idle, sbx:streams;
+ * ARGV: user, name */
+static script del_script = { .text =
+    "redis.call('DEL', KEYS[1])\n"
+    "redis.call('SREM', KEYS[2], ARGV[1] .. ':' .. ARGV[2])\n"
+    "redis.call('ZREM', KEYS[3], ARGV[1] .. ':' .. ARGV[2])\n"
+    "redis.call('ZREM', KEYS[4], ARGV[1] .. ':' .. ARGV[2])\n"
+    "redis.call('PUBLISH', 'sbx:events',\n"
+    "  'route ' .. ARGV[1] .. ' ' .. ARGV[2])\n"
+    "return 1\n" };
+
+/* a missing sbx:sync means Redis lost its data (flushed, or restarted
+ * without persistence): the state then says "not listed".
+ * KEYS: sbx:sync; ARGV: resource_version, leader, listed, last_list_at,
+ * last_event_at, synced_at, lag_ms, updated_at, listing */
+static script sync_script = { .text =
+    "local existed = redis.call('EXISTS', KEYS[1])\n"
+    "local listed = ARGV[3]\n"
+    "if existed == 0 and ARGV[9] ~= '1' then listed = '0' end\n"
+    "redis.call('HSET', KEYS[1], 'resource_version', ARGV[1],\n"
+    "  'leader', ARGV[2], 'listed', listed, 'last_list_at', ARGV[4],\n"
+    "  'last_event_at', ARGV[5], 'synced_at', ARGV[6], 'lag_ms', ARGV[7],\n"
+    "  'updated_at', ARGV[8])\n"
+    "return existed\n" };
+
+static script *const store_scripts[] = {
+    &put_script, &del_script, &sync_script
+};
+
+#define ROUTE_KEY_MAX  (sizeof("sbx:route::") + 2 * ROUTE_NAME_MAX)
 
 long long store_now_ms(void) {
     struct timeval tv;
@@ -235,7 +270,7 @@ static redisContext *sentinel_connect(const char *spec) {
     }
 }
 
-redisContext *store_connect(const char *addr) {
+static redisContext *connect_addr(const char *addr) {
     struct timeval tv = { 2, 0 };
     redisContext *c;
     char host[256];
@@ -262,44 +297,112 @@ redisContext *store_connect(const char *addr) {
     return c;
 }
 
-static int append_put(redisContext *c, const route *r, const char *ts) {
-    char idle[24];
+/* every new connection loads its scripts: it may be to a server that
+ * has never seen them (a new master after a failover) */
+redisContext *store_connect(const char *addr, script *const *scripts,
+                            size_t n) {
+    redisContext *c = connect_addr(addr);
 
+    if (c && script_load(c, scripts, n) != 0) {
+        redisFree(c);
+        return NULL;
+    }
+    return c;
+}
+
+redisContext *store_open(const char *addr) {
+    return store_connect(addr, store_scripts,
+                         sizeof(store_scripts) / sizeof(store_scripts[0]));
+}
+
+static void route_key(char *key, const char *user, const char *name) {
+    snprintf(key, ROUTE_KEY_MAX, "sbx:route:%s:%s", user, name);
+}
+
+static int append_put(redisContext *c, const route *r, const char *ts) {
+    char key[ROUTE_KEY_MAX], idle[24];
+    const char *argv[] = {
+        key, "sbx:routes", "sbx:idle",
+        r->user, r->name, r->rv, r->addr, r->ready ? "1" : "0",
+        r->suspended ? "1" : "0", r->namespace, r->fqdn, r->reason,
+        r->message, r->uid, ts, idle
+    };
+
+    route_key(key, r->user, r->name);
     /* the caller put the default in place of a missing annotation */
     snprintf(idle, sizeof(idle), "%ld",
              r->idle_timeout > 0 ? r->idle_timeout : 0);
-    return redisAppendCommand(c,
-        "EVAL %s 0 %s %s %s %s %s %s %s %s %s %s %s %s %s", put_lua,
-        r->user, r->name, r->rv, r->addr, r->ready ? "1" : "0",
-        r->suspended ? "1" : "0", r->namespace, r->fqdn, r->reason,
-        r->message, r->uid, ts, idle) == REDIS_OK ? 0 : -1;
+    return script_append(c, &put_script, 3, sizeof(argv) / sizeof(argv[0]),
+                         argv);
+}
+
+/*
+ * One pass of a pipeline: the routes still to do (todo[i]) are sent,
+ * then every reply is read, so the connection stays in step.  A route
+ * whose put met NOSCRIPT did not run: it stays to do.  Returns -1 if
+ * any other put failed, the number still to do otherwise.
+ */
+static int put_pass(redisContext *c, const route *r, size_t n,
+                    const char *ts, unsigned char *todo) {
+    size_t i, sent = 0;
+    int rc = 0, left = 0;
+    redisReply *rep;
+
+    for (i = 0; i < n; i++) {
+        if (!todo[i]) continue;
+        if (append_put(c, &r[i], ts) != 0) { rc = -1; break; }
+        sent++;
+    }
+    for (i = 0; i < n && sent > 0; i++) {
+        if (!todo[i]) continue;
+        sent--;
+        if (redisGetReply(c, (void **) &rep) != REDIS_OK) return -1;
+        if (script_noscript(rep)) {
+            freeReplyObject(rep);
+            left++;
+            continue;
+        }
+        todo[i] = 0;
+        if (ok(c, rep) != 0) rc = -1;
+    }
+    return rc < 0 ? rc : left;
 }
 
 int store_put(redisContext *c, const route *r) {
     return store_put_many(c, r, 1);
 }
 
+/* the puts that met NOSCRIPT (a SCRIPT FLUSH under this connection) go
+ * once more, behind one SCRIPT LOAD; the others ran once already */
 int store_put_many(redisContext *c, const route *r, size_t n) {
+    script *put = &put_script;
+    unsigned char *todo;
     char ts[32];
-    size_t i, sent = 0;
-    int rc = 0;
-    void *rep;
+    int left;
 
+    if (n == 0) return 0;
+    todo = malloc(n);
+    if (todo == NULL) return -1;
+    memset(todo, 1, n);
     snprintf(ts, sizeof(ts), "%lld", store_now_ms());
-    for (i = 0; i < n; i++) {
-        if (append_put(c, &r[i], ts) != 0) { rc = -1; break; }
-        sent++;
+    left = put_pass(c, r, n, ts, todo);
+    if (left > 0) {
+        fprintf(stderr, "sandbox-syncd: redis lost its scripts: loading"
+                " again\n");
+        left = script_load(c, &put, 1) == 0 ? put_pass(c, r, n, ts, todo)
+                                            : -1;
     }
-    /* every reply is read, so the connection stays in step */
-    for (i = 0; i < sent; i++) {
-        if (redisGetReply(c, &rep) != REDIS_OK) return -1;
-        if (ok(c, rep) != 0) rc = -1;
-    }
-    return rc;
+    free(todo);
+    return left == 0 ? 0 : -1;
 }
 
 int store_del(redisContext *c, const char *user, const char *name) {
-    return ok(c, redisCommand(c, "EVAL %s 0 %s %s", del_lua, user, name));
+    char key[ROUTE_KEY_MAX];
+    const char *argv[] = { key, "sbx:routes", "sbx:idle", "sbx:streams",
+                           user, name };
+
+    route_key(key, user, name);
+    return ok(c, script_call(c, &del_script, 4, 6, argv));
 }
 
 static int cmp(const void *a, const void *b) {
@@ -328,28 +431,23 @@ int store_reconcile(redisContext *c, char **keep, size_t n) {
     return rc;
 }
 
-/* a missing sbx:sync means Redis lost its data (flushed, or restarted
- * without persistence): the state then says "not listed" */
-static const char *sync_lua =
-    "local existed = redis.call('EXISTS', 'sbx:sync')\n"
-    "local listed = ARGV[3]\n"
-    "if existed == 0 and ARGV[9] ~= '1' then listed = '0' end\n"
-    "redis.call('HSET', 'sbx:sync', 'resource_version', ARGV[1],\n"
-    "  'leader', ARGV[2], 'listed', listed, 'last_list_at', ARGV[4],\n"
-    "  'last_event_at', ARGV[5], 'synced_at', ARGV[6], 'lag_ms', ARGV[7],\n"
-    "  'updated_at', ARGV[8])\n"
-    "return existed\n";
-
 int store_sync_state(redisContext *c, const sync_state *st, int listing) {
     long long now = store_now_ms();
+    char n[7][24];
+    const char *argv[] = { "sbx:sync", st->rv, st->leader, n[0], n[1], n[2],
+                           n[3], n[4], n[5], n[6] };
     redisReply *rep;
     int rc;
 
-    rep = redisCommand(c, "EVAL %s 0 %s %s %d %lld %lld %lld %lld %lld %d",
-                       sync_lua, st->rv, st->leader, st->listed,
-                       st->last_list_at, st->last_event_at, st->synced_at,
-                       st->synced_at ? now - st->synced_at : -1LL, now,
-                       listing);
+    snprintf(n[0], sizeof(n[0]), "%d", st->listed);
+    snprintf(n[1], sizeof(n[1]), "%lld", st->last_list_at);
+    snprintf(n[2], sizeof(n[2]), "%lld", st->last_event_at);
+    snprintf(n[3], sizeof(n[3]), "%lld", st->synced_at);
+    snprintf(n[4], sizeof(n[4]), "%lld",
+             st->synced_at ? now - st->synced_at : -1LL);
+    snprintf(n[5], sizeof(n[5]), "%lld", now);
+    snprintf(n[6], sizeof(n[6]), "%d", listing);
+    rep = script_call(c, &sync_script, 1, 10, argv);
     if (rep == NULL || rep->type != REDIS_REPLY_INTEGER) {
         ok(c, rep);
         return -1;

@@ -8,6 +8,7 @@
 #include <hiredis/hiredis.h>
 
 #include "route.h"
+#include "script.h"
 
 /* what sbx:sync says about this daemon's view (times in ms) */
 typedef struct sync_state {
@@ -21,7 +22,12 @@ typedef struct sync_state {
 
 long long store_now_ms(void);
 
-redisContext *store_connect(const char *addr);
+/* a connection to the master, the scripts it will run loaded on it
+ * (NULL: none, or the load failed); the caller owns it (redisFree) */
+redisContext *store_connect(const char *addr, script *const *scripts,
+                            size_t n);
+/* the same, with the route table's scripts (store_put ... below) */
+redisContext *store_open(const char *addr);
 int store_put(redisContext *c, const route *r);
 /* n routes in one pipeline: a re-list costs one round trip per page */
 int store_put_many(redisContext *c, const route *r, size_t n);

@@ -107,7 +107,7 @@ static void collection(syncd *s, char *path, size_t size, const char *query) {
 static int redis_ready(syncd *s) {
     if (s->redis && s->redis->err == 0) return 0;
     redisFree(s->redis);
-    s->redis = store_connect(s->redis_addr);
+    s->redis = store_open(s->redis_addr);
     if (s->redis == NULL) METRIC_INC(redis_errors);
     return s->redis ? 0 : -1;
 }
@@ -501,7 +501,7 @@ static int run_ops(syncd *s, const char *template_file) {
     while (!stopping) {
         if (o.redis == NULL || o.redis->err) {
             redisFree(o.redis);
-            o.redis = store_connect(s->redis_addr);
+            o.redis = ops_connect(s->redis_addr);
             if (o.redis == NULL) { sleep(1); continue; }
         }
         if (ops_round(&o, 1000) != 0) { sleep(1); continue; }
