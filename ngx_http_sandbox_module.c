@@ -156,6 +156,13 @@ static ngx_command_t  ngx_http_sandbox_commands[] = {
       offsetof(ngx_http_sandbox_loc_conf_t, cache_ttl.last_used),
       NULL },
 
+    { ngx_string("sandbox_activity"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_sandbox_loc_conf_t, activity),
+      NULL },
+
     { ngx_string("sandbox_status"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_sandbox_content,
@@ -661,6 +668,7 @@ ngx_http_sandbox_create_loc_conf(ngx_conf_t *cf)
     slcf->retry_after = NGX_CONF_UNSET;
     slcf->sync_max_lag = NGX_CONF_UNSET_MSEC;
     slcf->cache = NGX_CONF_UNSET;
+    slcf->activity = NGX_CONF_UNSET;
     slcf->cache_ttl.ttl = NGX_CONF_UNSET_MSEC;
     slcf->cache_ttl.negative_ttl = NGX_CONF_UNSET_MSEC;
     slcf->cache_ttl.grace = NGX_CONF_UNSET_MSEC;
@@ -691,6 +699,7 @@ ngx_http_sandbox_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_sec_value(conf->retry_after, prev->retry_after, 5);
     ngx_conf_merge_msec_value(conf->sync_max_lag, prev->sync_max_lag, 10000);
     ngx_conf_merge_value(conf->cache, prev->cache, 1);
+    ngx_conf_merge_value(conf->activity, prev->activity, 1);
     /* invalidation is pushed: the TTL only bounds a lost message */
 
     ngx_conf_merge_msec_value(conf->cache_ttl.ttl, prev->cache_ttl.ttl,
@@ -1051,7 +1060,8 @@ ngx_http_sandbox_init_process(ngx_cycle_t *cycle)
     }
 
     if (ngx_http_sandbox_usage_init(cycle) != NGX_OK
-        || ngx_http_sandbox_wait_init(cycle) != NGX_OK)
+        || ngx_http_sandbox_wait_init(cycle) != NGX_OK
+        || ngx_http_sandbox_activity_init(cycle) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -1067,6 +1077,7 @@ ngx_http_sandbox_exit_process(ngx_cycle_t *cycle)
     ngx_http_sandbox_events_exit();
     ngx_http_sandbox_wait_exit();
     ngx_http_sandbox_usage_exit();
+    ngx_http_sandbox_activity_exit();
     ngx_http_sandbox_sha256_cleanup();
 
     ngx_http_sandbox_redis_destroy(ngx_http_sandbox_worker_redis);

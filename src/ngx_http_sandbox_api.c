@@ -688,7 +688,8 @@ ngx_http_sandbox_api_fixup(json_t *j)
             || ngx_strcmp(k, "updated_at") == 0
             || ngx_strcmp(k, "expires_at") == 0
             || ngx_strcmp(k, "last_used_at") == 0
-            || ngx_strcmp(k, "createdAt") == 0)
+            || ngx_strcmp(k, "createdAt") == 0
+            || ngx_strcmp(k, "lastActivityAt") == 0)
         {
             if (json_is_number(v)) {
                 iso = json_number_value(v) > 0

@@ -188,6 +188,9 @@
     "             service = fqdn == 'pending' and 'pending'\n"                \
     "                       or fqdn:match('^[^.]+'),\n"                       \
     "             ready = ready, createdAt = num(rec.created_at)}\n"          \
+    "  s.lastActivityAt = num(rt.active_at)\n"                                \
+    "  s.idleTimeout = tonumber(rt.idle_timeout or '')\n"                     \
+    "                  or tonumber(rec.idle_timeout or '') or cjson.null\n"   \
     "  if full then\n"                                                        \
     "    s.replicas = ready and 1 or 0\n"                                     \
     "    s.suspended = rt.suspended == '1'\n"                                 \
@@ -240,10 +243,13 @@
     "  if rt.addr or rt.ready then\n"                                         \
     "    return {namespace = rt.namespace, created_at = rt.created_at} end\n" \
     "  return nil end\n"                                                      \
-    "local function queue(op, n, rec, image)\n"                               \
-    "  redis.call('XADD', ops, '*', 'op', op, 'user', user, 'name', n,\n"     \
+    "local function queue(op, n, rec, image, idle)\n"                         \
+    "  local e = {'op', op, 'user', user, 'name', n,\n"                       \
     "             'namespace', rec.namespace or '', 'image', image or '',\n"  \
-    "             'requested_at', now)\n"                                     \
+    "             'requested_at', now}\n"                                     \
+    "  if idle and idle ~= '' then\n"                                         \
+    "    e[#e + 1] = 'idle_timeout' e[#e + 1] = idle end\n"                   \
+    "  redis.call('XADD', ops, '*', unpack(e))\n"                             \
     "  redis.call('PUBLISH', 'sbx:events', 'route ' .. user .. ' ' .. n) end\n"\
     "local function set_state(op, n, rec)\n"                                 \
     "  redis.call('HSET', rec_k, 'state',\n"                                 \
@@ -463,7 +469,8 @@ static const char  ngx_http_sandbox_lua_me[] =
 
 /*
  * ARGV[3] name, ARGV[4] image, ARGV[5] namespace, or its prefix when
- * ARGV[7] is "prefix", ARGV[6] quota (0: none)
+ * ARGV[7] is "prefix", ARGV[6] quota (0: none), ARGV[8] idle_timeout in
+ * seconds ("": sandbox-syncd's default)
  */
 
 #define SBX_LUA_SANDBOX_CREATE                                                \
@@ -481,8 +488,10 @@ static const char  ngx_http_sandbox_lua_me[] =
     "              ' per user)') end\n"                                       \
     "redis.call('HSET', rec_k, 'name', n, 'user', user, 'namespace', ns,\n"   \
     "           'image', image, 'created_at', now, 'state', 'creating')\n"    \
+    "if ARGV[8] ~= '' then redis.call('HSET', rec_k, 'idle_timeout', ARGV[8])" \
+    " end\n"                                                                  \
     "redis.call('ZADD', list_k, now * 1000, n)\n"                             \
-    "queue('create', n, {namespace = ns}, image)\n"                           \
+    "queue('create', n, {namespace = ns}, image, ARGV[8])\n"                  \
     "return reply(201, {success = true,\n"                                    \
     "  message = \"Sandbox '\" .. n .. \"' created successfully\",\n"         \
     "  sandbox = {name = n, namespace = ns, image = image, username = user}})\n"
@@ -574,7 +583,8 @@ static const char  ngx_http_sandbox_lua_health[] =
     "    out[#out + 1] = {id = e[1], created_at = num(h.time),\n"             \
     "      actor = h.actor, key_id = h.key_id, action = h.action,\n"          \
     "      target = h.target, client = h.client, request_id = h.request_id,\n"\
-    "      result = h.result, status = num(h.status), via = h.via} end end\n"\
+    "      result = h.result, status = num(h.status), via = h.via,\n"        \
+    "      reason = h.reason} end end\n"                                      \
     "if since == '' then\n"                                                   \
     "  local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)\n"  \
     "  nxt = top[1] and top[1][1] or '0-0'\n"                                 \

@@ -264,6 +264,7 @@ ngx_int_t
 ngx_http_sandbox_api_prep_sandbox_create(ngx_http_request_t *r,
     ngx_http_sandbox_api_ctx_t *ctx)
 {
+    u_char                       *idle;
     ngx_uint_t                    anon;
     sbx_sandbox_create_t          sc;
     ngx_http_sandbox_loc_conf_t  *slcf;
@@ -309,6 +310,22 @@ ngx_http_sandbox_api_prep_sandbox_create(ngx_http_request_t *r,
 
     ngx_http_sandbox_api_arg(ctx, anon ? "namespace" : "prefix",
                              anon ? 9 : 6);
+
+    /* "": sandbox-syncd's --idle-pause */
+
+    if (sc.idle_timeout < 0) {
+        ngx_http_sandbox_api_arg(ctx, "", 0);
+
+    } else {
+        idle = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+        if (idle == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_http_sandbox_api_arg(ctx, (char *) idle,
+                                 ngx_sprintf(idle, "%l", sc.idle_timeout)
+                                 - idle);
+    }
 
     ngx_http_sandbox_api_rate_args(ctx, &slcf->create_rate);
 

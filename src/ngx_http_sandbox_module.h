@@ -59,6 +59,7 @@ typedef struct {
     ngx_msec_t                      sync_max_lag;
     ngx_flag_t                      cache;
     ngx_http_sandbox_cache_ttl_t    cache_ttl;
+    ngx_flag_t                      activity;   /* for idle auto-pause */
 
     ngx_flag_t                      wake;
     ngx_msec_t                      wake_timeout;
@@ -227,6 +228,12 @@ void ngx_http_sandbox_events_exit(void);
 ngx_int_t ngx_http_sandbox_usage_init(ngx_cycle_t *cycle);
 void ngx_http_sandbox_usage_exit(void);
 void ngx_http_sandbox_usage_add(u_char *digest);
+
+/* activity: what sandbox-syncd's idle auto-pause reads */
+ngx_int_t ngx_http_sandbox_activity_init(ngx_cycle_t *cycle);
+void ngx_http_sandbox_activity_exit(void);
+ngx_int_t ngx_http_sandbox_activity_start(ngx_http_request_t *r,
+    ngx_str_t *user, ngx_str_t *name, ngx_msec_t interval);
 
 /* status: content handler of "sandbox_status" */
 ngx_int_t ngx_http_sandbox_status_handler(ngx_http_request_t *r);

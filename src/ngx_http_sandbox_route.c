@@ -1087,6 +1087,19 @@ ngx_http_sandbox_finish(ngx_http_request_t *r,
 
         ngx_http_sandbox_forward_rewrite(r, ctx->out);
 
+        /* in flight until the request ends: idle auto-pause reads it */
+
+        slcf = ngx_http_get_module_loc_conf(r, ngx_http_sandbox_module);
+
+        if (slcf->activity
+            && ngx_http_sandbox_activity_start(r, &ctx->out->user,
+                                               &ctx->out->name,
+                                               slcf->cache_ttl.last_used)
+               != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
         /* a key answered from the cache: its use goes to Redis aside */
 
         if (ctx->key_used) {

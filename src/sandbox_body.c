@@ -42,6 +42,9 @@ sbx_body_load(const char *data, size_t len, char *err)
 }
 
 
+static int sbx_body_idle(const json_t *body, long *out, char *err);
+
+
 static json_t *
 sbx_body_get(const json_t *body, const char *field)
 {
@@ -287,6 +290,40 @@ sbx_body_sandbox_create(const json_t *body, int anon,
     if (anon && sbx_body_label(body, "namespace", &out->ns, err) != 0) {
         return -1;
     }
+
+    return sbx_body_idle(body, &out->idle_timeout, err);
+}
+
+
+/* absent or null: the default (-1); else whole seconds within the bound */
+
+static int
+sbx_body_idle(const json_t *body, long *out, char *err)
+{
+    json_t     *v;
+    json_int_t  n;
+
+    *out = -1;
+
+    v = sbx_body_get(body, "idle_timeout");
+
+    if (v == NULL || json_is_null(v)) {
+        return 0;
+    }
+
+    if (!json_is_integer(v)) {
+        snprintf(err, SBX_BODY_ERR_MAX, "%s", SBX_BODY_IDLE_RULE);
+        return -1;
+    }
+
+    n = json_integer_value(v);
+
+    if (n < 0 || n > SBX_BODY_IDLE_MAX) {
+        snprintf(err, SBX_BODY_ERR_MAX, "%s", SBX_BODY_IDLE_RULE);
+        return -1;
+    }
+
+    *out = (long) n;
 
     return 0;
 }

@@ -71,7 +71,15 @@ typedef struct {
     sbx_body_str_t     name;        /* a DNS-1123 label, not "proxy" */
     sbx_body_str_t     image;       /* "" for the configured default */
     sbx_body_str_t     ns;          /* anon only: a label, "default" */
+    long               idle_timeout;    /* seconds, 0 never; -1 absent */
 } sbx_sandbox_create_t;
+
+/* the longest idle_timeout: a year (sandbox-syncd's bound too) */
+#define SBX_BODY_IDLE_MAX      31536000L
+
+#define SBX_BODY_IDLE_RULE                                                    \
+    "idle_timeout must be an integer number of seconds from 0 (never) "      \
+    "to 31536000"
 
 
 /* a body's bytes: a JSON object (to json_decref()), or NULL and err */

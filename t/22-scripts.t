@@ -27,8 +27,12 @@ chmod 0600, $t->dir . '/admin.key';
 # port 1: cache off, and the API; port 2: cached keys, uses reported
 # each second
 
+# (activity reports, once a second after a request, would add their own
+# script's commands to the counts at moments of their own: off here)
+
 $t->write_conf($t->base_conf(workers => 1, http => <<'EOF'));
     sandbox_redis %%REDIS%%;
+    sandbox_activity off;
     sandbox_admin_key_file %%DIR%%/admin.key;
     sandbox_cache_zone sbx:1m;
 

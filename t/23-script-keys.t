@@ -11,7 +11,7 @@
 # parts all appear among ARGV.  Keys found only from data (a key's user,
 # set members) are allowed.  Every one of the 25 API scripts runs, and
 # the data plane's lookup (both path forms, authentication off) and
-# key-use report too.
+# key-use report and the activity report too.
 
 use strict;
 use warnings;
@@ -180,6 +180,7 @@ sub label {
     return "lookup" if $s =~ /^local res, user, rk, sk/;
     return "key-use report" if $s =~ /ipairs\(KEYS\)/;
     return "wake" if $s =~ /via = user, ARGV\[4\], 'gateway'/;
+    return "activity report" if $s =~ /'active_at'/;
     return "health" if $s =~ /^local s = redis.call\('HGETALL'/;
     my ($act) = $s =~ /\nact, tgt = '([a-z.]+)'/;
     my ($ret) = $s =~ /.*(return reply\([^\n]*)/s;
@@ -218,6 +219,8 @@ ok($wake, 'the wake script ran');
 is(scalar(@api), 25, 'every one of the 25 API scripts ran');
 ok((grep { label($_) eq 'lookup' } keys %seen), 'the lookup ran');
 ok((grep { label($_) eq 'key-use report' } keys %seen), 'the key-use report ran');
+ok((grep { label($_) eq 'activity report' } keys %seen),
+   'the activity report ran');
 ok(!grep({ !$m->{loaded}{$_} } keys %seen),
    'each script run was loaded by SCRIPT LOAD');
 

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "idle.h"
 #include "log.h"
 #include "metrics.h"
 #include "ops.h"
@@ -22,6 +23,7 @@
 
 typedef struct op {
     const char *id, *op, *user, *name, *namespace, *image;
+    const char *idle_timeout;   /* create: seconds, "" for the default */
 } op;
 
 static const char *field(redisReply *fields, const char *name) {
@@ -69,6 +71,24 @@ static void fill(json_t *j, const op *p) {
     }
 }
 
+/* the API's idle_timeout becomes the annotation idle.c reads */
+static void idle_annotate(json_t *obj, const char *idle_timeout) {
+    json_t *meta, *ann;
+
+    if (*idle_timeout == '\0' || route_duration(idle_timeout) < 0) return;
+    meta = json_object_get(obj, "metadata");
+    if (!json_is_object(meta)) {
+        meta = json_object();
+        json_object_set_new(obj, "metadata", meta);
+    }
+    ann = json_object_get(meta, "annotations");
+    if (!json_is_object(ann)) {
+        ann = json_object();
+        json_object_set_new(meta, "annotations", ann);
+    }
+    json_object_set_new(ann, ROUTE_IDLE_ANNOTATION, json_string(idle_timeout));
+}
+
 static const char *message(json_t *status) {
     const char *m = json_string_value(json_object_get(status, "message"));
     return m ? m : "no answer from Kubernetes";
@@ -92,7 +112,8 @@ static script done_script = { .text =
     "redis.call('HSET', KEYS[1], 'state', ARGV[1]) "
     "redis.call('HDEL', KEYS[1], 'error', 'error_at') end" };
 
-static script *const ops_scripts[] = { &failed_script, &done_script };
+static script *const ops_scripts[] = { &failed_script, &done_script,
+                                       &idle_pause_script };
 
 redisContext *ops_connect(const char *addr) {
     return store_connect(addr, ops_scripts,
@@ -153,6 +174,7 @@ static int carry_out(ops *o, const op *p) {
         if (status == 0 || status == 401 || status >= 500) return 0;
         obj = json_deep_copy(o->template);
         fill(obj, p);
+        idle_annotate(obj, p->idle_timeout);
         json_object_set_new(obj, "apiVersion",
             json_sprintf("agents.x-k8s.io/%s", o->api_version));
         text = json_dumps(obj, JSON_COMPACT);
@@ -222,6 +244,7 @@ static int handle(ops *o, redisReply *reply) {
         p.name = field(f, "name");
         p.namespace = field(f, "namespace");
         p.image = field(f, "image");
+        p.idle_timeout = field(f, "idle_timeout");
 
         start = now_ms();
         if (!carry_out(o, &p)) continue;

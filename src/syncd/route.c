@@ -8,6 +8,8 @@
  *         Without a pod IP, addr stays empty and the daemon resolves
  *         status.serviceFQDN (resolve.c): nginx never resolves names.
  * ready   the Ready condition is "True" and the sandbox is not suspended
+ * idle    the annotation "agents.x-k8s.io/idle-timeout" (route_duration);
+ *         a malformed one counts as absent
  */
 
 #include <arpa/inet.h>
@@ -81,6 +83,20 @@ int route_rv_older(const char *a, const char *b) {
     return x < y;
 }
 
+long route_duration(const char *s) {
+    char *end;
+    long long v;
+    long unit = 1;
+
+    if (*s < '0' || *s > '9') return -1;
+    v = strtoll(s, &end, 10);
+    if (strcmp(end, "m") == 0) unit = 60;
+    else if (strcmp(end, "h") == 0) unit = 3600;
+    else if (*end != '\0' && strcmp(end, "s") != 0) return -1;
+    if (v > ROUTE_IDLE_MAX / unit) return -1;
+    return (long) v * unit;
+}
+
 static int port_of(json_t *obj, int default_port) {
     json_t *spec, *containers, *ports;
     const char *ann;
@@ -130,7 +146,7 @@ static void conditions(json_t *status, json_int_t generation, route *r) {
 int route_from_object(json_t *obj, const char *api_version,
                       int default_port, route *r) {
     json_t *meta, *spec, *status, *ips;
-    const char *ip;
+    const char *ip, *ann;
 
     memset(r, 0, sizeof(*r));
     meta = json_object_get(obj, "metadata");
@@ -159,6 +175,9 @@ int route_from_object(json_t *obj, const char *api_version,
     conditions(status, json_integer_value(json_object_get(meta, "generation")),
                r);
     if (r->suspended) r->ready = 0;
+
+    ann = str(json_object_get(meta, "annotations"), ROUTE_IDLE_ANNOTATION);
+    r->idle_timeout = *ann ? route_duration(ann) : -1;
 
     copy(r->fqdn, sizeof(r->fqdn), str(status, "serviceFQDN"));
     if (!route_dns_name_valid(r->fqdn)) r->fqdn[0] = '\0';

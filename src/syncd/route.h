@@ -26,7 +26,18 @@ typedef struct route {
     char uid[64];
     int ready;
     int suspended;
+    long idle_timeout;              /* the annotation, seconds; -1: none */
 } route;
+
+/* the annotation overriding sandbox-syncd's --idle-pause per sandbox */
+#define ROUTE_IDLE_ANNOTATION  "agents.x-k8s.io/idle-timeout"
+
+/* at most a year: longer is as good as never */
+#define ROUTE_IDLE_MAX  31536000L
+
+/* "300", "300s", "5m", "2h" (0: never): seconds, or -1 if malformed or
+ * past ROUTE_IDLE_MAX */
+long route_duration(const char *s);
 
 /* api_version: "v1beta1" or "v1alpha1" (how suspension is spelled);
  * returns 0, or -1 when the object is not one the gateway can route

@@ -34,27 +34,55 @@
  * the member of sbx:routes and the announcement are made from them.
  */
 
-/* KEYS: sbx:route:<user>:<name>, sbx:routes; ARGV: user, name, rv, addr,
- * ready, suspended, namespace, fqdn, reason, message, uid, updated_at_ms */
+/*
+ * Idle bookkeeping, done for unchanged routes too (a re-list fills it in
+ * after an upgrade or a flush): the route's active_at is the sandbox's
+ * last activity (the gateway moves it forward; a sandbox counts from when
+ * it was first seen, and again from when it runs again); sbx:idle holds
+ * the running sandboxes that have an idle timeout (ARGV[13], the
+ * annotation or --idle-pause; 0: never), scored by when they fall idle,
+ * which is what idle.c scans.
+ *
+ * KEYS: sbx:route:<user>:<name>, sbx:routes, sbx:idle; ARGV: user, name,
+ * rv, addr, ready, suspended, namespace, fqdn, reason, message, uid,
+ * updated_at_ms, idle_timeout
+ */
 static script put_script = { .text =
-    "local old = redis.call('HMGET', KEYS[1], 'rv', 'addr', 'ready')\n"
+    "local id = ARGV[1] .. ':' .. ARGV[2]\n"
+    "local old = redis.call('HMGET', KEYS[1], 'rv', 'addr', 'ready',\n"
+    "  'suspended', 'idle_timeout', 'active_at')\n"
     "local a, b = tonumber(ARGV[3]), tonumber(old[1] or '')\n"
     "if old[1] and a and b and a < b then return 0 end\n"
+    "local now = math.floor(tonumber(ARGV[12]) / 1000)\n"
+    "local was = old[3] == '1' and old[4] ~= '1'\n"
+    "local run = ARGV[5] == '1' and ARGV[6] ~= '1'\n"
+    "local t = tonumber(ARGV[13])\n"
+    "local at = tonumber(old[6] or '') or now\n"
+    "if run and not was and at < now then at = now end\n"
+    "redis.call('HSET', KEYS[1], 'active_at', at)\n"
+    "if not run or t <= 0 then redis.call('ZREM', KEYS[3], id)\n"
+    "elseif not was or (old[5] or '') ~= ARGV[13] then\n"
+    "  redis.call('ZADD', KEYS[3], at + t, id)\n"
+    "else redis.call('ZADD', KEYS[3], 'NX', at + t, id) end\n"
     "if old[1] == ARGV[3] and old[2] == ARGV[4] and old[3] == ARGV[5]\n"
+    "   and (old[5] or '') == ARGV[13]\n"
     "then return 0 end\n"
     "redis.call('HSET', KEYS[1], 'addr', ARGV[4], 'ready', ARGV[5],\n"
     "  'suspended', ARGV[6], 'rv', ARGV[3], 'namespace', ARGV[7],\n"
     "  'fqdn', ARGV[8], 'reason', ARGV[9], 'message', ARGV[10],\n"
-    "  'uid', ARGV[11], 'updated_at_ms', ARGV[12])\n"
+    "  'uid', ARGV[11], 'updated_at_ms', ARGV[12], 'idle_timeout', ARGV[13])\n"
     "redis.call('SADD', KEYS[2], ARGV[1] .. ':' .. ARGV[2])\n"
     "redis.call('PUBLISH', 'sbx:events',\n"
     "  'route ' .. ARGV[1] .. ' ' .. ARGV[2])\n"
     "return 1\n" };
 
-/* KEYS: sbx:route:<user>:<name>, sbx:routes; ARGV: user, name */
+/* KEYS: sbx:route:<user>:<name>, sbx:routes, sbx:idle, sbx:streams;
+ * ARGV: user, name */
 static script del_script = { .text =
     "redis.call('DEL', KEYS[1])\n"
     "redis.call('SREM', KEYS[2], ARGV[1] .. ':' .. ARGV[2])\n"
+    "redis.call('ZREM', KEYS[3], ARGV[1] .. ':' .. ARGV[2])\n"
+    "redis.call('ZREM', KEYS[4], ARGV[1] .. ':' .. ARGV[2])\n"
     "redis.call('PUBLISH', 'sbx:events',\n"
     "  'route ' .. ARGV[1] .. ' ' .. ARGV[2])\n"
     "return 1\n" };
@@ -292,16 +320,19 @@ static void route_key(char *key, const char *user, const char *name) {
 }
 
 static int append_put(redisContext *c, const route *r, const char *ts) {
-    char key[ROUTE_KEY_MAX];
+    char key[ROUTE_KEY_MAX], idle[24];
     const char *argv[] = {
-        key, "sbx:routes",
+        key, "sbx:routes", "sbx:idle",
         r->user, r->name, r->rv, r->addr, r->ready ? "1" : "0",
         r->suspended ? "1" : "0", r->namespace, r->fqdn, r->reason,
-        r->message, r->uid, ts
+        r->message, r->uid, ts, idle
     };
 
     route_key(key, r->user, r->name);
-    return script_append(c, &put_script, 2, sizeof(argv) / sizeof(argv[0]),
+    /* the caller put the default in place of a missing annotation */
+    snprintf(idle, sizeof(idle), "%ld",
+             r->idle_timeout > 0 ? r->idle_timeout : 0);
+    return script_append(c, &put_script, 3, sizeof(argv) / sizeof(argv[0]),
                          argv);
 }
 
@@ -367,10 +398,11 @@ int store_put_many(redisContext *c, const route *r, size_t n) {
 
 int store_del(redisContext *c, const char *user, const char *name) {
     char key[ROUTE_KEY_MAX];
-    const char *argv[] = { key, "sbx:routes", user, name };
+    const char *argv[] = { key, "sbx:routes", "sbx:idle", "sbx:streams",
+                           user, name };
 
     route_key(key, user, name);
-    return ok(c, script_call(c, &del_script, 2, 4, argv));
+    return ok(c, script_call(c, &del_script, 4, 6, argv));
 }
 
 static int cmp(const void *a, const void *b) {

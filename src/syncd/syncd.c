@@ -36,6 +36,7 @@
 #include <sys/wait.h>
 
 #include "elect.h"
+#include "idle.h"
 #include "kube.h"
 #include "log.h"
 #include "metrics.h"
@@ -62,6 +63,7 @@ typedef struct syncd {
     const char *namespace;
     const char *api_version;
     int default_port;
+    long idle_pause;            /* --idle-pause, seconds; 0: never */
     long watch_timeout;
     int gone;                   /* the watch said 410 */
     int resync;                 /* Redis lost data or writes: list again */
@@ -225,6 +227,7 @@ static void apply(syncd *s, json_t *obj, int deleted) {
 
     if (route_from_object(obj, s->api_version, s->default_port, &r) != 0)
         return;                 /* not a sandbox the gateway routes */
+    if (r.idle_timeout < 0) r.idle_timeout = s->idle_pause;
     if (deleted) {
         pending_drop(s, r.user, r.name);
         if (store_del(s->redis, r.user, r.name) != 0) {
@@ -373,6 +376,7 @@ static int relist(syncd *s) {
 
             if (route_from_object(item, s->api_version, s->default_port, r))
                 continue;
+            if (r->idle_timeout < 0) r->idle_timeout = s->idle_pause;
             held = prepare(s, r);   /* written when its lookup ends */
             seen[nseen] = malloc(strlen(r->user) + strlen(r->name) + 2);
             if (seen[nseen] == NULL) { json_decref(list); goto done; }
@@ -460,12 +464,17 @@ static void usage(void) {
         "         [--default-port N] [--watch-timeout S]\n"
         "         [--template FILE] [--lease NAMESPACE/NAME] [--lease-duration S]\n"
         "         [--renew-deadline S] [--retry-period S]\n"
-        "         [--dns-servers LIST]\n"
+        "         [--dns-servers LIST] [--idle-pause DURATION]\n"
         "         [--metrics ADDR]   (e.g. 127.0.0.1:9464: GET /metrics)\n"
         "environment: KUBECONFIG, K8S_API, K8S_TOKEN_FILE, K8S_CA_FILE,\n"
         "SANDBOX_REDIS, SANDBOX_NAMESPACE, SANDBOX_API_VERSION,\n"
         "SANDBOX_TEMPLATE, SANDBOX_DNS_SERVERS; in a pod, the service\n"
-        "account and KUBERNETES_SERVICE_HOST/PORT; else ~/.kube/config\n");
+        "account and KUBERNETES_SERVICE_HOST/PORT; else ~/.kube/config\n"
+        "--idle-pause: the leader (with --template) pauses a running sandbox\n"
+        "no request or open stream has used for this long (300, 300s, 5m,\n"
+        "2h); 0, the default, never.  A Sandbox's annotation\n"
+        "agents.x-k8s.io/idle-timeout (the API's idle_timeout) overrides it\n"
+        "(SANDBOX_IDLE_PAUSE)\n");
 }
 
 static const char *env(const char *name, const char *fallback) {
@@ -477,6 +486,7 @@ static const char *env(const char *name, const char *fallback) {
 static int run_ops(syncd *s, const char *template_file) {
     json_error_t err;
     ops o;
+    idle d = { IDLE_AUDIT_MAXLEN, 0 };
 
     memset(&o, 0, sizeof(o));
     o.k = &s->k;
@@ -494,7 +504,8 @@ static int run_ops(syncd *s, const char *template_file) {
             o.redis = ops_connect(s->redis_addr);
             if (o.redis == NULL) { sleep(1); continue; }
         }
-        if (ops_round(&o, 1000) != 0) sleep(1);
+        if (ops_round(&o, 1000) != 0) { sleep(1); continue; }
+        if (idle_scan(o.redis, &d) < 0) METRIC_INC(redis_errors);
     }
     redisFree(o.redis);
     json_decref(o.template);
@@ -571,7 +582,7 @@ int main(int argc, char **argv) {
     work w = { &s, NULL };
     double renew = 0, retry = 0;
     resolver *res;
-    const char *metrics_addr = NULL;
+    const char *metrics_addr = NULL, *idle_pause;
     int i;
 
     memset(&s, 0, sizeof(s));
@@ -586,6 +597,7 @@ int main(int argc, char **argv) {
     s.watch_timeout = 300;
     template_file = env("SANDBOX_TEMPLATE", NULL);
     s.dns_servers = env("SANDBOX_DNS_SERVERS", NULL);
+    idle_pause = env("SANDBOX_IDLE_PAUSE", "0");
 
     for (i = 1; i < argc; i++) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -608,6 +620,7 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--renew-deadline") == 0) renew = atof(v);
         else if (strcmp(argv[i], "--retry-period") == 0) retry = atof(v);
         else if (strcmp(argv[i], "--dns-servers") == 0) s.dns_servers = v;
+        else if (strcmp(argv[i], "--idle-pause") == 0) idle_pause = v;
         else { usage(); return 2; }
         i++;
     }
@@ -617,6 +630,13 @@ int main(int argc, char **argv) {
     }
     if (s.watch_timeout < 1 || s.default_port < 1 || s.default_port > 65535) {
         usage();
+        return 2;
+    }
+    s.idle_pause = route_duration(idle_pause);
+    if (s.idle_pause < 0) {
+        fprintf(stderr, "sandbox-syncd: --idle-pause %s: expected seconds"
+                " (300, 300s, 5m, 2h) up to a year, or 0 for never\n",
+                idle_pause);
         return 2;
     }
     /* as client-go's defaults (15 s, 10 s, 2 s), scaled to the lease */

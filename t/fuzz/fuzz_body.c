@@ -277,6 +277,7 @@ static void
 check_sandbox_create(const json_t *body, int anon)
 {
     int                   want;
+    json_t               *idle;
     char                  err[SBX_BODY_ERR_MAX];
     sbx_sandbox_create_t  sc;
 
@@ -294,6 +295,14 @@ check_sandbox_create(const json_t *body, int anon)
                        && label(body, "namespace")));
     }
 
+    /* idle_timeout: absent, null, or whole seconds up to a year */
+
+    idle = json_object_get(body, "idle_timeout");
+    want = want
+           && (idle == NULL || json_is_null(idle)
+               || (json_is_integer(idle) && json_integer_value(idle) >= 0
+                   && json_integer_value(idle) <= SBX_BODY_IDLE_MAX));
+
     err[0] = '\0';
 
     if (sbx_body_sandbox_create(body, anon, &sc, err) != (want ? 0 : -1)) {
@@ -308,6 +317,12 @@ check_sandbox_create(const json_t *body, int anon)
 
     check_str(&sc.name, body, "name", "");
     check_str(&sc.image, body, "image", "");
+
+    if (sc.idle_timeout != (json_is_integer(idle)
+                            ? (long) json_integer_value(idle) : -1))
+    {
+        abort();
+    }
 
     if (anon) {
         check_str(&sc.username, body, "username", "default");

@@ -327,6 +327,40 @@ test_sandbox_create(void)
 
     RUN(sbx_body_sandbox_create(BODY, 1, &sc, err), "{}");
     tap_ok(rc == -1 && err_is("name is required"), "anon sandbox: no name");
+
+    /* idle_timeout: whole seconds, 0 never, absent or null the default */
+
+    RUN(sbx_body_sandbox_create(BODY, 0, &sc, err), "{\"name\": \"box\"}");
+    tap_ok(rc == 0 && sc.idle_timeout == -1, "idle_timeout: absent");
+
+    RUN(sbx_body_sandbox_create(BODY, 0, &sc, err),
+        "{\"name\": \"box\", \"idle_timeout\": null}");
+    tap_ok(rc == 0 && sc.idle_timeout == -1, "idle_timeout: null");
+
+    RUN(sbx_body_sandbox_create(BODY, 0, &sc, err),
+        "{\"name\": \"box\", \"idle_timeout\": 0}");
+    tap_ok(rc == 0 && sc.idle_timeout == 0, "idle_timeout: 0 (never)");
+
+    RUN(sbx_body_sandbox_create(BODY, 0, &sc, err),
+        "{\"name\": \"box\", \"idle_timeout\": 31536000}");
+    tap_ok(rc == 0 && sc.idle_timeout == 31536000, "idle_timeout: a year");
+
+    RUN(sbx_body_sandbox_create(BODY, 0, &sc, err),
+        "{\"name\": \"box\", \"idle_timeout\": 31536001}");
+    tap_ok(rc == -1 && err_is(SBX_BODY_IDLE_RULE),
+           "idle_timeout: past a year refused");
+
+    RUN(sbx_body_sandbox_create(BODY, 0, &sc, err),
+        "{\"name\": \"box\", \"idle_timeout\": -1}");
+    tap_ok(rc == -1 && err_is(SBX_BODY_IDLE_RULE), "idle_timeout: negative");
+
+    RUN(sbx_body_sandbox_create(BODY, 0, &sc, err),
+        "{\"name\": \"box\", \"idle_timeout\": 2.5}");
+    tap_ok(rc == -1 && err_is(SBX_BODY_IDLE_RULE), "idle_timeout: a fraction");
+
+    RUN(sbx_body_sandbox_create(BODY, 0, &sc, err),
+        "{\"name\": \"box\", \"idle_timeout\": \"60\"}");
+    tap_ok(rc == -1 && err_is(SBX_BODY_IDLE_RULE), "idle_timeout: a string");
 }
 
 

@@ -230,6 +230,40 @@ test_generation(void)
 }
 
 
+static void
+test_idle(void)
+{
+    route  r;
+
+    parse("v1beta1", META, "", READY, &r);
+    tap_ok(r.idle_timeout == -1, "no idle annotation: -1 (the default)");
+
+    parse("v1beta1", META ", \"annotations\": "
+          "{\"agents.x-k8s.io/idle-timeout\": \"300\"}", "", READY, &r);
+    tap_ok(r.idle_timeout == 300, "idle annotation in seconds");
+
+    parse("v1beta1", META ", \"annotations\": "
+          "{\"agents.x-k8s.io/idle-timeout\": \"0\"}", "", READY, &r);
+    tap_ok(r.idle_timeout == 0, "idle annotation 0: never");
+
+    parse("v1beta1", META ", \"annotations\": "
+          "{\"agents.x-k8s.io/idle-timeout\": \"five\"}", "", READY, &r);
+    tap_ok(r.idle_timeout == -1, "a malformed idle annotation counts as absent");
+
+    tap_ok(route_duration("300") == 300 && route_duration("300s") == 300
+           && route_duration("5m") == 300 && route_duration("2h") == 7200
+           && route_duration("0") == 0, "durations: s, m, h, bare seconds");
+    tap_ok(route_duration("") == -1 && route_duration("-5") == -1
+           && route_duration("5d") == -1 && route_duration("1.5m") == -1
+           && route_duration(" 5") == -1 && route_duration("5 m") == -1,
+           "durations: malformed ones refused");
+    tap_ok(route_duration("8760h") == 31536000
+           && route_duration("8761h") == -1
+           && route_duration("99999999999999999999") == -1,
+           "durations: at most a year");
+}
+
+
 int
 main(void)
 {
@@ -240,6 +274,7 @@ main(void)
     test_rejects();
     test_helpers();
     test_generation();
+    test_idle();
 
     return tap_done();
 }
