@@ -67,8 +67,6 @@ static ngx_http_sandbox_guard_node_t *ngx_http_sandbox_guard_alloc(
     ngx_http_sandbox_guard_zone_t *gz, ngx_msec_t window);
 static void ngx_http_sandbox_guard_expire(ngx_http_sandbox_guard_zone_t *gz,
     ngx_msec_t window, ngx_uint_t force);
-static ngx_int_t ngx_http_sandbox_guard_header(ngx_http_request_t *r,
-    const char *name, ngx_uint_t value);
 
 
 /* sandbox_api_create_rate off | rate [burst=number] */
@@ -398,13 +396,13 @@ ngx_http_sandbox_guard_admin_check(ngx_http_request_t *r, ngx_int_t *rc)
 
     left = (left + 999) / 1000;
 
-    if (ngx_http_sandbox_guard_header(r, "Retry-After", left) != NGX_OK
-        || ngx_http_sandbox_guard_header(r, "RateLimit-Limit",
+    if (ngx_http_sandbox_header_uint(r, "Retry-After", left) != NGX_OK
+        || ngx_http_sandbox_header_uint(r, "RateLimit-Limit",
                                          smcf->guard.max)
            != NGX_OK
-        || ngx_http_sandbox_guard_header(r, "RateLimit-Remaining", 0)
+        || ngx_http_sandbox_header_uint(r, "RateLimit-Remaining", 0)
            != NGX_OK
-        || ngx_http_sandbox_guard_header(r, "RateLimit-Reset", left)
+        || ngx_http_sandbox_header_uint(r, "RateLimit-Reset", left)
            != NGX_OK)
     {
         *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -665,7 +663,7 @@ ngx_http_sandbox_guard_rate_headers(ngx_http_request_t *r, u_char *p,
             return NGX_OK;
         }
 
-        if (ngx_http_sandbox_guard_header(r, names[i], v) != NGX_OK) {
+        if (ngx_http_sandbox_header_uint(r, names[i], v) != NGX_OK) {
             return NGX_ERROR;
         }
 
@@ -677,28 +675,3 @@ ngx_http_sandbox_guard_rate_headers(ngx_http_request_t *r, u_char *p,
     return NGX_OK;
 }
 
-
-static ngx_int_t
-ngx_http_sandbox_guard_header(ngx_http_request_t *r, const char *name,
-    ngx_uint_t value)
-{
-    ngx_table_elt_t  *h;
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    h->value.data = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
-    if (h->value.data == NULL) {
-        h->hash = 0;
-        return NGX_ERROR;
-    }
-
-    h->hash = 1;
-    h->key.data = (u_char *) name;
-    h->key.len = ngx_strlen(name);
-    h->value.len = ngx_sprintf(h->value.data, "%ui", value) - h->value.data;
-
-    return NGX_OK;
-}

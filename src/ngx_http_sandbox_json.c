@@ -97,6 +97,34 @@ ngx_http_sandbox_send_json(ngx_http_request_t *r, ngx_uint_t status,
 }
 
 
+/* a numeric header of a refusal (Retry-After, RateLimit-*) */
+
+ngx_int_t
+ngx_http_sandbox_header_uint(ngx_http_request_t *r, const char *name,
+    uint64_t value)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->value.data = ngx_pnalloc(r->pool, NGX_INT64_LEN);
+    if (h->value.data == NULL) {
+        h->hash = 0;
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    h->key.data = (u_char *) name;
+    h->key.len = ngx_strlen(name);
+    h->value.len = ngx_sprintf(h->value.data, "%uL", value) - h->value.data;
+
+    return NGX_OK;
+}
+
+
 /* the challenge every 401 of the gateway carries */
 
 ngx_int_t

@@ -546,30 +546,6 @@ ngx_http_sandbox_limit_release(ngx_http_sandbox_limit_ctx_t *ctx,
 }
 
 
-static ngx_int_t
-ngx_http_sandbox_limit_header(ngx_http_request_t *r, char *name,
-    uint64_t value)
-{
-    ngx_table_elt_t  *h;
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    h->value.data = ngx_pnalloc(r->pool, NGX_INT64_LEN);
-    if (h->value.data == NULL) {
-        return NGX_ERROR;
-    }
-
-    h->hash = 1;
-    h->key.data = (u_char *) name;
-    h->key.len = ngx_strlen(name);
-    h->value.len = ngx_sprintf(h->value.data, "%uL", value) - h->value.data;
-
-    return NGX_OK;
-}
-
 
 /*
  * A rate refusal tells the bucket's size (burst + 1), that nothing is
@@ -593,14 +569,14 @@ ngx_http_sandbox_limit_headers(ngx_http_request_t *r,
         info->retry_after = 1;
     }
 
-    if (ngx_http_sandbox_limit_header(r, "Retry-After", info->retry_after)
+    if (ngx_http_sandbox_header_uint(r, "Retry-After", info->retry_after)
         != NGX_OK
-        || ngx_http_sandbox_limit_header(r, "RateLimit-Limit", info->limit)
+        || ngx_http_sandbox_header_uint(r, "RateLimit-Limit", info->limit)
            != NGX_OK
-        || ngx_http_sandbox_limit_header(r, "RateLimit-Remaining",
+        || ngx_http_sandbox_header_uint(r, "RateLimit-Remaining",
                                          info->remaining)
            != NGX_OK
-        || ngx_http_sandbox_limit_header(r, "RateLimit-Reset", info->reset)
+        || ngx_http_sandbox_header_uint(r, "RateLimit-Reset", info->reset)
            != NGX_OK)
     {
         return NGX_ERROR;

@@ -256,6 +256,8 @@ char *ngx_http_sandbox_agentkernel_api(ngx_conf_t *cf, ngx_command_t *cmd,
 ngx_int_t ngx_http_sandbox_send_json(ngx_http_request_t *r,
     ngx_uint_t status, json_t *body);
 ngx_int_t ngx_http_sandbox_www_authenticate(ngx_http_request_t *r);
+ngx_int_t ngx_http_sandbox_header_uint(ngx_http_request_t *r,
+    const char *name, uint64_t value);
 ngx_int_t ngx_http_sandbox_send_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *error, const char *message);
 ngx_int_t ngx_http_sandbox_error_handler(ngx_http_request_t *r);
