@@ -179,6 +179,9 @@ sub wrapped_ok {
                                @{ $o{tail} // [] } ],
               "$what: the agent is the entrypoint, on the sandbox's port");
     ok(!exists $c->{args}, "$what: no args left to the image");
+    is_deeply($c->{readinessProbe} && $c->{readinessProbe}{httpGet},
+              { path => '/health', port => $port },
+              "$what: ready once the agent answers /health");
     is_deeply($c->{volumeMounts},
               [ { name => 'sandbox-agent', mountPath => '/opt/sandbox-agent',
                   readOnly => JSON::PP::true } ],

@@ -10,7 +10,8 @@
  * with the "sandbox-agent" emptyDir mounted read-only at /opt/sandbox-agent,
  * filled by an init container of the agent image that runs
  * "sandbox-agent --install" (the agent copies itself: no shell or cp is
- * needed in either image).  The image's own entrypoint is replaced, not
+ * needed in either image), and, unless it has one, a readiness probe on
+ * the agent's /health (the pod is Ready once exec is served).  The image's own entrypoint is replaced, not
  * run: the syncd cannot know it without asking the registry, and the
  * plain images asked for (node, python, alpine) only start a REPL that
  * would end at once.  A template that names a command keeps it, run by
@@ -87,6 +88,7 @@ static json_t *wrapped_command(json_t *c, int port) {
 int wrap_sandbox(json_t *sandbox, const wrap_conf *w) {
     json_t *pod, *c, *init;
     const char *image;
+    int port;
 
     pod = json_object_get(json_object_get(json_object_get(sandbox, "spec"),
                                           "podTemplate"), "spec");
@@ -109,10 +111,13 @@ int wrap_sandbox(json_t *sandbox, const wrap_conf *w) {
                      "volumeMounts", mount(0));
     json_array_insert_new(array_of(pod, "initContainers"), 0, init);
 
-    json_object_set_new(c, "command",
-                        wrapped_command(c, route_port_of(sandbox,
-                                                         w->default_port)));
+    port = route_port_of(sandbox, w->default_port);
+    json_object_set_new(c, "command", wrapped_command(c, port));
     json_object_del(c, "args");
+    if (json_object_get(c, "readinessProbe") == NULL)
+        json_object_set_new(c, "readinessProbe",
+            json_pack("{s:{s:s, s:i}}", "httpGet", "path", "/health",
+                      "port", port));
     json_array_append_new(array_of(c, "volumeMounts"), mount(1));
     return 1;
 }
