@@ -136,6 +136,13 @@ for my $o (qw(gke dev)) {
        "$o: sandbox-syncd runs as its ServiceAccount");
     like(join(' ', @{ $sc->{args} }), qr{--lease \$\(POD_NAMESPACE\)/sandbox-syncd},
          "$o: sandbox-syncd elects on a Lease");
+    my ($ga) = grep { $sc->{args}[$_] eq '--agent-image' } 0 .. $#{ $sc->{args} };
+    is(defined $ga ? $sc->{args}[$ga + 1] : undef, $c->{image},
+       "$o: plain images get sandbox-agent from the gateway's image "
+       . "($c->{image})");
+    like($c->{image}, $o eq 'gke' ? qr{^europe-docker\.pkg\.dev/.*:latest$}
+                                  : qr{^sandbox-gateway:dev$},
+         "$o: the overlay's image");
 
     my $rules = one($o, 'ClusterRole', 'sandbox-syncd')->{rules};
     my @granted = map { my $r = $_; map {
