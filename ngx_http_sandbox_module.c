@@ -20,6 +20,7 @@
  *   ngx_http_sandbox_metrics.c        counters for Prometheus
  *   ngx_http_sandbox_json.c           JSON answers and error pages
  *   ngx_http_sandbox_api.c            the management and admin API
+ *   ngx_http_sandbox_guard.c          its guards: admin key failures, rates
  */
 
 
@@ -100,6 +101,13 @@ static ngx_command_t  ngx_http_sandbox_commands[] = {
       ngx_http_sandbox_admin_key_file,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
+      NULL },
+
+    { ngx_string("sandbox_admin_auth_failures"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      ngx_http_sandbox_guard_admin_failures,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_sandbox_main_conf_t, guard),
       NULL },
 
     { ngx_string("sandbox_cache_zone"),
@@ -226,6 +234,20 @@ static ngx_command_t  ngx_http_sandbox_commands[] = {
       ngx_conf_set_str_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_sandbox_loc_conf_t, namespace_prefix),
+      NULL },
+
+    { ngx_string("sandbox_api_create_rate"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_http_sandbox_guard_rate,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_sandbox_loc_conf_t, create_rate),
+      NULL },
+
+    { ngx_string("sandbox_api_key_create_rate"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_http_sandbox_guard_rate,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_sandbox_loc_conf_t, key_create_rate),
       NULL },
 
     { ngx_string("sandbox_balancer"),
@@ -481,6 +503,8 @@ ngx_http_sandbox_create_main_conf(ngx_conf_t *cf)
     smcf->redis_connect_timeout = NGX_CONF_UNSET_MSEC;
     smcf->redis_timeout = NGX_CONF_UNSET_MSEC;
     smcf->admin_key_set = NGX_CONF_UNSET;
+    smcf->guard.max = NGX_CONF_UNSET_UINT;
+    smcf->guard.window = NGX_CONF_UNSET_MSEC;
 
     return smcf;
 }
@@ -494,6 +518,13 @@ ngx_http_sandbox_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(smcf->redis_connect_timeout, 1000);
     ngx_conf_init_msec_value(smcf->redis_timeout, 1000);
     ngx_conf_init_value(smcf->admin_key_set, 0);
+
+    if (ngx_http_sandbox_guard_init_conf(cf, &smcf->guard,
+                                         smcf->admin_key_set)
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
 
     /* metrics always exist, with or without a cache zone */
 
@@ -533,6 +564,8 @@ ngx_http_sandbox_create_loc_conf(ngx_conf_t *cf)
     slcf->cache_ttl.last_used = NGX_CONF_UNSET_MSEC;
     slcf->quota = NGX_CONF_UNSET_UINT;
     slcf->audit_maxlen = NGX_CONF_UNSET_UINT;
+    slcf->create_rate.interval = NGX_CONF_UNSET_UINT;
+    slcf->key_create_rate.interval = NGX_CONF_UNSET_UINT;
 
     return slcf;
 }
@@ -574,6 +607,13 @@ ngx_http_sandbox_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                              "ghcr.io/agent-infra/sandbox:latest");
     ngx_conf_merge_str_value(conf->namespace_prefix, prev->namespace_prefix,
                              "user-");
+
+    /* creations per user: sandboxes 1r/s burst=20, keys 1r/s burst=100 */
+
+    ngx_http_sandbox_guard_merge_rate(&conf->create_rate, &prev->create_rate,
+                                      1000000, 20);
+    ngx_http_sandbox_guard_merge_rate(&conf->key_create_rate,
+                                      &prev->key_create_rate, 1000000, 100);
 
     if (conf->audit_maxlen == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,

@@ -409,22 +409,7 @@ ngx_http_sandbox_api_run(ngx_http_request_t *r,
         return rc == NGX_ABORT ? ctx->rc : rc;
     }
 
-    /*
-     * A user's key is the script's KEYS[1]; without one, the command
-     * starts a slot later, at the "0" keys
-     */
-
     ctx->argc = 0;
-
-    if (ctx->ep->auth == NGX_HTTP_SANDBOX_API_USER) {
-        ngx_http_sandbox_api_arg(ctx, "1", 1);
-        ngx_http_sandbox_api_arg(ctx, (char *) ctx->caller_key,
-                                 sizeof(ctx->caller_key));
-
-    } else {
-        ngx_http_sandbox_api_arg(ctx, "", 0);
-        ngx_http_sandbox_api_arg(ctx, "0", 1);
-    }
 
     ngx_http_sandbox_api_arg(ctx, (char *) ctx->now,
                              ngx_sprintf(ctx->now, "%T", ngx_time())
@@ -458,6 +443,14 @@ ngx_http_sandbox_api_authenticate(ngx_http_request_t *r,
         return NGX_OK;
     }
 
+    /* an address that failed the admin key too often is refused at once */
+
+    if (ctx->ep->auth == NGX_HTTP_SANDBOX_API_ADMIN
+        && ngx_http_sandbox_guard_admin_check(r, &ctx->rc) != NGX_OK)
+    {
+        return NGX_ABORT;
+    }
+
     rc = ngx_http_sandbox_auth_bearer(r, &key, &message);
 
     if (rc != NGX_OK) {
@@ -473,13 +466,14 @@ ngx_http_sandbox_api_authenticate(ngx_http_request_t *r,
 
     if (ctx->ep->auth == NGX_HTTP_SANDBOX_API_USER) {
         ngx_http_sandbox_sha256_hex(ctx->caller, key.data, key.len);
-        ngx_memcpy(ngx_cpymem(ctx->caller_key, "sbx:key:",
-                              sizeof("sbx:key:") - 1),
-                   ctx->caller, NGX_HTTP_SANDBOX_SHA256_HEX_LEN);
         return NGX_OK;
     }
 
     rc = ngx_http_sandbox_auth_admin(r, &key, &error, &message);
+
+    if (rc == NGX_HTTP_FORBIDDEN) {
+        ngx_http_sandbox_guard_admin_failed(r);
+    }
 
     if (rc != NGX_OK) {
         return ngx_http_sandbox_api_error(r, rc, error, message);
@@ -493,16 +487,23 @@ static ngx_int_t
 ngx_http_sandbox_api_eval(ngx_http_request_t *r,
     ngx_http_sandbox_api_ctx_t *ctx)
 {
-    ngx_uint_t                      skip;
+    ngx_uint_t                      argc;
     ngx_http_sandbox_api_script_t  *s;
+    const char                     *argv[NGX_HTTP_SANDBOX_API_ARGS
+                                         + NGX_HTTP_SANDBOX_API_KEYS + 1];
+    size_t                          argvlen[NGX_HTTP_SANDBOX_API_ARGS
+                                            + NGX_HTTP_SANDBOX_API_KEYS + 1];
+    u_char                          numkeys[NGX_INT_T_LEN];
 
     s = &ngx_http_sandbox_api_scripts[ctx->ep->script];
 
-    skip = (ctx->ep->auth != NGX_HTTP_SANDBOX_API_USER);
+    argc = ngx_http_sandbox_api_keys(r, ctx, s, argv, argvlen, numkeys);
+    if (argc == 0) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
-    if (ngx_http_sandbox_script_run(ngx_http_sandbox_worker_redis, s,
-                                    r->pool, ctx->argc - skip,
-                                    ctx->argv + skip, ctx->argvlen + skip,
+    if (ngx_http_sandbox_script_run(ngx_http_sandbox_worker_redis,
+                                    &s->script, r->pool, argc, argv, argvlen,
                                     ngx_http_sandbox_api_reply, r, &ctx->op)
         != NGX_OK)
     {
@@ -570,7 +571,7 @@ ngx_http_sandbox_api_answer(ngx_http_request_t *r,
     }
 
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
-        || reply->elements < 2 || reply->elements > 3
+        || reply->elements < 2 || reply->elements > 4
         || reply->element[0]->type != REDIS_REPLY_INTEGER
         || reply->element[1]->type != REDIS_REPLY_STRING)
     {
@@ -588,7 +589,7 @@ ngx_http_sandbox_api_answer(ngx_http_request_t *r,
 
     status = reply->element[0]->integer;
 
-    if (reply->elements == 3
+    if (reply->elements >= 3
         && reply->element[2]->type == REDIS_REPLY_STRING
         && ngx_http_sandbox_api_copy(r, &ctx->user, reply->element[2])
            != NGX_OK)
@@ -621,6 +622,19 @@ ngx_http_sandbox_api_answer(ngx_http_request_t *r,
 
     if (status == NGX_HTTP_UNAUTHORIZED
         && ngx_http_sandbox_www_authenticate(r) != NGX_OK)
+    {
+        json_decref(j);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* a rate-limited creation: "limit remaining reset [retry]" */
+
+    if (reply->elements == 4
+        && reply->element[3]->type == REDIS_REPLY_STRING
+        && ngx_http_sandbox_guard_rate_headers(r,
+                                   (u_char *) reply->element[3]->str,
+                                   reply->element[3]->len)
+           != NGX_OK)
     {
         json_decref(j);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;

@@ -23,7 +23,16 @@
 #include "ngx_http_sandbox_script.h"
 
 
-typedef ngx_http_sandbox_script_t  ngx_http_sandbox_api_script_t;
+#define NGX_HTTP_SANDBOX_API_KEYS    8
+
+/*
+ * A script and the keys it declares: each a template where "$N" stands
+ * for ARGV[N], as the endpoint's preparer set it
+ */
+typedef struct {
+    ngx_http_sandbox_script_t           script;
+    const char                         *keys[NGX_HTTP_SANDBOX_API_KEYS];
+} ngx_http_sandbox_api_script_t;
 
 
 /* indexes into ngx_http_sandbox_api_scripts[], in its order */
@@ -62,7 +71,7 @@ extern ngx_http_sandbox_api_script_t  ngx_http_sandbox_api_scripts[];
 #define NGX_HTTP_SANDBOX_API_ARGS    16
 
 /* argv[]'s index of ARGV[2], the caller (see ngx_http_sandbox_api_run) */
-#define NGX_HTTP_SANDBOX_API_CALLER  3
+#define NGX_HTTP_SANDBOX_API_CALLER  1
 #define NGX_HTTP_SANDBOX_API_PARAMS  3
 
 /* who may call an endpoint */
@@ -93,22 +102,21 @@ struct ngx_http_sandbox_api_ctx_s {
     ngx_str_t                           params[NGX_HTTP_SANDBOX_API_PARAMS];
     json_t                             *body;
 
-    /* what follows the script: numkeys, KEYS[1], now, caller, ... */
+    /* the script's ARGV: now, caller, ... (KEYS are made from them) */
     ngx_uint_t                          argc;
     const char                         *argv[NGX_HTTP_SANDBOX_API_ARGS];
     size_t                              argvlen[NGX_HTTP_SANDBOX_API_ARGS];
 
     u_char                              now[NGX_TIME_T_LEN];
     u_char                              caller[NGX_HTTP_SANDBOX_SHA256_HEX_LEN];
-    u_char                              caller_key[
-                                    sizeof("sbx:key:") - 1
-                                    + NGX_HTTP_SANDBOX_SHA256_HEX_LEN];
     u_char                              id[36];
     u_char                              key[SBX_KEY_LEN];
     u_char                              digest[NGX_HTTP_SANDBOX_SHA256_HEX_LEN];
     u_char                              expires[NGX_TIME_T_LEN];
     u_char                              request_id[32];
     u_char                              maxlen[NGX_INT_T_LEN];
+    u_char                              rate[NGX_INT_T_LEN];
+    u_char                              burst[NGX_INT_T_LEN];
     ngx_flag_t                          new_key;
     ngx_int_t                           rc;
 
@@ -157,6 +165,11 @@ ngx_int_t ngx_http_sandbox_api_prep_audit(ngx_http_request_t *r,
     ngx_http_sandbox_api_ctx_t *ctx);
 void ngx_http_sandbox_api_audit_args(ngx_http_request_t *r,
     ngx_http_sandbox_api_ctx_t *ctx);
+void ngx_http_sandbox_api_rate_args(ngx_http_sandbox_api_ctx_t *ctx,
+    ngx_http_sandbox_rate_t *rate);
+ngx_uint_t ngx_http_sandbox_api_keys(ngx_http_request_t *r,
+    ngx_http_sandbox_api_ctx_t *ctx, ngx_http_sandbox_api_script_t *s,
+    const char **argv, size_t *argvlen, u_char *numkeys);
 
 /* ngx_http_sandbox_api_health.c: the answer of GET /health */
 ngx_int_t ngx_http_sandbox_api_health(ngx_http_request_t *r,

@@ -6,21 +6,36 @@
  * EVALSHA, ngx_http_sandbox_script.c): the authentication, the checks and
  * every write of an operation happen in one atomic step, so nothing is
  * ever half done.  A script returns
- * {status, body[, user]}, body being JSON made with Redis's cjson and user
- * the authenticated caller's name (for the access log); times are epoch
- * seconds, turned into ISO-8601 by the module.
+ * {status, body, user, limit}, body being JSON made with Redis's cjson,
+ * user the authenticated caller's name (for the access log) and limit,
+ * for the rate-limited creations, "limit remaining reset [retry]" (the
+ * RateLimit-* and Retry-After headers); times are epoch seconds, turned
+ * into ISO-8601 by the module.
  *
  * ARGV[1] is always the time (epoch seconds), ARGV[2] the caller: a key
  * digest for user endpoints, unused for admin ones (the module checked the
  * admin key), a user name with authentication off.  Endpoint arguments
- * follow from ARGV[3].  User endpoints get the caller's key hash as
- * KEYS[1]; the other keys are found from data (the key's user, sets), so
- * they are named in the scripts: see docs/redis-data-model.md.
- * The last three arguments are always the client's address,
- * the request id and sandbox_audit_maxlen: a mutation names itself in
- * "act" (and "tgt") once its caller is known, and reply() then appends
- * its record to the sbx:audit stream in the same script, whatever the
- * outcome, so there is no change without its record.
+ * follow from ARGV[3].  The last three arguments are always the client's
+ * address, the request id and sandbox_audit_maxlen: a mutation names
+ * itself in "act" (and "tgt") once its caller is known, and reply() then
+ * appends its record to the sbx:audit stream in the same script, whatever
+ * the outcome, so there is no change without its record.  A rate-limited
+ * creation has two more before those: its rate's interval in
+ * microseconds (0: no limit) and its burst.
+ *
+ * KEYS: every key a script can name from its arguments is declared, as
+ * Redis requires; the module builds them from each script's list below
+ * ("$N" is ARGV[N]).  KEYS[1] is sbx:audit in every script but /health's,
+ * and for user endpoints KEYS[2] is the caller's key hash.  Keys found
+ * only by reading data are computed in the scripts, and cannot be
+ * declared, since the caller cannot know them before the script runs:
+ * the caller's user and everything named after it (its record, its
+ * keys and sandboxes sets, its sandboxes' records and routes, its rate
+ * counters) from the key's hash; a user's name from its id
+ * (sbx:userid:); keys and sandboxes from sets (a user's, sbx:users,
+ * sbx:routes); a key's hash from its id (sbx:keyid:).  See
+ * docs/redis-data-model.md, "Scripts and keys"; t/23-script-keys.t
+ * watches every key each script touches.
  */
 
 
@@ -30,14 +45,14 @@
 #include "ngx_http_sandbox_api.h"
 
 
-/* helpers every script starts with */
+/* helpers every script starts with; KEYS[1] is sbx:audit */
 
 #define SBX_LUA_COMMON                                                        \
     "local now = tonumber(ARGV[1])\n"                                         \
-    "local who, kid, act, tgt\n"                                              \
+    "local who, kid, act, tgt, rl\n"                                          \
     "local function audit(status)\n"                                          \
     "  local n = #ARGV\n"                                                     \
-    "  redis.call('XADD', 'sbx:audit', 'MAXLEN', '~', ARGV[n], '*',\n"        \
+    "  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[n], '*',\n"            \
     "    'time', now, 'actor', who or 'admin', 'key_id', kid or '',\n"        \
     "    'action', act, 'target', tgt or '', 'client', ARGV[n - 2],\n"        \
     "    'request_id', ARGV[n - 1],\n"                                        \
@@ -45,7 +60,7 @@
     " end\n"                                                                  \
     "local function reply(status, t)\n"                                       \
     "  if act then audit(status) end\n"                                       \
-    "  return {status, cjson.encode(t), who} end\n"                           \
+    "  return {status, cjson.encode(t), who or false, rl or false} end\n"     \
     "local function fail(status, e, m)\n"                                     \
     "  return reply(status, {error = e, message = m}) end\n"                  \
     "local function hash(key)\n"                                              \
@@ -67,22 +82,56 @@
     "          expires_at = num(h.expires_at),\n"                             \
     "          last_used_at = num(h.last_used_at),\n"                         \
     "          is_active = h.active ~= '0'} end\n"                            \
-    "local function user_by_id(id)\n"                                         \
+    "local function user_by_id(id, idk)\n"                                    \
     "  if not id:match('^[0-9a-f-]+$') then return nil end\n"                 \
-    "  local name = redis.call('GET', 'sbx:userid:' .. id)\n"                 \
+    "  local name = redis.call('GET', idk)\n"                                 \
     "  if not name then return nil end\n"                                     \
     "  local h = hash('sbx:user:' .. name)\n"                                 \
     "  if not h.id then return nil end\n"                                     \
     "  return h end\n"
 
 
-/* a user key in ARGV[2]: authenticated user in "user", or an answer */
+/*
+ * A creation's rate, per user: a leaky bucket with limit_req's meaning
+ * (burst + 1 at once, then one per interval), kept as its theoretical
+ * arrival time in microseconds on Redis's clock, so every worker and
+ * every gateway sharing the Redis counts alike.  A refusal takes nothing.
+ */
+
+#define SBX_LUA_RATE                                                          \
+    "local function limited(rk, what)\n"                                      \
+    "  local n = #ARGV\n"                                                     \
+    "  local t, burst = tonumber(ARGV[n - 4]), tonumber(ARGV[n - 3])\n"       \
+    "  if t == 0 then return nil end\n"                                       \
+    "  local tm = redis.call('TIME')\n"                                       \
+    "  local us = tonumber(tm[1]) * 1000000 + tonumber(tm[2])\n"              \
+    "  local tat = math.max(tonumber(redis.call('GET', rk) or '0'), us)\n"    \
+    "  local tau = burst * t\n"                                               \
+    "  if tat - us > tau then\n"                                              \
+    "    local retry = math.ceil((tat - us - tau) / 1000000)\n"               \
+    "    rl = (burst + 1) .. ' 0 ' .. math.ceil((tat - us) / 1000000) ..\n"   \
+    "         ' ' .. retry\n"                                                 \
+    "    return fail(429, 'Too Many Requests', what ..\n"                     \
+    "                ' rate limit reached; retry in ' .. retry .. ' s') end\n"\
+    "  tat = tat + t\n"                                                       \
+    "  redis.call('SET', rk, string.format('%.0f', tat), 'PX',\n"             \
+    "             math.ceil((tat - us) / 1000))\n"                            \
+    "  rl = (burst + 1) .. ' ' .. (math.floor((tau - tat + us) / t) + 1) ..\n"\
+    "       ' ' .. math.ceil((tat - us) / 1000000)\n"                         \
+    "  return nil end\n"
+
+
+/*
+ * A user key in ARGV[2], its hash in KEYS[2]: the authenticated user in
+ * "user", or an answer.  The user's own keys are found from the key's
+ * hash, so they are computed.
+ */
 
 #define SBX_LUA_AUTH_USER                                                     \
     "local function missing(n)\n"                                             \
     "  return fail(403, 'Forbidden', 'You do not have access to this sandbox')"\
     " end\n"                                                                  \
-    "local kh = KEYS[1]\n"                                                    \
+    "local kh = KEYS[2]\n"                                                    \
     "local k = redis.call('HMGET', kh, 'user', 'id', 'expires_at',"          \
     " 'active', 'last_used_at')\n"                                            \
     "if not k[1] then return fail(401, 'Unauthorized', 'Invalid API key') end"\
@@ -111,11 +160,9 @@
     "                     name = n}) end\n"
 
 
-/* sandboxes: records, routes, and the status answer the extension reads */
+/* sandboxes: the status answer the extension reads */
 
-#define SBX_LUA_SANDBOX                                                       \
-    "local function route_of(u, n) return hash('sbx:route:' .. u .. ':' .. n)"\
-    " end\n"                                                                  \
+#define SBX_LUA_SANDBOX_JSON                                                  \
     "local function sandbox_json(u, n, rec, rt, full)\n"                      \
     "  local ready = rt.ready == '1' and rt.suspended ~= '1'\n"               \
     "  local fqdn = rt.fqdn\n"                                                \
@@ -138,17 +185,47 @@
     "    s.image = rec.image\n"                                               \
     "    if rec.error and rec.error ~= '' then s.error = rec.error end\n"     \
     "  end\n"                                                                 \
-    "  return s end\n"                                                        \
-    "local function owned(n)\n"                                               \
-    "  local rec = hash('sbx:sandbox:' .. user .. ':' .. n)\n"                \
+    "  return s end\n"
+
+
+/*
+ * The keys of one sandbox, ARGV[3], of "user": with a user key, named
+ * after the key's user (KEYS: sbx:audit, the key's hash, sbx:ops); with
+ * authentication off, all declared (KEYS: sbx:audit, sbx:ops, its record,
+ * its route, the user's sandboxes, the user's creation rate).
+ */
+
+#define SBX_LUA_ONE_BY_USER                                                   \
+    "local ops = KEYS[3]\n"                                                   \
+    "local rec_k = 'sbx:sandbox:' .. user .. ':' .. ARGV[3]\n"                \
+    "local route_k = 'sbx:route:' .. user .. ':' .. ARGV[3]\n"                \
+    "local list_k = 'sbx:user:' .. user .. ':sandboxes'\n"                    \
+    "local rate_k = 'sbx:ratelimit:sandbox:' .. user\n"
+
+#define SBX_LUA_ONE_BY_ARGS                                                   \
+    "local ops, rec_k, route_k = KEYS[2], KEYS[3], KEYS[4]\n"                 \
+    "local list_k, rate_k = KEYS[5], KEYS[6]\n"
+
+#define SBX_LUA_ONE_BY_ARGS_KEYS                                              \
+    { "sbx:audit", "sbx:ops", "sbx:sandbox:$2:$3", "sbx:route:$2:$3",         \
+      "sbx:user:$2:sandboxes", "sbx:ratelimit:sandbox:$2", NULL }
+
+#define SBX_LUA_USER_KEYS      { "sbx:audit", "sbx:key:$2", NULL }
+#define SBX_LUA_USER_OPS_KEYS  { "sbx:audit", "sbx:key:$2", "sbx:ops", NULL }
+
+
+/* the sandbox ARGV[3], if the user has it: its record, or nil */
+
+#define SBX_LUA_SANDBOX_OPS                                                   \
+    "local function owned()\n"                                                \
+    "  local rec = hash(rec_k)\n"                                             \
     "  if rec.name then return rec end\n"                                     \
-    "  local rt = route_of(user, n)\n"                                        \
+    "  local rt = hash(route_k)\n"                                            \
     "  if rt.addr or rt.ready then\n"                                         \
     "    return {namespace = rt.namespace, created_at = rt.created_at} end\n" \
     "  return nil end\n"                                                      \
     "local function queue(op, n, rec, image)\n"                               \
-    "  redis.call('XADD', 'sbx:ops', '*', 'op', op, 'user', user,"           \
-    " 'name', n,\n"                                                           \
+    "  redis.call('XADD', ops, '*', 'op', op, 'user', user, 'name', n,\n"     \
     "             'namespace', rec.namespace or '', 'image', image or '',\n"  \
     "             'requested_at', now)\n"                                     \
     "  redis.call('PUBLISH', 'sbx:events', 'route ' .. user .. ' ' .. n) end\n"
@@ -161,18 +238,17 @@
 static const char  ngx_http_sandbox_lua_user_create[] =
     SBX_LUA_COMMON
     "local u, email, id = ARGV[3], ARGV[4], ARGV[5]\n"
+    "local uk, idk, users = KEYS[2], KEYS[3], KEYS[4]\n"
     "act, tgt = 'user.create', u\n"
-    "if redis.call('EXISTS', 'sbx:user:' .. u) == 1 then\n"
+    "if redis.call('EXISTS', uk) == 1 then\n"
     "  return fail(409, 'Conflict',\n"
     "              \"User with username '\" .. u .. \"' already exists\") end\n"
-    "redis.call('HSET', 'sbx:user:' .. u, 'id', id, 'username', u,\n"
+    "redis.call('HSET', uk, 'id', id, 'username', u,\n"
     "           'created_at', now, 'updated_at', now, 'active', '1')\n"
-    "if email ~= '' then redis.call('HSET', 'sbx:user:' .. u, 'email', email)"
-    " end\n"
-    "redis.call('SET', 'sbx:userid:' .. id, u)\n"
-    "redis.call('ZADD', 'sbx:users', now * 1000, u)\n"
-    "local h = hash('sbx:user:' .. u)\n"
-    "local j = user_json(h, true)\n"
+    "if email ~= '' then redis.call('HSET', uk, 'email', email) end\n"
+    "redis.call('SET', idk, u)\n"
+    "redis.call('ZADD', users, now * 1000, u)\n"
+    "local j = user_json(hash(uk), true)\n"
     "j.updated_at = nil\n"
     "return reply(201, {success = true, user = j})\n";
 
@@ -180,7 +256,7 @@ static const char  ngx_http_sandbox_lua_user_create[] =
 static const char  ngx_http_sandbox_lua_user_list[] =
     SBX_LUA_COMMON
     "local users = {}\n"
-    "for _, u in ipairs(redis.call('ZREVRANGE', 'sbx:users', 0, -1)) do\n"
+    "for _, u in ipairs(redis.call('ZREVRANGE', KEYS[2], 0, -1)) do\n"
     "  local h = hash('sbx:user:' .. u)\n"
     "  if h.id and (ARGV[3] ~= '1' or h.active ~= '0') then\n"
     "    local j = user_json(h, true)\n"
@@ -191,7 +267,7 @@ static const char  ngx_http_sandbox_lua_user_list[] =
 
 static const char  ngx_http_sandbox_lua_user_get[] =
     SBX_LUA_COMMON
-    "local h = user_by_id(ARGV[3])\n"
+    "local h = user_by_id(ARGV[3], KEYS[2])\n"
     "if not h then return fail(404, 'Not Found', 'User not found') end\n"
     "return reply(200, {user = user_json(h, true)})\n";
 
@@ -201,7 +277,7 @@ static const char  ngx_http_sandbox_lua_user_get[] =
 static const char  ngx_http_sandbox_lua_user_update[] =
     SBX_LUA_COMMON
     "act, tgt = 'user.update', ARGV[3]\n"
-    "local h = user_by_id(ARGV[3])\n"
+    "local h = user_by_id(ARGV[3], KEYS[2])\n"
     "if not h then return fail(404, 'Not Found', 'User not found') end\n"
     "tgt = h.username\n"
     "local key = 'sbx:user:' .. h.username\n"
@@ -221,7 +297,7 @@ static const char  ngx_http_sandbox_lua_user_update[] =
 static const char  ngx_http_sandbox_lua_user_delete[] =
     SBX_LUA_COMMON
     "act, tgt = 'user.delete', ARGV[3]\n"
-    "local h = user_by_id(ARGV[3])\n"
+    "local h = user_by_id(ARGV[3], KEYS[2])\n"
     "if not h then return fail(404, 'Not Found', 'User not found') end\n"
     "tgt = h.username\n"
     "local u = h.username\n"
@@ -234,10 +310,10 @@ static const char  ngx_http_sandbox_lua_user_delete[] =
     "for _, n in ipairs(redis.call('ZRANGE', 'sbx:user:' .. u .. ':sandboxes',"
     " 0, -1)) do\n"
     "  redis.call('DEL', 'sbx:sandbox:' .. u .. ':' .. n) end\n"
-    "redis.call('DEL', 'sbx:user:' .. u, 'sbx:userid:' .. h.id,\n"
+    "redis.call('DEL', 'sbx:user:' .. u, KEYS[2],\n"
     "           'sbx:user:' .. u .. ':keys',\n"
     "           'sbx:user:' .. u .. ':sandboxes')\n"
-    "redis.call('ZREM', 'sbx:users', u)\n"
+    "redis.call('ZREM', KEYS[3], u)\n"
     "redis.call('PUBLISH', 'sbx:events', 'user ' .. u)\n"
     "return reply(200, {success = true,\n"
     "  message = \"User '\" .. u .. \"' deleted successfully\"})\n";
@@ -246,21 +322,21 @@ static const char  ngx_http_sandbox_lua_user_delete[] =
 /*
  * Keys.  Creation: ARGV[3] owner (user id for admins, "" for self),
  * ARGV[4] digest, ARGV[5] display prefix, ARGV[6] key id, ARGV[7] name,
- * ARGV[8] expiry (0: never).
+ * ARGV[8] expiry (0: never).  KEYS[3] and KEYS[4]: the new key's hash
+ * and id keys.
  */
 
 #define SBX_LUA_KEY_CREATE                                                    \
-    "local d, id = ARGV[4], ARGV[6]\n"                                        \
+    "local d, id, dk, ik = ARGV[4], ARGV[6], KEYS[3], KEYS[4]\n"              \
     "tgt = owner .. '/' .. id\n"                                              \
-    "redis.call('HSET', 'sbx:key:' .. d, 'id', id, 'user', owner,\n"          \
+    "redis.call('HSET', dk, 'id', id, 'user', owner,\n"                       \
     "           'prefix', ARGV[5], 'created_at', now, 'expires_at', ARGV[8],\n"\
     "           'active', '1')\n"                                             \
-    "if ARGV[7] ~= '' then redis.call('HSET', 'sbx:key:' .. d, 'name',"      \
-    " ARGV[7]) end\n"                                                         \
-    "redis.call('SET', 'sbx:keyid:' .. id, d)\n"                              \
+    "if ARGV[7] ~= '' then redis.call('HSET', dk, 'name', ARGV[7]) end\n"     \
+    "redis.call('SET', ik, d)\n"                                              \
     "redis.call('SADD', 'sbx:user:' .. owner .. ':keys', id)\n"               \
     "redis.call('PUBLISH', 'sbx:events', 'key ' .. d)\n"                      \
-    "local j = key_json(hash('sbx:key:' .. d))\n"                             \
+    "local j = key_json(hash(dk))\n"                                          \
     "j.last_used_at, j.is_active = nil, nil\n"                                \
     "return reply(201, {success = true, key_info = j})\n"
 
@@ -275,7 +351,7 @@ static const char  ngx_http_sandbox_lua_user_delete[] =
     "return reply(200, {count = #keys, api_keys = keys})\n"
 
 #define SBX_LUA_ADMIN_OWNER                                                   \
-    "local h = user_by_id(ARGV[3])\n"                                         \
+    "local h = user_by_id(ARGV[3], KEYS[2])\n"                                \
     "if not h then return fail(404, 'Not Found', 'User not found') end\n"     \
     "local owner = h.username\n"
 
@@ -288,14 +364,20 @@ static const char  ngx_http_sandbox_lua_admin_key_list[] =
     SBX_LUA_COMMON SBX_LUA_ADMIN_OWNER SBX_LUA_KEY_LIST;
 
 static const char  ngx_http_sandbox_lua_me_key_create[] =
-    SBX_LUA_COMMON SBX_LUA_AUTH_USER "local owner = user\n"
-    "act = 'key.create'\n" SBX_LUA_KEY_CREATE;
+    SBX_LUA_COMMON SBX_LUA_RATE SBX_LUA_AUTH_USER "local owner = user\n"
+    "act, tgt = 'key.create', owner .. '/'\n"
+    "local limit = limited('sbx:ratelimit:key:' .. user, 'API key creation')\n"
+    "if limit then return limit end\n"
+    SBX_LUA_KEY_CREATE;
 
 static const char  ngx_http_sandbox_lua_me_key_list[] =
     SBX_LUA_COMMON SBX_LUA_AUTH_USER "local owner = user\n" SBX_LUA_KEY_LIST;
 
 
-/* revocation keeps the record, as the original did; ARGV[3]: key id */
+/*
+ * revocation keeps the record, as the original did; ARGV[3]: key id,
+ * its sbx:keyid: key declared in KEYS[ik]
+ */
 
 #define SBX_LUA_KEY_REVOKE                                                    \
     "redis.call('HSET', 'sbx:key:' .. d, 'active', '0')\n"                    \
@@ -303,19 +385,19 @@ static const char  ngx_http_sandbox_lua_me_key_list[] =
     "return reply(200, {success = true,\n"                                    \
     "                   message = 'API key revoked successfully'})\n"
 
-#define SBX_LUA_KEY_FIND                                                      \
+#define SBX_LUA_KEY_FIND(ik)                                                  \
     "local d = ARGV[3]:match('^[0-9a-f-]+$') and\n"                           \
-    "          redis.call('GET', 'sbx:keyid:' .. ARGV[3])\n"                  \
+    "          redis.call('GET', KEYS[" #ik "])\n"                            \
     "if not d or redis.call('EXISTS', 'sbx:key:' .. d) == 0 then\n"           \
     "  return fail(404, 'Not Found', 'API key not found') end\n"
 
 #define SBX_LUA_KEY_ACT  "act, tgt = 'key.revoke', ARGV[3]\n"
 
 static const char  ngx_http_sandbox_lua_admin_key_revoke[] =
-    SBX_LUA_COMMON SBX_LUA_KEY_ACT SBX_LUA_KEY_FIND SBX_LUA_KEY_REVOKE;
+    SBX_LUA_COMMON SBX_LUA_KEY_ACT SBX_LUA_KEY_FIND(2) SBX_LUA_KEY_REVOKE;
 
 static const char  ngx_http_sandbox_lua_me_key_revoke[] =
-    SBX_LUA_COMMON SBX_LUA_AUTH_USER SBX_LUA_KEY_ACT SBX_LUA_KEY_FIND
+    SBX_LUA_COMMON SBX_LUA_AUTH_USER SBX_LUA_KEY_ACT SBX_LUA_KEY_FIND(3)
     "if redis.call('HGET', 'sbx:key:' .. d, 'user') ~= user then\n"
     "  return fail(403, 'Forbidden', 'You do not own this API key') end\n"
     SBX_LUA_KEY_REVOKE;
@@ -337,8 +419,8 @@ static const char  ngx_http_sandbox_lua_me[] =
     "                              ':sandboxes', 0, -1)) do\n"                \
     "  local rec = hash('sbx:sandbox:' .. user .. ':' .. n)\n"                \
     "  if rec.name then\n"                                                    \
-    "    list[#list + 1] = sandbox_json(user, n, rec, route_of(user, n))"     \
-    " end end\n"                                                              \
+    "    list[#list + 1] = sandbox_json(user, n, rec,\n"                      \
+    "                        hash('sbx:route:' .. user .. ':' .. n)) end end\n"\
     "return reply(200, {count = #list, sandboxes = list})\n"
 
 /*
@@ -349,19 +431,19 @@ static const char  ngx_http_sandbox_lua_me[] =
 #define SBX_LUA_SANDBOX_CREATE                                                \
     "local n, image, ns = ARGV[3], ARGV[4], ARGV[5]\n"                        \
     "act, tgt = 'sandbox.create', user .. '/' .. n\n"                         \
+    "local limit = limited(rate_k, 'Sandbox creation')\n"                     \
+    "if limit then return limit end\n"                                        \
     "if ARGV[7] == 'prefix' then ns = ns .. user end\n"                       \
-    "local key = 'sbx:sandbox:' .. user .. ':' .. n\n"                        \
-    "if redis.call('EXISTS', key) == 1 then\n"                                \
+    "if redis.call('EXISTS', rec_k) == 1 then\n"                              \
     "  return fail(409, 'Conflict',\n"                                        \
     "              \"Sandbox '\" .. n .. \"' already exists\") end\n"         \
     "local quota = tonumber(ARGV[6])\n"                                       \
-    "if quota > 0 and redis.call('ZCARD', 'sbx:user:' .. user ..\n"           \
-    "                            ':sandboxes') >= quota then\n"               \
+    "if quota > 0 and redis.call('ZCARD', list_k) >= quota then\n"            \
     "  return fail(403, 'Forbidden', 'Sandbox quota reached (' .. quota ..\n" \
     "              ' per user)') end\n"                                       \
-    "redis.call('HSET', key, 'name', n, 'user', user, 'namespace', ns,\n"     \
+    "redis.call('HSET', rec_k, 'name', n, 'user', user, 'namespace', ns,\n"   \
     "           'image', image, 'created_at', now, 'state', 'creating')\n"    \
-    "redis.call('ZADD', 'sbx:user:' .. user .. ':sandboxes', now * 1000, n)\n"\
+    "redis.call('ZADD', list_k, now * 1000, n)\n"                             \
     "queue('create', n, {namespace = ns}, image)\n"                           \
     "return reply(201, {success = true,\n"                                    \
     "  message = \"Sandbox '\" .. n .. \"' created successfully\",\n"         \
@@ -369,18 +451,18 @@ static const char  ngx_http_sandbox_lua_me[] =
 
 #define SBX_LUA_NOT_OWNED                                                     \
     "local n = ARGV[3]\n"                                                     \
-    "local rec = owned(n)\n"                                                  \
+    "local rec = owned()\n"                                                   \
     "if not rec then return missing(n) end\n"
 
 #define SBX_LUA_SANDBOX_GET                                                   \
     SBX_LUA_NOT_OWNED                                                         \
-    "return reply(200, sandbox_json(user, n, rec, route_of(user, n), true))\n"
+    "return reply(200, sandbox_json(user, n, rec, hash(route_k), true))\n"
 
 #define SBX_LUA_SANDBOX_DELETE                                                \
     "act, tgt = 'sandbox.delete', user .. '/' .. ARGV[3]\n"                   \
     SBX_LUA_NOT_OWNED                                                         \
-    "redis.call('DEL', 'sbx:sandbox:' .. user .. ':' .. n)\n"                 \
-    "redis.call('ZREM', 'sbx:user:' .. user .. ':sandboxes', n)\n"            \
+    "redis.call('DEL', rec_k)\n"                                              \
+    "redis.call('ZREM', list_k, n)\n"                                         \
     "queue('delete', n, rec)\n"                                               \
     "return reply(200, {success = true,\n"                                    \
     "  message = \"Sandbox '\" .. n .. \"' deleted successfully\"})\n"
@@ -391,7 +473,7 @@ static const char  ngx_http_sandbox_lua_me[] =
     "act, tgt = 'sandbox.' .. ARGV[4], user .. '/' .. ARGV[3]\n"              \
     SBX_LUA_NOT_OWNED                                                         \
     "local op = ARGV[4]\n"                                                    \
-    "redis.call('HSET', 'sbx:sandbox:' .. user .. ':' .. n, 'state',\n"       \
+    "redis.call('HSET', rec_k, 'state',\n"                                    \
     "           op == 'pause' and 'pausing' or 'resuming')\n"                 \
     "queue(op, n, rec)\n"                                                     \
     "return reply(200, {success = true,\n"                                    \
@@ -402,22 +484,25 @@ static const char  ngx_http_sandbox_lua_me[] =
 
 
 #define SBX_LUA_USER_SANDBOX(body)                                            \
-    SBX_LUA_COMMON SBX_LUA_AUTH_USER SBX_LUA_SANDBOX body
+    SBX_LUA_COMMON SBX_LUA_RATE SBX_LUA_AUTH_USER SBX_LUA_SANDBOX_JSON        \
+    SBX_LUA_ONE_BY_USER SBX_LUA_SANDBOX_OPS body
 
 #define SBX_LUA_ANON_SANDBOX(body)                                            \
-    SBX_LUA_COMMON SBX_LUA_AUTH_NONE SBX_LUA_SANDBOX body
+    SBX_LUA_COMMON SBX_LUA_RATE SBX_LUA_AUTH_NONE SBX_LUA_SANDBOX_JSON        \
+    SBX_LUA_ONE_BY_ARGS SBX_LUA_SANDBOX_OPS body
 
 
 /* everything of every user, for the no-auth listings */
 
 static const char  ngx_http_sandbox_lua_all_sandboxes[] =
-    SBX_LUA_COMMON SBX_LUA_AUTH_NONE SBX_LUA_SANDBOX
+    SBX_LUA_COMMON SBX_LUA_SANDBOX_JSON
     "local list = {}\n"
-    "for _, id in ipairs(redis.call('SMEMBERS', 'sbx:routes')) do\n"
+    "for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do\n"
     "  local u, n = id:match('^([^:]+):(.+)$')\n"
     "  if u then\n"
     "    local rec = hash('sbx:sandbox:' .. u .. ':' .. n)\n"
-    "    local s = sandbox_json(u, n, rec, route_of(u, n))\n"
+    "    local s = sandbox_json(u, n, rec,\n"
+    "                           hash('sbx:route:' .. u .. ':' .. n))\n"
     "    s.username = u\n"
     "    s.path = u .. '/' .. n\n"
     "    list[#list + 1] = s end end\n"
@@ -425,11 +510,13 @@ static const char  ngx_http_sandbox_lua_all_sandboxes[] =
     "return reply(200, {count = #list, sandboxes = list})\n";
 
 
+/* KEYS: sbx:sync, sbx:routes */
+
 static const char  ngx_http_sandbox_lua_health[] =
-    "local s = redis.call('HGETALL', 'sbx:sync')\n"
+    "local s = redis.call('HGETALL', KEYS[1])\n"
     "local h = {}\n"
     "for i = 1, #s, 2 do h[s[i]] = s[i + 1] end\n"
-    "return {200, cjson.encode({routes = redis.call('SCARD', 'sbx:routes'),\n"
+    "return {200, cjson.encode({routes = redis.call('SCARD', KEYS[2]),\n"
     "  sync = h})}\n";
 
 
@@ -453,13 +540,11 @@ static const char  ngx_http_sandbox_lua_health[] =
     "      target = h.target, client = h.client, request_id = h.request_id,\n"\
     "      result = h.result, status = num(h.status)} end end\n"              \
     "if since == '' then\n"                                                   \
-    "  local top = redis.call('XREVRANGE', 'sbx:audit', '+', '-', 'COUNT', 1)"\
-    "\n"                                                                      \
+    "  local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)\n"  \
     "  nxt = top[1] and top[1][1] or '0-0'\n"                                 \
     "  local hi = '+'\n"                                                      \
     "  while #out < limit and seen < 10000 do\n"                              \
-    "    local es = redis.call('XREVRANGE', 'sbx:audit', hi, '-', 'COUNT',"  \
-    " 200)\n"                                                                 \
+    "    local es = redis.call('XREVRANGE', KEYS[1], hi, '-', 'COUNT', 200)\n"\
     "    for _, e in ipairs(es) do\n"                                         \
     "      seen = seen + 1\n"                                                 \
     "      if #out < limit then take(e) end end\n"                            \
@@ -470,7 +555,7 @@ static const char  ngx_http_sandbox_lua_health[] =
     "    out[i], out[n + 1 - i] = out[n + 1 - i], out[i] end\n"               \
     "else\n"                                                                  \
     "  while #out < limit and seen < 10000 do\n"                              \
-    "    local es = redis.call('XRANGE', 'sbx:audit', '(' .. nxt, '+',"      \
+    "    local es = redis.call('XRANGE', KEYS[1], '(' .. nxt, '+',"           \
     " 'COUNT', 200)\n"                                                        \
     "    for _, e in ipairs(es) do\n"                                         \
     "      if #out >= limit then break end\n"                                 \
@@ -490,31 +575,57 @@ static const char  ngx_http_sandbox_lua_me_audit[] =
     SBX_LUA_COMMON SBX_LUA_AUTH_USER "ARGV[4] = user\n" SBX_LUA_AUDIT;
 
 
+#define sbx_lua(text, ...)                                                    \
+    { ngx_http_sandbox_script(text), __VA_ARGS__ }
+
+/* in ngx_http_sandbox_api_lua_e's order; each with the keys it declares */
+
 ngx_http_sandbox_api_script_t  ngx_http_sandbox_api_scripts[] = {
-    ngx_http_sandbox_script(ngx_http_sandbox_lua_user_create),
-    ngx_http_sandbox_script(ngx_http_sandbox_lua_user_list),
-    ngx_http_sandbox_script(ngx_http_sandbox_lua_user_get),
-    ngx_http_sandbox_script(ngx_http_sandbox_lua_user_update),
-    ngx_http_sandbox_script(ngx_http_sandbox_lua_user_delete),
-    ngx_http_sandbox_script(ngx_http_sandbox_lua_admin_key_create),
-    ngx_http_sandbox_script(ngx_http_sandbox_lua_admin_key_list),
-    ngx_http_sandbox_script(ngx_http_sandbox_lua_admin_key_revoke),
-    ngx_http_sandbox_script(ngx_http_sandbox_lua_me),
-    ngx_http_sandbox_script(ngx_http_sandbox_lua_me_key_create),
-    ngx_http_sandbox_script(ngx_http_sandbox_lua_me_key_list),
-    ngx_http_sandbox_script(ngx_http_sandbox_lua_me_key_revoke),
-    ngx_http_sandbox_script(SBX_LUA_USER_SANDBOX(SBX_LUA_SANDBOX_LIST)),
-    ngx_http_sandbox_script(SBX_LUA_USER_SANDBOX(SBX_LUA_SANDBOX_CREATE)),
-    ngx_http_sandbox_script(SBX_LUA_USER_SANDBOX(SBX_LUA_SANDBOX_GET)),
-    ngx_http_sandbox_script(SBX_LUA_USER_SANDBOX(SBX_LUA_SANDBOX_DELETE)),
-    ngx_http_sandbox_script(SBX_LUA_USER_SANDBOX(SBX_LUA_SANDBOX_STATE)),
-    ngx_http_sandbox_script(ngx_http_sandbox_lua_all_sandboxes),
-    ngx_http_sandbox_script(SBX_LUA_ANON_SANDBOX(SBX_LUA_SANDBOX_CREATE)),
-    ngx_http_sandbox_script(SBX_LUA_ANON_SANDBOX(SBX_LUA_SANDBOX_GET)),
-    ngx_http_sandbox_script(SBX_LUA_ANON_SANDBOX(SBX_LUA_SANDBOX_DELETE)),
-    ngx_http_sandbox_script(SBX_LUA_ANON_SANDBOX(SBX_LUA_SANDBOX_STATE)),
-    ngx_http_sandbox_script(ngx_http_sandbox_lua_health),
-    ngx_http_sandbox_script(ngx_http_sandbox_lua_audit),
-    ngx_http_sandbox_script(ngx_http_sandbox_lua_me_audit),
-    ngx_http_sandbox_script("")
+    sbx_lua(ngx_http_sandbox_lua_user_create,
+            { "sbx:audit", "sbx:user:$3", "sbx:userid:$5", "sbx:users",
+              NULL }),
+    sbx_lua(ngx_http_sandbox_lua_user_list, { "sbx:audit", "sbx:users", NULL }),
+    sbx_lua(ngx_http_sandbox_lua_user_get,
+            { "sbx:audit", "sbx:userid:$3", NULL }),
+    sbx_lua(ngx_http_sandbox_lua_user_update,
+            { "sbx:audit", "sbx:userid:$3", NULL }),
+    sbx_lua(ngx_http_sandbox_lua_user_delete,
+            { "sbx:audit", "sbx:userid:$3", "sbx:users", NULL }),
+    sbx_lua(ngx_http_sandbox_lua_admin_key_create,
+            { "sbx:audit", "sbx:userid:$3", "sbx:key:$4", "sbx:keyid:$6",
+              NULL }),
+    sbx_lua(ngx_http_sandbox_lua_admin_key_list,
+            { "sbx:audit", "sbx:userid:$3", NULL }),
+    sbx_lua(ngx_http_sandbox_lua_admin_key_revoke,
+            { "sbx:audit", "sbx:keyid:$3", NULL }),
+    sbx_lua(ngx_http_sandbox_lua_me, SBX_LUA_USER_KEYS),
+    sbx_lua(ngx_http_sandbox_lua_me_key_create,
+            { "sbx:audit", "sbx:key:$2", "sbx:key:$4", "sbx:keyid:$6",
+              NULL }),
+    sbx_lua(ngx_http_sandbox_lua_me_key_list, SBX_LUA_USER_KEYS),
+    sbx_lua(ngx_http_sandbox_lua_me_key_revoke,
+            { "sbx:audit", "sbx:key:$2", "sbx:keyid:$3", NULL }),
+    sbx_lua(SBX_LUA_COMMON SBX_LUA_AUTH_USER SBX_LUA_SANDBOX_JSON
+            SBX_LUA_SANDBOX_LIST, SBX_LUA_USER_KEYS),
+    sbx_lua(SBX_LUA_USER_SANDBOX(SBX_LUA_SANDBOX_CREATE),
+            SBX_LUA_USER_OPS_KEYS),
+    sbx_lua(SBX_LUA_USER_SANDBOX(SBX_LUA_SANDBOX_GET), SBX_LUA_USER_OPS_KEYS),
+    sbx_lua(SBX_LUA_USER_SANDBOX(SBX_LUA_SANDBOX_DELETE),
+            SBX_LUA_USER_OPS_KEYS),
+    sbx_lua(SBX_LUA_USER_SANDBOX(SBX_LUA_SANDBOX_STATE),
+            SBX_LUA_USER_OPS_KEYS),
+    sbx_lua(ngx_http_sandbox_lua_all_sandboxes,
+            { "sbx:audit", "sbx:routes", NULL }),
+    sbx_lua(SBX_LUA_ANON_SANDBOX(SBX_LUA_SANDBOX_CREATE),
+            SBX_LUA_ONE_BY_ARGS_KEYS),
+    sbx_lua(SBX_LUA_ANON_SANDBOX(SBX_LUA_SANDBOX_GET),
+            SBX_LUA_ONE_BY_ARGS_KEYS),
+    sbx_lua(SBX_LUA_ANON_SANDBOX(SBX_LUA_SANDBOX_DELETE),
+            SBX_LUA_ONE_BY_ARGS_KEYS),
+    sbx_lua(SBX_LUA_ANON_SANDBOX(SBX_LUA_SANDBOX_STATE),
+            SBX_LUA_ONE_BY_ARGS_KEYS),
+    sbx_lua(ngx_http_sandbox_lua_health, { "sbx:sync", "sbx:routes", NULL }),
+    sbx_lua(ngx_http_sandbox_lua_audit, { "sbx:audit", NULL }),
+    sbx_lua(ngx_http_sandbox_lua_me_audit, SBX_LUA_USER_KEYS),
+    sbx_lua("", { NULL })
 };

@@ -5,7 +5,8 @@
  * Each API endpoint's preparer: after the router matched it and its body
  * was read, it turns the path parameters and the body (checked by the
  * pure validators of sandbox_body.c) into its Redis script's arguments,
- * or answers 400.  New ids and API keys are made here.
+ * or answers 400.  New ids and API keys are made here, and the keys each
+ * script declares from its arguments.
  */
 
 
@@ -27,6 +28,8 @@ static void ngx_http_sandbox_api_op_arg(ngx_http_request_t *r,
     ngx_http_sandbox_api_ctx_t *ctx);
 static void ngx_http_sandbox_api_str_arg(ngx_http_sandbox_api_ctx_t *ctx,
     sbx_body_str_t *s);
+static ssize_t ngx_http_sandbox_api_key(ngx_http_sandbox_api_ctx_t *ctx,
+    const char *t, u_char *dst);
 
 
 ngx_int_t
@@ -135,10 +138,11 @@ ngx_int_t
 ngx_http_sandbox_api_prep_key_create(ngx_http_request_t *r,
     ngx_http_sandbox_api_ctx_t *ctx)
 {
-    time_t            now;
-    ngx_int_t         rc;
-    sbx_key_create_t  kc;
-    char              err[SBX_BODY_ERR_MAX];
+    time_t                        now;
+    ngx_int_t                     rc;
+    sbx_key_create_t              kc;
+    ngx_http_sandbox_loc_conf_t  *slcf;
+    char                          err[SBX_BODY_ERR_MAX];
 
     if (ctx->ep->auth == NGX_HTTP_SANDBOX_API_ADMIN) {
         ngx_http_sandbox_api_prep_param(r, ctx);
@@ -169,6 +173,8 @@ ngx_http_sandbox_api_prep_key_create(ngx_http_request_t *r,
         return rc;
     }
 
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_sandbox_module);
+
     ngx_http_sandbox_api_arg(ctx, (char *) ctx->digest,
                              NGX_HTTP_SANDBOX_SHA256_HEX_LEN);
     ngx_http_sandbox_api_arg(ctx, (char *) ctx->key, 12);
@@ -177,6 +183,12 @@ ngx_http_sandbox_api_prep_key_create(ngx_http_request_t *r,
     ngx_http_sandbox_api_arg(ctx, (char *) ctx->expires,
                              ngx_sprintf(ctx->expires, "%T", kc.expires)
                              - ctx->expires);
+
+    /* a user's own keys are rate-limited; the admin's are not */
+
+    if (ctx->ep->auth == NGX_HTTP_SANDBOX_API_USER) {
+        ngx_http_sandbox_api_rate_args(ctx, &slcf->key_create_rate);
+    }
 
     return NGX_OK;
 }
@@ -290,6 +302,8 @@ ngx_http_sandbox_api_prep_sandbox_create(ngx_http_request_t *r,
 
     ngx_http_sandbox_api_arg(ctx, anon ? "namespace" : "prefix",
                              anon ? 9 : 6);
+
+    ngx_http_sandbox_api_rate_args(ctx, &slcf->create_rate);
 
     return NGX_OK;
 }
@@ -458,6 +472,21 @@ ngx_http_sandbox_api_prep_audit(ngx_http_request_t *r,
 }
 
 
+/* a rate-limited creation's two arguments: the interval in us, the burst */
+
+void
+ngx_http_sandbox_api_rate_args(ngx_http_sandbox_api_ctx_t *ctx,
+    ngx_http_sandbox_rate_t *rate)
+{
+    ngx_http_sandbox_api_arg(ctx, (char *) ctx->rate,
+                             ngx_sprintf(ctx->rate, "%ui", rate->interval)
+                             - ctx->rate);
+    ngx_http_sandbox_api_arg(ctx, (char *) ctx->burst,
+                             ngx_sprintf(ctx->burst, "%ui", rate->burst)
+                             - ctx->burst);
+}
+
+
 /*
  * Every script's last three arguments, for its audit record: the client's
  * address, a request id (the data plane's kind) and sandbox_audit_maxlen
@@ -480,4 +509,92 @@ ngx_http_sandbox_api_audit_args(ngx_http_request_t *r,
                              ngx_sprintf(ctx->maxlen, "%ui",
                                          slcf->audit_maxlen)
                              - ctx->maxlen);
+}
+
+
+/*
+ * What follows the script in EVALSHA: numkeys, the keys the script
+ * declares, then its ARGV.  Returns the count, 0 on failure.
+ */
+
+ngx_uint_t
+ngx_http_sandbox_api_keys(ngx_http_request_t *r,
+    ngx_http_sandbox_api_ctx_t *ctx, ngx_http_sandbox_api_script_t *s,
+    const char **argv, size_t *argvlen, u_char *numkeys)
+{
+    u_char      *key;
+    ssize_t      len;
+    ngx_uint_t   i, k;
+
+    for (k = 0; k < NGX_HTTP_SANDBOX_API_KEYS && s->keys[k]; k++) {
+
+        len = ngx_http_sandbox_api_key(ctx, s->keys[k], NULL);
+
+        if (len == NGX_ERROR) {
+            ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                          "sandbox api: key \"%s\" names no argument",
+                          s->keys[k]);
+            return 0;
+        }
+
+        key = ngx_pnalloc(r->pool, len + 1);
+        if (key == NULL) {
+            return 0;
+        }
+
+        argv[k + 1] = (const char *) key;
+        argvlen[k + 1] = ngx_http_sandbox_api_key(ctx, s->keys[k], key);
+    }
+
+    argv[0] = (const char *) numkeys;
+    argvlen[0] = ngx_sprintf(numkeys, "%ui", k) - numkeys;
+
+    for (i = 0; i < ctx->argc; i++) {
+        argv[k + 1 + i] = ctx->argv[i];
+        argvlen[k + 1 + i] = ctx->argvlen[i];
+    }
+
+    return k + 1 + ctx->argc;
+}
+
+
+/*
+ * A key from its template, "$N" standing for ARGV[N]: its length, and
+ * the key itself into dst when not NULL
+ */
+
+static ssize_t
+ngx_http_sandbox_api_key(ngx_http_sandbox_api_ctx_t *ctx, const char *t,
+    u_char *dst)
+{
+    size_t      len;
+    ngx_uint_t  i;
+
+    for (len = 0; *t; t++) {
+
+        if (*t != '$') {
+            if (dst) {
+                dst[len] = *t;
+            }
+
+            len++;
+            continue;
+        }
+
+        for (i = 0; t[1] >= '0' && t[1] <= '9'; t++) {
+            i = i * 10 + t[1] - '0';
+        }
+
+        if (i == 0 || i > ctx->argc) {
+            return NGX_ERROR;
+        }
+
+        if (dst) {
+            ngx_memcpy(dst + len, ctx->argv[i - 1], ctx->argvlen[i - 1]);
+        }
+
+        len += ctx->argvlen[i - 1];
+    }
+
+    return len;
 }

@@ -21,6 +21,7 @@
 #include "ngx_http_sandbox_redis.h"
 #include "ngx_http_sandbox_cache.h"
 #include "ngx_http_sandbox_metrics.h"
+#include "ngx_http_sandbox_guard.h"
 
 
 #define NGX_HTTP_SANDBOX_SHA256_LEN      32
@@ -39,6 +40,7 @@ typedef struct {
     u_char                          admin_key_hash[
                                         NGX_HTTP_SANDBOX_SHA256_HEX_LEN];
     ngx_flag_t                      admin_key_set;
+    ngx_http_sandbox_guard_conf_t   guard;      /* failed admin keys */
 
     ngx_shm_zone_t                 *cache_zone;
 
@@ -59,6 +61,8 @@ typedef struct {
     ngx_uint_t                      audit_maxlen;
     ngx_str_t                       default_image;
     ngx_str_t                       namespace_prefix;
+    ngx_http_sandbox_rate_t         create_rate;
+    ngx_http_sandbox_rate_t         key_create_rate;
 } ngx_http_sandbox_loc_conf_t;
 
 
