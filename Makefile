@@ -99,7 +99,8 @@ test: deps all kube-apiserver
 
 # the end-to-end tests again, nginx and the module built with
 # AddressSanitizer and NGX_DEBUG_PALLOC (pool overflows are caught too);
-# then the daemon's tests with sandbox-syncd built with ASan and UBSan
+# then the daemon's tests (and t/76's wrapping of pod templates) with
+# sandbox-syncd built with ASan and UBSan
 ASAN_NGX := $(BUILD)/asan/nginx/objs
 test-asan:
 	scripts/build-asan.sh >/dev/null
@@ -112,7 +113,7 @@ test-asan:
 	    CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer"
 	SBX_SYNCD=$(BUILD)/asan-syncd/sandbox-syncd \
 	ASAN_OPTIONS=detect_leaks=1 \
-	prove -I t/lib $(wildcard t/3*.t)
+	prove -I t/lib $(wildcard t/3*.t) t/76-agent-pod.t
 
 unit:
 	prove -I t/lib t/unit.t
