@@ -97,9 +97,11 @@ test: deps all kube-apiserver
 	prove -I t/lib -r t/
 	$(MAKE) test-asan
 
-# the end-to-end tests again, nginx and the module built with
+# the end-to-end tests again (and wake and limits, which hold requests and
+# slots), nginx and the module built with
 # AddressSanitizer and NGX_DEBUG_PALLOC (pool overflows are caught too);
-# then the daemon's tests with sandbox-syncd built with ASan and UBSan
+# then the daemon's tests (and t/78's wrapping of pod templates) with
+# sandbox-syncd built with ASan and UBSan
 ASAN_NGX := $(BUILD)/asan/nginx/objs
 test-asan:
 	scripts/build-asan.sh >/dev/null
@@ -107,12 +109,12 @@ test-asan:
 	SBX_MODULE=$(ASAN_NGX)/ngx_http_sandbox_module.so \
 	SBX_ASAN_OPTIONS=detect_odr_violation=0:detect_leaks=1 \
 	SBX_LSAN_OPTIONS=suppressions=$(CURDIR)/t/lsan.supp \
-	prove -I t/lib $(wildcard t/1*.t t/2*.t t/4*.t)
+	prove -I t/lib $(wildcard t/1*.t t/2*.t t/4*.t) t/76-wake.t t/77-limits.t
 	$(MAKE) -C src/syncd OUT=$(BUILD)/asan-syncd \
 	    CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer"
 	SBX_SYNCD=$(BUILD)/asan-syncd/sandbox-syncd \
 	ASAN_OPTIONS=detect_leaks=1 \
-	prove -I t/lib $(wildcard t/3*.t)
+	prove -I t/lib $(wildcard t/3*.t) t/78-agent-pod.t
 
 unit:
 	prove -I t/lib t/unit.t

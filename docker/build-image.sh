@@ -5,7 +5,10 @@
 # the gateway's user and writable paths made in it, then assembled by
 # buildah with build/'s module, sandbox-syncd and sandbox-admin, the
 # image's nginx.conf (conf/nginx.conf listening on 8080) and
-# docker/entrypoint.sh.  Run from `make image` (after `make`), as root.
+# docker/entrypoint.sh; and build/sandbox-agent as
+# /usr/lib/sandbox-gateway/sandbox-agent, which a plain image's Sandbox
+# copies from this image in an init container (sandbox-syncd
+# --agent-image).  Run from `make image` (after `make`), as root.
 #
 #   IMAGE        the image's name (localhost/sandbox-gateway:latest)
 #   DEB_MIRRORS  the apt lines mmdebstrap uses, one a line (deb.debian.org)
@@ -26,7 +29,7 @@ PKGS="nginx libhiredis0.14 libjansson4 libcurl4 libyaml-0-2 libc-ares2 libmicroh
 UID_GW=10001
 
 for f in build/ngx_http_sandbox_module.so build/sandbox-syncd \
-         build/sandbox-admin; do
+         build/sandbox-admin build/sandbox-agent; do
     [ -f "$f" ] || { echo "build-image: no $f (run make first)" >&2; exit 2; }
 done
 
@@ -86,6 +89,8 @@ buildah copy --chmod 0644 "$ctr" build/ngx_http_sandbox_module.so \
     /usr/lib/nginx/modules/
 buildah copy --chmod 0755 "$ctr" build/sandbox-syncd build/sandbox-admin \
     docker/entrypoint.sh /usr/local/bin/
+buildah copy --chmod 0755 "$ctr" build/sandbox-agent \
+    /usr/lib/sandbox-gateway/sandbox-agent
 buildah copy --chmod 0644 "$ctr" "$tmp/nginx.conf" /etc/nginx/nginx.conf
 buildah copy --chmod 0644 "$ctr" conf/sandbox-template.json \
     /etc/sandbox-syncd/sandbox-template.json

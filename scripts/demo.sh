@@ -6,13 +6,16 @@
 #   a private redis-server; nginx with the module on
 #   127.0.0.1:${SBX_DEMO_PORT:-8080}; sandbox-syncd (routes and the
 #   operations queue); and scripts/local-controller.pl, which plays the
-#   agent-sandbox controller: each Sandbox becomes a demo runtime process on
-#   its own loopback address (127.0.0.2, .3, ...; SBX_DEMO_FIRST_IP=N
-#   starts at 127.0.0.N) and gets its status.
+#   agent-sandbox controller: each Sandbox becomes a process on its own
+#   loopback address (127.0.0.2, .3, ...; SBX_DEMO_FIRST_IP=N starts at
+#   127.0.0.N) and gets its status.  A plain image's Sandbox (sandbox-syncd
+#   wraps its pod template with sandbox-agent, --agent-image) runs the real
+#   build/sandbox-agent; the AIO image's, the AIO runtime double.
 #
 # It creates a demo user and key with sandbox-admin and a sandbox through
-# the API, waits until a command runs in it, prints keys and curl examples,
-# and stays in the foreground until Ctrl-C.
+# the API (image SBX_DEMO_IMAGE, alpine:3.20: served by sandbox-agent),
+# waits until a command runs in it, prints keys and curl examples, and
+# stays in the foreground until Ctrl-C.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,6 +23,10 @@ PORT=${SBX_DEMO_PORT:-8080}
 DIR=${SBX_DEMO_DIR:-$(mktemp -d /tmp/sandbox-gateway-demo.XXXXXX)}
 REDIS_PORT=${SBX_DEMO_REDIS_PORT:-6399}
 GW=http://127.0.0.1:$PORT
+IMAGE=${SBX_DEMO_IMAGE:-alpine:3.20}
+# the image whose sandbox-agent the init container copies (make image's);
+# nothing is pulled here: the controller runs build/sandbox-agent
+AGENT_IMAGE=localhost/sandbox-gateway:latest
 
 mkdir -p "$DIR/sandboxes" "$DIR/logs"
 pids=()
@@ -90,6 +97,7 @@ retry 50 curl -fsS -o /dev/null "$GW/health" \
 K8S_API=$K8S_API K8S_TOKEN_FILE=$DIR/k8s/token K8S_CA_FILE=$K8S_CA_FILE \
 SANDBOX_REDIS=127.0.0.1:$REDIS_PORT \
     "$ROOT/build/sandbox-syncd" --template "$ROOT/conf/sandbox-template.json" \
+    --agent-image "$AGENT_IMAGE" \
     > "$DIR/logs/syncd.log" 2>&1 &
 pids+=($!)
 "$ROOT/scripts/local-controller.pl" --api "$K8S_API" \
@@ -109,7 +117,7 @@ printf '%s\n' "$key" > "$DIR/user.key"
 # controller, routed once Ready
 curl -fsS -o /dev/null -X POST "$GW/api/sandboxes" \
      -H "Authorization: Bearer $key" -H 'Content-Type: application/json' \
-     -d '{"name":"demo"}'
+     -d "{\"name\":\"demo\",\"image\":\"$IMAGE\"}"
 exec_ok() {
     curl -fsS -o /dev/null "$GW/proxy/demo/v1/shell/exec" \
          -H "Authorization: Bearer $key" -H 'Content-Type: application/json' \
@@ -126,14 +134,16 @@ Kubernetes API: $K8S_API (token in $DIR/k8s/token, CA $K8S_CA_FILE)
   admin key:  $admin
   user key:   $key   (user "demo", sandbox "demo" in namespace user-demo)
 
-Run commands in the sandbox (a runtime process on 127.0.0.2):
+Run commands in the sandbox (image $IMAGE; a process on 127.0.0.2):
   curl -s $GW/proxy/demo/v1/shell/exec $auth \\
        -H 'Content-Type: application/json' -d '{"command":"uname -a"}'
   curl -s $GW/demo/demo/v1/shell/exec $auth \\
-       -H 'Content-Type: application/json' -d '{"command":"ls -la"}'
+       -H 'Content-Type: application/json' -d '{"argv":["ls","-la"]}'
+  curl -sN $GW/demo/demo/v1/shell/exec $auth -H 'Accept: text/event-stream' \\
+       -H 'Content-Type: application/json' -d '{"command":"for i in 1 2 3; do echo \$i; sleep 1; done"}'
 
 Its life cycle, through the API (each goes through Kubernetes):
-  curl -s -X POST $GW/api/sandboxes $auth -H 'Content-Type: application/json' -d '{"name":"second"}'
+  curl -s -X POST $GW/api/sandboxes $auth -H 'Content-Type: application/json' -d '{"name":"second","image":"python:3.12-alpine"}'
   curl -s $GW/api/sandboxes $auth
   curl -s -X POST $GW/api/sandboxes/demo/pause $auth
   curl -s -X POST $GW/api/sandboxes/demo/resume $auth

@@ -1,7 +1,20 @@
 #!/usr/bin/perl
 # A stand-in for the agent-sandbox controller on one machine (make demo):
-# each Sandbox becomes a demo runtime process (t/runtime/sandbox-runtime.pl)
-# listening on its own loopback address, 127.0.0.N, and the object's status
+# each Sandbox becomes a process listening on its own loopback address,
+# 127.0.0.N, as its pod would:
+#
+#   - a pod template wrapped by sandbox-syncd for a plain image (an init
+#     container delivering sandbox-agent, the runtime container's command
+#     /opt/sandbox-agent/sandbox-agent ...: README, "Plain images") runs
+#     the real build/sandbox-agent with the template's agent options, its
+#     --listen moved to the pod's address; the image's own command after
+#     "--", if the template has one, is not run (it would be the image's,
+#     not this machine's);
+#   - any other (the AIO image, which serves exec itself) runs the AIO
+#     test double t/runtime/sandbox-runtime.pl, which also plays AIO's
+#     MCP, WebSocket and SSE endpoints that tests rely on.
+#
+# The object's status
 # is written as the real controller writes it: podIPs, serviceFQDN and the
 # Ready condition.  A suspended Sandbox (v1beta1 operatingMode: Suspended,
 # v1alpha1 replicas: 0) has its process stopped and its status says so; a
@@ -10,6 +23,7 @@
 #
 #   local-controller.pl --api URL --token-file F --ca-file F --workdir DIR
 #                       [--api-version v1beta1|v1alpha1] [--first-ip N]
+#                       [--agent BIN]   (default: build/sandbox-agent)
 
 use strict;
 use warnings;
@@ -20,9 +34,10 @@ use JSON::PP;
 use POSIX qw(WNOHANG);
 use Time::HiRes qw(sleep);
 
-my %o = ('api-version' => 'v1beta1', 'first-ip' => 2);
+my %o = ('api-version' => 'v1beta1', 'first-ip' => 2,
+         agent => "$FindBin::Bin/../build/sandbox-agent");
 GetOptions(\%o, 'api=s', 'token-file=s', 'ca-file=s', 'workdir=s',
-           'api-version=s', 'first-ip=i')
+           'api-version=s', 'first-ip=i', 'agent=s')
     && $o{api} && $o{'token-file'} && $o{'ca-file'} && $o{workdir}
     or die "usage: $0 --api URL --token-file F --ca-file F --workdir DIR\n";
 
@@ -79,6 +94,35 @@ sub port_of {
     return $c->[0]{ports}[0]{containerPort} // 8080;
 }
 
+# the agent's command line when the pod template runs sandbox-agent (the
+# wrapped form sandbox-syncd writes), else undef: its options, with
+# --listen at the pod's address and --workdir the pod's directory
+sub agent_argv {
+    my ($obj, $addr, $dir) = @_;
+    my $spec = $obj->{spec}{podTemplate}{spec};
+    my $cmd = $spec->{containers}[0]{command};
+    return undef unless ref $cmd eq 'ARRAY' && @$cmd
+        && $cmd->[0] eq '/opt/sandbox-agent/sandbox-agent'
+        && grep { ($_->{name} // '') eq 'sandbox-agent' }
+                @{ $spec->{initContainers} // [] };
+    my @argv = ($o{agent});
+    my @opts = @$cmd[1 .. $#$cmd];
+    while (@opts) {
+        my $a = shift @opts;
+        if ($a eq '--') {
+            logmsg("$obj->{metadata}{name}: the image's own command "
+                   . "(@opts) is not run here");
+            last;
+        }
+        my $v = shift @opts;
+        $v = $addr if $a eq '--listen';
+        $v = $dir if $a eq '--workdir';     # the pod's paths are not ours
+        push @argv, $a, $v;
+    }
+    push @argv, '--workdir', $dir unless grep { $_ eq '--workdir' } @argv;
+    return \@argv;
+}
+
 sub free_ip {
     my %used = map { $_->{ip} => 1 } values %running;
     for my $n ($o{'first-ip'} .. 254) {
@@ -93,17 +137,20 @@ sub start_runtime {
     my $port = port_of($obj);
     (my $dir = "$o{workdir}/$key") =~ s{/([^/]*)$}{-$1};
     mkdir $dir;
+    my $argv = agent_argv($obj, "$ip:$port", $dir);
+    my $what = $argv ? 'sandbox-agent' : 'runtime double';
+    $argv //= [ $runtime, '--listen', "$ip:$port",
+                '--id', $obj->{metadata}{name}, '--workdir', $dir ];
     my $pid = fork // return logmsg("fork: $!");
     if ($pid == 0) {
-        exec($runtime, '--listen', "$ip:$port", '--id', $obj->{metadata}{name},
-             '--workdir', $dir) or POSIX::_exit(127);
+        exec(@$argv) or POSIX::_exit(127);
     }
     for (1 .. 100) {
         last if IO::Socket::IP->new(PeerAddr => $ip, PeerPort => $port);
         sleep 0.05;
     }
     $running{$key} = { pid => $pid, ip => $ip, port => $port };
-    logmsg("$key runs on $ip:$port (pid $pid)");
+    logmsg("$key runs on $ip:$port (pid $pid, $what)");
 }
 
 sub stop_runtime {

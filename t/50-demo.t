@@ -3,7 +3,10 @@
 # `make demo` runs) on free ports, then a sandbox's whole life through the
 # gateway on one machine: created through the API, made a Sandbox by
 # sandbox-syncd in a real kube-apiserver, started on its own loopback
-# address by the local controller, exec, pause, resume, delete.
+# address by the local controller, exec, pause, resume, delete.  The demo
+# sandbox is of a plain image (alpine:3.20): its pod template is wrapped
+# with sandbox-agent, and the controller runs the real build/sandbox-agent;
+# the second one is of the AIO image, played by the runtime double.
 
 use strict;
 use warnings;
@@ -61,8 +64,18 @@ my $res = exec_in('demo', 'echo hello');
 is($res->{status}, 200, 'exec in the demo sandbox');
 is($t->json($res)->{data}{output}, "hello\n", 'its output');
 
+like($t->read_file('demo/logs/controller.log'),
+     qr{user-demo/demo runs on 127\.0\.0\.2:8080 \(pid \d+, sandbox-agent\)},
+     'the demo sandbox is the real sandbox-agent');
+$res = $t->http('POST', '/demo/demo/v1/shell/exec',
+                headers => { %auth, 'Content-Type' => 'application/json' },
+                body => '{"argv":["printf","%s|","a b","$(id)"]}');
+is($t->json($res)->{data}{output}, 'a b|$(id)|',
+   'its argv form: arguments reach the program literally');
+
 my ($st, $j) = api('GET', '/api/sandboxes/demo');
 is($st, 200, 'the sandbox through the API');
+is($j->{image}, 'alpine:3.20', 'of a plain image');
 is($j->{namespace}, 'user-demo', 'in the user\'s namespace');
 ok($j->{ready}, 'ready');
 
@@ -72,7 +85,8 @@ is($st, 201, 'second sandbox created');
 ok(wait_for(sub { exec_in('second', 'true')->{status} == 200 }, 30),
    'second sandbox serves');
 like($t->read_file('demo/logs/controller.log'),
-     qr{user-demo/second runs on 127\.0\.0\.3:8080}, 'on 127.0.0.3');
+     qr{user-demo/second runs on 127\.0\.0\.3:8080 \(pid \d+, runtime double\)},
+     'on 127.0.0.3, the AIO image played by the runtime double');
 is($t->json(exec_in('second', 'pwd'))->{data}{output},
    "$dir/sandboxes/user-demo-second\n", 'the second runtime answered');
 
@@ -102,6 +116,9 @@ ok(wait_for(sub { (api('GET', '/api/sandboxes/demo'))[1]{state} eq 'paused' }),
 is($st, 200, 'resume');
 ok(wait_for(sub { exec_in('demo', 'true')->{status} == 200 }, 20),
    'resumed: served again');
+my $starts = () = $t->read_file('demo/logs/controller.log')
+                 =~ m{user-demo/demo runs on \S+ \(pid \d+, sandbox-agent\)}g;
+is($starts, 2, 'by a new sandbox-agent');
 
 ($st) = api('DELETE', '/api/sandboxes/demo');
 is($st, 200, 'delete');

@@ -28,10 +28,13 @@ plan skip_all => 'no kube-apiserver (t/k8s/build-apiserver.sh)'
 
 my $dir = $t->dir . '/demo';
 my $port = $t->port('demo');
-# runtimes on addresses of their own: t/50 may run the demo meanwhile
+# runtimes on addresses of their own: t/50 may run the demo meanwhile;
+# the demo sandbox of the AIO image, played by the runtime double: the mix
+# uses its /_debug, /v1/events and /mcp (sandbox-agent serves none)
 my $pid = $t->spawn('demo', { SBX_DEMO_PORT => $port,
                               SBX_DEMO_REDIS_PORT => $t->port('redis'),
                               SBX_DEMO_DIR => $dir,
+                              SBX_DEMO_IMAGE => 'ghcr.io/agent-infra/sandbox:latest',
                               SBX_DEMO_FIRST_IP => 100 + ($$ % 100) },
                     'setsid', "$root/scripts/demo.sh");
 END { kill 'TERM', -$pid if $pid }

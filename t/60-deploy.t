@@ -136,6 +136,13 @@ for my $o (qw(gke dev)) {
        "$o: sandbox-syncd runs as its ServiceAccount");
     like(join(' ', @{ $sc->{args} }), qr{--lease \$\(POD_NAMESPACE\)/sandbox-syncd},
          "$o: sandbox-syncd elects on a Lease");
+    my ($ga) = grep { $sc->{args}[$_] eq '--agent-image' } 0 .. $#{ $sc->{args} };
+    is(defined $ga ? $sc->{args}[$ga + 1] : undef, $c->{image},
+       "$o: plain images get sandbox-agent from the gateway's image "
+       . "($c->{image})");
+    like($c->{image}, $o eq 'gke' ? qr{^europe-docker\.pkg\.dev/.*:latest$}
+                                  : qr{^sandbox-gateway:dev$},
+         "$o: the overlay's image");
 
     my $rules = one($o, 'ClusterRole', 'sandbox-syncd')->{rules};
     my @granted = map { my $r = $_; map {
@@ -173,37 +180,72 @@ like($scripts->{'redis-start.sh'}, qr/^appendonly yes$/m, 'dev: AOF on');
 like($scripts->{'sentinel-start.sh'}, qr/sentinel monitor \$name \$master 6379 2/,
      'dev: the sentinels monitor the master, quorum 2');
 
-### the gateway's start script: conf/nginx.conf pointed at $SANDBOX_REDIS
+### the gateway pod runs the image as built: its entrypoint, user, port
+
+my $image_uid = (slurp("$root/docker/build-image.sh") =~ /^UID_GW=(\d+)$/m)[0];
+like(slurp("$root/docker/Dockerfile"), qr/^USER $image_uid:$image_uid$/m,
+     "the image's user: uid $image_uid in both builds");
+like(slurp("$root/docker/build-image.sh"), qr{s/\^.*listen.*\\18080;/},
+     "the image's nginx.conf listens on 8080");
+for my $o (qw(gke dev)) {
+    my $gw = one($o, 'Deployment', 'sandbox-gateway');
+    my $pod = $gw->{spec}{template}{spec};
+    my ($c) = @{ $pod->{containers} };
+    my %env = map { ($_->{name} => $_->{value} // $_->{valueFrom}) }
+              @{ $c->{env} };
+    ok(!exists $c->{command} && !exists $c->{args},
+       "$o: the image's own entrypoint");
+    is_deeply([ @{ $pod->{securityContext} }{qw(runAsUser runAsGroup fsGroup)} ],
+              [ ($image_uid) x 3 ], "$o: the image's user, uid $image_uid");
+    ok(!$pod->{securityContext}{sysctls}, "$o: no sysctl for a low port");
+    is($c->{ports}[0]{containerPort}, 8080, "$o: the image's port, 8080");
+    is($env{SANDBOX_LISTEN}, '8080', "$o: the configuration listens there");
+    is($env{GATEWAY_HEALTH_PORT}, '8080', "$o: the readiness probe asks there");
+    like($env{SANDBOX_REDIS}{configMapKeyRef}{name},
+         qr/^sandbox-redis(?:-[a-z0-9]{10})?$/,
+         "$o: SANDBOX_REDIS from the ConfigMap");
+    my %mount = map { ($_->{mountPath} => $_) } @{ $c->{volumeMounts} };
+    is($mount{'/etc/nginx/nginx.conf'} && $mount{'/etc/nginx/nginx.conf'}{subPath},
+       'nginx.conf', "$o: conf/nginx.conf is the image's /etc/nginx/nginx.conf");
+    my %vol = map { ($_->{name} => $_) } @{ $pod->{volumes} };
+    ok($mount{'/tmp'} && $vol{ $mount{'/tmp'}{name} }{emptyDir},
+       "$o: /tmp writable (the entrypoint's copy), the root read-only");
+    ok(!$mount{'/var/log/nginx'},
+       "$o: /var/log/nginx the image's (its links to stdout and stderr)");
+    my $svc = one($o, 'Service', 'sandbox-gateway');
+    is_deeply([ $svc->{spec}{ports}[0]{port}, $svc->{spec}{ports}[0]{targetPort} ],
+              [ 80, 'http' ], "$o: the Service's port 80 is the pod's 8080");
+}
+
+### the image's entrypoint: conf/nginx.conf pointed at $SANDBOX_REDIS
 
 {
     mkdir "$dir/start";
     spew("$dir/start/nginx", "#!/bin/sh\necho \"\$@\" > $dir/start/args\n");
     chmod 0755, "$dir/start/nginx";
-    my %env = (GATEWAY_CONF_SRC => "$root/deploy/base/nginx.conf",
-               GATEWAY_CONF => "$dir/start/run/nginx.conf",
-               GATEWAY_READY_MARK => "$dir/start/was-ready",
-               GATEWAY_LOG_DIR => "$dir/start",
-               GATEWAY_NGINX => "$dir/start/nginx");
+    my @made;
+    END { system('rm', '-rf', @made) if @made }
     my $start = sub {
-        local @ENV{ keys %env } = values %env;
+        local $ENV{PATH} = "$dir/start:$ENV{PATH}";
+        local $ENV{SANDBOX_NGINX_CONF} = "$root/deploy/base/nginx.conf";
+        local $ENV{SANDBOX_LISTEN} = '8080';
         local $ENV{SANDBOX_REDIS} = shift;
         unlink "$dir/start/args";
-        my $out = `/bin/sh $root/deploy/base/gateway-start.sh 2>&1`;
+        my $out = `/bin/sh $root/docker/entrypoint.sh 2>&1`;
         my $args = -e "$dir/start/args" ? slurp("$dir/start/args") : '';
-        return ($? >> 8, $out, $args, eval { slurp($env{GATEWAY_CONF}) });
+        my ($c) = $args =~ /-c (\S+)/;
+        push @made, $c =~ s{/nginx\.conf$}{}r if $c;
+        return ($? >> 8, $out, $args, $c && eval { slurp($c) }, $c);
     };
-    spew("$dir/start/was-ready", '');
-    my ($rc, $out, $args, $got) = $start->('localhost:6390');
-    is($rc, 0, 'start: a Redis host name') or diag($out);
-    like($out, qr/Redis at 127\.0\.0\.1:6390/, 'start: resolved once, here');
+    my ($rc, $out, $args, $got, $c) = $start->('localhost:6390');
+    is($rc, 0, 'entrypoint: a Redis host name') or diag($out);
+    like($out, qr/Redis at 127\.0\.0\.1:6390/, 'entrypoint: resolved once, here');
     (my $want = $conf) =~ s/(sandbox_redis\s+)127\.0\.0\.1:6379;/${1}127.0.0.1:6390;/;
+    $want =~ s/^(\s*listen\s+)80;/${1}8080;/m;
     ok($got eq $want && $got ne $conf,
-       'start: conf/nginx.conf with only its sandbox_redis changed');
-    is($args, "-c $dir/start/run/nginx.conf -e stderr -g daemon off;\n",
-       'start: nginx in the foreground, errors on stderr');
-    ok(!-e "$dir/start/was-ready", 'start: readiness starts over');
-    is(readlink("$dir/start/sandbox-access.log"), '/dev/stdout',
-       'start: the access log on the container\'s output');
+       'entrypoint: conf/nginx.conf with only its sandbox_redis and listen changed');
+    like($args, qr{^-c /tmp/sandbox-gateway\.\w+/nginx\.conf -g daemon off;$},
+         'entrypoint: nginx in the foreground, on the copy under /tmp');
 
     # what the pod runs is a configuration nginx and the module accept
     # (the paths only a pod has made the test's)
@@ -217,15 +259,18 @@ like($scripts->{'sentinel-start.sh'}, qr/sentinel monitor \$name \$master 6379 2
     spew("$dir/start/pod.conf", $pod);
     my $bin = $t->nginx_binary;
     $out = `$bin -t -p $dir/start/ -c $dir/start/pod.conf -e $dir/start/test.log 2>&1`;
-    is($?, 0, 'start: nginx -t accepts the configuration a pod runs') or diag($out);
+    is($?, 0, 'entrypoint: nginx -t accepts the configuration a pod runs')
+        or diag($out);
 
     ($rc, $out, $args, $got) = $start->('10.1.2.3:6379');
-    like($got, qr/^\s*sandbox_redis\s+10\.1\.2\.3:6379;$/m, 'start: an address as is');
+    like($got, qr/^\s*sandbox_redis\s+10\.1\.2\.3:6379;$/m,
+         'entrypoint: an address as is');
     ($rc, $out, $args, $got) = $start->('10.1.2.3');
-    like($got, qr/^\s*sandbox_redis\s+10\.1\.2\.3:6379;$/m, 'start: the default port');
+    like($got, qr/^\s*sandbox_redis\s+10\.1\.2\.3:6379;$/m,
+         'entrypoint: the default port');
     ($rc, $out) = $start->('no-such-host.invalid:6379');
-    is($rc, 1, 'start: a name that does not resolve stops the pod');
-    like($out, qr/cannot resolve no-such-host\.invalid/, 'start: says so');
+    is($rc, 1, 'entrypoint: a name that does not resolve stops the pod');
+    like($out, qr/cannot resolve no-such-host\.invalid/, 'entrypoint: says so');
 }
 
 ### deploy/redis's start scripts, as its pods run them, through a failover
@@ -476,6 +521,21 @@ ok(wait_for(sub { my ($c, $l) = $k->call('GET', $lease);
    'lease: created and held with the ServiceAccount');
 ok(wait_for(sub { (probe())[0] == 0 }, 15), 'readiness: ready once listed');
 ok(-e "$dir/was-ready", 'readiness: remembered');
+{
+    # the runtime's /health: 200, but no Redis or sync state in it, so
+    # only a mark makes it ready; a mark older than nginx's pid file is
+    # from before a restart of the container
+    local $probe{GATEWAY_PID_FILE} = "$dir/nginx-started";
+    local $probe{GATEWAY_HEALTH_PORT} = $rt_port;
+    spew("$dir/nginx-started", "1\n");
+    utime time - 10, time - 10, "$dir/was-ready";
+    my ($rc, $err) = probe();
+    is($rc, 1, 'readiness: a mark from before nginx started does not count');
+    like($err, qr/Redis unknown/, 'readiness: checked in full again');
+    utime time - 20, time - 20, "$dir/nginx-started";
+    utime undef, undef, "$dir/was-ready";
+    is((probe())[0], 0, 'readiness: a mark from after it does');
+}
 
 sub route_field { $t->redis('HGET', "sbx:route:alice:$_[0]", $_[1]) }
 sub get {

@@ -89,6 +89,10 @@ like(`cat $keyfile`, qr/^[0-9a-f]{48}$/, 'a random 48-hex-digit key');
 ok(-x '/usr/bin/sandbox-admin' && -x '/usr/sbin/sandbox-syncd',
    'sandbox-admin and sandbox-syncd installed');
 ok(scalar getpwnam('sandbox-syncd'), 'sandbox-syncd system user made');
+my $agent = '/usr/lib/sandbox-gateway/sandbox-agent';
+like(`$agent --version 2>&1`, qr/^sandbox-agent \d/,
+     'sandbox-agent installed with sandbox-syncd');
+like(`ldd $agent 2>&1`, qr/not a dynamic executable/, 'and static');
 ok(!-e '/etc/systemd/system/multi-user.target.wants/sandbox-syncd.service',
    'the daemon is not enabled before it is configured');
 SKIP: {

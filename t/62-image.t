@@ -5,7 +5,9 @@
 # image's sandbox-admin making a user and key, the image's sandbox-syncd
 # (the same image, second container) routing a Sandbox of a real
 # kube-apiserver, one request of each kind, no alert in the gateway's
-# log, and a graceful stop.  Needs root (CI runs as root); SBX_TEST_IMAGE=0
+# log, and a graceful stop.  The image's sandbox-agent does an init
+# container's job (sandbox-syncd --agent-image): --install into an
+# emptyDir-like directory, as the image's user.  Needs root (CI runs as root); SBX_TEST_IMAGE=0
 # skips it.  The root filesystem is cached in ~/.cache/sandbox-gateway:
 # about 30 to 90 s the first time, the whole test about 30 s after.
 
@@ -28,7 +30,7 @@ for my $tool (qw(podman buildah mmdebstrap)) {
 my $t = SbxTest->new;
 my $root = $t->root;
 my $dir = $t->dir;
-for (qw(ngx_http_sandbox_module.so sandbox-syncd sandbox-admin)) {
+for (qw(ngx_http_sandbox_module.so sandbox-syncd sandbox-admin sandbox-agent)) {
     plan skip_all => "build/$_ not built (make)" unless -f "$root/build/$_";
 }
 
@@ -154,6 +156,29 @@ for my $c ([ 200, '/health', {} ],
     my ($want, $path, $h) = @$c;
     is($t->http('GET', $path, headers => $h)->{status}, $want,
        "GET $path: $want");
+}
+
+### the init container of a plain image's Sandbox
+
+{
+    # an emptyDir is world-writable; the image runs as uid 10001
+    mkdir "$dir/agent-vol";
+    chmod 0777, "$dir/agent-vol";
+    my @init = grep { $_ ne '-d' } @run;
+    my $cmd = join ' ', map { "'$_'" } @init, '--rm',
+        '--entrypoint', '/usr/lib/sandbox-gateway/sandbox-agent',
+        '-v', "$dir/agent-vol:/opt/sandbox-agent", $image,
+        '--install', '/opt/sandbox-agent/sandbox-agent';
+    my $out = `$cmd 2>&1`;
+    is($?, 0, 'the image\'s sandbox-agent --install, as the init container '
+              . 'runs it') or diag($out);
+    my $copy = "$dir/agent-vol/sandbox-agent";
+    my @st = stat $copy;
+    ok(@st && ($st[2] & 0777) == 0755 && $st[4] == 10001,
+       'installed, mode 755, by the image\'s user');
+    like(`$copy --version 2>&1`, qr/^sandbox-agent \d/, 'the copy runs');
+    like(`ldd $copy 2>&1`, qr/not a dynamic executable/,
+         'static: any image can run it');
 }
 
 ### graceful stop, clean log

@@ -11,12 +11,15 @@
 # answers /health: Redis and sandbox-syncd are shared by every pod, so
 # their outages would take all pods out of the Service at once, where
 # nginx's cache and its 503s serve better; alert on "stale" instead.
+# "First" is per nginx: a mark older than nginx's pid file was left by the
+# container before a restart, and readiness starts over.
 use strict;
 use warnings;
 use IO::Socket::INET;
 
-my $port = $ENV{GATEWAY_HEALTH_PORT} || 80;
-my $mark = $ENV{GATEWAY_READY_MARK} || '/run/sandbox-gateway/was-ready';
+my $port = $ENV{GATEWAY_HEALTH_PORT} || 8080;
+my $mark = $ENV{GATEWAY_READY_MARK} || '/run/gateway-was-ready';
+my $pidfile = $ENV{GATEWAY_PID_FILE} || '/run/nginx.pid';
 
 sub fail { print STDERR "not ready: @_\n"; exit 1 }
 
@@ -29,7 +32,12 @@ my ($status) = $answer =~ m{^HTTP/1\.[01] (\d{3})};
 my (undef, $body) = split /\r\n\r\n/, $answer, 2;
 fail('no answer') unless defined $status;
 fail("GET /health: $status") unless $status eq '200';
-exit 0 if -e $mark;
+sub marked {
+    my @m = stat $mark or return 0;
+    my @p = stat $pidfile or return 1;
+    return $m[9] >= $p[9];
+}
+exit 0 if marked();
 
 my ($db) = ($body // '') =~ /"database"\s*:\s*"([^"]*)"/;
 my ($state) = ($body // '') =~ /"sync"\s*:\s*\{[^}]*"state"\s*:\s*"([^"]*)"/;

@@ -6,7 +6,8 @@
 # nothing to cut short.
 set -u
 
-conf=${GATEWAY_CONF:-/run/sandbox-gateway/nginx.conf}
+# the image's configuration: enough for nginx to find its pid file
+conf=${GATEWAY_CONF:-/etc/nginx/nginx.conf}
 pidfile=${GATEWAY_PID_FILE:-/run/nginx.pid}
 
 sleep "${GATEWAY_DRAIN_SECONDS:-10}"

@@ -175,6 +175,9 @@ static int carry_out(ops *o, const op *p) {
         obj = json_deep_copy(o->template);
         fill(obj, p);
         idle_annotate(obj, p->idle_timeout);
+        if (wrap_sandbox(obj, &o->wrap) == 1)
+            syncd_log("create %s/%s: %s wrapped by sandbox-agent", p->user,
+                      p->name, p->image);
         json_object_set_new(obj, "apiVersion",
             json_sprintf("agents.x-k8s.io/%s", o->api_version));
         text = json_dumps(obj, JSON_COMPACT);

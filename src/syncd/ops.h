@@ -9,12 +9,14 @@
 #include <jansson.h>
 
 #include "kube.h"
+#include "wrap.h"
 
 typedef struct ops {
     kube *k;
     redisContext *redis;
     const char *api_version;
     json_t *template;           /* the Sandbox to create, with ${...} */
+    wrap_conf wrap;             /* plain images: sandbox-agent added */
     char consumer[128];
     int claimed;                /* other consumers' entries taken over */
 } ops;

@@ -97,7 +97,7 @@ long route_duration(const char *s) {
     return (long) v * unit;
 }
 
-static int port_of(json_t *obj, int default_port) {
+int route_port_of(json_t *obj, int default_port) {
     json_t *spec, *containers, *ports;
     const char *ann;
     long p;
@@ -181,7 +181,7 @@ int route_from_object(json_t *obj, const char *api_version,
 
     copy(r->fqdn, sizeof(r->fqdn), str(status, "serviceFQDN"));
     if (!route_dns_name_valid(r->fqdn)) r->fqdn[0] = '\0';
-    r->port = port_of(obj, default_port);
+    r->port = route_port_of(obj, default_port);
 
     /* a pod IP that is not an IP literal is ignored, never resolved */
     ips = json_object_get(status, "podIPs");

@@ -45,6 +45,11 @@ long route_duration(const char *s);
 int route_from_object(json_t *obj, const char *api_version,
                       int default_port, route *r);
 
+/* the port the gateway uses for a Sandbox: the annotation
+ * "agents.x-k8s.io/port", else the first container's first port, else
+ * default_port */
+int route_port_of(json_t *obj, int default_port);
+
 int route_label_valid(const char *s);
 
 /* a DNS name: dot-separated labels, at most 253 bytes */

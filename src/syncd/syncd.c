@@ -65,6 +65,8 @@ typedef struct syncd {
     int default_port;
     long idle_pause;            /* --idle-pause, seconds; 0: never */
     long watch_timeout;
+    const char *agent_image;    /* plain images get sandbox-agent (wrap.c) */
+    const char *exec_images;    /* images that serve exec themselves */
     int gone;                   /* the watch said 410 */
     int resync;                 /* Redis lost data or writes: list again */
     sync_state st;              /* published on sbx:sync every second */
@@ -465,11 +467,13 @@ static void usage(void) {
         "         [--template FILE] [--lease NAMESPACE/NAME] [--lease-duration S]\n"
         "         [--renew-deadline S] [--retry-period S]\n"
         "         [--dns-servers LIST] [--idle-pause DURATION]\n"
+        "         [--agent-image IMAGE] [--exec-images LIST]\n"
         "         [--metrics ADDR]   (e.g. 127.0.0.1:9464: GET /metrics)\n"
         "environment: KUBECONFIG, K8S_API, K8S_TOKEN_FILE, K8S_CA_FILE,\n"
         "SANDBOX_REDIS, SANDBOX_NAMESPACE, SANDBOX_API_VERSION,\n"
-        "SANDBOX_TEMPLATE, SANDBOX_DNS_SERVERS; in a pod, the service\n"
-        "account and KUBERNETES_SERVICE_HOST/PORT; else ~/.kube/config\n"
+        "SANDBOX_TEMPLATE, SANDBOX_DNS_SERVERS, SANDBOX_AGENT_IMAGE,\n"
+        "SANDBOX_EXEC_IMAGES; in a pod, the service account and\n"
+        "KUBERNETES_SERVICE_HOST/PORT; else ~/.kube/config\n"
         "--idle-pause: the leader (with --template) pauses a running sandbox\n"
         "no request or open stream has used for this long (300, 300s, 5m,\n"
         "2h); 0, the default, never.  A Sandbox's annotation\n"
@@ -496,6 +500,9 @@ static int run_ops(syncd *s, const char *template_file) {
         fprintf(stderr, "sandbox-syncd: %s: %s\n", template_file, err.text);
         return 1;
     }
+    o.wrap.agent_image = s->agent_image;
+    o.wrap.exec_images = s->exec_images;
+    o.wrap.default_port = s->default_port;
     snprintf(o.consumer, sizeof(o.consumer), "syncd-%ld", (long) getpid());
 
     while (!stopping) {
@@ -598,6 +605,8 @@ int main(int argc, char **argv) {
     template_file = env("SANDBOX_TEMPLATE", NULL);
     s.dns_servers = env("SANDBOX_DNS_SERVERS", NULL);
     idle_pause = env("SANDBOX_IDLE_PAUSE", "0");
+    s.agent_image = env("SANDBOX_AGENT_IMAGE", NULL);
+    s.exec_images = env("SANDBOX_EXEC_IMAGES", "ghcr.io/agent-infra/sandbox");
 
     for (i = 1; i < argc; i++) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -621,6 +630,8 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--retry-period") == 0) retry = atof(v);
         else if (strcmp(argv[i], "--dns-servers") == 0) s.dns_servers = v;
         else if (strcmp(argv[i], "--idle-pause") == 0) idle_pause = v;
+        else if (strcmp(argv[i], "--agent-image") == 0) s.agent_image = v;
+        else if (strcmp(argv[i], "--exec-images") == 0) s.exec_images = v;
         else { usage(); return 2; }
         i++;
     }
