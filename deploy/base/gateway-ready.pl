@@ -23,10 +23,15 @@ my $pidfile = $ENV{GATEWAY_PID_FILE} || '/run/nginx.pid';
 
 sub fail { print STDERR "not ready: @_\n"; exit 1 }
 
+# the whole check is bounded: a server that keeps the connection open
+# must not hold the probe past its own deadline
+$SIG{ALRM} = sub { fail('no answer within 5 s') };
+alarm 5;
+
 my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
                               Timeout => 3)
     or fail("connect to port $port: $!");
-print $s "GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n";
+print $s "GET /health HTTP/1.0\r\nHost: localhost\r\nConnection: close\r\n\r\n";
 my $answer = do { local $/; <$s> } // '';
 my ($status) = $answer =~ m{^HTTP/1\.[01] (\d{3})};
 my (undef, $body) = split /\r\n\r\n/, $answer, 2;

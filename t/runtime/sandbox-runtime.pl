@@ -88,7 +88,10 @@ sub serve {
             return;
         }
         $served++;
-        my $keep = ($req->{headers}{connection} // '') !~ /close/i;
+        # HTTP/1.0 closes unless it asks to keep the connection
+        my $conn_h = $req->{headers}{connection} // '';
+        my $keep = $req->{http10} ? $conn_h =~ /keep-alive/i
+                                  : $conn_h !~ /close/i;
         handle($c, $req, { conn => $conn, requests => $served,
                            close => !$keep }) or return;
         return unless $keep;
@@ -105,7 +108,7 @@ sub read_request {
     }
     $$buf =~ s/^(.*?)\r\n\r\n//s;
     my ($line, @lines) = split /\r\n/, $1;
-    my ($method, $target) = $line =~ m{^(\S+) (\S+) HTTP/1\.[01]$}
+    my ($method, $target, $minor) = $line =~ m{^(\S+) (\S+) HTTP/1\.([01])$}
         or return undef;
     my %h;
     for (@lines) {
@@ -135,7 +138,7 @@ sub read_request {
         substr($$buf, 0, $len) = '';
     }
     my ($path, $query) = split /\?/, $target, 2;
-    return { method => $method, target => $target, path => $path,
+    return { method => $method, http10 => $minor eq "0", target => $target, path => $path,
              query => $query // '', headers => \%h, body => $body };
 }
 
