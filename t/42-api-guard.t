@@ -89,7 +89,13 @@ for (split /\n/, $t->read_file('who.log')) {
     my ($pid, $addr, $st) = (split / /)[0, 1, 4];
     $pids{$pid}++ if $addr eq '127.0.0.2' && $st == 403;
 }
-is(scalar(keys %pids), 2, 'the failures were counted by both workers');
+# reuseport picks the worker by a hash of the client's port: all five on
+# one worker happens one time in sixteen, and then there is nothing to show
+SKIP: {
+    skip 'all five failures went to one worker this time', 1
+        if keys %pids == 1;
+    is(scalar(keys %pids), 2, 'the failures were counted by both workers');
+}
 
 my $res = users('127.0.0.2', $admin);
 is($res->{status}, 429, 'then the right key from 127.0.0.2: 429');
