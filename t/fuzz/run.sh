@@ -200,7 +200,7 @@ for t in $TARGETS; do
                    -ljansson ;;
         event) build event "$SRC/sandbox_event.c" ;;
         reply) build reply "$SRC/sandbox_reply.c" "$SRC/sandbox_event.c" \
-                   -lhiredis ;;
+                   "$SRC/sandbox_limit.c" -lhiredis -ljansson ;;
         agentkernel) build agentkernel "$SRC/sandbox_agentkernel.c" \
                    "$SRC/sandbox_path.c" -ljansson ;;
         *)     echo "$0: no target '$t' (path body event reply agentkernel)" >&2
