@@ -406,31 +406,19 @@ static ngx_int_t
 ngx_http_sandbox_ak_parse_body(ngx_http_request_t *r,
     ngx_http_sandbox_ak_ctx_t *ctx)
 {
-    u_char                    *p, *data;
-    size_t                     len;
-    json_t                    *j;
-    ngx_chain_t               *cl;
-    ngx_http_core_loc_conf_t  *clcf;
-    char                       msg[SBX_BODY_ERR_MAX];
+    u_char     *data;
+    size_t      len;
+    json_t     *j;
+    ngx_int_t   rc;
+    char        msg[SBX_BODY_ERR_MAX];
 
-    if (r->request_body == NULL || r->request_body->bufs == NULL) {
-        return NGX_OK;
+    rc = ngx_http_sandbox_api_body(r, &data, &len);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
-
-    len = 0;
-
-    for (cl = r->request_body->bufs; cl; cl = cl->next) {
-        if (cl->buf->in_file || r->request_body->temp_file) {
-            len = clcf->client_body_buffer_size + 1;
-            break;
-        }
-
-        len += cl->buf->last - cl->buf->pos;
-    }
-
-    if (len > clcf->client_body_buffer_size) {
+    if (rc == NGX_DECLINED) {
         ctx->api.rc = ngx_http_sandbox_ak_fail(r,
                                           NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
                                           "Request body too large");
@@ -439,22 +427,6 @@ ngx_http_sandbox_ak_parse_body(ngx_http_request_t *r,
 
     if (len == 0) {
         return NGX_OK;
-    }
-
-    cl = r->request_body->bufs;
-
-    if (cl->next == NULL) {
-        data = cl->buf->pos;
-
-    } else {
-        data = ngx_pnalloc(r->pool, len);
-        if (data == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        for (p = data; cl; cl = cl->next) {
-            p = ngx_cpymem(p, cl->buf->pos, cl->buf->last - cl->buf->pos);
-        }
     }
 
     j = sbx_body_load((const char *) data, len, msg);

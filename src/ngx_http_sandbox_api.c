@@ -328,41 +328,87 @@ ngx_http_sandbox_api_route(ngx_http_request_t *r,
 }
 
 
-static ngx_int_t
-ngx_http_sandbox_api_parse_body(ngx_http_request_t *r,
-    ngx_http_sandbox_api_ctx_t *ctx)
+/*
+ * The request body in one piece: NGX_OK with *data and *len (len 0: no
+ * body), NGX_DECLINED when it is past client_body_buffer_size, NGX_ERROR.
+ * A body past that size went to a file: too large.  One kept in memory
+ * may still come in several buffers (a chunked body has one per chunk),
+ * joined here.
+ */
+
+ngx_int_t
+ngx_http_sandbox_api_body(ngx_http_request_t *r, u_char **data, size_t *len)
 {
-    u_char                    *p, *data;
-    size_t                     len;
-    json_t                    *j;
+    u_char                    *p;
+    size_t                     n;
     ngx_chain_t               *cl;
-    u_char                     msg[SBX_BODY_ERR_MAX];
     ngx_http_core_loc_conf_t  *clcf;
+
+    *len = 0;
 
     if (r->request_body == NULL || r->request_body->bufs == NULL) {
         return NGX_OK;
     }
 
-    /*
-     * A body past client_body_buffer_size went to a file: too large.  One
-     * kept in memory may still come in several buffers (a chunked body
-     * has one per chunk), joined here.
-     */
-
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
 
-    len = 0;
+    n = 0;
 
     for (cl = r->request_body->bufs; cl; cl = cl->next) {
         if (cl->buf->in_file || r->request_body->temp_file) {
-            len = clcf->client_body_buffer_size + 1;
-            break;
+            return NGX_DECLINED;
         }
 
-        len += cl->buf->last - cl->buf->pos;
+        n += cl->buf->last - cl->buf->pos;
     }
 
-    if (len > clcf->client_body_buffer_size) {
+    if (n > clcf->client_body_buffer_size) {
+        return NGX_DECLINED;
+    }
+
+    if (n == 0) {
+        return NGX_OK;
+    }
+
+    cl = r->request_body->bufs;
+
+    if (cl->next == NULL) {
+        *data = cl->buf->pos;
+
+    } else {
+        *data = ngx_pnalloc(r->pool, n);
+        if (*data == NULL) {
+            return NGX_ERROR;
+        }
+
+        for (p = *data; cl; cl = cl->next) {
+            p = ngx_cpymem(p, cl->buf->pos, cl->buf->last - cl->buf->pos);
+        }
+    }
+
+    *len = n;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_sandbox_api_parse_body(ngx_http_request_t *r,
+    ngx_http_sandbox_api_ctx_t *ctx)
+{
+    u_char     *data;
+    size_t      len;
+    json_t     *j;
+    ngx_int_t   rc;
+    u_char      msg[SBX_BODY_ERR_MAX];
+
+    rc = ngx_http_sandbox_api_body(r, &data, &len);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
         return ngx_http_sandbox_api_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
                                            "Payload Too Large",
                                            "Request body too large");
@@ -370,22 +416,6 @@ ngx_http_sandbox_api_parse_body(ngx_http_request_t *r,
 
     if (len == 0) {
         return NGX_OK;
-    }
-
-    cl = r->request_body->bufs;
-
-    if (cl->next == NULL) {
-        data = cl->buf->pos;
-
-    } else {
-        data = ngx_pnalloc(r->pool, len);
-        if (data == NULL) {
-            return NGX_ERROR;
-        }
-
-        for (p = data; cl; cl = cl->next) {
-            p = ngx_cpymem(p, cl->buf->pos, cl->buf->last - cl->buf->pos);
-        }
     }
 
     j = sbx_body_load((const char *) data, len, (char *) msg);

@@ -138,6 +138,8 @@ struct ngx_http_sandbox_api_ctx_s {
 /* ngx_http_sandbox_api.c */
 void ngx_http_sandbox_api_arg(ngx_http_sandbox_api_ctx_t *ctx, const char *s,
     size_t len);
+ngx_int_t ngx_http_sandbox_api_body(ngx_http_request_t *r, u_char **data,
+    size_t *len);
 ngx_int_t ngx_http_sandbox_api_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *error, const char *message);
 ngx_int_t ngx_http_sandbox_api_bad(ngx_http_request_t *r,
