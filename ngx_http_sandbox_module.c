@@ -930,14 +930,52 @@ ngx_http_sandbox_content(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/*
+ * A zone's "name:size" argument, at least min_pages pages: NGX_OK, or
+ * NGX_ERROR once said
+ */
+
+ngx_int_t
+ngx_http_sandbox_zone_arg(ngx_conf_t *cf, ngx_str_t *arg,
+    ngx_uint_t min_pages, ngx_str_t *name, ssize_t *size)
+{
+    u_char     *p;
+    ngx_str_t   s;
+
+    p = (u_char *) ngx_strchr(arg->data, ':');
+
+    if (p == NULL || p == arg->data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid zone \"%V\", expected name:size", arg);
+        return NGX_ERROR;
+    }
+
+    name->data = arg->data;
+    name->len = p - arg->data;
+
+    s.data = p + 1;
+    s.len = arg->data + arg->len - s.data;
+
+    *size = ngx_parse_size(&s);
+
+    if (*size == NGX_ERROR || *size < (ssize_t) (min_pages * ngx_pagesize)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zone \"%V\" needs a size of at least %uz",
+                           arg, min_pages * ngx_pagesize);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
 static char *
 ngx_http_sandbox_cache_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_sandbox_main_conf_t *smcf = conf;
 
-    u_char     *p;
     ssize_t     size;
-    ngx_str_t  *value, name, s;
+    ngx_str_t  *value, name;
 
     if (smcf->cache_zone) {
         return "is duplicate";
@@ -945,27 +983,9 @@ ngx_http_sandbox_cache_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     value = cf->args->elts;
 
-    p = (u_char *) ngx_strchr(value[1].data, ':');
-
-    if (p == NULL || p == value[1].data) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid zone \"%V\", expected name:size",
-                           &value[1]);
-        return NGX_CONF_ERROR;
-    }
-
-    name.data = value[1].data;
-    name.len = p - value[1].data;
-
-    s.data = p + 1;
-    s.len = value[1].data + value[1].len - s.data;
-
-    size = ngx_parse_size(&s);
-
-    if (size == NGX_ERROR || size < (ssize_t) (8 * ngx_pagesize)) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "zone \"%V\" needs a size of at least %uz",
-                           &value[1], 8 * ngx_pagesize);
+    if (ngx_http_sandbox_zone_arg(cf, &value[1], 8, &name, &size)
+        != NGX_OK)
+    {
         return NGX_CONF_ERROR;
     }
 

@@ -24,9 +24,8 @@ ngx_http_sandbox_limit_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_sandbox_main_conf_t *smcf = conf;
 
-    u_char                        *p;
     ssize_t                        size;
-    ngx_str_t                     *value, name, s;
+    ngx_str_t                     *value, name;
     ngx_shm_zone_t                *shm_zone;
     ngx_http_sandbox_limit_ctx_t  *ctx;
 
@@ -36,29 +35,11 @@ ngx_http_sandbox_limit_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     value = cf->args->elts;
 
-    p = (u_char *) ngx_strchr(value[1].data, ':');
-
-    if (p == NULL || p == value[1].data) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid zone \"%V\", expected name:size",
-                           &value[1]);
-        return NGX_CONF_ERROR;
-    }
-
-    name.data = value[1].data;
-    name.len = p - value[1].data;
-
-    s.data = p + 1;
-    s.len = value[1].data + value[1].len - s.data;
-
-    size = ngx_parse_size(&s);
-
     /* room for the zone's table of workers and of changed entries */
 
-    if (size == NGX_ERROR || size < (ssize_t) (64 * ngx_pagesize)) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "zone \"%V\" needs a size of at least %uz",
-                           &value[1], 64 * ngx_pagesize);
+    if (ngx_http_sandbox_zone_arg(cf, &value[1], 64, &name, &size)
+        != NGX_OK)
+    {
         return NGX_CONF_ERROR;
     }
 

@@ -252,6 +252,10 @@ ngx_str_t *ngx_http_sandbox_api_user(ngx_http_request_t *r);
 char *ngx_http_sandbox_agentkernel_api(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
+/* a zone's "name:size" directive argument */
+ngx_int_t ngx_http_sandbox_zone_arg(ngx_conf_t *cf, ngx_str_t *arg,
+    ngx_uint_t min_pages, ngx_str_t *name, ssize_t *size);
+
 /* JSON answers */
 ngx_int_t ngx_http_sandbox_send_json(ngx_http_request_t *r,
     ngx_uint_t status, json_t *body);
