@@ -24,6 +24,11 @@ PKGS="$PKGS clang libclang-rt-14-dev"
 PKGS="$PKGS libyaml-libyaml-perl redis-sentinel iproute2"
 command -v kubectl >/dev/null 2>&1 || PKGS="$PKGS kubernetes-client"
 
+# t/14, t/15 and t/16: the real npm clients (MCP SDK, agentkernel SDK) need
+# node and npm; a machine carrying its own node (e.g. from nodesource,
+# which conflicts with Debian's npm) keeps it
+command -v npm >/dev/null 2>&1 || PKGS="$PKGS nodejs npm"
+
 # make deb (t/61-deb.t); make image and podman to run it (t/62-image.t)
 PKGS="$PKGS debhelper dpkg-dev mmdebstrap buildah podman runc"
 
