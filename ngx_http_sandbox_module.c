@@ -13,6 +13,7 @@
  *   ngx_http_sandbox_sentinel.c       the master Redis Sentinel names
  *   ngx_http_sandbox_auth.c           bearer keys, digests, the admin key
  *   ngx_http_sandbox_route.c          the access phase: auth and routing
+ *   ngx_http_sandbox_lookup.c         ... its Redis lookup when uncached
  *   ngx_http_sandbox_wake.c           waking a suspended sandbox
  *   ngx_http_sandbox_wait.c           requests held until a route is ready
  *   ngx_http_sandbox_balancer.c       per-request peer for upstream{}

@@ -125,7 +125,8 @@ typedef union {
  * piece: the pod's address and the trace context are inline, and the
  * request id is the trace context's trace id.  The decision's working
  * state lives on the access handler's stack, or apart from the pool's
- * blocks only while a Redis lookup is under way (route.c).
+ * blocks only while a Redis lookup is under way (its struct:
+ * ngx_http_sandbox_decision.h).
  */
 
 typedef struct {

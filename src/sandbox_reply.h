@@ -2,7 +2,7 @@
 /*
  * Copyright (C) The sandbox gateway authors
  *
- * The route lookup script's reply (ngx_http_sandbox_route.c), decoded
+ * The route lookup script's reply (ngx_http_sandbox_lookup.c), decoded
  * into a key record and a route record.  Plain C and hiredis: no nginx
  * headers, no allocation, no global state.
  */
