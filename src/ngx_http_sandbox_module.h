@@ -164,6 +164,25 @@ typedef struct {
 extern ngx_module_t               ngx_http_sandbox_module;
 
 
+/*
+ * the module definition's parts: directive setters (directives.c), the
+ * variables (variables.c), phase handlers and process hooks (process.c)
+ */
+char *ngx_http_sandbox_redis_addr(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_sandbox_redis_sentinel(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_sandbox_content(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_sandbox_cache_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_sandbox_add_variables(ngx_conf_t *cf);
+ngx_int_t ngx_http_sandbox_init(ngx_conf_t *cf);
+ngx_int_t ngx_http_sandbox_init_process(ngx_cycle_t *cycle);
+void ngx_http_sandbox_exit_process(ngx_cycle_t *cycle);
+void ngx_http_sandbox_exit_master(ngx_cycle_t *cycle);
+
+
 void *ngx_http_sandbox_create_ctx(ngx_http_request_t *r,
     ngx_http_sandbox_ctx_kind_e kind, size_t size);
 void *ngx_http_sandbox_get_ctx(ngx_http_request_t *r,
