@@ -5,8 +5,9 @@
  * The management and admin API: what its files share.  The router and
  * the request's life are in ngx_http_sandbox_api.c, each endpoint's
  * arguments in ngx_http_sandbox_api_prepare.c (bodies checked by
- * sandbox_body.c), /health in ngx_http_sandbox_api_health.c and the Redis
- * scripts in ngx_http_sandbox_api_lua.c.
+ * sandbox_body.c), the script's call and its answer in
+ * ngx_http_sandbox_api_answer.c, /health in ngx_http_sandbox_api_health.c
+ * and the Redis scripts in ngx_http_sandbox_api_lua.c.
  */
 
 
@@ -144,6 +145,10 @@ ngx_int_t ngx_http_sandbox_api_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *error, const char *message);
 ngx_int_t ngx_http_sandbox_api_bad(ngx_http_request_t *r,
     const char *message);
+
+/* ngx_http_sandbox_api_answer.c: the script's call and its answer */
+ngx_int_t ngx_http_sandbox_api_eval(ngx_http_request_t *r,
+    ngx_http_sandbox_api_ctx_t *ctx);
 json_t *ngx_http_sandbox_api_iso(time_t t);
 
 /* ngx_http_sandbox_api_prepare.c: each endpoint's script arguments */

@@ -5,8 +5,10 @@
  * The agentkernel-compatible API's pure parts: which endpoint a method
  * and path name, the request bodies checked field by field, the request
  * sent to a sandbox runtime and its answer turned into agentkernel's
- * "output".  Plain C and jansson, no nginx headers, no global state, so
- * it is unit-tested (t/unit/test_agentkernel.c) and fuzzed.  Errors are
+ * "output" (sandbox_agentkernel.c: routes and bodies;
+ * sandbox_agentkernel_runtime.c: the runtime's request and answer).  Plain
+ * C and jansson, no nginx headers, no global state, so it is unit-tested
+ * (t/unit/test_agentkernel.c) and fuzzed.  Errors are
  * messages for {"success": false, "error": ...}, at most SBX_AK_ERR_MAX
  * bytes with the NUL.
  */
@@ -26,6 +28,9 @@
 #define SBX_AK_ARG_MAX         (128 * 1024)     /* bytes of one element */
 #define SBX_AK_IMAGE_MAX       255
 #define SBX_AK_PATH_MAX        4096
+
+/* an error message into err, cut to SBX_AK_ERR_MAX: the .c files' */
+#define sbx_ak_err(err, ...)  snprintf(err, SBX_AK_ERR_MAX, __VA_ARGS__)
 
 
 typedef enum {

@@ -55,7 +55,8 @@ my %needs = (
     body  => [ [ "$root/src/sandbox_path.c" ], [ '-ljansson' ] ],
     reply => [ [ "$root/src/sandbox_limit.c" ], [ '-lhiredis', '-ljansson' ] ],
     limit => [ [], [ '-ljansson' ] ],
-    agentkernel => [ [ "$root/src/sandbox_path.c" ], [ '-ljansson' ] ],
+    agentkernel => [ [ "$root/src/sandbox_agentkernel_runtime.c",
+                       "$root/src/sandbox_path.c" ], [ '-ljansson' ] ],
 );
 
 my @tests = sort glob("$root/t/unit/test_*.c");

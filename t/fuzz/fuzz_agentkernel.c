@@ -1,7 +1,8 @@
 
 /*
  * libFuzzer target for the agentkernel API's pure parts
- * (src/sandbox_agentkernel.c; t/fuzz/run.sh builds and runs it).
+ * (src/sandbox_agentkernel.c, src/sandbox_agentkernel_runtime.c;
+ * t/fuzz/run.sh builds and runs it).
  *
  * The first byte picks what the rest is:
  *   'R'  a method (the second byte picks one) and a path: sbx_ak_route()

@@ -10,7 +10,7 @@
 #          and pub/sub pushes (sandbox_reply.c, sandbox_event.c)
 #   agentkernel  the agentkernel API's routes, bodies, exec requests (the
 #          shell form split back by an oracle) and runtime answers
-#          (sandbox_agentkernel.c)
+#          (sandbox_agentkernel.c, sandbox_agentkernel_runtime.c)
 #
 #   t/fuzz/run.sh [seconds [target ...]]   each target for seconds (30),
 #                                          all of them by default
@@ -202,6 +202,7 @@ for t in $TARGETS; do
         reply) build reply "$SRC/sandbox_reply.c" "$SRC/sandbox_event.c" \
                    "$SRC/sandbox_limit.c" -lhiredis -ljansson ;;
         agentkernel) build agentkernel "$SRC/sandbox_agentkernel.c" \
+                   "$SRC/sandbox_agentkernel_runtime.c" \
                    "$SRC/sandbox_path.c" -ljansson ;;
         *)     echo "$0: no target '$t' (path body event reply agentkernel)" >&2
                exit 2 ;;
