@@ -102,6 +102,31 @@ for my $e (sort keys %envvar) {
     ok($sdoc =~ qr/\b\Q$e\E\b/, "sandbox-syncd's $e: in docs/sandbox-syncd.md");
 }
 
+# the API: every endpoint of the routers' tables is in docs/api.md, its
+# method and path as written there (":x" for a parameter, "A|B" for
+# alternatives in the method or the last segment)
+my @endpoints;
+for my $src (@sources) {
+    my $c = slurp($src);
+    while ($c =~ /ngx_http_sandbox_api_endpoint_t\s+\w+\[\]\s*=\s*\{(.*?)\{ 0, NULL/gs) {
+        my $table = $1;
+        push @endpoints, [$1, $2]
+            while $table =~ /\{\s*SBX_(GET|POST|PUT|DELETE),\s*"([^"]+)"/g;
+    }
+}
+cmp_ok(scalar @endpoints, '>=', 25, 'the API\'s endpoint tables were read ('
+       . scalar(@endpoints) . ')');
+my $api = slurp('docs/api.md');
+for my $e (@endpoints) {
+    my ($method, $path) = @$e;
+    my @seg = split m{/}, $path, -1;
+    my $last = pop @seg;
+    my $re = join '/', map { $_ eq ':' ? ':\w+' : quotemeta } @seg;
+    $re .= '/' . ($last eq ':' ? ':\w+' : "(?:\\w+\\|)*\Q$last\E(?:\\|\\w+)*");
+    ok($api =~ /`(?:[A-Z]+\|)*$method(?:\|[A-Z]+)* $re[`\[ ?]/,
+       "$method $path: in docs/api.md");
+}
+
 # every documentation link in the README leads to a file that exists
 for my $link ($readme =~ /\]\(((?:docs|bench|deploy|conf)\/[^)#]+)/g) {
     ok(-e "$root/$link", "README links to $link, which exists");
