@@ -11,23 +11,7 @@
 #include <string.h>
 
 #include "sandbox_event.h"
-
-
-static int
-sbx_event_hex(unsigned char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-
-    c |= 0x20;
-
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-
-    return -1;
-}
+#include "sandbox_hex.h"
 
 
 static int
@@ -37,8 +21,8 @@ sbx_event_digest(unsigned char *dst, const unsigned char *hex)
     size_t  i;
 
     for (i = 0; i < SBX_EVENT_DIGEST_LEN; i++) {
-        hi = sbx_event_hex(hex[2 * i]);
-        lo = sbx_event_hex(hex[2 * i + 1]);
+        hi = sbx_hex(hex[2 * i]);
+        lo = sbx_hex(hex[2 * i + 1]);
 
         if (hi < 0 || lo < 0) {
             return -1;

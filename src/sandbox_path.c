@@ -13,12 +13,12 @@
 #include <string.h>
 
 #include "sandbox_path.h"
+#include "sandbox_hex.h"
 
 
 static size_t sbx_segment_end(const unsigned char *uri, size_t len,
     size_t off);
 static int sbx_path_raw_ok(const unsigned char *raw, size_t len);
-static int sbx_hex(unsigned char c);
 
 
 int
@@ -196,21 +196,4 @@ sbx_path_raw_ok(const unsigned char *raw, size_t len)
     }
 
     return 1;
-}
-
-
-static int
-sbx_hex(unsigned char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-
-    c |= 0x20;
-
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-
-    return -1;
 }
