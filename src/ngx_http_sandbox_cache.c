@@ -24,6 +24,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_sandbox_cache_table.h"
+#include "ngx_http_sandbox_shm.h"
 
 
 static ngx_int_t ngx_http_sandbox_cache_init_zone(ngx_shm_zone_t *shm_zone,
@@ -92,8 +93,7 @@ ngx_http_sandbox_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
     ngx_http_sandbox_cache_ctx_t  *octx = data;
 
-    size_t                         len;
-    ngx_uint_t                     n;
+    ngx_uint_t                     n, fresh;
     ngx_http_sandbox_cache_ctx_t  *ctx;
 
     ctx = shm_zone->data;
@@ -106,20 +106,16 @@ ngx_http_sandbox_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         return NGX_OK;
     }
 
-    ctx->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
-
-    if (shm_zone->shm.exists) {
-        ctx->sh = ctx->shpool->data;
-        return NGX_OK;
-    }
-
-    ctx->sh = ngx_slab_calloc(ctx->shpool,
-                              sizeof(ngx_http_sandbox_cache_sh_t));
+    ctx->sh = ngx_http_sandbox_shm_init(shm_zone,
+                                        sizeof(ngx_http_sandbox_cache_sh_t),
+                                        &ctx->shpool, &fresh);
     if (ctx->sh == NULL) {
         return NGX_ERROR;
     }
 
-    ctx->shpool->data = ctx->sh;
+    if (!fresh) {
+        return NGX_OK;
+    }
 
     /* a bucket per 256 bytes of zone, about one per entry when full */
 
@@ -138,21 +134,13 @@ ngx_http_sandbox_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     ngx_queue_init(&ctx->sh->lru);
 
-    len = sizeof(" in sandbox cache zone \"\"") + shm_zone->shm.name.len;
+    /* a full zone evicts the oldest entries; that is not worth an alert */
 
-    ctx->shpool->log_ctx = ngx_slab_alloc(ctx->shpool, len);
-    if (ctx->shpool->log_ctx == NULL) {
+    if (ngx_http_sandbox_shm_name(shm_zone, "cache") != NGX_OK) {
         return NGX_ERROR;
     }
 
-    ngx_sprintf(ctx->shpool->log_ctx, " in sandbox cache zone \"%V\"%Z",
-                &shm_zone->shm.name);
-
     ctx->sh->base = ngx_http_sandbox_cache_used(shm_zone);
-
-    /* a full zone evicts the oldest entries; that is not worth an alert */
-
-    ctx->shpool->log_nomem = 0;
 
     return NGX_OK;
 }

@@ -24,6 +24,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_sandbox_module.h"
+#include "ngx_http_sandbox_shm.h"
 
 
 #define NGX_HTTP_SANDBOX_GUARD_ZONE_SIZE  (1024 * 1024)
@@ -279,6 +280,7 @@ ngx_http_sandbox_guard_init_zone(ngx_shm_zone_t *zone, void *data)
 {
     ngx_http_sandbox_guard_zone_t *ogz = data;
 
+    ngx_uint_t                      fresh;
     ngx_http_sandbox_guard_zone_t  *gz;
 
     gz = zone->data;
@@ -291,19 +293,16 @@ ngx_http_sandbox_guard_init_zone(ngx_shm_zone_t *zone, void *data)
         return NGX_OK;
     }
 
-    gz->shpool = (ngx_slab_pool_t *) zone->shm.addr;
-
-    if (zone->shm.exists) {
-        gz->sh = gz->shpool->data;
-        return NGX_OK;
-    }
-
-    gz->sh = ngx_slab_alloc(gz->shpool, sizeof(ngx_http_sandbox_guard_sh_t));
+    gz->sh = ngx_http_sandbox_shm_init(zone,
+                                       sizeof(ngx_http_sandbox_guard_sh_t),
+                                       &gz->shpool, &fresh);
     if (gz->sh == NULL) {
         return NGX_ERROR;
     }
 
-    gz->shpool->data = gz->sh;
+    if (!fresh) {
+        return NGX_OK;
+    }
 
     ngx_rbtree_init(&gz->sh->rbtree, &gz->sh->sentinel,
                     ngx_http_sandbox_guard_insert);

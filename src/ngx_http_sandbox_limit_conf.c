@@ -13,6 +13,7 @@
 
 #include "ngx_http_sandbox_module.h"
 #include "ngx_http_sandbox_limit_zone.h"
+#include "ngx_http_sandbox_shm.h"
 
 
 static void ngx_http_sandbox_limit_rbtree_insert(ngx_rbtree_node_t *temp,
@@ -218,8 +219,7 @@ ngx_http_sandbox_limit_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
     ngx_http_sandbox_limit_ctx_t  *octx = data;
 
-    size_t                         len;
-    ngx_uint_t                     i;
+    ngx_uint_t                     i, fresh;
     ngx_http_sandbox_limit_ctx_t  *ctx;
 
     ctx = shm_zone->data;
@@ -232,21 +232,16 @@ ngx_http_sandbox_limit_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         return NGX_OK;
     }
 
-    ctx->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
-
-    if (shm_zone->shm.exists) {
-        ctx->sh = ctx->shpool->data;
-        return NGX_OK;
-    }
-
-    ctx->sh = ngx_slab_alloc(ctx->shpool,
-                             sizeof(ngx_http_sandbox_limit_sh_t));
+    ctx->sh = ngx_http_sandbox_shm_init(shm_zone,
+                                        sizeof(ngx_http_sandbox_limit_sh_t),
+                                        &ctx->shpool, &fresh);
     if (ctx->sh == NULL) {
         return NGX_ERROR;
     }
 
-    ngx_memzero(ctx->sh, sizeof(ngx_http_sandbox_limit_sh_t));
-    ctx->shpool->data = ctx->sh;
+    if (!fresh) {
+        return NGX_OK;
+    }
 
     /* this gateway's name among others sharing counts (cluster scope) */
 
@@ -261,21 +256,9 @@ ngx_http_sandbox_limit_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         ngx_queue_init(&ctx->sh->workers[i].holds);
     }
 
-    len = sizeof(" in sandbox limit zone \"\"") + shm_zone->shm.name.len;
-
-    ctx->shpool->log_ctx = ngx_slab_alloc(ctx->shpool, len);
-    if (ctx->shpool->log_ctx == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_sprintf(ctx->shpool->log_ctx, " in sandbox limit zone \"%V\"%Z",
-                &shm_zone->shm.name);
-
     /* a full zone evicts, and only then refuses: no "[crit]" for it */
 
-    ctx->shpool->log_nomem = 0;
-
-    return NGX_OK;
+    return ngx_http_sandbox_shm_name(shm_zone, "limit");
 }
 
 

@@ -18,6 +18,7 @@
 
 #include "ngx_http_sandbox_api.h"
 #include "ngx_http_sandbox_metrics.h"
+#include "ngx_http_sandbox_shm.h"
 
 
 #define NGX_HTTP_SANDBOX_METRICS_SIZE  16384
@@ -90,6 +91,7 @@ ngx_http_sandbox_metrics_zone_add(ngx_conf_t *cf)
 static ngx_int_t
 ngx_http_sandbox_metrics_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
+    ngx_uint_t        fresh;
     ngx_slab_pool_t  *shpool;
 
     /* on reload the counters carry over: Prometheus counters never reset */
@@ -100,21 +102,13 @@ ngx_http_sandbox_metrics_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         return NGX_OK;
     }
 
-    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
-
-    if (shm_zone->shm.exists) {
-        shm_zone->data = shpool->data;
-        ngx_http_sandbox_metrics = shpool->data;
-        return NGX_OK;
-    }
-
-    ngx_http_sandbox_metrics = ngx_slab_calloc(shpool,
-                                           sizeof(ngx_http_sandbox_metrics_t));
+    ngx_http_sandbox_metrics = ngx_http_sandbox_shm_init(shm_zone,
+                                           sizeof(ngx_http_sandbox_metrics_t),
+                                           &shpool, &fresh);
     if (ngx_http_sandbox_metrics == NULL) {
         return NGX_ERROR;
     }
 
-    shpool->data = ngx_http_sandbox_metrics;
     shm_zone->data = ngx_http_sandbox_metrics;
 
     return NGX_OK;
