@@ -146,27 +146,19 @@ ngx_http_sandbox_events_subscribe_handler(void *data, redisReply *reply)
 static ngx_int_t
 ngx_http_sandbox_events_push(void *data, redisReply *reply)
 {
-    redisReply  **el;
+    redisReply  *msg;
 
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) {
+    if (ngx_http_sandbox_redis_message(reply, &msg) != NGX_OK) {
         return NGX_DECLINED;
     }
 
-    el = reply->element;
-
-    if (el[0]->type != REDIS_REPLY_STRING || el[0]->len != 7
-        || ngx_strncmp(el[0]->str, "message", 7) != 0)
-    {
-        return NGX_DECLINED;
-    }
-
-    if (el[2]->type == REDIS_REPLY_STRING) {
+    if (msg) {
         ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
                        "sandbox: event \"%*s\"",
-                       (size_t) el[2]->len, el[2]->str);
+                       (size_t) msg->len, msg->str);
 
         ngx_http_sandbox_cache_event(ngx_http_sandbox_events_zone,
-                                     (u_char *) el[2]->str, el[2]->len,
+                                     (u_char *) msg->str, msg->len,
                                      ngx_cycle->log);
     }
 

@@ -100,6 +100,10 @@ void ngx_http_sandbox_redis_cancel(ngx_http_sandbox_redis_op_t *op);
 
 ngx_uint_t ngx_http_sandbox_redis_ready(ngx_http_sandbox_redis_t *rd);
 
+/* a push handler's test: a pub/sub message, and its payload if a string */
+ngx_int_t ngx_http_sandbox_redis_message(redisReply *reply,
+    redisReply **payload);
+
 /*
  * Drops the link (its pending commands fail) and connects again at once,
  * with no backoff: to the master the sentinels name now, or to the same

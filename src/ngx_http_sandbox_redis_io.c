@@ -438,3 +438,32 @@ ngx_http_sandbox_redis_op_free(ngx_http_sandbox_redis_t *rd,
     op->data = NULL;
     ngx_queue_insert_head(&rd->free, &op->queue);
 }
+
+
+/*
+ * For a subscriber's push handler: NGX_OK when the reply is a pub/sub
+ * message ["message", channel, payload], *payload its payload when that
+ * is a string (else NULL); NGX_DECLINED when it is no message
+ */
+
+ngx_int_t
+ngx_http_sandbox_redis_message(redisReply *reply, redisReply **payload)
+{
+    redisReply  **el;
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) {
+        return NGX_DECLINED;
+    }
+
+    el = reply->element;
+
+    if (el[0]->type != REDIS_REPLY_STRING || el[0]->len != 7
+        || ngx_strncmp(el[0]->str, "message", 7) != 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    *payload = (el[2]->type == REDIS_REPLY_STRING) ? el[2] : NULL;
+
+    return NGX_OK;
+}

@@ -334,29 +334,21 @@ ngx_http_sandbox_sentinel_push(void *data, redisReply *reply)
     u_char                       *p, *last, *f[5];
     size_t                        len[5];
     ngx_uint_t                    n;
-    redisReply                  **el;
+    redisReply                   *msg;
     ngx_http_sandbox_sentinel_t  *st;
 
     st = link->st;
 
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) {
+    if (ngx_http_sandbox_redis_message(reply, &msg) != NGX_OK) {
         return NGX_DECLINED;
     }
 
-    el = reply->element;
-
-    if (el[0]->type != REDIS_REPLY_STRING || el[0]->len != 7
-        || ngx_strncmp(el[0]->str, "message", 7) != 0)
-    {
-        return NGX_DECLINED;
-    }
-
-    if (el[2]->type != REDIS_REPLY_STRING) {
+    if (msg == NULL) {
         return NGX_OK;
     }
 
-    p = (u_char *) el[2]->str;
-    last = p + el[2]->len;
+    p = (u_char *) msg->str;
+    last = p + msg->len;
 
     for (n = 0; n < 5 && p < last; n++) {
         f[n] = p;

@@ -672,32 +672,24 @@ ngx_http_sandbox_wait_subscribed(void *data, redisReply *reply)
 static ngx_int_t
 ngx_http_sandbox_wait_push(void *data, redisReply *reply)
 {
-    redisReply                     **el;
+    redisReply                      *msg;
     sbx_event_t                      ev;
     ngx_http_sandbox_wait_group_t   *g;
 
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) {
+    if (ngx_http_sandbox_redis_message(reply, &msg) != NGX_OK) {
         return NGX_DECLINED;
     }
 
-    el = reply->element;
-
-    if (el[0]->type != REDIS_REPLY_STRING || el[0]->len != 7
-        || ngx_strncmp(el[0]->str, "message", 7) != 0)
-    {
-        return NGX_DECLINED;
-    }
-
-    if (el[2]->type != REDIS_REPLY_STRING) {
+    if (msg == NULL) {
         return NGX_OK;
     }
 
-    switch (sbx_event_parse((u_char *) el[2]->str, el[2]->len, &ev)) {
+    switch (sbx_event_parse((u_char *) msg->str, msg->len, &ev)) {
 
     case SBX_EVENT_ROUTE:
-        g = ngx_http_sandbox_wait_find((u_char *) el[2]->str + ev.user_off,
+        g = ngx_http_sandbox_wait_find((u_char *) msg->str + ev.user_off,
                                        ev.user_len,
-                                       (u_char *) el[2]->str + ev.name_off,
+                                       (u_char *) msg->str + ev.name_off,
                                        ev.name_len);
         if (g) {
             ngx_http_sandbox_wait_check(g);
