@@ -134,7 +134,7 @@ ngx_http_sandbox_wait_init(ngx_cycle_t *cycle)
     ngx_http_sandbox_wait_rc.ready = ngx_http_sandbox_wait_ready;
     ngx_http_sandbox_wait_rc.push = ngx_http_sandbox_wait_push;
 
-    /* no timer of these may keep an exiting worker alive: held requests do */
+    /* none of these timers keeps an exiting worker alive: held requests do */
 
     ngx_http_sandbox_wait_recheck.handler = ngx_http_sandbox_wait_timer;
     ngx_http_sandbox_wait_recheck.log = cycle->log;
@@ -777,11 +777,11 @@ ngx_http_sandbox_wait_linger(ngx_event_t *ev)
 
 
 /*
- * One PING at a time.  Its deadline is the link's own (sandbox_redis_
- * timeout): unanswered, it fails the link, which reconnects and calls
- * ngx_http_sandbox_wait_ready() again.  A link that is down or on its way
- * is left to its own timers.  An exiting worker pings on: it still holds
- * requests.
+ * One PING at a time.  Its deadline is the link's own timeout
+ * (sandbox_redis_timeout): unanswered, it fails the link, which
+ * reconnects and calls ngx_http_sandbox_wait_ready() again.  A link that
+ * is down or on its way is left to its own timers.  An exiting worker
+ * pings on: it still holds requests.
  */
 
 static void
