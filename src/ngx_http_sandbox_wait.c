@@ -734,6 +734,12 @@ ngx_http_sandbox_wait_push(void *data, redisReply *reply)
                                        ev.user_len,
                                        (u_char *) el[2]->str + ev.name_off,
                                        ev.name_len);
+
+        ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                       "sandbox: held requests heard \"%*s\"%s",
+                       (size_t) el[2]->len, el[2]->str,
+                       g ? ": checking" : "");
+
         if (g) {
             ngx_http_sandbox_wait_check(g);
         }

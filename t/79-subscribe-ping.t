@@ -11,7 +11,9 @@
 # a second plus sandbox_redis_timeout, and subscribe again on a new
 # connection: the cache is flushed (what a lost subscription costs), and a
 # request held across the freeze is answered when the route's message
-# comes through the new subscription.
+# comes through the new subscription.  That it was the message, not the
+# 3 s safety net, is read from nginx's debug log (Debian's nginx is built
+# --with-debug; without it those checks are skipped).
 
 use strict;
 use warnings;
@@ -32,7 +34,7 @@ $t->add_user('alice');
 my $key = $t->add_key('alice');
 my $relay = $t->relay_start('relay', $t->redis_addr);
 
-$t->write_conf($t->base_conf(workers => 1, http => <<"EOF"));
+my $conf = $t->base_conf(workers => 1, http => <<"EOF");
     sandbox_redis 127.0.0.1:$relay;
     sandbox_redis_timeout 1s;
     sandbox_cache_zone ping:4m;
@@ -49,6 +51,10 @@ $t->write_conf($t->base_conf(workers => 1, http => <<"EOF"));
         location = /_sandbox_error { internal; sandbox_error; }
     }
 EOF
+my $debug = `${\ $t->nginx_binary} -V 2>&1` =~ /--with-debug/;
+$conf =~ s{^(error_log .*)$}{$1\nerror_log %%DIR%%/debug.log debug_http;}m
+    if $debug;
+$t->write_conf($conf);
 $t->nginx_start;
 
 # Redis's own view of its clients (asked directly, not through the relay)
@@ -129,6 +135,25 @@ is($r->{status}, 200, 'the held request is answered by the sandbox');
 is((($t->json($r) // {})->{data} // {})->{output}, "1\n",
    'with its command\'s output');
 is(metric('sandbox_wake_held'), 0, 'nothing held any more');
+
+SKIP: {
+    skip 'nginx without --with-debug', 2 unless $debug;
+    my @log = split /\n/, $t->read_file('debug.log');
+    my @listen = grep { $log[$_] =~ /held requests listen to sbx:events/ }
+                 0 .. $#log;
+    my ($heard) = grep {
+        $log[$_] =~ /held requests heard "route alice sb1": checking/
+    } 0 .. $#log;
+    my ($ready) = grep { $log[$_] =~ m{"alice/sb1" ready at} } 0 .. $#log;
+    is(scalar @listen, 2, 'held requests subscribed twice: at the first '
+                          . 'held request, and after the freeze');
+    ok(@listen == 2 && defined $heard && defined $ready
+       && $listen[1] < $heard && $heard < $ready,
+       'the route\'s message came through the new subscription, and '
+       . 'the check it made released the request')
+        or diag("listen @listen, heard " . ($heard // '-')
+                . ', ready ' . ($ready // '-'));
+}
 
 # the new subscriptions stay: PINGs answered, nothing made again
 my $now = scalar(subscribers($before));
