@@ -621,7 +621,9 @@ What each row is, and whose:
 - 1c, Kubernetes': authentication, the merge patch, the CRD's schema
   validation and the etcd transaction (its fsync: the etcd line above).
 - 1d, Kubernetes': the watch cache's delivery of the committed object
-  to the bench's watch, the anchor of the controller's time.
+  to the bench's watch, the anchor of the controller's time.  It may
+  come before the PATCH's answer is complete (1c ends with the answer,
+  after the commit), hence values below 0.
 - 2, sandbox-syncd's: its watch sees Ready as the bench's does; the
   route is written at once.  The bench's watch (curl, then Perl) is
   later than sandbox-syncd's: that delay counts in 1d and is taken off
