@@ -213,6 +213,10 @@ PLAIN_CPU=$(cpu_median "$DIR/plain"); WARM_CPU=$(cpu_median "$DIR/warm")
 COLD_CPU=$(cpu_median "$DIR/cold")
 
 ratio() { perl -e 'printf "%.2f", $ARGV[0] / $ARGV[1]' "$1" "$2"; }
+# each round's requests/s ratio of two configurations, in round order
+per_round() { paste -d' ' "$1" "$2" | awk '{ printf "%.2f ", $6 / $1 }' | sed 's/ $//'; }
+WARM_ROUNDS=$(per_round "$DIR/plain" "$DIR/warm")
+COLD_ROUNDS=$(per_round "$DIR/plain" "$DIR/cold")
 added() { perl -e 'printf "%.3f", $ARGV[0] - $ARGV[1]' "$1" "$2"; }
 
 # invalidation latency: change, then poll until the change is visible
@@ -345,6 +349,9 @@ configurations; the runtime is a separate one-worker nginx).
 
 ratio warm/plain: $(ratio "$WARM_RPS" "$PLAIN_RPS")
 ratio nocache/plain: $(ratio "$COLD_RPS" "$PLAIN_RPS")
+
+Each round's own ratio, in order (the three runs of a round are back
+to back): warm/plain $WARM_ROUNDS; nocache/plain $COLD_ROUNDS.
 
 CPU per request, plain/gateway (the gateway worker's own cost, steadier
 than requests/s on a shared machine; with the cache off Redis's CPU is

@@ -5,7 +5,7 @@
 #
 #   - a pod template wrapped by sandbox-syncd for a plain image (an init
 #     container delivering sandbox-agent, the runtime container's command
-#     /opt/sandbox-agent/sandbox-agent ...: README, "Plain images") runs
+#     /opt/sandbox-agent/sandbox-agent ...: docs/sandbox-agent.md, "Plain images") runs
 #     the real build/sandbox-agent with the template's agent options, its
 #     --listen moved to the pod's address; the image's own command after
 #     "--", if the template has one, is not run (it would be the image's,

@@ -10,7 +10,7 @@
  * gateways have in flight and the cluster's bucket level.  Requests are
  * then judged locally against local + remote counts, the bucket starting
  * from the cluster's level.  What another gateway does between two syncs
- * is not seen until the next: see README, "Limits", for the accuracy.
+ * is not seen until the next: see docs/limits.md for the accuracy.
  *
  * In Redis (docs/redis-data-model.md): sbx:limit:gw:<gateway> says a
  * gateway is alive (it expires when it stops syncing), sbx:limit:c:<id>

@@ -136,6 +136,23 @@ $out = `$syncd --dns-servers nonsense 2>&1`;
 is($? >> 8, 2, 'a DNS server list that is not one: exit status 2');
 like($out, qr/resolver nonsense: /, 'and why');
 
+# numeric flags: the whole value or an error naming the flag (atoi took
+# "80x" for 80 and "abc" for 0 before)
+for my $bad (['--default-port', '80x'], ['--default-port', '0'],
+             ['--default-port', '65536'], ['--watch-timeout', 'abc'],
+             ['--watch-timeout', ''], ['--lease-duration', '-1'],
+             ['--lease-duration', '15s'], ['--renew-deadline', '0'],
+             ['--retry-period', 'nan'], ['--renew-deadline', '1e9']) {
+    my ($flag, $v) = @$bad;
+    $out = `$syncd $flag '$v' 2>&1`;
+    is($? >> 8, 2, "$flag '$v': exit status 2");
+    like($out, qr/^sandbox-syncd: \Q$flag $v\E: expected /m,
+         "$flag '$v': the message names the flag and the rule");
+}
+$out = `$syncd --help 2>/dev/null`;
+is($?, 0, '--help: exit status 0');
+like($out, qr/^usage: sandbox-syncd .*--idle-pause/s, '--help: the usage');
+
 # serviceFQDN: without a pod IP the daemon resolves the service name
 
 $t->spawn('syncd', $k->daemon_env($t), $syncd, '--watch-timeout', '5');

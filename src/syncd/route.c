@@ -105,8 +105,11 @@ int route_port_of(json_t *obj, int default_port) {
     ann = str(json_object_get(json_object_get(obj, "metadata"),
                               "annotations"), "agents.x-k8s.io/port");
     if (*ann) {
-        p = strtol(ann, NULL, 10);
-        if (p > 0 && p < 65536) return (int) p;
+        char *end;
+
+        /* "80x" is no port: the container's port then, as for none */
+        p = strtol(ann, &end, 10);
+        if (end != ann && *end == '\0' && p > 0 && p < 65536) return (int) p;
     }
 
     spec = json_object_get(json_object_get(json_object_get(obj, "spec"),

@@ -152,7 +152,16 @@ static int split_addr(const char *s, size_t len, int default_port,
         snprintf(host, hostlen, "%.*s", (int) ((colon ? colon : end) - s), s);
     }
     *port = default_port;
-    if (colon) *port = atoi(colon + 1);
+    if (colon) {
+        const char *d = colon + 1;
+
+        /* digits up to the end of this address, nothing else */
+        if (d == end) return -1;
+        for (*port = 0; d < end; d++) {
+            if (*d < '0' || *d > '9' || *port > 65535) return -1;
+            *port = *port * 10 + (*d - '0');
+        }
+    }
     return host[0] && *port > 0 && *port < 65536 ? 0 : -1;
 }
 

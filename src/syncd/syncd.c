@@ -23,6 +23,7 @@
  * them (metrics.c) at http://ADDR/metrics.
  */
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -457,8 +458,8 @@ static int on_event(const char *line, size_t len, void *data) {
     return stopping || s->resync ? 1 : 0;
 }
 
-static void usage(void) {
-    fprintf(stderr,
+static void usage_to(FILE *out) {
+    fprintf(out,
         "usage: sandbox-syncd [--kubeconfig F] [--context NAME]\n"
         "         [--api URL] [--token-file F] [--ca-file F]\n"
         "         [--namespace NS] [--api-version v1beta1|v1alpha1]\n"
@@ -469,6 +470,7 @@ static void usage(void) {
         "         [--dns-servers LIST] [--idle-pause DURATION]\n"
         "         [--agent-image IMAGE] [--exec-images LIST]\n"
         "         [--metrics ADDR]   (e.g. 127.0.0.1:9464: GET /metrics)\n"
+        "         [--help]\n"
         "environment: KUBECONFIG, K8S_API, K8S_TOKEN_FILE, K8S_CA_FILE,\n"
         "SANDBOX_REDIS, SANDBOX_NAMESPACE, SANDBOX_API_VERSION,\n"
         "SANDBOX_TEMPLATE, SANDBOX_DNS_SERVERS, SANDBOX_AGENT_IMAGE,\n"
@@ -479,6 +481,46 @@ static void usage(void) {
         "2h); 0, the default, never.  A Sandbox's annotation\n"
         "agents.x-k8s.io/idle-timeout (the API's idle_timeout) overrides it\n"
         "(SANDBOX_IDLE_PAUSE)\n");
+}
+
+static void usage(void) {
+    usage_to(stderr);
+}
+
+/*
+ * A numeric flag is all of its value or an error that names it: atoi()
+ * would take "80x" as 80 and "abc" as 0, silently.
+ */
+static int whole_flag(const char *flag, const char *v, long min, long max,
+                      long *out) {
+    char *end;
+    long n;
+
+    errno = 0;
+    n = strtol(v, &end, 10);
+    if (errno || end == v || *end != '\0' || n < min || n > max) {
+        fprintf(stderr, "sandbox-syncd: %s %s: expected a whole number"
+                " from %ld to %ld\n", flag, v, min, max);
+        return -1;
+    }
+    *out = n;
+    return 0;
+}
+
+/* seconds, a fraction allowed (0.5), above 0 and at most an hour */
+static int seconds_flag(const char *flag, const char *v, double *out) {
+    char *end;
+    double d;
+
+    errno = 0;
+    d = strtod(v, &end);
+    if (errno || end == v || *end != '\0' || !(d > 0) || d > 3600) {
+        fprintf(stderr, "sandbox-syncd: %s %s: expected seconds above 0,"
+                " at most 3600 (0.5, 10)\n", flag, v);
+        return -1;
+    }
+    *out = d;
+    return 0;
 }
 
 static const char *env(const char *name, const char *fallback) {
@@ -610,6 +652,12 @@ int main(int argc, char **argv) {
 
     for (i = 1; i < argc; i++) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        long n = 0;
+        int bad = 0;
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage_to(stdout);
+            return 0;
+        }
         if (v == NULL) { usage(); return 2; }
         if (strcmp(argv[i], "--api") == 0) api = v;
         else if (strcmp(argv[i], "--token-file") == 0) token_file = v;
@@ -619,27 +667,30 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--namespace") == 0) s.namespace = v;
         else if (strcmp(argv[i], "--api-version") == 0) s.api_version = v;
         else if (strcmp(argv[i], "--redis") == 0) s.redis_addr = v;
-        else if (strcmp(argv[i], "--default-port") == 0) s.default_port = atoi(v);
-        else if (strcmp(argv[i], "--watch-timeout") == 0) s.watch_timeout = atol(v);
+        else if (strcmp(argv[i], "--default-port") == 0) {
+            bad = whole_flag(argv[i], v, 1, 65535, &n);
+            s.default_port = (int) n;
+        } else if (strcmp(argv[i], "--watch-timeout") == 0)
+            bad = whole_flag(argv[i], v, 1, 3600, &s.watch_timeout);
         else if (strcmp(argv[i], "--template") == 0) template_file = v;
         else if (strcmp(argv[i], "--lease") == 0) e.lease = v;
         else if (strcmp(argv[i], "--metrics") == 0) metrics_addr = v;
-        else if (strcmp(argv[i], "--lease-duration") == 0)
-            e.duration = atoi(v) > 0 ? atoi(v) : 15;
-        else if (strcmp(argv[i], "--renew-deadline") == 0) renew = atof(v);
-        else if (strcmp(argv[i], "--retry-period") == 0) retry = atof(v);
+        else if (strcmp(argv[i], "--lease-duration") == 0) {
+            bad = whole_flag(argv[i], v, 1, 3600, &n);
+            e.duration = (int) n;
+        } else if (strcmp(argv[i], "--renew-deadline") == 0)
+            bad = seconds_flag(argv[i], v, &renew);
+        else if (strcmp(argv[i], "--retry-period") == 0)
+            bad = seconds_flag(argv[i], v, &retry);
         else if (strcmp(argv[i], "--dns-servers") == 0) s.dns_servers = v;
         else if (strcmp(argv[i], "--idle-pause") == 0) idle_pause = v;
         else if (strcmp(argv[i], "--agent-image") == 0) s.agent_image = v;
         else if (strcmp(argv[i], "--exec-images") == 0) s.exec_images = v;
         else { usage(); return 2; }
+        if (bad) return 2;
         i++;
     }
     if (strcmp(s.api_version, "v1beta1") && strcmp(s.api_version, "v1alpha1")) {
-        usage();
-        return 2;
-    }
-    if (s.watch_timeout < 1 || s.default_port < 1 || s.default_port > 65535) {
         usage();
         return 2;
     }

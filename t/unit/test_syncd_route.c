@@ -89,6 +89,15 @@ test_ports(void)
            "an invalid annotation falls back to the container port: %s",
            r.addr);
 
+    parse("v1beta1", META ", \"annotations\": "
+          "{\"agents.x-k8s.io/port\": \"9000x\"}",
+          "\"podTemplate\": {\"spec\": {\"containers\": "
+          "[{\"ports\": [{\"containerPort\": 7000}]}]}}",
+          READY ", \"podIPs\": [\"10.0.0.1\"]", &r);
+    tap_ok(strcmp(r.addr, "10.0.0.1:7000") == 0,
+           "an annotation with trailing characters is no port: %s",
+           r.addr);
+
     parse("v1beta1", META, "", READY ", \"podIPs\": [\"fd00::1\"]", &r);
     tap_ok(strcmp(r.addr, "[fd00::1]:8080") == 0,
            "IPv6 in brackets: %s", r.addr);
