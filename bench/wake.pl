@@ -85,7 +85,8 @@ $t->write_conf($t->base_conf(workers => 1, http => <<"EOF"));
     }
     # the wakes' server: the same, with a log of where each one's time went
     log_format wakes '\$msec \$request_time \$sandbox_wake '
-                     '\$upstream_connect_time \$upstream_header_time';
+                     '\$upstream_connect_time \$upstream_header_time '
+                     '\$upstream_response_time';
     server {
         listen 127.0.0.1:$wk;
         access_log $dir/wakes.log wakes;
@@ -132,9 +133,16 @@ sub get {
     socket(my $s, PF_INET, SOCK_STREAM, 0) or die "socket: $!";
     connect($s, $addr) or die "connect: $!";
     syswrite($s, $req) == length $req or die "write: $!";
-    my ($raw, $n) = ('', 0);
-    1 while ($n = sysread($s, $raw, 65536, length $raw));
-    my $t1 = time;
+    # the clock stops once the whole answer is in, not at the close
+    my ($raw, $t1) = ('');
+    while (sysread($s, $raw, 65536, length $raw)) {
+        next if $t1 || $raw !~ /\r\n\r\n/;
+        my ($head, $body) = split /\r\n\r\n/, $raw, 2;
+        my ($len) = $head =~ /^Content-Length:\s*(\d+)/mi;
+        $t1 = time if defined $len ? length $body >= $len
+                                   : $body =~ /(?:^|\r\n)0\r\n\r\n\z/;
+    }
+    $t1 //= time;
     my ($st) = $raw =~ m{^HTTP/1\.1 (\d+)};
     return ($st // 0, $t1 - $t0);
 }
@@ -321,7 +329,7 @@ sub wake_log {
     $line = <$f> for 1 .. $n;
     my @v = split ' ', $line // die "$file: no line $n\n";
     return { end => $v[0], request => $v[1], held => $v[2] || 0,
-             connect => $v[3], header => $v[4] };
+             connect => $v[3], header => $v[4], response => $v[5] };
 }
 
 # etcd's fsync histograms (sums and counts) from its /metrics
@@ -481,20 +489,25 @@ sub etcd_metrics {
         push @{ $part{held} }, $gl->{held};
         push @{ $part{connect} }, $gl->{connect} * 1000;
         push @{ $part{header} }, $gl->{header} * 1000;
-        push @{ $part{route_to_release} },
-            ($gl->{end} - $gl->{request} + $gl->{held} / 1000 - $routed)
-            * 1000;
+        # row 3 in three: to the request going upstream (nginx's clock:
+        # its log's time less $upstream_response_time), to the answer's
+        # head from sandbox-agent, to the whole 200 at the client
+        my $upstream = $gl->{end} - $gl->{response};
+        push @{ $part{route_to_upstream} }, ($upstream - $routed) * 1000;
+        push @{ $part{to_client} },
+            ($t0 + $took - $upstream - $gl->{header}) * 1000;
         push @{ $part{to_route} }, ($routed - $tb) * 1000;
         push @{ $part{to_answer} }, ($t0 + $took - $routed) * 1000;
         printf "wake %d: %.1f ms to the 200, controller %.1f ms, added %.1f ms"
                . " (to the resume %.1f [queued %.1f, to apiserver %.1f,"
                . " apiserver %.1f, to watch %.1f], Ready to route %.1f,"
-               . " route to 200 %.1f [to release %.1f, connect %.1f,"
-               . " header %.1f]; the runtime's own answer %.1f)\n",
+               . " route to 200 %.1f [to upstream %.1f, connect %.1f,"
+               . " header %.1f, to client %.1f];"
+               . " the runtime's own answer %.1f)\n",
                $i, $took * 1000, $ctl * 1000, ($took - $ctl) * 1000,
                map { $part{$_}[-1] } qw(to_resume to_queue to_apiserver
-               apiserver to_watch to_route to_answer route_to_release connect
-               header runtime);
+               apiserver to_watch to_route to_answer route_to_upstream
+               connect header to_client runtime);
     }
     kill 'KILL', $wpid;
     %etcd_after = etcd_metrics($k);
@@ -540,10 +553,13 @@ my $table = row('first request to its 200', '%.1f', @total)
     . row('2. Ready to the route\'s write (sandbox-syncd\'s watch)', '%.1f',
           @{ $part{to_route} })
     . row('3. the route\'s write to the 200', '%.1f', @{ $part{to_answer} })
-    . row('3a. the route\'s write to the held request\'s release (nginx\'s '
-          . 'log, ms)', '%.1f', @{ $part{route_to_release} })
+    . row('3a. the route\'s write to the held request sent to '
+          . 'sandbox-agent (nginx\'s log, ms)', '%.1f',
+          @{ $part{route_to_upstream} })
     . row('3b. sandbox-agent: connect and answer (nginx\'s '
           . '$upstream_header_time, ms)', '%.1f', @{ $part{header} })
+    . row('3c. the answer\'s head to the whole 200 at the client', '%.1f',
+          @{ $part{to_client} })
     . row('for comparison: the same request straight to sandbox-agent, right '
           . 'after (a fresh connection)', '%.1f', @{ $part{runtime} })
     . row('added, less the apiserver\'s own time (1c), wake by wake', '%.1f',
@@ -629,13 +645,18 @@ What each row is, and whose:
   later than sandbox-syncd's: that delay counts in 1d and is taken off
   again here, hence about 0 or below.
 - 3a, the gateway's: the route's `PUBLISH` on `sbx:events`, the event
-  read by the worker and the held request released (the gateway alone,
-  the last row, measures this with an nginx pod).
+  read by the worker, the held request released, its route decided
+  again and the request sent upstream (the gateway alone, the last row,
+  measures 3a to 3c with an nginx pod).
 - 3b, the runtime's: connecting to the freshly started sandbox-agent
   and its answer.  sandbox-agent forks a handler per connection, one
   ahead of time: the first connection after its start does not wait for
   a fork (on this VM fork() alone takes about 0.6 ms and the child
   runs 1 to 2 ms later).
+- 3c, the gateway's and the client's: the answer relayed, and the bench
+  woken to read it (its clock stops when the whole answer is in, not at
+  the connection's close).  nginx logs in whole ms: 3a to 3c are each
+  within 1 ms, their sum is exact.
 
 $memory
 $warm
