@@ -16,6 +16,12 @@
  * invalidation listener serves the shared cache, and nginx has no way to
  * wake another worker): it is opened with the first held request and
  * closed when nothing has been held for NGX_HTTP_SANDBOX_WAIT_LINGER.
+ * A subscribed link carries no commands, so a connection that died
+ * silently (a frozen server, a path that drops packets, a failover
+ * without RST) would never be noticed: a PING every
+ * NGX_HTTP_SANDBOX_WAIT_PING proves it alive, and one not answered within
+ * sandbox_redis_timeout fails the link, which then reconnects and
+ * subscribes again (rechecking every group).
  */
 
 
@@ -33,6 +39,9 @@
 /* the safety net for a lost message, and how long an idle link stays */
 #define NGX_HTTP_SANDBOX_WAIT_RECHECK  3000
 #define NGX_HTTP_SANDBOX_WAIT_LINGER   30000
+
+/* how often the subscription is proven alive (as the cache subscriber's) */
+#define NGX_HTTP_SANDBOX_WAIT_PING     1000
 
 /* names are DNS labels (63); room for longer ones, bounded */
 #define NGX_HTTP_SANDBOX_WAIT_NAME_MAX  253
@@ -83,6 +92,10 @@ static void ngx_http_sandbox_wait_subscribed(void *data, redisReply *reply);
 static ngx_int_t ngx_http_sandbox_wait_push(void *data, redisReply *reply);
 static void ngx_http_sandbox_wait_timer(ngx_event_t *ev);
 static void ngx_http_sandbox_wait_linger(ngx_event_t *ev);
+static void ngx_http_sandbox_wait_ping_handler(ngx_event_t *ev);
+static void ngx_http_sandbox_wait_pong_handler(void *data,
+    redisReply *reply);
+static void ngx_http_sandbox_wait_close(void);
 
 
 static ngx_rbtree_t                    ngx_http_sandbox_wait_tree;
@@ -95,6 +108,8 @@ static ngx_http_sandbox_redis_t       *ngx_http_sandbox_wait_link;
 static ngx_uint_t                      ngx_http_sandbox_wait_on;
 static ngx_event_t                     ngx_http_sandbox_wait_recheck;
 static ngx_event_t                     ngx_http_sandbox_wait_idle;
+static ngx_event_t                     ngx_http_sandbox_wait_ping;
+static ngx_http_sandbox_redis_op_t    *ngx_http_sandbox_wait_pong;
 
 
 ngx_int_t
@@ -119,7 +134,7 @@ ngx_http_sandbox_wait_init(ngx_cycle_t *cycle)
     ngx_http_sandbox_wait_rc.ready = ngx_http_sandbox_wait_ready;
     ngx_http_sandbox_wait_rc.push = ngx_http_sandbox_wait_push;
 
-    /* neither timer may keep an exiting worker alive: held requests do */
+    /* none of these timers keeps an exiting worker alive: held requests do */
 
     ngx_http_sandbox_wait_recheck.handler = ngx_http_sandbox_wait_timer;
     ngx_http_sandbox_wait_recheck.log = cycle->log;
@@ -128,6 +143,10 @@ ngx_http_sandbox_wait_init(ngx_cycle_t *cycle)
     ngx_http_sandbox_wait_idle.handler = ngx_http_sandbox_wait_linger;
     ngx_http_sandbox_wait_idle.log = cycle->log;
     ngx_http_sandbox_wait_idle.cancelable = 1;
+
+    ngx_http_sandbox_wait_ping.handler = ngx_http_sandbox_wait_ping_handler;
+    ngx_http_sandbox_wait_ping.log = cycle->log;
+    ngx_http_sandbox_wait_ping.cancelable = 1;
 
     return NGX_OK;
 }
@@ -144,9 +163,7 @@ ngx_http_sandbox_wait_exit(void)
         ngx_del_timer(&ngx_http_sandbox_wait_idle);
     }
 
-    ngx_http_sandbox_redis_destroy(ngx_http_sandbox_wait_link);
-    ngx_http_sandbox_wait_link = NULL;
-    ngx_http_sandbox_wait_on = 0;
+    ngx_http_sandbox_wait_close();
 }
 
 
@@ -622,7 +639,25 @@ ngx_http_sandbox_wait_listen(ngx_log_t *log)
         return NGX_ERROR;
     }
 
+    ngx_add_timer(&ngx_http_sandbox_wait_ping, NGX_HTTP_SANDBOX_WAIT_PING);
+
     return NGX_OK;
+}
+
+
+static void
+ngx_http_sandbox_wait_close(void)
+{
+    if (ngx_http_sandbox_wait_ping.timer_set) {
+        ngx_del_timer(&ngx_http_sandbox_wait_ping);
+    }
+
+    /* fails what is pending: the pong handler forgets its PING */
+
+    ngx_http_sandbox_redis_destroy(ngx_http_sandbox_wait_link);
+    ngx_http_sandbox_wait_link = NULL;
+    ngx_http_sandbox_wait_pong = NULL;
+    ngx_http_sandbox_wait_on = 0;
 }
 
 
@@ -699,6 +734,12 @@ ngx_http_sandbox_wait_push(void *data, redisReply *reply)
                                        ev.user_len,
                                        (u_char *) el[2]->str + ev.name_off,
                                        ev.name_len);
+
+        ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                       "sandbox: held requests heard \"%*s\"%s",
+                       (size_t) el[2]->len, el[2]->str,
+                       g ? ": checking" : "");
+
         if (g) {
             ngx_http_sandbox_wait_check(g);
         }
@@ -737,7 +778,49 @@ ngx_http_sandbox_wait_linger(ngx_event_t *ev)
         return;
     }
 
-    ngx_http_sandbox_redis_destroy(ngx_http_sandbox_wait_link);
-    ngx_http_sandbox_wait_link = NULL;
-    ngx_http_sandbox_wait_on = 0;
+    ngx_http_sandbox_wait_close();
+}
+
+
+/*
+ * One PING at a time.  Its deadline is the link's own timeout
+ * (sandbox_redis_timeout): unanswered, it fails the link, which
+ * reconnects and calls ngx_http_sandbox_wait_ready() again.  A link that
+ * is down or on its way is left to its own timers.  An exiting worker
+ * pings on: it still holds requests.
+ */
+
+static void
+ngx_http_sandbox_wait_ping_handler(ngx_event_t *ev)
+{
+    const char  *argv[1];
+    size_t       argvlen[1];
+
+    if (ngx_http_sandbox_wait_link == NULL) {
+        return;
+    }
+
+    if (ngx_http_sandbox_wait_pong == NULL
+        && ngx_http_sandbox_redis_ready(ngx_http_sandbox_wait_link))
+    {
+        argv[0] = "PING";
+        argvlen[0] = sizeof("PING") - 1;
+
+        ngx_http_sandbox_wait_pong = ngx_http_sandbox_redis_command(
+                                         ngx_http_sandbox_wait_link, 1, argv,
+                                         argvlen,
+                                         ngx_http_sandbox_wait_pong_handler,
+                                         NULL);
+    }
+
+    ngx_add_timer(ev, NGX_HTTP_SANDBOX_WAIT_PING);
+}
+
+
+/* in subscribe mode the answer is ["pong", ""]; NULL: the link failed */
+
+static void
+ngx_http_sandbox_wait_pong_handler(void *data, redisReply *reply)
+{
+    ngx_http_sandbox_wait_pong = NULL;
 }

@@ -25,51 +25,17 @@ use Time::HiRes qw(time sleep);
 use JSON::PP;
 use SbxTest;
 use SbxKube;
+use SbxStack;
 
-my $t = SbxTest->new;
+my $stack = SbxStack->start;
+my $t = $stack->t;
 my $root = $t->root;
-my $syncd = $t->syncd_binary;
-plan skip_all => "$syncd not built" unless -x $syncd;
-my $k = SbxKube->start($t);
-plan skip_all => 'no kube-apiserver (t/k8s/build-apiserver.sh)' unless $k;
 *wait_for = \&SbxKube::wait_for;
-ok($k->install_crd, 'the Sandbox CRD installed');
-
-$t->redis_start;
-$t->write_shipped_conf;
-$t->nginx_start;
-
-# the sandboxes' runtimes listen on a free port of loopback addresses
-# far from the demo's (127.0.0.2, .3, ...), as other tests may run it
-my $pod_port = $t->port('pods');
-my $first_ip = 100 + ($$ % 100);
-{
-    open my $in, '<', "$root/conf/sandbox-template.json" or die $!;
-    my $tpl = decode_json(do { local $/; <$in> });
-    $tpl->{metadata}{annotations}{'agents.x-k8s.io/port'} = "$pod_port";
-    open my $out, '>', $t->dir . '/template.json' or die $!;
-    print $out encode_json($tpl);
-}
-$t->spawn('syncd', $k->daemon_env($t), $syncd, '--watch-timeout', '5',
-          '--template', $t->dir . '/template.json');
-$t->spawn('controller', {}, $^X, "$root/scripts/local-controller.pl",
-          '--api', $k->api, '--token-file', $k->token_file,
-          '--ca-file', $k->ca_file, '--workdir', $t->dir,
-          '--first-ip', $first_ip);
 
 # a user and a key, as the operator makes them
-my $admin = $t->admin_key;
-my $res = $t->http('POST', '/api/admin/users',
-                   headers => { Authorization => "Bearer $admin",
-                                'Content-Type' => 'application/json' },
-                   body => '{"username":"gem"}');
-my $uid = $t->json($res)->{user}{id};
-$res = $t->http('POST', "/api/admin/users/$uid/apikeys",
-                headers => { Authorization => "Bearer $admin",
-                             'Content-Type' => 'application/json' },
-                body => '{"name":"gemini"}');
-my $key = $t->json($res)->{api_key};
+my $key = $stack->user_key('gem', 'gemini');
 like($key, qr/^sk_live_/, 'a key for the extension');
+my $res;
 
 # what Node's fetch (undici) sends with every request
 my %node = (Authorization => "Bearer $key", Connection => 'keep-alive',
@@ -184,7 +150,7 @@ $c->close;
 ### the same session made by Node's own fetch, as the extension makes it
 
 SKIP: {
-    skip 'no node', 8 unless `node --version 2>/dev/null` =~ /^v(\d+)/ && $1 >= 18;
+    skip 'no node', 8 unless SbxStack::has_node();
     my $gw = 'http://127.0.0.1:' . $t->port(1);
     my $out = `node $root/t/clients/extension-session.cjs $gw $key node-gem 2>&1`;
     is($?, 0, "Node's fetch: the session ran without an error") or diag($out);
@@ -207,15 +173,9 @@ SKIP: {
 ### an MCP streamable HTTP session through the gateway
 
 # a sandbox for it, routed the way the session above saw
-$res = $t->http('POST', '/api/sandboxes',
-                headers => { %node, Connection => 'close',
-                             'Content-Type' => 'application/json' },
-                body => '{"name":"mcp"}');
+$res = $stack->create_sandbox($key, '{"name":"mcp"}', %node);
 is($res->{status}, 201, 'a sandbox for MCP');
-ok(wait_for(sub {
-       my $r = $t->http('GET', '/api/sandboxes/mcp', headers => { %node,
-                        Connection => 'close' });
-       $t->json($r)->{ready} }, 60), 'ready');
+ok($stack->sandbox_ready($key, 'mcp', 60, %node), 'ready');
 
 $c = $t->conn;
 $port = $c->local_port;

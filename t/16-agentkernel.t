@@ -30,50 +30,14 @@ use JSON::PP;
 use MIME::Base64 qw(encode_base64);
 use SbxTest;
 use SbxKube;
+use SbxStack;
 
-my $t = SbxTest->new;
+my $stack = SbxStack->start(ip_offset => 37);
+my ($t, $k) = ($stack->t, $stack->k);
 my $root = $t->root;
-my $syncd = $t->syncd_binary;
-plan skip_all => "$syncd not built" unless -x $syncd;
-my $k = SbxKube->start($t);
-plan skip_all => 'no kube-apiserver (t/k8s/build-apiserver.sh)' unless $k;
 *wait_for = \&SbxKube::wait_for;
-ok($k->install_crd, 'the Sandbox CRD installed');
 
-$t->redis_start;
-$t->write_shipped_conf;
-$t->nginx_start;
-
-my $pod_port = $t->port('pods');
-my $first_ip = 100 + (($$ + 37) % 100);
-{
-    open my $in, '<', "$root/conf/sandbox-template.json" or die $!;
-    my $tpl = decode_json(do { local $/; <$in> });
-    $tpl->{metadata}{annotations}{'agents.x-k8s.io/port'} = "$pod_port";
-    open my $out, '>', $t->dir . '/template.json' or die $!;
-    print $out encode_json($tpl);
-}
-$t->spawn('syncd', $k->daemon_env($t), $syncd, '--watch-timeout', '5',
-          '--template', $t->dir . '/template.json');
-$t->spawn('controller', {}, $^X, "$root/scripts/local-controller.pl",
-          '--api', $k->api, '--token-file', $k->token_file,
-          '--ca-file', $k->ca_file, '--workdir', $t->dir,
-          '--first-ip', $first_ip);
-
-my $admin = $t->admin_key;
-my %key;
-for my $u (qw(pi eve)) {
-    my $res = $t->http('POST', '/api/admin/users',
-                       headers => { Authorization => "Bearer $admin",
-                                    'Content-Type' => 'application/json' },
-                       body => encode_json({ username => $u }));
-    my $uid = $t->json($res)->{user}{id};
-    $res = $t->http('POST', "/api/admin/users/$uid/apikeys",
-                    headers => { Authorization => "Bearer $admin",
-                                 'Content-Type' => 'application/json' },
-                    body => '{"name":"agentkernel"}');
-    $key{$u} = $t->json($res)->{api_key};
-}
+my %key = map { $_ => $stack->user_key($_, 'agentkernel') } qw(pi eve);
 like($key{pi}, qr/^sk_live_/, 'keys for two users');
 
 my $json = JSON::PP->new->utf8->canonical;
@@ -300,11 +264,9 @@ for my $path ('/run', '/run/stream') {
 ### the npm SDK
 
 SKIP: {
-    skip 'no node', 9
-        unless `node --version 2>/dev/null` =~ /^v(\d+)/ && $1 >= 18;
-    chomp(my $sdk = `$root/t/clients/agentkernel-sdk.sh 2>&1`);
-    skip "the agentkernel SDK could not be installed: $sdk", 9
-        unless $? == 0 && -d "$sdk/node_modules";
+    skip 'no node', 9 unless SbxStack::has_node();
+    my ($sdk, $why) = $stack->npm_client('agentkernel-sdk.sh');
+    skip "the agentkernel SDK could not be installed: $why", 9 unless $sdk;
     local $ENV{NODE_PATH} = "$sdk/node_modules";
     local $ENV{AGENTKERNEL_BASE_URL} = 'http://127.0.0.1:' . $t->port(1)
                                        . '/agentkernel';

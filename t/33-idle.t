@@ -32,14 +32,7 @@ use IO::Select;
 use JSON::PP;
 use SbxTest;
 use SbxKube;
-
-my $t = SbxTest->new;
-my $root = $t->root;
-my $syncd = $t->syncd_binary;
-plan skip_all => "$syncd not built" unless -x $syncd;
-my $k = SbxKube->start($t);
-plan skip_all => 'no kube-apiserver (t/k8s/build-apiserver.sh)' unless $k;
-ok($k->install_crd, 'the Sandbox CRD installed');
+use SbxStack;
 
 # the default idle timeout: short, with room for a loaded machine (and
 # the sanitizers) between a request and its report
@@ -55,47 +48,20 @@ sub wait_for {
     return 0;
 }
 
-$t->redis_start;
-$t->write_shipped_conf;
-{
-    my $f = $t->dir . '/nginx.conf';
-    my $conf = $t->read_file($f);
-    $conf =~ s/^(\s*sandbox_redis\s+[^;]+;)$/$1\n    sandbox_last_used_interval 1s;/m
-        or die 'no sandbox_redis line in the shipped conf';
-    open my $out, '>', $f or die $!;
-    print $out $conf;
-}
-$t->nginx_start;
+my $stack = SbxStack->start(
+    conf => sub {
+        my ($conf) = @_;
+        $conf =~ s/^(\s*sandbox_redis\s+[^;]+;)$/$1\n    sandbox_last_used_interval 1s;/m
+            or die 'no sandbox_redis line in the shipped conf';
+        return $conf;
+    },
+    syncd => [ '--idle-pause', $T ]);
+my ($t, $k) = ($stack->t, $stack->k);
+my $root = $t->root;
+my $syncd = $stack->syncd;
+my $pod_port = $stack->pod_port;
 
-# the runtimes listen on a free port of loopback addresses far from the
-# demo's, as in t/14
-my $pod_port = $t->port('pods');
-my $first_ip = 100 + ($$ % 100);
-{
-    open my $in, '<', "$root/conf/sandbox-template.json" or die $!;
-    my $tpl = decode_json(do { local $/; <$in> });
-    $tpl->{metadata}{annotations}{'agents.x-k8s.io/port'} = "$pod_port";
-    open my $out, '>', $t->dir . '/template.json' or die $!;
-    print $out encode_json($tpl);
-}
-$t->spawn('syncd', $k->daemon_env($t), $syncd, '--watch-timeout', '5',
-          '--template', $t->dir . '/template.json', '--idle-pause', $T);
-$t->spawn('controller', {}, $^X, "$root/scripts/local-controller.pl",
-          '--api', $k->api, '--token-file', $k->token_file,
-          '--ca-file', $k->ca_file, '--workdir', $t->dir,
-          '--first-ip', $first_ip);
-
-my $admin = $t->admin_key;
-my $res = $t->http('POST', '/api/admin/users',
-                   headers => { Authorization => "Bearer $admin",
-                                'Content-Type' => 'application/json' },
-                   body => '{"username":"idl"}');
-my $uid = $t->json($res)->{user}{id};
-$res = $t->http('POST', "/api/admin/users/$uid/apikeys",
-                headers => { Authorization => "Bearer $admin",
-                             'Content-Type' => 'application/json' },
-                body => '{"name":"idle"}');
-my $key = $t->json($res)->{api_key};
+my $key = $stack->user_key('idl', 'idle');
 like($key, qr/^sk_live_/, 'a user and a key');
 my %auth = (Authorization => "Bearer $key");
 
@@ -230,7 +196,7 @@ ok(wait_for(sub { (api('GET', '/api/sandboxes/plain'))[1]{state} eq 'paused' }),
     is($f{namespace}, 'user-idl', 'in the sandbox namespace');
 
     my $r = $t->http('GET', '/api/admin/audit?action=sandbox.pause',
-                     headers => { Authorization => "Bearer $admin" });
+                     headers => { Authorization => "Bearer " . $t->admin_key });
     is($r->{status}, 200, 'the admin reads the audit log');
     my $a = $t->json($r);
     my @mine = grep { $_->{target} eq 'idl/plain' } @{ $a->{records} };
@@ -311,9 +277,8 @@ ok(wait_for(sub {
                             . 'namespaces/default/leases/idle-lease');
     $st == 200 && $l->{spec}{holderIdentity}
 }), 'the first daemon leads');
-$t->spawn('follower', $k->daemon_env($t), $syncd, '--watch-timeout', '5',
-          '--lease', 'default/idle-lease', '--lease-duration', '3',
-          '--template', $t->dir . '/template.json', '--idle-pause', '2');
+$stack->spawn_syncd('follower', {}, '--lease', 'default/idle-lease',
+                    '--lease-duration', '3', '--idle-pause', '2');
 
 {
     my $obj = { apiVersion => 'agents.x-k8s.io/v1beta1', kind => 'Sandbox',
@@ -354,13 +319,10 @@ ok(wait_for(sub { ($k->call('POST', '/apis/apiextensions.k8s.io/v1/'
                             scalar `cat $root/t/k8s/sandbox-crd-v1alpha1.json`))[0]
                   == 201 }, 30), 'the v1alpha1 CRD installed');
 ok(wait_for(sub { ($k->call('GET', $a_path))[0] == 200 }), 'v1alpha1 served');
-$t->spawn('controller-a', {}, $^X, "$root/scripts/local-controller.pl",
-          '--api', $k->api, '--token-file', $k->token_file,
-          '--ca-file', $k->ca_file, '--workdir', $t->dir,
-          '--first-ip', $first_ip + 20, '--api-version', 'v1alpha1');
-$t->spawn('syncd-a', $k->daemon_env($t, SANDBOX_API_VERSION => 'v1alpha1'),
-          $syncd, '--watch-timeout', '5', '--template',
-          $t->dir . '/template.json', '--idle-pause', '60');
+$stack->spawn_controller('controller-a', ip => $stack->first_ip + 20,
+                         args => [ '--api-version', 'v1alpha1' ]);
+$stack->spawn_syncd('syncd-a', { SANDBOX_API_VERSION => 'v1alpha1' },
+                    '--idle-pause', '60');
 is((api('POST', '/api/sandboxes', '{"name":"alpha","idle_timeout":2}'))[0],
    201, 'alpha created with idle_timeout 2 (the default is 60)');
 ok(wait_for(sub { running('alpha') }, 60), 'alpha runs');
