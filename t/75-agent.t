@@ -134,6 +134,26 @@ my $fds_before = fds_of($agent);
     close $s;
 }
 
+# the main process killed without a word (SIGKILL): its spare goes too,
+# and the port is free again
+{
+    my $p = $t->port('killed');
+    my $pid = start_agent('killed', '--workdir', "$dir/work");
+    my $sp;
+    ok(wait_until(sub { $sp = spare_of($pid) }, 3), 'an agent and its spare');
+    kill 'KILL', $pid;
+    waitpid $pid, 0;
+    delete $t->{pids}{killed};
+    # gone, or a zombie of init's
+    ok(wait_until(sub { my $st = do { open my $f, '<', "/proc/$sp/stat"
+                                          or return 1; <$f> // '' };
+                        $st eq '' || $st =~ /\)\s+Z/ }, 3),
+       'SIGKILL of the main process: the spare ends with it');
+    ok(IO::Socket::IP->new(LocalAddr => '127.0.0.1', LocalPort => $p,
+                           Listen => 1, ReuseAddr => 1),
+       'and the port is free');
+}
+
 ### health
 
 {

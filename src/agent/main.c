@@ -379,12 +379,13 @@ static void
 spare_start(int lfd)
 {
     struct pollfd  pfd = { .fd = lfd, .events = POLLIN };
-    pid_t          pid;
+    pid_t          pid, parent;
     int            fd;
 
     if (spare > 0 || nhandlers >= agent_conf.max_conns) {
         return;
     }
+    parent = getpid();
     pid = fork();
     if (pid < 0) {
         return;
@@ -396,6 +397,12 @@ spare_start(int lfd)
         return;
     }
 
+    /* a spare outlives no main process (one killed by SIGKILL has no
+     * say): it would hold the port and serve no one */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) {
+        _exit(0);
+    }
     handler_setup();
     prctl(PR_SET_NAME, "agent-spare");
 
@@ -411,6 +418,8 @@ spare_start(int lfd)
         }
     }
     close(lfd);
+    /* a handler finishes its connection, as one forked for it does */
+    prctl(PR_SET_PDEATHSIG, 0);
     prctl(PR_SET_NAME, "agent-handler");
     pid = getpid();
     (void) !write(taken_pipe[1], &pid, sizeof(pid));
