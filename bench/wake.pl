@@ -1,14 +1,20 @@
 #!/usr/bin/perl
 # Wake on request (sandbox_wake), measured:
 #
-# 1. The wake latency the gateway adds: -n times, a paused Sandbox in the
-#    real kube-apiserver of t/k8s (sandbox-syncd carrying out operations,
-#    scripts/local-controller.pl playing the controller) gets one request
-#    (GET /health of its runtime); from sending it to its 200, minus the
-#    controller's own time, from the resume reaching Kubernetes (the watch
-#    event whose spec says Running) to Ready (the event whose Ready
-#    condition is True for that generation).  Both events come on one
-#    watch of the object, so its delivery delay cancels out.
+# 1. The wake latency the gateway adds: -n times, a paused Sandbox of a
+#    plain image in the real kube-apiserver of t/k8s (sandbox-syncd
+#    carrying out operations and wrapping the image with sandbox-agent,
+#    scripts/local-controller.pl playing the controller and running the
+#    real build/sandbox-agent) gets one request (GET /health); from
+#    sending it to its 200, minus the controller's own time, from the
+#    resume reaching Kubernetes (the watch event whose spec says Running)
+#    to Ready (the event whose Ready condition is True for that
+#    generation).  Both events come on one watch of the object, so its
+#    delivery delay cancels out.  Where the rest went: Redis's stream id
+#    of the operation, the apiserver's audit log, nginx's log, etcd's
+#    fsyncs.  With -e 1 etcd keeps its data on tmpfs (not by default: its
+#    WAL fsync is about 1 ms of the PATCH's 7 to 12 here, when the disk is
+#    quiet; -e 1 takes the disk's noise out on a busy machine).
 # 2. Memory per held request: -m requests held on a suspended sandbox in
 #    one worker; the worker's private memory (smaps_rollup) before and
 #    with all held, divided by -m.  The shared zones hold nothing per
@@ -16,7 +22,8 @@
 # 3. The warm path with sandbox_wake on and off: wrk on a ready sandbox,
 #    one worker, the two servers in turns over -r rounds of -d seconds.
 #
-#   bench/wake.pl [-n wakes] [-m held] [-r rounds] [-d seconds]
+#   bench/wake.pl [-n wakes] [-m held] [-r rounds] [-d seconds] [-e 0|1]
+#   (-m 0, -r 0: parts 2, 3 not measured)
 #
 # Writes the "## Wake on request" section of bench/RESULTS.md.
 
@@ -29,13 +36,15 @@ use IO::Socket::IP;
 use IO::Select;
 use JSON::PP;
 use POSIX ();
+use Socket qw(PF_INET SOCK_STREAM inet_aton pack_sockaddr_in);
 use Time::HiRes qw(time sleep);
 use SbxTest;
 use SbxKube;
 
-my %opt = (n => 50, m => 1000, r => 5, d => 5);
-getopts('n:m:r:d:', \%opt)
-    or die "usage: $0 [-n wakes] [-m held] [-r rounds] [-d seconds]\n";
+my %opt = (n => 50, m => 1000, r => 5, d => 5, e => 0);
+getopts('n:m:r:d:e:', \%opt)
+    or die "usage: $0 [-n wakes] [-m held] [-r rounds] [-d seconds]"
+         . " [-e 0|1]\n";
 
 my $t = SbxTest->new;
 my $dir = $t->dir;
@@ -58,6 +67,7 @@ sub pct {
 my $pod = $t->port('pod');
 my $gw = $t->port(1);
 my $off = $t->port('off');
+my $wk = $t->port('wake');
 $t->write_conf($t->base_conf(workers => 1, http => <<"EOF"));
     access_log off;
     sandbox_redis %%REDIS%%;
@@ -74,6 +84,21 @@ $t->write_conf($t->base_conf(workers => 1, http => <<"EOF"));
             proxy_pass http://sandbox_pods;
         }
         location /api/ { sandbox_api; }
+    }
+    # the wakes' server: the same, with a log of where each one's time went
+    log_format wakes '\$msec \$request_time \$sandbox_wake '
+                     '\$upstream_connect_time \$upstream_header_time '
+                     '\$upstream_response_time';
+    server {
+        listen 127.0.0.1:$wk;
+        access_log $dir/wakes.log wakes;
+        location / {
+            sandbox_route on;
+            sandbox_wake on;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass http://sandbox_pods;
+        }
     }
     server {
         listen 127.0.0.1:$off backlog=8192;
@@ -97,18 +122,31 @@ $t->nginx_start;
 my ($worker) = grep { /^\d+$/ } map { s/\s+//gr }
                `ps -o pid= --ppid $t->{pids}{nginx}`;
 
-# a request on a fresh connection; returns (status, seconds to the end)
+# a request on a fresh connection, with as little of the client's own
+# time as Perl allows (IO::Socket::IP adds about 0.5 ms); returns
+# (status, seconds to the end)
 sub get {
-    my ($port, $path) = @_;
+    my ($port, $path, $ip, $auth) = @_;
+    my $req = "GET $path HTTP/1.1\r\nHost: b\r\nConnection: close\r\n"
+              . ($auth // 1 ? "Authorization: Bearer $key\r\n" : '')
+              . "\r\n";
+    my $addr = pack_sockaddr_in($port, inet_aton($ip // '127.0.0.1'));
     my $t0 = time;
-    my $s = IO::Socket::IP->new(PeerAddr => '127.0.0.1', PeerPort => $port)
-        or die "connect: $!";
-    print $s "GET $path HTTP/1.1\r\nHost: b\r\nConnection: close\r\n"
-           . "Authorization: Bearer $key\r\n\r\n";
-    local $/;
-    my $raw = <$s> // '';
+    socket(my $s, PF_INET, SOCK_STREAM, 0) or die "socket: $!";
+    connect($s, $addr) or die "connect: $!";
+    syswrite($s, $req) == length $req or die "write: $!";
+    # the clock stops once the whole answer is in, not at the close
+    my ($raw, $t1) = ('');
+    while (sysread($s, $raw, 65536, length $raw)) {
+        next if $t1 || $raw !~ /\r\n\r\n/;
+        my ($head, $body) = split /\r\n\r\n/, $raw, 2;
+        my ($len) = $head =~ /^Content-Length:\s*(\d+)/mi;
+        $t1 = time if defined $len ? length $body >= $len
+                                   : $body =~ /(?:^|\r\n)0\r\n\r\n\z/;
+    }
+    $t1 //= time;
     my ($st) = $raw =~ m{^HTTP/1\.1 (\d+)};
-    return ($st // 0, time - $t0);
+    return ($st // 0, $t1 - $t0);
 }
 
 ### 3. the warm path, wake on / off
@@ -172,7 +210,7 @@ EOF
     # each round runs both, back to back, in alternating order; a round's
     # ratio compares two runs seconds apart, so the machine's drift
     # (other work on it) shifts both alike
-    for my $r (1 .. $opt{r}) {
+    for my $r (1 .. $opt{r}) {     # -r 0: none
         my ($a, $b) = $r % 2 ? ($wrk->($gw), $wrk->($off))
                              : reverse($wrk->($off), $wrk->($gw));
         push @rounds, [ @$a, @$b ];
@@ -180,14 +218,14 @@ EOF
                . "off %.0f/s (%.1f us)\n", $r, @$a, @$b;
     }
     $ratio_line = sprintf 'ratio wake/warm: %.2f',
-                          median(map { $_->[0] / $_->[2] } @rounds);
+                          median(map { $_->[0] / $_->[2] } @rounds) if @rounds;
     print "$ratio_line\n";
 }
 
 ### 2. memory per held request
 
-my ($held_bytes, $held_kb0, $held_kb1);
-{
+my ($held_bytes, $held_kb0, $held_kb1) = (0, 0, 0);
+if ($opt{m}) {      # -m 0: not measured
     $t->add_sandbox_record('alice', 'asleep');
     # resuming: its requests are held, and nothing more is queued
     $t->redis('HSET', 'sbx:sandbox:alice:asleep', state => 'resuming');
@@ -261,12 +299,73 @@ printf "gateway alone, event to 200: p50 %.2f ms, p99 %.2f ms\n",
 
 ### 1. the wake latency, with the real cluster
 
-my (@total, @ctl, @added, %part);
+my (@total, @ctl, @added, %part, %etcd_before, %etcd_after, %etcd);
+
+# RFC 3339 with microseconds, UTC, to seconds since the epoch
+sub rfc3339 {
+    my ($y, $mo, $d, $h, $mi, $s) =
+        $_[0] =~ /^(\d+)-(\d+)-(\d+)T(\d+):(\d+):([\d.]+)Z$/ or return undef;
+    require Time::Local;
+    return Time::Local::timegm(0, $mi, $h, $d, $mo - 1, $y) + $s;
+}
+
+# the first PATCH of the Sandbox after $t0: [received, response complete]
+sub audit_patch {
+    my ($file, $t0) = @_;
+    open my $f, '<', $file or return undef;
+    while (<$f>) {
+        my $e = eval { decode_json($_) } or next;
+        next unless ($e->{stage} // '') eq 'ResponseComplete';
+        my $at = rfc3339($e->{requestReceivedTimestamp}) // next;
+        next if $at < $t0;
+        return [ $at, rfc3339($e->{stageTimestamp}) ];
+    }
+    return undef;
+}
+
+# the $n-th line of the wakes' access log
+sub wake_log {
+    my ($file, $n) = @_;
+    open my $f, '<', $file or die "$file: $!";
+    my $line;
+    $line = <$f> for 1 .. $n;
+    my @v = split ' ', $line // die "$file: no line $n\n";
+    return { end => $v[0], request => $v[1], held => $v[2] || 0,
+             connect => $v[3], header => $v[4], response => $v[5] };
+}
+
+# etcd's fsync histograms (sums and counts) from its /metrics
+sub etcd_metrics {
+    my ($k) = @_;
+    my $port = do { local (@ARGV, $/) = ($k->dir . '/etcd.port'); <> };
+    chomp $port;
+    my %m;
+    for (`curl -s http://127.0.0.1:$port/metrics`) {
+        $m{$1} = $2 if /^(etcd_disk_(?:wal_fsync|backend_commit)_duration_seconds_(?:sum|count)) (\S+)/;
+    }
+    return %m;
+}
+
 {
     my $syncd = $t->syncd_binary;
     -x $syncd or die "$syncd not built\n";
+    # the apiserver's audit log, of the Sandboxes' own PATCHes only (not
+    # their status: the controller's writes are not slowed by it), for
+    # the time the apiserver itself took; etcd on tmpfs with -e 1
+    open my $pol, '>', "$dir/audit-policy.json" or die $!;
+    print $pol encode_json({
+        apiVersion => 'audit.k8s.io/v1', kind => 'Policy',
+        omitStages => [ 'RequestReceived', 'ResponseStarted' ],
+        rules => [ { level => 'Metadata', verbs => [ 'patch' ],
+                     resources => [ { group => 'agents.x-k8s.io',
+                                      resources => [ 'sandboxes' ] } ] },
+                   { level => 'None' } ] });
+    close $pol;
+    local $ENV{AUDIT_POLICY} = "$dir/audit-policy.json";
+    local $ENV{ETCD_TMPFS} = $opt{e} ? 1 : 0;
     my $k = SbxKube->start($t) or die "no kube-apiserver (make kube-apiserver)\n";
     $k->install_crd or die "no CRD\n";
+    my $kdir = $k->dir;
 
     my $pod_port = $t->port('pods');
     {
@@ -276,8 +375,12 @@ my (@total, @ctl, @added, %part);
         open my $out, '>', "$dir/template.json" or die $!;
         print $out encode_json($tpl);
     }
+    # a plain image, wrapped by sandbox-syncd (--agent-image): the local
+    # controller runs the real build/sandbox-agent for it
+    -x "$root/build/sandbox-agent" or die "build/sandbox-agent not built\n";
     $t->spawn('syncd', $k->daemon_env($t), $syncd, '--watch-timeout', '30',
-              '--template', "$dir/template.json");
+              '--template', "$dir/template.json",
+              '--agent-image', 'registry.example/sandbox-gateway:bench');
     $t->spawn('controller', {}, $^X, "$root/scripts/local-controller.pl",
               '--api', $k->api, '--token-file', $k->token_file,
               '--ca-file', $k->ca_file, '--workdir', $dir,
@@ -291,7 +394,7 @@ my (@total, @ctl, @added, %part);
                            defined $body ? (body => $body) : ());
         return $t->json($res) // {};
     };
-    $api->('POST', '/api/sandboxes', '{"name":"kb"}');
+    $api->('POST', '/api/sandboxes', '{"name":"kb","image":"alpine:3.20"}');
     wait_for(sub { $api->('GET', '/api/sandboxes/kb')->{ready} }, 60)
         or die "the sandbox did not become ready\n";
 
@@ -337,6 +440,7 @@ my (@total, @ctl, @added, %part);
         return 0;
     };
 
+    %etcd_before = etcd_metrics($k);
     for my $i (1 .. $opt{n}) {
         $api->('POST', '/api/sandboxes/kb/pause');
         wait_for(sub { my $j = $api->('GET', '/api/sandboxes/kb');
@@ -345,7 +449,7 @@ my (@total, @ctl, @added, %part);
             or die "not paused\n";
         sleep 0.3;
         my $t0 = time;
-        my ($st, $took) = get($gw, '/alice/kb/health');
+        my ($st, $took) = get($wk, '/alice/kb/health');
         die "wake $i: status $st\n" unless $st == 200;
         my ($ta, $tb);
         wait_for(sub {
@@ -357,6 +461,15 @@ my (@total, @ctl, @added, %part);
             defined $tb;
         }, 10) or die "wake $i: no Running and Ready events\n";
         my $ctl = $tb - $ta;
+        # the resume queued: its stream id is Redis's clock in ms
+        my $last = $t->redis('XREVRANGE', 'sbx:ops', '+', '-', 'COUNT', 1);
+        my ($queued) = $last->[0][0] =~ /^(\d+)-/;
+        $queued /= 1000;
+        # the apiserver's own time for the PATCH: its audit record
+        my $au = audit_patch("$kdir/audit.log", $t0)
+            or die "wake $i: no audit record of the resume\n";
+        # the gateway's log: the hold, the runtime's connect and answer
+        my $gl = wake_log("$dir/wakes.log", $i);
         # where the rest went: to the resume in Kubernetes, and from Ready
         # to the route's write by sandbox-syncd (updated_at_ms) and on
         my $routed = $t->redis('HGET', 'sbx:route:alice:kb', 'updated_at_ms')
@@ -364,26 +477,49 @@ my (@total, @ctl, @added, %part);
         # the runtime's own answer to the same request, straight to it
         my ($addr) = $t->redis('HGET', 'sbx:route:alice:kb', 'addr');
         my ($ip, $port) = $addr =~ /^(.*):(\d+)$/;
-        my $d0 = time;
-        my $ds = IO::Socket::IP->new(PeerAddr => $ip, PeerPort => $port)
-            or die "runtime: $!";
-        print $ds "GET /health HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n";
-        { local $/; my $x = <$ds>; }
-        push @{ $part{runtime} }, (time - $d0) * 1000;
-        push @{ $part{net} }, ($took - $ctl) * 1000 - $part{runtime}[-1];
+        my ($dst, $dtook) = get($port, '/health', $ip, 0);
+        die "runtime: status $dst\n" unless $dst == 200;
+        push @{ $part{runtime} }, $dtook * 1000;
         push @total, $took * 1000;
         push @ctl, $ctl * 1000;
         push @added, ($took - $ctl) * 1000;
         push @{ $part{to_resume} }, ($ta - $t0) * 1000;
+        push @{ $part{to_queue} }, ($queued - $t0) * 1000;
+        push @{ $part{to_apiserver} }, ($au->[0] - $queued) * 1000;
+        push @{ $part{apiserver} }, ($au->[1] - $au->[0]) * 1000;
+        push @{ $part{to_watch} }, ($ta - $au->[1]) * 1000;
+        push @{ $part{held} }, $gl->{held};
+        push @{ $part{connect} }, $gl->{connect} * 1000;
+        push @{ $part{header} }, $gl->{header} * 1000;
+        # row 3 in three: to the request going upstream (nginx's clock:
+        # its log's time less $upstream_response_time), to the answer's
+        # head from sandbox-agent, to the whole 200 at the client
+        my $upstream = $gl->{end} - $gl->{response};
+        push @{ $part{route_to_upstream} }, ($upstream - $routed) * 1000;
+        push @{ $part{to_client} },
+            ($t0 + $took - $upstream - $gl->{header}) * 1000;
         push @{ $part{to_route} }, ($routed - $tb) * 1000;
         push @{ $part{to_answer} }, ($t0 + $took - $routed) * 1000;
         printf "wake %d: %.1f ms to the 200, controller %.1f ms, added %.1f ms"
-               . " (to the resume %.1f, Ready to route %.1f, route to 200 %.1f;"
+               . " (to the resume %.1f [queued %.1f, to apiserver %.1f,"
+               . " apiserver %.1f, to watch %.1f], Ready to route %.1f,"
+               . " route to 200 %.1f [to upstream %.1f, connect %.1f,"
+               . " header %.1f, to client %.1f];"
                . " the runtime's own answer %.1f)\n",
                $i, $took * 1000, $ctl * 1000, ($took - $ctl) * 1000,
-               map { $part{$_}[-1] } qw(to_resume to_route to_answer runtime);
+               map { $part{$_}[-1] } qw(to_resume to_queue to_apiserver
+               apiserver to_watch to_route to_answer route_to_upstream
+               connect header to_client runtime);
     }
     kill 'KILL', $wpid;
+    %etcd_after = etcd_metrics($k);
+    for my $h (qw(wal_fsync backend_commit)) {
+        my $m = "etcd_disk_${h}_duration_seconds";
+        my $n = $etcd_after{"${m}_count"} - $etcd_before{"${m}_count"};
+        $etcd{$h} = [ $n, $n ? 1000 * ($etcd_after{"${m}_sum"}
+                                       - $etcd_before{"${m}_sum"}) / $n : 0 ];
+        printf "etcd %s: %d, mean %.2f ms\n", $h, @{ $etcd{$h} };
+    }
     $t->reap('controller', 'TERM');
     $t->reap('syncd', 'TERM');
 }
@@ -396,35 +532,50 @@ $cpu =~ s/^.*?:\s*//;
 chomp $cpu;
 my $load = (split ' ', `cat /proc/loadavg`)[0];
 
-my $section = <<EOF;
-## Wake on request
+# a row of the table: p50, p99 and max of a series
+sub row {
+    my ($label, $fmt, @v) = @_;
+    return "| $label | " . join(' | ', map { sprintf "$fmt ms", pct($_, @v) }
+                                       50, 99, 100) . " |\n";
+}
 
-Command: `bench/wake.pl -n $opt{n} -m $opt{m} -r $opt{r} -d $opt{d}`
-($cpu, load $load at the end; $stamp).
+my $table = row('first request to its 200', '%.1f', @total)
+    . row('controller: resume in Kubernetes to Ready', '%.1f', @ctl)
+    . row('**added**', '%.1f', @added)
+    . row('1. first request to the resume seen in Kubernetes', '%.1f',
+          @{ $part{to_resume} })
+    . row('1a. the gateway: request to the resume queued in Redis (its '
+          . 'stream id, in ms)', '%.1f', @{ $part{to_queue} })
+    . row('1b. sandbox-syncd: queued to the PATCH received by the apiserver '
+          . '(its audit log)', '%.1f', @{ $part{to_apiserver} })
+    . row('1c. kube-apiserver: the PATCH, received to answered (audit log)',
+          '%.1f', @{ $part{apiserver} })
+    . row('1d. kube-apiserver: answered to the watch event', '%.1f',
+          @{ $part{to_watch} })
+    . row('2. Ready to the route\'s write (sandbox-syncd\'s watch)', '%.1f',
+          @{ $part{to_route} })
+    . row('3. the route\'s write to the 200', '%.1f', @{ $part{to_answer} })
+    . row('3a. the route\'s write to the held request sent to '
+          . 'sandbox-agent (nginx\'s log, ms)', '%.1f',
+          @{ $part{route_to_upstream} })
+    . row('3b. sandbox-agent: connect and answer (nginx\'s '
+          . '$upstream_header_time, ms)', '%.1f', @{ $part{header} })
+    . row('3c. the answer\'s head to the whole 200 at the client', '%.1f',
+          @{ $part{to_client} })
+    . row('for comparison: the same request straight to sandbox-agent, right '
+          . 'after (a fresh connection)', '%.1f', @{ $part{runtime} })
+    . row('added, less the apiserver\'s own time (1c), wake by wake', '%.1f',
+          map { $added[$_] - $part{apiserver}[$_] } 0 .. $#added)
+    . row("the gateway alone: route announced in Redis to the held "
+          . "request's 200 (an nginx pod; $opt{n} times)", '%.2f', @alone);
 
-Wake latency: $opt{n} wakes of a paused Sandbox in the real kube-apiserver
-(sandbox-syncd carrying out the resume, scripts/local-controller.pl
-starting the runtime), one `GET /health` each; the time from sending it
-to its 200, minus the controller's own time from the resume reaching
-Kubernetes to Ready (both seen on one watch of the object).  What is
-left is the gateway's script and hold, sandbox-syncd's operation and
-route write, the route event and the proxying.
+my $etcd_line = sprintf 'etcd during the wakes: %d WAL fsyncs, mean %.2f ms;'
+    . ' %d backend commits, mean %.2f ms (its data %s).',
+    @{ $etcd{wal_fsync} }, @{ $etcd{backend_commit} },
+    $opt{e} ? 'on tmpfs: `-e 1`, cluster.sh\'s ETCD_TMPFS; the tests keep '
+              . 'it on disk' : 'on this machine\'s disk, as in the tests';
 
-| | p50 | p99 | max |
-|---|---|---|---|
-| first request to its 200 | @{[ sprintf '%.1f ms', pct(50, @total) ]} | @{[ sprintf '%.1f ms', pct(99, @total) ]} | @{[ sprintf '%.1f ms', pct(100, @total) ]} |
-| controller: resume in Kubernetes to Ready | @{[ sprintf '%.1f ms', pct(50, @ctl) ]} | @{[ sprintf '%.1f ms', pct(99, @ctl) ]} | @{[ sprintf '%.1f ms', pct(100, @ctl) ]} |
-| added | @{[ sprintf '%.1f ms', pct(50, @added) ]} | @{[ sprintf '%.1f ms', pct(99, @added) ]} | @{[ sprintf '%.1f ms', pct(100, @added) ]} |
-| of which: first request to the resume in Kubernetes (gateway's script, sandbox-syncd's PATCH) | @{[ sprintf '%.1f ms', pct(50, @{ $part{to_resume} }) ]} | @{[ sprintf '%.1f ms', pct(99, @{ $part{to_resume} }) ]} | @{[ sprintf '%.1f ms', pct(100, @{ $part{to_resume} }) ]} |
-| of which: Ready to the route's write (sandbox-syncd's watch; clocks of two processes) | @{[ sprintf '%.1f ms', pct(50, @{ $part{to_route} }) ]} | @{[ sprintf '%.1f ms', pct(99, @{ $part{to_route} }) ]} | @{[ sprintf '%.1f ms', pct(100, @{ $part{to_route} }) ]} |
-| of which: the route's write to the 200 (event, release, proxying, the runtime's answer) | @{[ sprintf '%.1f ms', pct(50, @{ $part{to_answer} }) ]} | @{[ sprintf '%.1f ms', pct(99, @{ $part{to_answer} }) ]} | @{[ sprintf '%.1f ms', pct(100, @{ $part{to_answer} }) ]} |
-| for comparison: the same request straight to the runtime, right after (a fresh connection) | @{[ sprintf '%.1f ms', pct(50, @{ $part{runtime} }) ]} | @{[ sprintf '%.1f ms', pct(99, @{ $part{runtime} }) ]} | @{[ sprintf '%.1f ms', pct(100, @{ $part{runtime} }) ]} |
-| added, less the runtime's own answer (the row above), wake by wake | @{[ sprintf '%.1f ms', pct(50, @{ $part{net} }) ]} | @{[ sprintf '%.1f ms', pct(99, @{ $part{net} }) ]} | @{[ sprintf '%.1f ms', pct(100, @{ $part{net} }) ]} |
-| the gateway alone: route announced in Redis to the held request's 200 (an nginx pod; $opt{n} times) | @{[ sprintf '%.2f ms', pct(50, @alone) ]} | @{[ sprintf '%.2f ms', pct(99, @alone) ]} | @{[ sprintf '%.2f ms', pct(100, @alone) ]} |
-
-wake added p50 ms: $p50
-wake added p99 ms: $p99
-
+my $memory = $opt{m} ? <<EOM : "Memory per held request: not measured (-m 0).\n";
 Memory per held request: $opt{m} requests held on one suspended sandbox
 in one worker: @{[ sprintf '%.0f', $held_bytes ]} bytes each (the worker's private memory
 $held_kb0 kB before, $held_kb1 kB with all held): the connection, its
@@ -432,7 +583,9 @@ buffers and the request's pool, as for any request in nginx; the hold
 itself adds a waiter (an event and its links), the decision kept in the
 pool and a pool cleanup.  The shared zones hold nothing per held
 request: the held gauge is one counter.
+EOM
 
+my $warm = @rounds ? <<EOW : "The warm path: not measured (-r 0).\n";
 The warm path with `sandbox_wake on` and `off` (wrk, 1 thread, 32
 connections, $opt{d} s per run, one worker, both servers in each round,
 back to back in alternating order; the median of the rounds' ratios of
@@ -441,6 +594,78 @@ the worker's CPU per request, on/off: @{[ sprintf '%.1f', median(map { $_->[1] }
 @{[ sprintf '%.1f', median(map { $_->[3] } @rounds) ]} us (medians).
 
 $ratio_line
+EOW
+
+my $section = <<EOF;
+## Wake on request
+
+Command: `bench/wake.pl -n $opt{n} -m $opt{m} -r $opt{r} -d $opt{d} -e $opt{e}`
+($cpu, load $load at the end; $stamp).
+
+Wake latency: $opt{n} wakes of a paused Sandbox of a plain image
+(`alpine:3.20`) in the real kube-apiserver: sandbox-syncd carries out
+the resume and wraps the image with sandbox-agent (`--agent-image`), and
+scripts/local-controller.pl plays the controller, running the real
+build/sandbox-agent; one `GET /health` each.  The time from sending it
+to its 200, minus the controller's own time from the resume reaching
+Kubernetes to Ready (both seen on one watch of the object).  Rows 1 to 3
+divide what is left: stamps of the bench's clock, of Redis (the
+operation's stream id), of the apiserver's audit log (the Sandbox's own
+PATCHes only, not the controller's status writes) and of nginx's log of
+the wakes' server; all one machine's clock, in ms where a source has no
+finer one.
+
+| | p50 | p99 | max |
+|---|---|---|---|
+${table}
+wake added p50 ms: $p50
+wake added p99 ms: $p99
+
+$etcd_line
+
+What each row is, and whose:
+
+- 1a, the gateway's: the access phase, then one Redis script that
+  queues the resume (as the API does) and marks the wake; the request
+  is then held on an event.
+- 1b, sandbox-syncd's: its operations process is woken from its
+  blocking `XREADGROUP` by the entry and sends the PATCH on its kept
+  libcurl handle (the TLS connection is reused: no handshake per
+  operation).  Between two operations it makes no other Redis round
+  trip (the group is made once, its pending entries re-read only when
+  some were left).  What remains is Redis waking it, the PATCH's
+  encryption and the apiserver reading it (the stream id has whole ms:
+  1a is under-counted and 1b over-counted by up to 1 ms).
+- 1c, Kubernetes': authentication, the merge patch, the CRD's schema
+  validation, the managed fields, the etcd transaction (its WAL fsync:
+  the etcd line above; the backend commits are batched, off the
+  request's path) and the answer's encoding.  The largest part, and not
+  the gateway's: the row "added, less 1c" is what the gateway,
+  sandbox-syncd and sandbox-agent add around Kubernetes' own PATCH.
+- 1d, Kubernetes': the watch cache's delivery of the committed object
+  to the bench's watch, the anchor of the controller's time.  It may
+  come before the PATCH's answer is complete (1c ends with the answer,
+  after the commit), hence values below 0.
+- 2, sandbox-syncd's: its watch sees Ready as the bench's does; the
+  route is written at once.  The bench's watch (curl, then Perl) is
+  later than sandbox-syncd's: that delay counts in 1d and is taken off
+  again here, hence about 0 or below.
+- 3a, the gateway's: the route's `PUBLISH` on `sbx:events`, the event
+  read by the worker, the held request released, its route decided
+  again and the request sent upstream (the gateway alone, the last row,
+  measures 3a to 3c with an nginx pod).
+- 3b, the runtime's: connecting to the freshly started sandbox-agent
+  and its answer.  sandbox-agent forks a handler per connection, one
+  ahead of time: the first connection after its start does not wait for
+  a fork (on this VM fork() alone takes about 0.6 ms and the child
+  runs 1 to 2 ms later).
+- 3c, the gateway's and the client's: the answer relayed, and the bench
+  woken to read it (its clock stops when the whole answer is in, not at
+  the connection's close).  nginx logs in whole ms: 3a to 3c are each
+  within 1 ms, their sum is exact.
+
+$memory
+$warm
 EOF
 
 print "\n$section";

@@ -82,6 +82,19 @@ sub children_of {
     return @kids;
 }
 
+sub comm_of {
+    open my $f, '<', "/proc/$_[0]/comm" or return '';
+    chomp(my $c = <$f> // '');
+    return $c;
+}
+
+# the agent's spare handler: forked ahead, it takes the next connection,
+# and the next spare is forked once that connection's first answer is out
+sub spare_of {
+    my @s = grep { comm_of($_->[0]) eq 'agent-spare' } children_of($_[0]);
+    return @s == 1 ? $s[0][0] : undef;
+}
+
 sub fds_of { my @f = glob "/proc/$_[0]/fd/*"; scalar @f }
 
 sub wait_until {
@@ -95,6 +108,51 @@ sub wait_until {
 }
 
 my $fds_before = fds_of($agent);
+
+### the spare handler
+
+{
+    # (the harness's probe of the port was a connection too: its spare
+    # has served it and been replaced)
+    my $first;
+    ok(wait_until(sub { $first = spare_of($agent) }, 3),
+       'a handler is forked ahead of the next connection');
+    my $s = $t->_connect('agent');
+    ok(wait_until(sub { comm_of($first) eq 'agent-handler' }, 3),
+       'the spare takes the connection');
+    ok(!spare_of($agent), 'no next spare before its first answer');
+    is($t->http('GET', '/health', port => 'agent')->{status}, 200,
+       'another connection meanwhile: served');
+    print $s "GET /health HTTP/1.1\r\nHost: a\r\n\r\n";
+    my $head = '';
+    while ($head !~ /\r\n\r\n/) {
+        sysread($s, $head, 4096, length $head) or last;
+    }
+    like($head, qr{^HTTP/1\.1 200 }, 'it answers');
+    ok(wait_until(sub { my $n = spare_of($agent); $n && $n != $first }, 3),
+       'then the next spare is forked');
+    close $s;
+}
+
+# the main process killed without a word (SIGKILL): its spare goes too,
+# and the port is free again
+{
+    my $p = $t->port('killed');
+    my $pid = start_agent('killed', '--workdir', "$dir/work");
+    my $sp;
+    ok(wait_until(sub { $sp = spare_of($pid) }, 3), 'an agent and its spare');
+    kill 'KILL', $pid;
+    waitpid $pid, 0;
+    delete $t->{pids}{killed};
+    # gone, or a zombie of init's
+    ok(wait_until(sub { my $st = do { open my $f, '<', "/proc/$sp/stat"
+                                          or return 1; <$f> // '' };
+                        $st eq '' || $st =~ /\)\s+Z/ }, 3),
+       'SIGKILL of the main process: the spare ends with it');
+    ok(IO::Socket::IP->new(LocalAddr => '127.0.0.1', LocalPort => $p,
+                           Listen => 1, ReuseAddr => 1),
+       'and the port is free');
+}
 
 ### health
 
@@ -497,9 +555,12 @@ sub _parse_raw { SbxTest::_parse($_[0]) }
 ### no zombies, no leaked descriptors
 
 {
-    ok(wait_until(sub { !children_of($agent) }, 5),
-       'every handler and command reaped')
-        or diag(explain([ children_of($agent) ]));
+    # what is left is the one handler forked ahead, waiting in accept()
+    ok(wait_until(sub { my @k = children_of($agent);
+                        @k == 1 && comm_of($k[0][0]) eq 'agent-spare' }, 5),
+       'every handler and command reaped: only the spare handler is left')
+        or diag(explain([ map { [ @$_, comm_of($_->[0]) ] }
+                              children_of($agent) ]));
     is(fds_of($agent), $fds_before, 'the agent holds no more fds than at start');
 }
 

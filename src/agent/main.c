@@ -1,6 +1,7 @@
 /*
  * sandbox-agent: the process that makes any container image a sandbox
- * runtime.  It listens, forks one handler per connection, optionally runs
+ * runtime.  It listens, forks one handler per connection (one ahead of
+ * time, waiting in accept(): see spare_start), optionally runs
  * the container's own command as a child (and exits with it), forwards
  * termination signals to it, and reaps every child, orphans included.
  *
@@ -44,10 +45,17 @@ agent_conf_t  agent_conf = {
 volatile pid_t  agent_cmd_pgid;
 
 static int      sig_pipe[2] = { -1, -1 };
+static int      taken_pipe[2] = { -1, -1 };    /* the spare: "I have one" */
+static pid_t    spare;              /* the handler forked ahead */
+static int      spare_busy;         /* it has its connection */
+static int      spare_fd = -1;      /* in the spare: the pipe, until its
+                                       first answer */
 static pid_t   *handlers;           /* live connection handlers */
 static int      nhandlers;
 static pid_t    main_child;         /* the wrapped command, or 0 */
 static int      main_status = -1;
+
+static void spare_answered(void);
 
 
 static void
@@ -278,6 +286,7 @@ linger(int fd)
     int            i;
 
     shutdown(fd, SHUT_WR);
+    spare_answered();           /* the answer is complete: EOF is out */
     for (i = 0; i < 20 && total < 4 * 1024 * 1024; i++) {
         if (poll(&pfd, 1, 100) < 0) {
             break;
@@ -316,6 +325,7 @@ handle_connection(int fd)
         if (rc != 1) {
             break;
         }
+        spare_answered();
     }
     linger(fd);
     free(c.buf);
@@ -335,6 +345,120 @@ reset_signals(void)
     signal(SIGQUIT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
     signal(SIGPIPE, SIG_DFL);
+}
+
+
+/* a handler's first steps: none of the main process's descriptors or
+ * signal handlers */
+static void
+handler_setup(void)
+{
+    close(sig_pipe[0]);
+    close(sig_pipe[1]);
+    close(taken_pipe[0]);
+    reset_signals();
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGTERM, on_handler_term);
+}
+
+
+/*
+ * The next connection's handler, forked before the connection comes: a
+ * fork costs milliseconds on some virtual machines (the page tables are
+ * copied, then faulted in), and the first request after a sandbox wakes
+ * would wait for it.  The spare tells the main process on a pipe (its
+ * pid, one atomic write) when it has accepted a connection: from then on
+ * the main process accepts further ones itself, forking per connection;
+ * and (minus its pid) when it has answered its first request, or ended:
+ * only then is the next spare forked, so that its fork does not compete
+ * for the CPU with that answer.  Without a spare (--max-conns reached, a
+ * fork that failed) the main process accepts, and answers 503 past
+ * --max-conns.
+ */
+static void
+spare_start(int lfd)
+{
+    struct pollfd  pfd = { .fd = lfd, .events = POLLIN };
+    pid_t          pid, parent;
+    int            fd;
+
+    if (spare > 0 || nhandlers >= agent_conf.max_conns) {
+        return;
+    }
+    parent = getpid();
+    pid = fork();
+    if (pid < 0) {
+        return;
+    }
+    if (pid > 0) {
+        handlers[nhandlers++] = pid;
+        spare = pid;
+        spare_busy = 0;
+        return;
+    }
+
+    /* a spare outlives no main process (one killed by SIGKILL has no
+     * say): it would hold the port and serve no one */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) {
+        _exit(0);
+    }
+    handler_setup();
+    prctl(PR_SET_NAME, "agent-spare");
+
+    for ( ;; ) {
+        fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd >= 0) {
+            break;
+        }
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            (void) poll(&pfd, 1, -1);
+        } else if (errno != EINTR && errno != ECONNABORTED) {
+            _exit(1);           /* the main process accepts meanwhile */
+        }
+    }
+    close(lfd);
+    /* a handler finishes its connection, as one forked for it does */
+    prctl(PR_SET_PDEATHSIG, 0);
+    prctl(PR_SET_NAME, "agent-handler");
+    pid = getpid();
+    (void) !write(taken_pipe[1], &pid, sizeof(pid));
+    spare_fd = taken_pipe[1];
+    handle_connection(fd);
+    _exit(0);
+}
+
+
+/* in the spare: its first answer is out (or the connection ended) */
+static void
+spare_answered(void)
+{
+    pid_t  pid;
+
+    if (spare_fd < 0) {
+        return;
+    }
+    pid = -getpid();
+    (void) !write(spare_fd, &pid, sizeof(pid));
+    close(spare_fd);
+    spare_fd = -1;
+}
+
+
+/* the spare's words (those of an older spare, one that ended first,
+ * change nothing) */
+static void
+spare_heard(void)
+{
+    pid_t  pid;
+
+    while (read(taken_pipe[0], &pid, sizeof(pid)) == sizeof(pid)) {
+        if (spare > 0 && pid == spare) {
+            spare_busy = 1;
+        } else if (spare > 0 && pid == -spare) {
+            spare = 0;
+        }
+    }
 }
 
 
@@ -371,11 +495,9 @@ accept_one(int lfd)
     }
     if (pid == 0) {
         close(lfd);
-        close(sig_pipe[0]);
-        close(sig_pipe[1]);
-        reset_signals();
-        signal(SIGPIPE, SIG_IGN);
-        signal(SIGTERM, on_handler_term);
+        handler_setup();
+        close(taken_pipe[1]);
+        prctl(PR_SET_NAME, "agent-handler");
         handle_connection(fd);
         _exit(0);
     }
@@ -396,6 +518,9 @@ reap(void)
                                             : 128 + WTERMSIG(status);
             main_child = 0;
             continue;
+        }
+        if (pid == spare) {
+            spare = 0;          /* ended without a connection */
         }
         for (i = 0; i < nhandlers; i++) {
             if (handlers[i] == pid) {
@@ -446,7 +571,7 @@ int
 main(int argc, char **argv)
 {
     const char      *listen_addr = ":8080";
-    struct pollfd    pfd[2];
+    struct pollfd    pfd[3];
     unsigned char    sig;
     int              i, lfd, stop = 0;
 
@@ -508,7 +633,9 @@ main(int argc, char **argv)
     }
 
     handlers = calloc(agent_conf.max_conns, sizeof(pid_t));
-    if (handlers == NULL || pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+    if (handlers == NULL || pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) != 0
+        || pipe2(taken_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
+    {
         return 1;
     }
     lfd = listen_on(listen_addr);
@@ -531,14 +658,21 @@ main(int argc, char **argv)
     fprintf(stderr, "sandbox-agent %s: listening on %s\n", AGENT_VERSION,
             listen_addr);
 
-    pfd[0].fd = lfd;
     pfd[0].events = POLLIN;
     pfd[1].fd = sig_pipe[0];
     pfd[1].events = POLLIN;
+    pfd[2].fd = taken_pipe[0];
+    pfd[2].events = POLLIN;
 
     while (!stop) {
-        if (poll(pfd, 2, -1) < 0 && errno != EINTR) {
+        spare_start(lfd);
+        /* the spare waiting in accept() takes the next one */
+        pfd[0].fd = spare > 0 && !spare_busy ? -1 : lfd;  /* -1: skipped */
+        if (poll(pfd, 3, -1) < 0 && errno != EINTR) {
             break;
+        }
+        if (pfd[2].revents & POLLIN) {
+            spare_heard();
         }
         if (pfd[1].revents & POLLIN) {
             while (read(sig_pipe[0], &sig, 1) == 1) {
@@ -556,7 +690,7 @@ main(int argc, char **argv)
                 stop = 1;
             }
         }
-        if (!stop && (pfd[0].revents & POLLIN)) {
+        if (!stop && pfd[0].fd >= 0 && (pfd[0].revents & POLLIN)) {
             accept_one(lfd);
         }
     }

@@ -228,20 +228,28 @@ static int carry_out(ops *o, const op *p) {
     return rc == 0;
 }
 
-static int handle(ops *o, redisReply *reply) {
+/* returns how many entries the reply had; *left, how many of them are
+ * still pending (not acknowledged) */
+static int handle(ops *o, redisReply *reply, int *left_out) {
     size_t i;
     redisReply *entries, *r;
     long long start;
-    int kind;
+    int kind, left = 0;
 
+    *left_out = 0;
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) return 0;
     entries = reply->element[0]->element[1];
     for (i = 0; i < entries->elements; i++) {
         redisReply *e = entries->element[i], *f = e->element[1];
         op p;
 
-        if (f->type != REDIS_REPLY_ARRAY) continue;   /* already deleted */
         p.id = e->element[0]->str;
+        if (f->type != REDIS_REPLY_ARRAY) {
+            /* trimmed away while pending: nothing to carry out */
+            freeReplyObject(redisCommand(o->redis, "XACK sbx:ops syncd %s",
+                                         p.id));
+            continue;
+        }
         p.op = field(f, "op");
         p.user = field(f, "user");
         p.name = field(f, "name");
@@ -250,13 +258,18 @@ static int handle(ops *o, redisReply *reply) {
         p.idle_timeout = field(f, "idle_timeout");
 
         start = now_ms();
-        if (!carry_out(o, &p)) continue;
+        if (!carry_out(o, &p)) {
+            left++;
+            continue;
+        }
         kind = metrics_op_kind(p.op);
         if (metrics && kind >= 0)
             metrics_observe(&metrics->op_time[kind], now_ms() - start);
         r = redisCommand(o->redis, "XACK sbx:ops syncd %s", p.id);
+        if (r == NULL || r->type == REDIS_REPLY_ERROR) left++;
         freeReplyObject(r);
     }
+    *left_out = left;
     return (int) entries->elements;
 }
 
@@ -279,32 +292,67 @@ static int claim(ops *o) {
     return 0;
 }
 
+/* one XREADGROUP, of the consumer's pending entries ("0": no BLOCK,
+ * which would not apply to them) or of new ones (">"); -1 when Redis did
+ * not answer or refused.  NOGROUP (the stream was deleted, or Redis
+ * restarted empty) has the group made again at once. */
+static int read_group(ops *o, int pending, long block_ms) {
+    redisReply *r;
+    int n, left;
+
+    r = pending
+        ? redisCommand(o->redis, "XREADGROUP GROUP syncd %s COUNT 50 "
+                       "STREAMS sbx:ops 0", o->consumer)
+        : redisCommand(o->redis, "XREADGROUP GROUP syncd %s COUNT 50 "
+                       "BLOCK %ld STREAMS sbx:ops >", o->consumer, block_ms);
+    if (r == NULL) {
+        METRIC_INC(redis_errors);
+        return -1;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        int nogroup = strncmp(r->str, "NOGROUP", 7) == 0;
+
+        syncd_log("sbx:ops: %s", r->str);
+        o->grouped = 0;
+        freeReplyObject(r);
+        return nogroup ? 0 : -1;
+    }
+    n = handle(o, r, &left);
+    /* pending ones read again until a read of them finds none */
+    if ((pending && n > 0) || left > 0) o->pending = 1;
+    freeReplyObject(r);
+    return 0;
+}
+
+/*
+ * Only the blocking read runs each round: the group is made once (not
+ * once a round), and the consumer's pending entries are read again only
+ * when some are left (at the start, after a claim, after an operation
+ * Kubernetes did not answer).  An operation queued while the daemon is
+ * between two reads waits for no extra round trip.
+ */
 int ops_round(ops *o, long block_ms) {
     redisReply *r;
 
-    r = redisCommand(o->redis, "XGROUP CREATE sbx:ops syncd 0 MKSTREAM");
-    freeReplyObject(r);         /* BUSYGROUP: it exists already */
+    if (!o->grouped) {
+        r = redisCommand(o->redis, "XGROUP CREATE sbx:ops syncd 0 MKSTREAM");
+        if (r == NULL) {
+            METRIC_INC(redis_errors);
+            return -1;
+        }
+        freeReplyObject(r);     /* BUSYGROUP: it exists already */
+        o->grouped = 1;
+        o->pending = 1;
+    }
     if (!o->claimed) {
         if (claim(o) != 0) return -1;
         o->claimed = 1;
+        o->pending = 1;
     }
 
-    r = redisCommand(o->redis, "XREADGROUP GROUP syncd %s COUNT 50 STREAMS "
-                     "sbx:ops 0", o->consumer);
-    if (r == NULL) {
-        METRIC_INC(redis_errors);
-        return -1;
+    if (o->pending) {
+        o->pending = 0;
+        if (read_group(o, 1, 0) != 0) return -1;
     }
-    handle(o, r);
-    freeReplyObject(r);
-
-    r = redisCommand(o->redis, "XREADGROUP GROUP syncd %s COUNT 50 BLOCK %ld "
-                     "STREAMS sbx:ops >", o->consumer, block_ms);
-    if (r == NULL) {
-        METRIC_INC(redis_errors);
-        return -1;
-    }
-    handle(o, r);
-    freeReplyObject(r);
-    return 0;
+    return read_group(o, 0, block_ms);
 }

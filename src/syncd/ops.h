@@ -19,13 +19,15 @@ typedef struct ops {
     wrap_conf wrap;             /* plain images: sandbox-agent added */
     char consumer[128];
     int claimed;                /* other consumers' entries taken over */
+    int grouped;                /* the consumer group made (or found) */
+    int pending;                /* entries of ours may be unacknowledged */
 } ops;
 
 /* a connection with the operations' scripts loaded (store_connect) */
 redisContext *ops_connect(const char *addr);
 
-/* one round: the consumer's pending entries, then new ones (blocks up to
- * block_ms); returns -1 on a Redis error.  The first round takes over the
+/* one round: the consumer's pending entries if some may be left, then
+ * new ones (blocks up to block_ms); returns -1 on a Redis error.  The first round takes over the
  * entries other consumers left pending: only one operations process runs
  * at a time (the leader's), so theirs died with their daemon. */
 int ops_round(ops *o, long block_ms);

@@ -13,6 +13,10 @@
 #   t/k8s/cluster.sh stop DIR
 #
 # Ports: $ETCD_PORT, $ETCD_PEER_PORT, $APISERVER_PORT (free ones if unset).
+# For benchmarks only (tests run neither): ETCD_TMPFS=1 keeps etcd's data
+# in a fresh directory under /dev/shm (removed by stop), so that its
+# fsyncs do not wait for this machine's disk; AUDIT_POLICY=FILE has the
+# apiserver write the audit log DIR/audit.log under that policy.
 set -eu
 
 cmd=${1:?usage: cluster.sh start|stop DIR}
@@ -38,6 +42,10 @@ stop() {
         kill -9 "$pid" 2>/dev/null || true
         rm -f "$DIR/$p.pid"
     done
+    if [ -f "$DIR/etcd.tmpfs" ]; then
+        rm -rf "$(cat "$DIR/etcd.tmpfs")"
+        rm -f "$DIR/etcd.tmpfs"
+    fi
 }
 
 start_apiserver() {
@@ -112,7 +120,12 @@ TOKEN=admin-$(openssl rand -hex 16)
 printf '%s,admin,admin,"system:masters"\n' "$TOKEN" > "$DIR/tokens.csv"
 cd "$DIR"
 
-etcd --data-dir "$DIR/etcd" --name test \
+DATA_DIR=$DIR/etcd
+if [ "${ETCD_TMPFS:-}" = 1 ]; then
+    DATA_DIR=$(mktemp -d /dev/shm/sbx-etcd.XXXXXX)
+    echo "$DATA_DIR" > "$DIR/etcd.tmpfs"
+fi
+etcd --data-dir "$DATA_DIR" --name test \
     --listen-client-urls "http://127.0.0.1:$ETCD_PORT" \
     --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
     --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
@@ -137,6 +150,10 @@ $BIN --etcd-servers http://127.0.0.1:$ETCD_PORT
  --service-cluster-ip-range 10.96.0.0/24
  --watch-cache=${WATCH_CACHE:-true}
 ARGS
+if [ -n "${AUDIT_POLICY:-}" ]; then
+    echo " --audit-policy-file $AUDIT_POLICY --audit-log-path $DIR/audit.log" \
+        >> "$DIR/apiserver.args"
+fi
 start_apiserver
 if ! wait_ready; then
     stop
