@@ -633,7 +633,11 @@ static const char  ngx_http_sandbox_lua_me_audit[] =
  * suspended and no create or resume is in flight, so at most one resume
  * per sandbox whatever the replicas and workers.  The marker, as long as
  * the timeout, keeps the requests of a sandbox still starting after its
- * resume held, and limits a failed resume to one retry per timeout.
+ * resume held (also once sandbox-syncd has carried the resume out and
+ * the record says active again while the route, from the watch, still
+ * says suspended: no second resume), and limits a failed resume to one
+ * retry per timeout.  A sandbox paused again meanwhile (its record
+ * pausing or paused) is woken again.
  * Answers {"ready"}, {"hold"}, {"woken"} (hold: this request queued the
  * resume) or {"no"}.
  */
@@ -656,6 +660,8 @@ static const char  ngx_http_sandbox_lua_wake[] =
     "  return {'no'} end\n"
     "if busy and ((rec.error or '') == ''\n"
     "             or redis.call('EXISTS', mk) == 1) then return {'hold'} end\n"
+    "if rec.state == 'active' and redis.call('EXISTS', mk) == 1 then\n"
+    "  return {'hold'} end\n"
     "redis.call('SET', mk, now, 'PX', ARGV[5])\n"
     "act, tgt = 'sandbox.resume', user .. '/' .. n\n"
     "set_state('resume', n, rec)\n"

@@ -193,6 +193,38 @@ is($r->{status}, 200, 'a ready sandbox is served at once');
 is(logged(qr/^200 sb1 "-"$/m, 1), 1, '$sandbox_wake empty then');
 is(resumes('sb1'), 1, 'and nothing more is queued');
 
+### resumed in Kubernetes, its route not turned yet: held, not resumed again
+
+# sandbox-syncd records the resume as done (state active) as soon as
+# Kubernetes has answered the PATCH; the route changes only when the watch
+# brings the object back.  A request in between must be held on the first
+# wake, not queue a second resume.
+paused('sb8');
+my @first = send_all(exec_req('', 'sb8', 'echo first'));
+ok(wait_for(sub { resumes('sb8') == 1 }), 'the first request wakes sb8');
+$t->redis('HSET', 'sbx:sandbox:alice:sb8', state => 'active');
+my @later = send_all(map { exec_req('', 'sb8', "echo later$_") } 1 .. 5);
+ok(wait_for(sub { (metric('sandbox_wake_held') // 0) == 6 }),
+   'the requests after the resume was carried out are held too');
+is(resumes('sb8'), 1, 'and no second resume is queued');
+ready('sb8');
+@c = read_all(10, @first, @later);
+is(scalar(grep { $_->{status} == 200 } @c), 6, 'all 6 answered');
+# paused again (the API's pause, idle auto-pause) within the wake's
+# marker: the next request wakes it once more
+$t->redis('HSET', 'sbx:sandbox:alice:sb8', state => 'paused');
+$t->redis('HSET', 'sbx:route:alice:sb8', ready => 0, suspended => 1);
+$t->redis('PUBLISH', 'sbx:events', 'route alice sb8');
+ok(wait_for(sub { $t->http('POST', '/off/alice/sb8/v1/shell/exec',
+                           headers => \%auth, body => '{"command":"true"}')
+                  ->{status} == 503 }), 'paused again');
+@c = send_all(exec_req('', 'sb8', 'echo again'));
+ok(wait_for(sub { resumes('sb8') == 2 }),
+   'paused again: the next request resumes it again');
+ready('sb8');
+@c = read_all(10, @c);
+is($c[0]{status}, 200, 'and is answered');
+
 ### the timeout
 
 paused('sb2');
