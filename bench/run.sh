@@ -199,11 +199,16 @@ median() { sort -n "$1" | awk '{ l[NR] = $0 } END { print l[int((NR + 1) / 2)] }
 
 echo "measuring plain / warm / nocache ($ROUNDS rounds of $DUR s, $CONN connections) ..."
 : > "$DIR/plain"; : > "$DIR/warm"; : > "$DIR/cold"
+redis-cli -p "$REDIS" CONFIG RESETSTAT >/dev/null
 for _ in $(seq "$ROUNDS"); do
     bench "http://127.0.0.1:$P_PLAIN$URI" >> "$DIR/plain"
     bench "http://127.0.0.1:$P_WARM/proxy/sb$URI" -H "Authorization: Bearer $KEY0" >> "$DIR/warm"
     bench "http://127.0.0.1:$P_COLD/proxy/sb$URI" -H "Authorization: Bearer $KEY0" >> "$DIR/cold"
 done
+# Redis's own time per script run over those rounds: nearly all of them
+# the cache-off lookups (the warm runs only report key uses, in batches)
+read -r LOOKUPS LOOKUP_US < <(redis-cli -p "$REDIS" INFO commandstats \
+    | sed -n 's/^cmdstat_evalsha:calls=\([0-9]*\),usec=[0-9]*,usec_per_call=\([0-9.]*\).*/\1 \2/p')
 read -r PLAIN_RPS PLAIN_P50 PLAIN_P99 PLAIN_ERR PLAIN_CPU < <(median "$DIR/plain")
 read -r WARM_RPS WARM_P50 WARM_P99 WARM_ERR WARM_CPU < <(median "$DIR/warm")
 read -r COLD_RPS COLD_P50 COLD_P99 COLD_ERR COLD_CPU < <(median "$DIR/cold")
@@ -356,6 +361,11 @@ to back): warm/plain $WARM_ROUNDS; nocache/plain $COLD_ROUNDS.
 CPU per request, plain/gateway (the gateway worker's own cost, steadier
 than requests/s on a shared machine; with the cache off Redis's CPU is
 not counted): warm $(ratio "$PLAIN_CPU" "$WARM_CPU"), nocache $(ratio "$PLAIN_CPU" "$COLD_CPU").
+
+Redis's own time per lookup with the cache off (its INFO commandstats
+over these rounds: ${LOOKUPS:-0} script runs): ${LOOKUP_US:-?} µs, on top of the
+worker's; with wrk, the runtime and both nginx workers on the same two
+cores, every µs of it is a µs less for the rest.
 
 p99 added by the gateway (warm): $(added "$WARM_P99" "$PLAIN_P99") ms
 
