@@ -251,11 +251,13 @@ sub query {
     return @$r ? $r->[0]{value}[1] : undef;
 }
 
+# $each, when given, runs before every query (a heartbeat kept beating)
 sub query_is {
-    my ($q, $want) = @_;
+    my ($q, $want, $each) = @_;
     my $got;
     my $until = time + 30;
     while (time < $until) {
+        $each->() if $each;
         $got = query($q);
         last if defined $got && $got eq $want;
         sleep 0.25;
@@ -271,16 +273,9 @@ query_is('sandbox_upstream_responses_total{class="2xx"}', 5);
 query_is('sandbox_upstream_responses_total{class="5xx"}', 1);
 # sandbox-syncd's heartbeat, kept beating: Prometheus's start and first
 # scrapes can outlast sandbox_sync_max_lag on a loaded machine
-{
-    my ($got, $until) = (undef, time + 30);
-    while (time < $until) {
-        $t->redis('HSET', 'sbx:sync', synced_at => int(time * 1000));
-        $got = query('sandbox_sync_routes_trustworthy');
-        last if defined $got && $got eq '1';
-        sleep 0.25;
-    }
-    is($got, 1, 'prometheus: sandbox_sync_routes_trustworthy');
-}
+query_is('sandbox_sync_routes_trustworthy', 1, sub {
+    $t->redis('HSET', 'sbx:sync', synced_at => int(time * 1000));
+});
 
 # Redis goes away: an unknown key cannot be checked
 $t->redis_stop;
