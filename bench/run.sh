@@ -63,6 +63,9 @@ P_STATUS=$(free_port)
 redis-server --port "$REDIS" --bind 127.0.0.1 --save '' --appendonly no \
     --logfile "$DIR/redis.log" &
 pids+=($!)
+REDIS_PID=$!
+# Redis's CPU time so far, in clock ticks: its I/O as well as its commands
+redis_ticks() { awk '{ print $14 + $15 }' "/proc/$REDIS_PID/stat"; }
 
 # pod i of the many-pods run: its own loopback address
 pod_addr() { echo "127.0.$((1 + $1 / 250)).$((1 + $1 % 250)):$RT"; }
@@ -175,14 +178,15 @@ worker_ticks() {
     awk '{ print $14 + $15 }' "/proc/$(pgrep -P "$(cat "$DIR/gw/nginx.pid")" | head -1)/stat"
 }
 
-# prints "rps p50_ms p99_ms errors worker_cpu_us_per_request"
+# prints "rps p50_ms p99_ms errors worker_cpu_us_per_request", and Redis's
+# CPU per request into $DIR/redis.cpu
 bench() {   # url [extra wrk args...]
     local url=$1 t0 t1; shift
     wrk -t1 -c"$CONN" -d1s "$@" "$url" >/dev/null 2>&1 || true   # warm up
-    t0=$(worker_ticks)
+    t0=$(worker_ticks); r0=$(redis_ticks)
     wrk -t1 -c"$CONN" -d"${DUR}s" --latency "$@" "$url" > "$DIR/wrk.out" 2>&1
-    t1=$(worker_ticks)
-    TICKS=$((t1 - t0)) HZ=$(getconf CLK_TCK) perl -ne '
+    t1=$(worker_ticks); r1=$(redis_ticks)
+    DIR=$DIR TICKS=$((t1 - t0)) RTICKS=$((r1 - r0)) HZ=$(getconf CLK_TCK) perl -ne '
         sub ms { my ($v, $u) = @_; $u eq "us" ? $v / 1000 : $u eq "s" ? $v * 1000 : $v }
         $rps = $1 if /^Requests\/sec:\s+([\d.]+)/;
         $p50 = ms($1, $2) if /^\s+50%\s+([\d.]+)(us|ms|s)/;
@@ -191,24 +195,30 @@ bench() {   # url [extra wrk args...]
         $err += $1 + $2 + $3 + $4 if /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/;
         $n = $1 if /^\s+(\d+) requests in/;
         END { printf "%.0f %.3f %.3f %d %.1f\n", $rps, $p50, $p99, $err || 0,
-                     $n ? 1e6 * $ENV{TICKS} / $ENV{HZ} / $n : 0 }' "$DIR/wrk.out"
+                     $n ? 1e6 * $ENV{TICKS} / $ENV{HZ} / $n : 0;
+              open my $f, ">", "$ENV{DIR}/redis.cpu" or die;
+              printf $f "%.1f\n", $n ? 1e6 * $ENV{RTICKS} / $ENV{HZ} / $n : 0 }' "$DIR/wrk.out"
 }
 
 # the median (by requests/s) of the lines in a file
 median() { sort -n "$1" | awk '{ l[NR] = $0 } END { print l[int((NR + 1) / 2)] }'; }
 
 echo "measuring plain / warm / nocache ($ROUNDS rounds of $DUR s, $CONN connections) ..."
-: > "$DIR/plain"; : > "$DIR/warm"; : > "$DIR/cold"
+: > "$DIR/plain"; : > "$DIR/warm"; : > "$DIR/cold"; : > "$DIR/cold.redis"
 redis-cli -p "$REDIS" CONFIG RESETSTAT >/dev/null
 for _ in $(seq "$ROUNDS"); do
     bench "http://127.0.0.1:$P_PLAIN$URI" >> "$DIR/plain"
     bench "http://127.0.0.1:$P_WARM/proxy/sb$URI" -H "Authorization: Bearer $KEY0" >> "$DIR/warm"
     bench "http://127.0.0.1:$P_COLD/proxy/sb$URI" -H "Authorization: Bearer $KEY0" >> "$DIR/cold"
+    cat "$DIR/redis.cpu" >> "$DIR/cold.redis"
 done
-# Redis's own time per script run over those rounds: nearly all of them
-# the cache-off lookups (the warm runs only report key uses, in batches)
+# Redis's own time per cache-off lookup over those rounds: its HMGETs
+# and its EXISTS, one EXISTS per lookup (the warm runs read nothing, and
+# report key uses by a script, in batches)
 read -r LOOKUPS LOOKUP_US < <(redis-cli -p "$REDIS" INFO commandstats \
-    | sed -n 's/^cmdstat_evalsha:calls=\([0-9]*\),usec=[0-9]*,usec_per_call=\([0-9.]*\).*/\1 \2/p')
+    | perl -ne '$c{$1} = [$2, $3] if /^cmdstat_(hmget|exists):calls=(\d+),usec=(\d+)/;
+        END { my $n = $c{exists}[0] or exit;
+              printf "%d %.2f\n", $n, ($c{hmget}[1] + $c{exists}[1]) / $n }')
 read -r PLAIN_RPS PLAIN_P50 PLAIN_P99 PLAIN_ERR PLAIN_CPU < <(median "$DIR/plain")
 read -r WARM_RPS WARM_P50 WARM_P99 WARM_ERR WARM_CPU < <(median "$DIR/warm")
 read -r COLD_RPS COLD_P50 COLD_P99 COLD_ERR COLD_CPU < <(median "$DIR/cold")
@@ -216,6 +226,7 @@ read -r COLD_RPS COLD_P50 COLD_P99 COLD_ERR COLD_CPU < <(median "$DIR/cold")
 cpu_median() { awk '{ print $5 }' "$1" | sort -n | awk '{ l[NR] = $0 } END { print l[int((NR + 1) / 2)] }'; }
 PLAIN_CPU=$(cpu_median "$DIR/plain"); WARM_CPU=$(cpu_median "$DIR/warm")
 COLD_CPU=$(cpu_median "$DIR/cold")
+REDIS_CPU=$(sort -n "$DIR/cold.redis" | awk '{ l[NR] = $0 } END { print l[int((NR + 1) / 2)] }')
 
 ratio() { perl -e 'printf "%.2f", $ARGV[0] / $ARGV[1]' "$1" "$2"; }
 # each round's requests/s ratio of two configurations, in round order
@@ -362,10 +373,12 @@ CPU per request, plain/gateway (the gateway worker's own cost, steadier
 than requests/s on a shared machine; with the cache off Redis's CPU is
 not counted): warm $(ratio "$PLAIN_CPU" "$WARM_CPU"), nocache $(ratio "$PLAIN_CPU" "$COLD_CPU").
 
-Redis's own time per lookup with the cache off (its INFO commandstats
-over these rounds: ${LOOKUPS:-0} script runs): ${LOOKUP_US:-?} µs, on top of the
-worker's; with wrk, the runtime and both nginx workers on the same two
-cores, every µs of it is a µs less for the rest.
+Redis's time per lookup with the cache off: its commands' own
+${LOOKUP_US:-?} µs (INFO commandstats: ${LOOKUPS:-0} lookups, their HMGETs and
+EXISTS), and all of its CPU, I/O included, ${REDIS_CPU:-?} µs per cache-off
+request (its process's ticks, the median run), on top of the worker's;
+with wrk, the runtime and both nginx workers on the same two cores, every
+µs of it is a µs less for the rest.
 
 p99 added by the gateway (warm): $(added "$WARM_P99" "$PLAIN_P99") ms
 
