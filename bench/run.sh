@@ -38,7 +38,8 @@ done
 # it has twice the rounds
 MANY_ROUNDS=${MANY_ROUNDS:-$((ROUNDS * 2))}
 
-MODULE=$ROOT/build/ngx_http_sandbox_module.so
+# SBX_BENCH_MODULE: another build of the module, for a before/after
+MODULE=${SBX_BENCH_MODULE:-$ROOT/build/ngx_http_sandbox_module.so}
 [ -f "$MODULE" ] || make -C "$ROOT" module
 command -v wrk >/dev/null || { echo "wrk missing: apt-get install wrk"; exit 1; }
 
@@ -340,7 +341,8 @@ read -r ENTRIES USED < <(perl -MJSON::PP -e \
 PER_ENTRY=$(perl -e 'printf "%.0f", $ARGV[1] / ($ARGV[0] || 1)' "$ENTRIES" "$USED")
 
 CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
-OUT=$ROOT/bench/RESULTS.md
+# SBX_BENCH_OUT: elsewhere than bench/RESULTS.md (a before/after's runs)
+OUT=${SBX_BENCH_OUT:-$ROOT/bench/RESULTS.md}
 # This script owns only the file's first section (everything before the
 # first "## " heading); every "## " section after it (bench/syncd.pl's,
 # bench/streams.pl's, notes added by hand) is kept as it is, in its place.
