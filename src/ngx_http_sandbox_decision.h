@@ -61,13 +61,18 @@ struct ngx_http_sandbox_decision_s {
     ngx_uint_t                      key_used;
     ngx_int_t                       route_cached;
 
+    /* the Redis lookup in flight (ngx_http_sandbox_lookup.c) */
+    ngx_uint_t                      lookup;     /* what it asks */
+    ngx_str_t                       lookup_user;
+    unsigned                        user_judged:1;
+
     void                           *op;
     ngx_http_cleanup_t             *cleanup;    /* cancels op */
 };
 
 
 /*
- * Sends the lookup script (ngx_http_sandbox_lookup.c): NGX_OK with the
+ * Sends the lookup (ngx_http_sandbox_lookup.c): NGX_OK with the
  * state PENDING, the reply to come, or DECIDED (Redis could not be asked:
  * a stale cache entry or a 503); NGX_ERROR when out of memory.  The reply
  * decides, then resumes the phases.

@@ -3,9 +3,9 @@
  * Copyright (C) The sandbox gateway authors
  *
  * The access phase's Redis lookup, when the shared cache cannot decide:
- * one script judges the key and finds the route in one round trip.  Its
- * reply, decoded by sandbox_reply.c, fills the cache and is judged by
- * ngx_http_sandbox_decide() (ngx_http_sandbox_route.c); Redis down or
+ * plain reads of the key's, the user's and the route's hashes, pipelined.
+ * The replies, decoded by sandbox_reply.c, fill the cache and are judged
+ * by ngx_http_sandbox_decide() (ngx_http_sandbox_route.c); Redis down or
  * silent falls back on stale cache entries, else 503.
  */
 
@@ -17,87 +17,86 @@
 #include "ngx_http_sandbox_module.h"
 #include "ngx_http_sandbox_decision.h"
 #include "ngx_http_sandbox_redis.h"
-#include "ngx_http_sandbox_script.h"
 #include "sandbox_reply.h"
 
 
 /*
- * One round trip answers both questions.  ARGV: the user named in the
- * path or by the cached key ("" for /proxy/ with a key to judge), the
- * sandbox name, the time, sandbox_last_used_interval in seconds, "1" when
- * a key is judged.  KEYS: the key's hash when one is judged; then, when
- * the user is known, its user hash (with a key only), its route and its
- * sandbox record.  A /proxy/ key's user is only found in the key's hash,
- * so its user, route and record keys are computed here: see
- * docs/redis-data-model.md.  The route of another user is never looked
- * up.  A key's last_used_at is written at most once per interval.
+ * What one round trip asks, in this order: the key's hash, a user's hash,
+ * the route's hash with the sandbox's record (a sandbox with a record and
+ * no route yet is pending).  The fields are those sandbox_reply.h reads;
+ * see docs/redis-data-model.md.
  */
 
-static ngx_http_sandbox_script_t  ngx_http_sandbox_lookup_lua =
-    ngx_http_sandbox_script(
-    "local res, user, rk, sk = {'anon'}, ARGV[1]\n"
-    "if ARGV[5] == '1' then\n"
-    "  local k = redis.call('HMGET', KEYS[1],\n"
-    "                       'user', 'id', 'expires_at', 'active',\n"
-    "                       'last_used_at', 'rate_limit', 'max_concurrent')\n"
-    "  if not k[1] then return {'nokey'} end\n"
-    "  if tonumber(ARGV[3]) - (tonumber(k[5] or '0') or 0)\n"
-    "     >= tonumber(ARGV[4]) then\n"
-    "    redis.call('HSET', KEYS[1], 'last_used_at', ARGV[3])\n"
-    "  end\n"
-    "  local uk = KEYS[2]\n"
-    "  if user ~= k[1] then uk = 'sbx:user:' .. k[1] end\n"
-    "  local u = redis.call('HMGET', uk, 'active', 'rate_limit',\n"
-    "                       'max_concurrent')\n"
-    "  res = {'key', k[1], k[2] or '', k[3] or '0', k[4] or '1', u[1] or '',\n"
-    "         'limits', k[6] or '', k[7] or '', u[2] or '', u[3] or ''}\n"
-    "  if user == '' then\n"
-    "    user = k[1]\n"
-    "    rk = 'sbx:route:' .. user .. ':' .. ARGV[2]\n"
-    "    sk = 'sbx:sandbox:' .. user .. ':' .. ARGV[2]\n"
-    "  elseif user ~= k[1] then return res\n"
-    "  else rk, sk = KEYS[3], KEYS[4] end\n"
-    "else\n"
-    "  rk, sk = KEYS[1], KEYS[2]\n"
-    "end\n"
-    "local r = redis.call('HMGET', rk, 'addr', 'ready', 'suspended')\n"
-    "if r[1] or r[2] then\n"
-    "  res[#res + 1] = 'route'\n"
-    "  res[#res + 1] = r[1] or ''\n"
-    "  res[#res + 1] = r[2] or '0'\n"
-    "  res[#res + 1] = r[3] or '0'\n"
-    "elseif redis.call('EXISTS', sk) == 1 then\n"
-    "  res[#res + 1] = 'pending'\n"
-    "else\n"
-    "  res[#res + 1] = 'none'\n"
-    "end\n"
-    "return res\n");
+#define NGX_HTTP_SANDBOX_LOOKUP_KEY    0x01
+#define NGX_HTTP_SANDBOX_LOOKUP_USER   0x02
+#define NGX_HTTP_SANDBOX_LOOKUP_ROUTE  0x04
 
 
-static void ngx_http_sandbox_lookup_handler(void *data, redisReply *reply);
+static ngx_str_t  ngx_http_sandbox_lookup_key_fields[] = {
+    ngx_string("user"), ngx_string("id"), ngx_string("expires_at"),
+    ngx_string("active"), ngx_string("last_used_at"),
+    ngx_string("rate_limit"), ngx_string("max_concurrent")
+};
+
+static ngx_str_t  ngx_http_sandbox_lookup_user_fields[] = {
+    ngx_string("active"), ngx_string("rate_limit"),
+    ngx_string("max_concurrent")
+};
+
+static ngx_str_t  ngx_http_sandbox_lookup_route_fields[] = {
+    ngx_string("addr"), ngx_string("ready"), ngx_string("suspended")
+};
+
+
+/* the longest pipeline: HMGET key, HMGET user, HMGET route, EXISTS */
+#define NGX_HTTP_SANDBOX_LOOKUP_ARGS                                              (2 + 7 + 2 + 3 + 2 + 3 + 2)
+
+
+typedef struct {
+    ngx_http_sandbox_redis_cmd_t  cmd[4];
+    ngx_uint_t                    n;
+    const char                   *argv[NGX_HTTP_SANDBOX_LOOKUP_ARGS];
+    size_t                        argvlen[NGX_HTTP_SANDBOX_LOOKUP_ARGS];
+    ngx_uint_t                    argc;
+} ngx_http_sandbox_lookup_cmds_t;
+
+
+static ngx_int_t ngx_http_sandbox_lookup_send(ngx_http_request_t *r,
+    ngx_http_sandbox_decision_t *ctx, ngx_uint_t parts, ngx_str_t *user);
+static void ngx_http_sandbox_lookup_add(ngx_http_sandbox_lookup_cmds_t *lc,
+    const char *verb, u_char *key, u_char *end, ngx_str_t *fields,
+    ngx_uint_t nfields);
 static void ngx_http_sandbox_lookup_cleanup(void *data);
+static void ngx_http_sandbox_lookup_handler(void *data, redisReply *reply);
 static void ngx_http_sandbox_lookup_failed(ngx_http_request_t *r,
     ngx_http_sandbox_decision_t *ctx);
 static ngx_int_t ngx_http_sandbox_parse_reply(ngx_http_request_t *r,
     ngx_http_sandbox_decision_t *ctx, redisReply *reply);
+static ngx_int_t ngx_http_sandbox_parse_key(ngx_http_request_t *r,
+    ngx_http_sandbox_decision_t *ctx, redisReply *reply);
+static ngx_uint_t ngx_http_sandbox_lookup_next(
+    ngx_http_sandbox_decision_t *ctx);
+static ngx_int_t ngx_http_sandbox_reply_error(ngx_http_request_t *r,
+    int rc);
 static ngx_int_t ngx_http_sandbox_reply_copy(ngx_http_request_t *r,
     ngx_str_t *dst, sbx_reply_str_t *src);
 
+
+/*
+ * Plain reads cost Redis a fraction of a script doing the same (Lua's own
+ * cost was most of the lookup's).  A user named in the path lets one
+ * round trip ask everything; a /proxy/ key's user is only found in the
+ * key's hash, so its user and route take a second one.  The route of
+ * another user than the key's is never used.
+ */
 
 ngx_int_t
 ngx_http_sandbox_lookup(ngx_http_request_t *r,
     ngx_http_sandbox_decision_t *ctx)
 {
-    u_char                       *p, *now, *every;
-    size_t                        size;
-    ngx_int_t                     rc;
-    ngx_str_t                    *user;
-    ngx_uint_t                    argc, judge;
-    const char                   *argv[11];
-    size_t                        argvlen[11];
-    ngx_http_cleanup_t           *cln;
-    ngx_http_sandbox_loc_conf_t  *slcf;
-    u_char                        buf[512];
+    ngx_str_t           *user;
+    ngx_uint_t           parts;
+    ngx_http_cleanup_t  *cln;
 
     cln = ngx_http_cleanup_add(r, 0);
     if (cln == NULL) {
@@ -106,96 +105,26 @@ ngx_http_sandbox_lookup(ngx_http_request_t *r,
 
     ctx->cleanup = cln;
 
-    /* a cached key only needs its route: skip the key part of the script */
+    if (ctx->authenticated
+        && ctx->key_cached != NGX_HTTP_SANDBOX_CACHE_HIT)
+    {
+        user = &ctx->path_user;
+        parts = NGX_HTTP_SANDBOX_LOOKUP_KEY;
 
-    user = &ctx->path_user;
-
-    if (ctx->key_cached == NGX_HTTP_SANDBOX_CACHE_HIT) {
-        user = &ctx->key.user;
-    }
-
-    judge = ctx->authenticated
-            && ctx->key_cached != NGX_HTTP_SANDBOX_CACHE_HIT;
-
-    /*
-     * the key names and the numbers, in one piece, on the stack unless a
-     * name is unusually long: the call copies them
-     */
-
-    size = sizeof("sbx:key:") - 1 + NGX_HTTP_SANDBOX_SHA256_HEX_LEN
-           + sizeof("sbx:user:") - 1 + user->len
-           + 2 * (sizeof("sbx:sandbox:") + user->len + ctx->out->name.len)
-           + NGX_INT_T_LEN + 2 * NGX_TIME_T_LEN;
-
-    p = buf;
-
-    if (size > sizeof(buf)) {
-        p = ngx_pnalloc(r->pool, size);
-        if (p == NULL) {
-            return NGX_ERROR;
-        }
-    }
-
-    argc = 1;
-
-    if (judge) {
-        argv[argc] = (const char *) p;
-        p = ngx_cpymem(p, "sbx:key:", sizeof("sbx:key:") - 1);
-        p = ngx_hex_dump(p, ctx->key_digest, NGX_HTTP_SANDBOX_SHA256_LEN);
-        argvlen[argc] = p - (u_char *) argv[argc];
-        argc++;
-    }
-
-    if (user->len) {
-        if (judge) {
-            argv[argc] = (const char *) p;
-            p = ngx_sprintf(p, "sbx:user:%V", user);
-            argvlen[argc] = p - (u_char *) argv[argc];
-            argc++;
+        if (user->len) {
+            parts |= NGX_HTTP_SANDBOX_LOOKUP_USER
+                     | NGX_HTTP_SANDBOX_LOOKUP_ROUTE;
         }
 
-        argv[argc] = (const char *) p;
-        p = ngx_sprintf(p, "sbx:route:%V:%V", user, &ctx->out->name);
-        argvlen[argc] = p - (u_char *) argv[argc];
-        argc++;
+    } else {
+        /* a cached key, or none to judge: the route only */
 
-        argv[argc] = (const char *) p;
-        p = ngx_sprintf(p, "sbx:sandbox:%V:%V", user, &ctx->out->name);
-        argvlen[argc] = p - (u_char *) argv[argc];
-        argc++;
+        user = (ctx->key_cached == NGX_HTTP_SANDBOX_CACHE_HIT)
+               ? &ctx->key.user : &ctx->path_user;
+        parts = NGX_HTTP_SANDBOX_LOOKUP_ROUTE;
     }
 
-    argv[0] = (const char *) p;
-    argvlen[0] = ngx_sprintf(p, "%ui", argc - 1) - p;
-    p += argvlen[0];
-
-    argv[argc] = (const char *) user->data;
-    argvlen[argc++] = user->len;
-    argv[argc] = (const char *) ctx->out->name.data;
-    argvlen[argc++] = ctx->out->name.len;
-
-    now = p;
-    every = ngx_sprintf(now, "%T", ngx_time());
-    argv[argc] = (const char *) now;
-    argvlen[argc++] = every - now;
-
-    slcf = ngx_http_get_module_loc_conf(r, ngx_http_sandbox_module);
-
-    argv[argc] = (const char *) every;
-    argvlen[argc++] = ngx_sprintf(every, "%M",
-                                  slcf->cache_ttl.last_used / 1000)
-                      - every;
-
-    argv[argc] = judge ? "1" : "";
-    argvlen[argc++] = judge;
-
-    rc = ngx_http_sandbox_script_run(ngx_http_sandbox_worker_redis,
-                                     &ngx_http_sandbox_lookup_lua, r->pool,
-                                     argc, argv, argvlen,
-                                     ngx_http_sandbox_lookup_handler, r,
-                                     &ctx->op);
-
-    if (rc != NGX_OK) {
+    if (ngx_http_sandbox_lookup_send(r, ctx, parts, user) != NGX_OK) {
         /* the Redis client logs the outage once, not each request */
         ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "sandbox: redis unavailable");
@@ -206,9 +135,109 @@ ngx_http_sandbox_lookup(ngx_http_request_t *r,
     cln->handler = ngx_http_sandbox_lookup_cleanup;
     cln->data = ctx;
 
+    return NGX_OK;
+}
+
+
+/* NGX_OK: sent, the state PENDING; NGX_ERROR: Redis cannot be asked */
+
+static ngx_int_t
+ngx_http_sandbox_lookup_send(ngx_http_request_t *r,
+    ngx_http_sandbox_decision_t *ctx, ngx_uint_t parts, ngx_str_t *user)
+{
+    u_char                          *p, *end;
+    size_t                           size;
+    ngx_str_t                       *name;
+    ngx_http_sandbox_lookup_cmds_t   lc;
+    u_char                           buf[512];
+
+    name = &ctx->out->name;
+
+    /*
+     * the key names, on the stack unless a name is unusually long: the
+     * commands are copied out at once
+     */
+
+    size = sizeof("sbx:key:") - 1 + NGX_HTTP_SANDBOX_SHA256_HEX_LEN
+           + sizeof("sbx:user:") - 1 + user->len
+           + 2 * (sizeof("sbx:sandbox::") - 1 + user->len + name->len);
+
+    p = buf;
+
+    if (size > sizeof(buf)) {
+        p = ngx_pnalloc(r->pool, size);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    lc.n = 0;
+    lc.argc = 0;
+
+    if (parts & NGX_HTTP_SANDBOX_LOOKUP_KEY) {
+        end = ngx_cpymem(p, "sbx:key:", sizeof("sbx:key:") - 1);
+        end = ngx_hex_dump(end, ctx->key_digest,
+                           NGX_HTTP_SANDBOX_SHA256_LEN);
+        ngx_http_sandbox_lookup_add(&lc, "HMGET", p, end,
+                                    ngx_http_sandbox_lookup_key_fields, 7);
+        p = end;
+    }
+
+    if (parts & NGX_HTTP_SANDBOX_LOOKUP_USER) {
+        end = ngx_sprintf(p, "sbx:user:%V", user);
+        ngx_http_sandbox_lookup_add(&lc, "HMGET", p, end,
+                                    ngx_http_sandbox_lookup_user_fields, 3);
+        p = end;
+    }
+
+    if (parts & NGX_HTTP_SANDBOX_LOOKUP_ROUTE) {
+        end = ngx_sprintf(p, "sbx:route:%V:%V", user, name);
+        ngx_http_sandbox_lookup_add(&lc, "HMGET", p, end,
+                                    ngx_http_sandbox_lookup_route_fields, 3);
+        p = end;
+
+        end = ngx_sprintf(p, "sbx:sandbox:%V:%V", user, name);
+        ngx_http_sandbox_lookup_add(&lc, "EXISTS", p, end, NULL, 0);
+    }
+
+    ctx->op = ngx_http_sandbox_redis_pipeline(ngx_http_sandbox_worker_redis,
+                                              lc.n, lc.cmd,
+                                              ngx_http_sandbox_lookup_handler,
+                                              r);
+    if (ctx->op == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->lookup = parts;
+    ctx->lookup_user = *user;
     ctx->state = NGX_HTTP_SANDBOX_PENDING;
 
     return NGX_OK;
+}
+
+
+static void
+ngx_http_sandbox_lookup_add(ngx_http_sandbox_lookup_cmds_t *lc,
+    const char *verb, u_char *key, u_char *end, ngx_str_t *fields,
+    ngx_uint_t nfields)
+{
+    ngx_uint_t                     i;
+    ngx_http_sandbox_redis_cmd_t  *cmd;
+
+    cmd = &lc->cmd[lc->n++];
+    cmd->argc = 2 + nfields;
+    cmd->argv = &lc->argv[lc->argc];
+    cmd->argvlen = &lc->argvlen[lc->argc];
+
+    lc->argv[lc->argc] = verb;
+    lc->argvlen[lc->argc++] = ngx_strlen(verb);
+    lc->argv[lc->argc] = (const char *) key;
+    lc->argvlen[lc->argc++] = end - key;
+
+    for (i = 0; i < nfields; i++) {
+        lc->argv[lc->argc] = (const char *) fields[i].data;
+        lc->argvlen[lc->argc++] = fields[i].len;
+    }
 }
 
 
@@ -232,6 +261,7 @@ ngx_http_sandbox_lookup_handler(void *data, redisReply *reply)
 {
     ngx_http_request_t *r = data;
 
+    ngx_int_t                      rc;
     ngx_connection_t              *c;
     ngx_http_sandbox_decision_t   *ctx;
     ngx_http_sandbox_loc_conf_t   *slcf;
@@ -243,7 +273,13 @@ ngx_http_sandbox_lookup_handler(void *data, redisReply *reply)
     ctx->op = NULL;
     ctx->state = NGX_HTTP_SANDBOX_DECIDED;
 
-    if (ngx_http_sandbox_parse_reply(r, ctx, reply) != NGX_OK) {
+    rc = ngx_http_sandbox_parse_reply(r, ctx, reply);
+
+    if (rc == NGX_AGAIN) {
+        return;                 /* the second round trip is on its way */
+    }
+
+    if (rc != NGX_OK) {
         ngx_http_sandbox_lookup_failed(r, ctx);
 
     } else {
@@ -311,52 +347,80 @@ ngx_http_sandbox_lookup_failed(ngx_http_request_t *r,
 
 
 /*
- * The script's reply, decoded by sbx_lookup_reply_parse(), supersedes
- * whatever the cache held; the strings are copied out of the reply.
+ * The replies supersede whatever the cache held; their strings are copied
+ * out.  NGX_OK: decided; NGX_AGAIN: a second round trip was sent (a key's
+ * user and route); NGX_ERROR: the lookup failed.
  */
 
 static ngx_int_t
 ngx_http_sandbox_parse_reply(ngx_http_request_t *r,
     ngx_http_sandbox_decision_t *ctx, redisReply *reply)
 {
-    int                      rc;
-    sbx_lookup_t             lk;
-    ngx_http_sandbox_key_t  *key;
+    int               rc;
+    ngx_uint_t        n, parts, ours;
+    redisReply      **el;
+    sbx_lookup_t      lk;
+    sbx_key_state_e   state;
 
-    rc = sbx_lookup_reply_parse(reply, &lk);
+    parts = ctx->lookup;
 
-    if (rc != SBX_REPLY_OK) {
+    n = ((parts & NGX_HTTP_SANDBOX_LOOKUP_KEY) ? 1 : 0)
+        + ((parts & NGX_HTTP_SANDBOX_LOOKUP_USER) ? 1 : 0)
+        + ((parts & NGX_HTTP_SANDBOX_LOOKUP_ROUTE) ? 2 : 0);
 
-        /* no reply is an outage, which the Redis client logs once */
+    /* no reply is an outage, which the Redis client logs once */
 
-        if (rc == SBX_REPLY_FAILED && reply != NULL) {
-            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                          "sandbox: route lookup failed");
-        }
-
+    if (reply == NULL) {
         return NGX_ERROR;
     }
 
-    ngx_memzero(&ctx->route, sizeof(ngx_http_sandbox_route_t));
+    if (n == 1) {
+        el = &reply;
 
-    /* no key part: none was asked, or the cached key stands */
+    } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements == n) {
+        el = reply->element;
 
-    if (lk.key_state != SBX_KEY_ABSENT) {
-        key = &ctx->key;
+    } else {
+        return ngx_http_sandbox_reply_error(r, SBX_REPLY_MALFORMED);
+    }
 
-        ngx_memzero(key, sizeof(ngx_http_sandbox_key_t));
-        key->state = (ngx_http_sandbox_key_state_e) lk.key_state;
-        key->expires = lk.expires;
-        key->limits = lk.limits;
-
-        if (ngx_http_sandbox_reply_copy(r, &key->user, &lk.user) != NGX_OK
-            || ngx_http_sandbox_reply_copy(r, &key->id, &lk.id) != NGX_OK)
-        {
+    if (parts & NGX_HTTP_SANDBOX_LOOKUP_KEY) {
+        if (ngx_http_sandbox_parse_key(r, ctx, *el++) != NGX_OK) {
             return NGX_ERROR;
         }
     }
 
-    if (lk.route_state != SBX_ROUTE_ABSENT) {
+    /* what was asked of a user other than the key's is not used */
+
+    ours = !ctx->authenticated
+           || (ctx->key.user.len == ctx->lookup_user.len
+               && ngx_strncmp(ctx->key.user.data, ctx->lookup_user.data,
+                              ctx->lookup_user.len) == 0);
+
+    if (parts & NGX_HTTP_SANDBOX_LOOKUP_USER) {
+        if (ours) {
+            state = (sbx_key_state_e) ctx->key.state;
+
+            rc = sbx_lookup_user(*el, &state, &ctx->key.limits);
+            if (rc != SBX_REPLY_OK) {
+                return ngx_http_sandbox_reply_error(r, rc);
+            }
+
+            ctx->key.state = (ngx_http_sandbox_key_state_e) state;
+            ctx->user_judged = 1;
+        }
+
+        el++;
+    }
+
+    ngx_memzero(&ctx->route, sizeof(ngx_http_sandbox_route_t));
+
+    if ((parts & NGX_HTTP_SANDBOX_LOOKUP_ROUTE) && ours) {
+        rc = sbx_lookup_route(el[0], el[1], &lk);
+        if (rc != SBX_REPLY_OK) {
+            return ngx_http_sandbox_reply_error(r, rc);
+        }
+
         ctx->route.state = (ngx_http_sandbox_route_state_e) lk.route_state;
 
         if (ngx_http_sandbox_reply_copy(r, &ctx->route.addr, &lk.addr)
@@ -366,7 +430,113 @@ ngx_http_sandbox_parse_reply(ngx_http_request_t *r,
         }
     }
 
+    parts = ngx_http_sandbox_lookup_next(ctx);
+
+    if (parts == 0) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_sandbox_lookup_send(r, ctx, parts, &ctx->key.user)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_AGAIN;
+}
+
+
+/*
+ * After the key's hash: a valid key still needs its own user's record,
+ * and a /proxy/ path its route; whatever else the key is, it is refused
+ * without either.
+ */
+
+static ngx_uint_t
+ngx_http_sandbox_lookup_next(ngx_http_sandbox_decision_t *ctx)
+{
+    ngx_uint_t  parts;
+
+    if (!(ctx->lookup & NGX_HTTP_SANDBOX_LOOKUP_KEY)
+        || ctx->key.state != NGX_HTTP_SANDBOX_KEY_VALID)
+    {
+        return 0;
+    }
+
+    parts = 0;
+
+    if (!ctx->user_judged) {
+        parts |= NGX_HTTP_SANDBOX_LOOKUP_USER;
+    }
+
+    if (ctx->form == SBX_FORM_PROXY) {
+        parts |= NGX_HTTP_SANDBOX_LOOKUP_ROUTE;
+    }
+
+    return parts;
+}
+
+
+static ngx_int_t
+ngx_http_sandbox_parse_key(ngx_http_request_t *r,
+    ngx_http_sandbox_decision_t *ctx, redisReply *reply)
+{
+    int                           rc;
+    sbx_lookup_t                  lk;
+    ngx_http_sandbox_key_t       *key;
+    ngx_http_sandbox_loc_conf_t  *slcf;
+
+    rc = sbx_lookup_key(reply, &lk);
+    if (rc != SBX_REPLY_OK) {
+        return ngx_http_sandbox_reply_error(r, rc);
+    }
+
+    key = &ctx->key;
+
+    ngx_memzero(key, sizeof(ngx_http_sandbox_key_t));
+    key->state = (ngx_http_sandbox_key_state_e) lk.key_state;
+    key->expires = lk.expires;
+    key->limits = lk.limits;
+
+    if (ngx_http_sandbox_reply_copy(r, &key->user, &lk.user) != NGX_OK
+        || ngx_http_sandbox_reply_copy(r, &key->id, &lk.id) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    /* the cache's entry is superseded: no stale fallback after this */
+
+    ctx->key_cached = NGX_HTTP_SANDBOX_CACHE_MISS;
+
+    /*
+     * its last_used_at moves at most once per interval, by the worker's
+     * batched key-use report, as for a key the cache answers
+     */
+
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_sandbox_module);
+
+    ctx->key_used = lk.key_state != SBX_KEY_UNKNOWN
+                    && ngx_time() - lk.last_used
+                       >= (time_t) (slcf->cache_ttl.last_used / 1000);
+
     return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_sandbox_reply_error(ngx_http_request_t *r, int rc)
+{
+    if (rc == SBX_REPLY_MALFORMED) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "sandbox: route lookup: unexpected reply from redis");
+
+    } else {
+        /* the Redis client logged the error reply itself */
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "sandbox: route lookup failed");
+    }
+
+    return NGX_ERROR;
 }
 
 

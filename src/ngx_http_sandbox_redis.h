@@ -95,6 +95,27 @@ ngx_http_sandbox_redis_op_t *ngx_http_sandbox_redis_command(
     const size_t *argvlen, ngx_http_sandbox_redis_handler_pt handler,
     void *data);
 
+/* one command of a pipeline */
+typedef struct {
+    ngx_uint_t                           argc;
+    const char                         **argv;
+    const size_t                        *argvlen;
+} ngx_http_sandbox_redis_cmd_t;
+
+#define NGX_HTTP_SANDBOX_REDIS_MAX_PIPELINE  4
+
+/*
+ * Queues n commands, at most NGX_HTTP_SANDBOX_REDIS_MAX_PIPELINE, as one
+ * operation: they leave together, and the handler is called once, with
+ * an array of their n replies in order (an error reply stays an element),
+ * or with NULL as for one command.  The array is the handler's to read,
+ * not to keep.  Plain reads pipelined cost Redis a fraction of a script.
+ */
+ngx_http_sandbox_redis_op_t *ngx_http_sandbox_redis_pipeline(
+    ngx_http_sandbox_redis_t *rd, ngx_uint_t n,
+    ngx_http_sandbox_redis_cmd_t *cmds,
+    ngx_http_sandbox_redis_handler_pt handler, void *data);
+
 /* the handler of a cancelled command is never called */
 void ngx_http_sandbox_redis_cancel(ngx_http_sandbox_redis_op_t *op);
 

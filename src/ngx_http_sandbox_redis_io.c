@@ -24,11 +24,28 @@ static ngx_int_t ngx_http_sandbox_redis_append(ngx_http_sandbox_redis_t *rd,
     ngx_uint_t argc, const char **argv, const size_t *argvlen);
 static ngx_http_sandbox_redis_op_t *ngx_http_sandbox_redis_op_alloc(
     ngx_http_sandbox_redis_t *rd);
+static void ngx_http_sandbox_redis_error(ngx_http_sandbox_redis_t *rd,
+    redisReply *reply);
 
 
 ngx_http_sandbox_redis_op_t *
 ngx_http_sandbox_redis_command(ngx_http_sandbox_redis_t *rd, ngx_uint_t argc,
     const char **argv, const size_t *argvlen,
+    ngx_http_sandbox_redis_handler_pt handler, void *data)
+{
+    ngx_http_sandbox_redis_cmd_t  cmd;
+
+    cmd.argc = argc;
+    cmd.argv = argv;
+    cmd.argvlen = argvlen;
+
+    return ngx_http_sandbox_redis_pipeline(rd, 1, &cmd, handler, data);
+}
+
+
+ngx_http_sandbox_redis_op_t *
+ngx_http_sandbox_redis_pipeline(ngx_http_sandbox_redis_t *rd, ngx_uint_t n,
+    ngx_http_sandbox_redis_cmd_t *cmds,
     ngx_http_sandbox_redis_handler_pt handler, void *data)
 {
     ngx_connection_t             *c;
@@ -48,7 +65,7 @@ ngx_http_sandbox_redis_command(ngx_http_sandbox_redis_t *rd, ngx_uint_t argc,
         return NULL;
     }
 
-    op = ngx_http_sandbox_redis_queue(rd, argc, argv, argvlen, handler, data);
+    op = ngx_http_sandbox_redis_queue_n(rd, n, cmds, handler, data);
     if (op == NULL) {
         return NULL;
     }
@@ -80,25 +97,58 @@ ngx_http_sandbox_redis_queue(ngx_http_sandbox_redis_t *rd, ngx_uint_t argc,
     const char **argv, const size_t *argvlen,
     ngx_http_sandbox_redis_handler_pt handler, void *data)
 {
+    ngx_http_sandbox_redis_cmd_t  cmd;
+
+    cmd.argc = argc;
+    cmd.argv = argv;
+    cmd.argvlen = argvlen;
+
+    return ngx_http_sandbox_redis_queue_n(rd, 1, &cmd, handler, data);
+}
+
+
+ngx_http_sandbox_redis_op_t *
+ngx_http_sandbox_redis_queue_n(ngx_http_sandbox_redis_t *rd, ngx_uint_t n,
+    ngx_http_sandbox_redis_cmd_t *cmds,
+    ngx_http_sandbox_redis_handler_pt handler, void *data)
+{
+    size_t                        out_len;
+    ngx_uint_t                    i;
     ngx_http_sandbox_redis_op_t  *op;
+
+    if (n == 0 || n > NGX_HTTP_SANDBOX_REDIS_MAX_PIPELINE) {
+        return NULL;
+    }
 
     op = ngx_http_sandbox_redis_op_alloc(rd);
     if (op == NULL) {
         return NULL;
     }
 
-    if (ngx_http_sandbox_redis_append(rd, argc, argv, argvlen) != NGX_OK) {
-        ngx_http_sandbox_redis_op_free(rd, op);
-        return NULL;
+    /* all or nothing: a half-queued pipeline would shift every reply */
+
+    out_len = rd->out_len;
+
+    for (i = 0; i < n; i++) {
+        if (ngx_http_sandbox_redis_append(rd, cmds[i].argc, cmds[i].argv,
+                                          cmds[i].argvlen)
+            != NGX_OK)
+        {
+            rd->out_len = out_len;
+            ngx_http_sandbox_redis_op_free(rd, op);
+            return NULL;
+        }
     }
 
     op->handler = handler;
     op->data = data;
     op->start = ngx_current_msec;
+    op->parts = n;
+    op->got = 0;
 
     ngx_queue_insert_tail(&rd->pending, &op->queue);
 
-    (void) ngx_atomic_fetch_add(&rd->stats->commands, 1);
+    (void) ngx_atomic_fetch_add(&rd->stats->commands, n);
 
     return op;
 }
@@ -254,7 +304,7 @@ ngx_http_sandbox_redis_dispatch(ngx_http_sandbox_redis_t *rd)
     void                         *r;
     ngx_msec_t                    t;
     ngx_queue_t                  *q;
-    redisReply                   *reply;
+    redisReply                   *reply, all;
     ngx_http_sandbox_redis_op_t  *op;
 
     for ( ;; ) {
@@ -288,8 +338,20 @@ ngx_http_sandbox_redis_dispatch(ngx_http_sandbox_redis_t *rd)
         }
 
         q = ngx_queue_head(&rd->pending);
-        ngx_queue_remove(q);
         op = ngx_queue_data(q, ngx_http_sandbox_redis_op_t, queue);
+
+        if (reply->type == REDIS_REPLY_ERROR) {
+            ngx_http_sandbox_redis_error(rd, reply);
+        }
+
+        /* a pipeline's reply that is not its last: keep it */
+
+        if (op->got + 1 < op->parts) {
+            op->part[op->got++] = reply;
+            continue;
+        }
+
+        ngx_queue_remove(q);
 
         t = ngx_current_msec - op->start;
         (void) ngx_atomic_fetch_add(&rd->stats->replies, 1);
@@ -301,19 +363,15 @@ ngx_http_sandbox_redis_dispatch(ngx_http_sandbox_redis_t *rd)
             rd->stats->latency_max = t;     /* a racy max is good enough */
         }
 
-        if (reply->type == REDIS_REPLY_ERROR) {
-            (void) ngx_atomic_fetch_add(&rd->stats->failures, 1);
-            ngx_log_error(NGX_LOG_ERR, rd->log, 0,
-                          "sandbox: redis error: %*s",
-                          (size_t) reply->len, reply->str);
+        if (op->parts > 1) {
+            op->part[op->got++] = reply;
 
-            /* a master demoted under a live link: find the new one */
+            ngx_memzero(&all, sizeof(redisReply));
+            all.type = REDIS_REPLY_ARRAY;
+            all.elements = op->got;
+            all.element = op->part;
 
-            if (rd->conf.sentinel && reply->len >= 8
-                && ngx_strncmp(reply->str, "READONLY", 8) == 0)
-            {
-                rd->not_master = 1;
-            }
+            reply = &all;
         }
 
         /* the handler may queue new commands: that is safe here */
@@ -322,7 +380,10 @@ ngx_http_sandbox_redis_dispatch(ngx_http_sandbox_redis_t *rd)
             op->handler(op->data, reply);
         }
 
-        freeReplyObject(reply);
+        if (reply != &all) {
+            freeReplyObject(reply);
+        }
+
         ngx_http_sandbox_redis_op_free(rd, op);
 
         if (rd->auth_failed) {
@@ -340,6 +401,24 @@ ngx_http_sandbox_redis_dispatch(ngx_http_sandbox_redis_t *rd)
         if (rd->state < NGX_HTTP_SANDBOX_REDIS_HANDSHAKE) {
             return NGX_ERROR;
         }
+    }
+}
+
+
+static void
+ngx_http_sandbox_redis_error(ngx_http_sandbox_redis_t *rd, redisReply *reply)
+{
+    (void) ngx_atomic_fetch_add(&rd->stats->failures, 1);
+    ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                  "sandbox: redis error: %*s", (size_t) reply->len,
+                  reply->str);
+
+    /* a master demoted under a live link: find the new one */
+
+    if (rd->conf.sentinel && reply->len >= 8
+        && ngx_strncmp(reply->str, "READONLY", 8) == 0)
+    {
+        rd->not_master = 1;
     }
 }
 
@@ -418,7 +497,8 @@ ngx_http_sandbox_redis_append(ngx_http_sandbox_redis_t *rd, ngx_uint_t argc,
 static ngx_http_sandbox_redis_op_t *
 ngx_http_sandbox_redis_op_alloc(ngx_http_sandbox_redis_t *rd)
 {
-    ngx_queue_t  *q;
+    ngx_queue_t                  *q;
+    ngx_http_sandbox_redis_op_t  *op;
 
     if (!ngx_queue_empty(&rd->free)) {
         q = ngx_queue_head(&rd->free);
@@ -426,7 +506,14 @@ ngx_http_sandbox_redis_op_alloc(ngx_http_sandbox_redis_t *rd)
         return ngx_queue_data(q, ngx_http_sandbox_redis_op_t, queue);
     }
 
-    return ngx_alloc(sizeof(ngx_http_sandbox_redis_op_t), rd->log);
+    op = ngx_alloc(sizeof(ngx_http_sandbox_redis_op_t), rd->log);
+    if (op == NULL) {
+        return NULL;
+    }
+
+    op->got = 0;
+
+    return op;
 }
 
 
@@ -434,6 +521,10 @@ void
 ngx_http_sandbox_redis_op_free(ngx_http_sandbox_redis_t *rd,
     ngx_http_sandbox_redis_op_t *op)
 {
+    while (op->got) {
+        freeReplyObject(op->part[--op->got]);
+    }
+
     op->handler = NULL;
     op->data = NULL;
     ngx_queue_insert_head(&rd->free, &op->queue);

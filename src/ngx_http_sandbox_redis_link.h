@@ -43,6 +43,12 @@ struct ngx_http_sandbox_redis_op_s {
     ngx_http_sandbox_redis_handler_pt    handler;
     void                                *data;
     ngx_msec_t                           start;
+
+    /* a pipeline's replies, kept until its last one has come */
+    ngx_uint_t                           parts;
+    ngx_uint_t                           got;
+    redisReply                          *part[
+                                        NGX_HTTP_SANDBOX_REDIS_MAX_PIPELINE];
 };
 
 
@@ -94,6 +100,10 @@ ngx_http_sandbox_redis_op_t *ngx_http_sandbox_redis_queue(
     ngx_http_sandbox_redis_t *rd, ngx_uint_t argc, const char **argv,
     const size_t *argvlen, ngx_http_sandbox_redis_handler_pt handler,
     void *data);
+ngx_http_sandbox_redis_op_t *ngx_http_sandbox_redis_queue_n(
+    ngx_http_sandbox_redis_t *rd, ngx_uint_t n,
+    ngx_http_sandbox_redis_cmd_t *cmds,
+    ngx_http_sandbox_redis_handler_pt handler, void *data);
 void ngx_http_sandbox_redis_connected(ngx_http_sandbox_redis_t *rd);
 ngx_int_t ngx_http_sandbox_redis_test_connect(ngx_connection_t *c);
 void ngx_http_sandbox_redis_read_handler(ngx_event_t *rev);

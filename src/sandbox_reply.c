@@ -2,8 +2,8 @@
 /*
  * Copyright (C) The sandbox gateway authors
  *
- * The lookup script's reply, read as the module reads it: every element
- * is checked for its type before use, and whatever is not the script's
+ * The lookup's Redis replies, read as the module reads them: every element
+ * is checked for its type before use, and whatever is not the command's
  * shape is refused rather than guessed at.
  */
 
@@ -112,108 +112,174 @@ sbx_reply_conc(const redisReply *el)
 }
 
 
+/* HMGET's answer to n fields: n strings or nils */
+
 static int
-sbx_reply_route(redisReply **el, size_t n, sbx_lookup_t *out)
+sbx_reply_fields(const redisReply *reply, size_t n)
 {
-    /* no route part: the key was refused or belongs to another user */
+    size_t  i;
 
-    if (n == 0) {
-        return SBX_REPLY_OK;
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+        return SBX_REPLY_FAILED;
     }
 
-    if (sbx_reply_is(el[0], "none")) {
-        out->route_state = SBX_ROUTE_NONE;
-        return SBX_REPLY_OK;
-    }
-
-    if (sbx_reply_is(el[0], "pending")) {
-        out->route_state = SBX_ROUTE_PENDING;
-        return SBX_REPLY_OK;
-    }
-
-    /* "route", addr, ready, suspended */
-
-    if (n < 4 || !sbx_reply_is(el[0], "route")) {
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != n) {
         return SBX_REPLY_MALFORMED;
     }
 
-    sbx_reply_string(el[1], &out->addr);
-
-    out->route_state = (sbx_reply_is(el[2], "1") && !sbx_reply_is(el[3], "1"))
-                       ? SBX_ROUTE_READY : SBX_ROUTE_NOT_READY;
+    for (i = 0; i < n; i++) {
+        if (reply->element[i]->type != REDIS_REPLY_STRING
+            && reply->element[i]->type != REDIS_REPLY_NIL)
+        {
+            return SBX_REPLY_MALFORMED;
+        }
+    }
 
     return SBX_REPLY_OK;
 }
 
 
-int
-sbx_lookup_reply_parse(const redisReply *reply, sbx_lookup_t *out)
+/* a field that is there, even empty */
+
+static int
+sbx_reply_set(const redisReply *el)
 {
-    size_t        n;
-    redisReply  **el;
+    return el->type == REDIS_REPLY_STRING;
+}
 
-    memset(out, 0, sizeof(sbx_lookup_t));
 
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
-        || reply->elements == 0)
-    {
-        return SBX_REPLY_FAILED;
+int
+sbx_lookup_key(const redisReply *hmget, sbx_lookup_t *out)
+{
+    int          rc;
+    time_t       t;
+    redisReply **el;
+
+    out->key_state = SBX_KEY_UNKNOWN;
+    out->expires = 0;
+    out->last_used = 0;
+    out->user.data = "";
+    out->user.len = 0;
+    out->id.data = "";
+    out->id.len = 0;
+    memset(&out->limits, 0, sizeof(sbx_limits_t));
+
+    /* user id expires_at active last_used_at rate_limit max_concurrent */
+
+    rc = sbx_reply_fields(hmget, 7);
+    if (rc != SBX_REPLY_OK) {
+        return rc;
     }
 
-    el = reply->element;
-    n = reply->elements;
+    el = hmget->element;
 
-    if (sbx_reply_is(el[0], "nokey")) {
-        out->key_state = SBX_KEY_UNKNOWN;
-        out->user.data = "";
-        out->id.data = "";
+    /* a key is its user field: without one there is no key */
+
+    if (!sbx_reply_set(el[0])) {
         return SBX_REPLY_OK;
     }
 
-    if (!sbx_reply_is(el[0], "key")) {
-        return sbx_reply_route(el + 1, n - 1, out);
-    }
+    sbx_reply_string(el[0], &out->user);
+    sbx_reply_string(el[1], &out->id);
 
-    /* "key", user, id, expires_at, active, user's active ("" = no user) */
-
-    if (n < 6) {
-        return SBX_REPLY_MALFORMED;
-    }
-
-    sbx_reply_string(el[1], &out->user);
-    sbx_reply_string(el[2], &out->id);
-
-    if (el[3]->type == REDIS_REPLY_STRING && el[3]->len > 0) {
-        out->expires = sbx_reply_time(el[3]->str, el[3]->len);
+    if (el[2]->type == REDIS_REPLY_STRING && el[2]->len > 0) {
+        out->expires = sbx_reply_time(el[2]->str, el[2]->len);
 
         if (out->expires == -1) {
             out->expires = 1;     /* unreadable expiry: treat as expired */
         }
     }
 
-    if (sbx_reply_is(el[4], "0")) {
-        out->key_state = SBX_KEY_INACTIVE;
+    out->key_state = sbx_reply_is(el[3], "0") ? SBX_KEY_INACTIVE
+                                               : SBX_KEY_VALID;
 
-    } else if (sbx_reply_is(el[5], "")) {
-        out->key_state = SBX_KEY_UNKNOWN;
+    if (el[4]->type == REDIS_REPLY_STRING) {
+        t = sbx_reply_time(el[4]->str, el[4]->len);
+        out->last_used = (t == -1) ? 0 : t;
+    }
 
-    } else if (!sbx_reply_is(el[5], "1")) {
-        out->key_state = SBX_KEY_USER_INACTIVE;
+    out->limits.rate = (uint32_t) sbx_reply_rate(el[5]);
+    out->limits.conc = sbx_reply_conc(el[6]);
+
+    return SBX_REPLY_OK;
+}
+
+
+int
+sbx_lookup_user(const redisReply *hmget, sbx_key_state_e *state,
+    sbx_limits_t *limits)
+{
+    int          rc;
+    redisReply **el;
+
+    limits->user_rate = 0;
+    limits->user_conc = 0;
+
+    /* active rate_limit max_concurrent */
+
+    rc = sbx_reply_fields(hmget, 3);
+    if (rc != SBX_REPLY_OK) {
+        return rc;
+    }
+
+    el = hmget->element;
+
+    if (*state == SBX_KEY_VALID) {
+        if (!sbx_reply_set(el[0]) || el[0]->len == 0) {
+            *state = SBX_KEY_UNKNOWN;       /* its user is gone */
+
+        } else if (!sbx_reply_is(el[0], "1")) {
+            *state = SBX_KEY_USER_INACTIVE;
+        }
+    }
+
+    limits->user_rate = (uint32_t) sbx_reply_rate(el[1]);
+    limits->user_conc = sbx_reply_conc(el[2]);
+
+    return SBX_REPLY_OK;
+}
+
+
+int
+sbx_lookup_route(const redisReply *hmget, const redisReply *exists,
+    sbx_lookup_t *out)
+{
+    int          rc;
+    redisReply **el;
+
+    out->route_state = SBX_ROUTE_ABSENT;
+    out->addr.data = "";
+    out->addr.len = 0;
+
+    /* addr ready suspended */
+
+    rc = sbx_reply_fields(hmget, 3);
+    if (rc != SBX_REPLY_OK) {
+        return rc;
+    }
+
+    if (exists == NULL || exists->type == REDIS_REPLY_ERROR) {
+        return SBX_REPLY_FAILED;
+    }
+
+    if (exists->type != REDIS_REPLY_INTEGER) {
+        return SBX_REPLY_MALFORMED;
+    }
+
+    el = hmget->element;
+
+    if (sbx_reply_set(el[0]) || sbx_reply_set(el[1])) {
+        sbx_reply_string(el[0], &out->addr);
+        out->route_state = (sbx_reply_is(el[1], "1")
+                            && !sbx_reply_is(el[2], "1"))
+                           ? SBX_ROUTE_READY : SBX_ROUTE_NOT_READY;
 
     } else {
-        out->key_state = SBX_KEY_VALID;
+        out->route_state = exists->integer == 1 ? SBX_ROUTE_PENDING
+                                                : SBX_ROUTE_NONE;
     }
 
-    if (n >= 11 && sbx_reply_is(el[6], "limits")) {
-        out->limits.rate = (uint32_t) sbx_reply_rate(el[7]);
-        out->limits.conc = sbx_reply_conc(el[8]);
-        out->limits.user_rate = (uint32_t) sbx_reply_rate(el[9]);
-        out->limits.user_conc = sbx_reply_conc(el[10]);
-
-        return sbx_reply_route(el + 11, n - 11, out);
-    }
-
-    return sbx_reply_route(el + 6, n - 6, out);
+    return SBX_REPLY_OK;
 }
 
 

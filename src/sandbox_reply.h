@@ -2,7 +2,7 @@
 /*
  * Copyright (C) The sandbox gateway authors
  *
- * The route lookup script's reply (ngx_http_sandbox_lookup.c), decoded
+ * The route lookup's Redis replies (ngx_http_sandbox_lookup.c), decoded
  * into a key record and a route record.  Plain C and hiredis: no nginx
  * headers, no allocation, no global state.
  */
@@ -20,9 +20,9 @@
 #include "sandbox_limit.h"
 
 
-/* what a key digest resolves to; 0: the reply has no key part */
+/* what a key digest resolves to */
 typedef enum {
-    SBX_KEY_ABSENT = 0,
+    SBX_KEY_ABSENT = 0,             /* not looked up */
     SBX_KEY_VALID,
     SBX_KEY_UNKNOWN,
     SBX_KEY_INACTIVE,
@@ -30,9 +30,9 @@ typedef enum {
 } sbx_key_state_e;
 
 
-/* what (user, sandbox) resolves to; 0: the reply has no route part */
+/* what (user, sandbox) resolves to */
 typedef enum {
-    SBX_ROUTE_ABSENT = 0,
+    SBX_ROUTE_ABSENT = 0,           /* not looked up */
     SBX_ROUTE_NONE,
     SBX_ROUTE_PENDING,
     SBX_ROUTE_NOT_READY,
@@ -41,8 +41,8 @@ typedef enum {
 
 
 #define SBX_REPLY_OK          0
-#define SBX_REPLY_FAILED     -1     /* no reply, an error, not an array */
-#define SBX_REPLY_MALFORMED  -2     /* an array, but not the script's */
+#define SBX_REPLY_FAILED     -1     /* no reply, or an error reply */
+#define SBX_REPLY_MALFORMED  -2     /* not the command's shape */
 
 
 /* strings point into the reply: valid while the reply is */
@@ -55,6 +55,7 @@ typedef struct {
 typedef struct {
     sbx_key_state_e    key_state;
     time_t             expires;     /* 0: never; 1: unreadable, expired */
+    time_t             last_used;   /* 0: never, or unreadable */
     sbx_reply_str_t    user;
     sbx_reply_str_t    id;
     sbx_limits_t       limits;      /* the key's and its user's */
@@ -65,18 +66,44 @@ typedef struct {
 
 
 /*
- * The script answers
- *   {"nokey"}                          an unknown key
- *   {"key", user, id, expires_at, active, user's active ("" = no user),
- *    limits part?, route part?}        a known key (no route part when it
- *                                      belongs to another user)
- *   {"anon", route part}               no key asked
- * a limits part is {"limits", key's rate_limit, key's max_concurrent,
- * user's rate_limit, user's max_concurrent} (each "" when not set; one
- * that does not read as a limit counts as not set), and a route part is
- * {"none"}, {"pending"} or {"route", addr, ready, suspended}.  Returns SBX_REPLY_OK with *out filled, or an error.
+ * The route lookup (ngx_http_sandbox_lookup.c) is plain reads, pipelined,
+ * each reply decoded on its own:
+ *
+ *   HMGET sbx:key:<digest> user id expires_at active last_used_at
+ *                          rate_limit max_concurrent     sbx_lookup_key()
+ *   HMGET sbx:user:<user> active rate_limit max_concurrent
+ *                                                        sbx_lookup_user()
+ *   HMGET sbx:route:<user>:<name> addr ready suspended
+ *   EXISTS sbx:sandbox:<user>:<name>                     sbx_lookup_route()
+ *
+ * Each returns SBX_REPLY_OK, SBX_REPLY_FAILED for no reply or an error
+ * reply, SBX_REPLY_MALFORMED for any other shape than the command's (an
+ * array of as many strings or nils as fields asked; an integer).  A field
+ * that does not read as a limit counts as not set.
  */
-int sbx_lookup_reply_parse(const redisReply *reply, sbx_lookup_t *out);
+
+/*
+ * The key's own record: key_state UNKNOWN (no such key), INACTIVE, or
+ * VALID, its user still to be judged by sbx_lookup_user(); its user, id,
+ * expiry, last use and limits.
+ */
+int sbx_lookup_key(const redisReply *hmget, sbx_lookup_t *out);
+
+/*
+ * Judges a VALID key by its user's record: UNKNOWN when there is none,
+ * USER_INACTIVE unless it is active; any other state stays.  The user's
+ * limits go into *limits either way.
+ */
+int sbx_lookup_user(const redisReply *hmget, sbx_key_state_e *state,
+    sbx_limits_t *limits);
+
+/*
+ * The route: READY (ready, not suspended), NOT_READY, or without a route
+ * PENDING when the sandbox's record exists, else NONE.
+ */
+int sbx_lookup_route(const redisReply *hmget, const redisReply *exists,
+    sbx_lookup_t *out);
+
 
 /*
  * A reader of replies, hiredis's own but for arrays: one of more than

@@ -6,8 +6,9 @@
 #          sandbox_token.c)
 #   body   the API's JSON bodies and ISO-8601 dates (sandbox_body.c)
 #   event  sbx:events messages (sandbox_event.c)
-#   reply  Redis replies as RESP bytes: the route lookup script's reply
-#          and pub/sub pushes (sandbox_reply.c, sandbox_event.c)
+#   reply  Redis replies as RESP bytes: the route lookup's replies (the
+#          key's, user's and route's HMGET, EXISTS) and pub/sub pushes
+#          (sandbox_reply.c, sandbox_event.c)
 #   agentkernel  the agentkernel API's routes, bodies, exec requests (the
 #          shell form split back by an oracle) and runtime answers
 #          (sandbox_agentkernel.c, sandbox_agentkernel_runtime.c)
@@ -137,9 +138,9 @@ if ($t eq 'path') {
     out($_) for grep { length($_) < 100 } literals("$unit/test_event.c");
 
 } elsif ($t eq 'reply') {
-    # test_reply.c's PARSE(&lk, n, "b<bulk>", "s<status>", ...) as RESP
+    # test_reply.c's R(n, "b<bulk>", "s<status>", ...) as RESP
     my $src = slurp("$unit/test_reply.c");
-    while ($src =~ /PARSE\(&lk,\s*(\d+),((?:\s*"[^"]*"\s*,?)+)\)/g) {
+    while ($src =~ /\bR\((\d+),((?:\s*"[^"]*"\s*,?)+)\)/g) {
         my ($count, $args) = ($1, $2);
         my $resp = "*$count\r\n";
         for my $el (($args =~ /"([^"]*)"/g)[0 .. $count - 1]) {

@@ -1,8 +1,9 @@
 
 /*
- * Unit tests of the lookup script's reply decoder; TAP out.  Replies are
- * written in RESP and read by hiredis's own reader (sbx_reply_read), as
- * the module gets them from its connection.
+ * Unit tests of the lookup's reply decoders (HMGET of a key, a user and a
+ * route, EXISTS of a sandbox); TAP out.  Replies are written in RESP and
+ * read by hiredis's own reader (sbx_reply_read), as the module gets them
+ * from its connection.
  */
 
 
@@ -59,24 +60,27 @@ resp(char *buf, size_t size, int n, ...)
 }
 
 
-/* the decoded strings point into the reply: it lives until the next */
+/* the decoded strings point into the replies: they live until the end */
 
-static redisReply  *last;
+#define KEPT  64
+
+static redisReply  *kept[KEPT];
+static int          nkept;
 
 
-static int
-parse_resp(const char *buf, size_t len, sbx_lookup_t *lk)
+static redisReply *
+keep(const char *buf, size_t len)
 {
-    if (last) {
-        freeReplyObject(last);
-        last = NULL;
+    redisReply  *reply;
+
+    if (nkept == KEPT || sbx_reply_read(buf, len, &reply) != 0) {
+        fprintf(stderr, "unreadable test reply\n");
+        exit(2);
     }
 
-    if (sbx_reply_read(buf, len, &last) != 0) {
-        return 99;
-    }
+    kept[nkept++] = reply;
 
-    return sbx_lookup_reply_parse(last, lk);
+    return reply;
 }
 
 
@@ -87,111 +91,169 @@ str_is(sbx_reply_str_t *s, const char *want)
 }
 
 
-#define PARSE(lk, n, ...)                                                     \
-    parse_resp(buf, resp(buf, sizeof(buf), n, __VA_ARGS__), lk)
+/* an array reply of n elements, as resp() writes them */
+#define R(n, ...)                                                             \
+    keep(buf, resp(buf, sizeof(buf), n, __VA_ARGS__))
+
+/* a reply that is not an array: RESP as is */
+#define RAW(s)  keep(s, sizeof(s) - 1)
+
+
+static int
+key(redisReply *reply, sbx_lookup_t *lk)
+{
+    memset(lk, 0x5a, sizeof(sbx_lookup_t));    /* all must be set */
+
+    return sbx_lookup_key(reply, lk);
+}
 
 
 int
 main(void)
 {
-    int           rc;
-    char          buf[1024];
-    void         *r;
-    size_t        i, len;
-    redisReader  *reader;
-    static char   big[16 + 4 * (SBX_REPLY_MAX_ELEMENTS + 1)];
-    redisReply   *reply;
-    sbx_lookup_t  lk;
+    int               rc;
+    char              buf[1024];
+    void             *r;
+    size_t            i, len;
+    redisReader      *reader;
+    static char       big[16 + 4 * (SBX_REPLY_MAX_ELEMENTS + 1)];
+    redisReply       *reply, *yes, *no;
+    sbx_limits_t      lim;
+    sbx_lookup_t      lk;
+    sbx_key_state_e   st;
 
-    /* a known, valid key and its user's ready route */
-    rc = PARSE(&lk, 10, "bkey", "balice", "bid-1", "b0", "b1", "b1",
-               "broute", "b10.0.0.7:8888", "b1", "b0");
+    /* the key's hash: user id expires_at active last_used_at rate conc */
+
+    rc = key(R(7, "balice", "bid-1", "b0", "b1", "b1700000000", "b10r/s",
+               "b5"), &lk);
     tap_ok(rc == SBX_REPLY_OK && lk.key_state == SBX_KEY_VALID
            && lk.expires == 0 && str_is(&lk.user, "alice")
            && str_is(&lk.id, "id-1"), "valid key decoded");
-    tap_ok(lk.route_state == SBX_ROUTE_READY
-           && str_is(&lk.addr, "10.0.0.7:8888"), "ready route decoded");
+    tap_ok(lk.last_used == 1700000000, "its last use");
+    tap_ok(lk.limits.rate == 10000 && lk.limits.conc == 5
+           && lk.limits.user_rate == 0 && lk.limits.user_conc == 0,
+           "its limits, none of its user's yet");
 
-    /* route states */
-    rc = PARSE(&lk, 10, "bkey", "balice", "bid", "b0", "b1", "b1",
-               "broute", "b10.0.0.7:8888", "b1", "b1");
-    tap_ok(rc == 0 && lk.route_state == SBX_ROUTE_NOT_READY,
-           "suspended route: not ready");
-    rc = PARSE(&lk, 5, "sanon", "broute", "b10.0.0.7:8888", "b0", "b0");
-    tap_ok(rc == 0 && lk.route_state == SBX_ROUTE_NOT_READY
-           && lk.key_state == SBX_KEY_ABSENT, "unready route, no key part");
-    rc = PARSE(&lk, 5, "banon", "broute", "n", "b1", "n");
-    tap_ok(rc == 0 && lk.route_state == SBX_ROUTE_READY
-           && lk.addr.len == 0, "route without address: empty address");
-    rc = PARSE(&lk, 2, "banon", "bnone");
-    tap_ok(rc == 0 && lk.route_state == SBX_ROUTE_NONE, "no route");
-    rc = PARSE(&lk, 2, "banon", "spending");
-    tap_ok(rc == 0 && lk.route_state == SBX_ROUTE_PENDING,
-           "pending (status reply)");
-    rc = PARSE(&lk, 1, "banon");
-    tap_ok(rc == 0 && lk.route_state == SBX_ROUTE_ABSENT
-           && lk.key_state == SBX_KEY_ABSENT, "anon alone: nothing");
-
-    /* key states */
-    rc = PARSE(&lk, 1, "bnokey");
-    tap_ok(rc == 0 && lk.key_state == SBX_KEY_UNKNOWN
-           && lk.route_state == SBX_ROUTE_ABSENT && lk.user.len == 0,
-           "nokey: unknown key");
-    rc = PARSE(&lk, 6, "bkey", "balice", "bid", "b0", "b0", "b1");
-    tap_ok(rc == 0 && lk.key_state == SBX_KEY_INACTIVE
-           && lk.route_state == SBX_ROUTE_ABSENT,
-           "inactive key, no route part");
-    rc = PARSE(&lk, 6, "bkey", "balice", "bid", "b0", "b1", "b");
-    tap_ok(rc == 0 && lk.key_state == SBX_KEY_UNKNOWN,
-           "key of a missing user: unknown");
-    rc = PARSE(&lk, 6, "bkey", "balice", "bid", "b0", "b1", "b0");
-    tap_ok(rc == 0 && lk.key_state == SBX_KEY_USER_INACTIVE,
-           "inactive user");
-    rc = PARSE(&lk, 6, "bkey", "balice", "bid", "b0", "b1", "n");
-    tap_ok(rc == 0 && lk.key_state == SBX_KEY_USER_INACTIVE,
-           "user's active nil: inactive");
-    rc = PARSE(&lk, 6, "bkey", "balice", "bid", "b0", "n", "b1");
-    tap_ok(rc == 0 && lk.key_state == SBX_KEY_VALID,
-           "key's active nil: active");
-    rc = PARSE(&lk, 6, "bkey", "i5", "n", "b0", "b1", "b1");
-    tap_ok(rc == 0 && lk.user.len == 0 && lk.id.len == 0,
-           "user and id not strings: empty");
+    rc = key(R(7, "n", "n", "n", "n", "n", "n", "n"), &lk);
+    tap_ok(rc == 0 && lk.key_state == SBX_KEY_UNKNOWN && lk.user.len == 0
+           && lk.id.len == 0 && lk.expires == 0 && lk.last_used == 0,
+           "no such key: unknown");
+    rc = key(R(7, "balice", "bid", "b0", "b0", "n", "n", "n"), &lk);
+    tap_ok(rc == 0 && lk.key_state == SBX_KEY_INACTIVE, "inactive key");
+    rc = key(R(7, "balice", "bid", "b0", "n", "n", "n", "n"), &lk);
+    tap_ok(rc == 0 && lk.key_state == SBX_KEY_VALID && lk.last_used == 0,
+           "key's active nil: active; never used");
+    rc = key(R(7, "balice", "bid", "b0", "byes", "b12x", "bfast", "b0"),
+             &lk);
+    tap_ok(rc == 0 && lk.key_state == SBX_KEY_VALID && lk.last_used == 0
+           && lk.limits.rate == 0 && lk.limits.conc == 0,
+           "unreadable active, last use and limits: active, never, none");
+    rc = key(R(7, "b", "n", "n", "n", "n", "n", "n"), &lk);
+    tap_ok(rc == 0 && lk.key_state == SBX_KEY_VALID && lk.user.len == 0,
+           "an empty user field is still a key (its user then unknown)");
 
     /* expiry */
-    rc = PARSE(&lk, 6, "bkey", "balice", "bid", "b1700000000", "b1", "b1");
+    rc = key(R(7, "balice", "bid", "b1700000000", "b1", "n", "n", "n"), &lk);
     tap_ok(rc == 0 && lk.expires == 1700000000, "expiry read");
-    rc = PARSE(&lk, 6, "bkey", "balice", "bid", "b", "b1", "b1");
+    rc = key(R(7, "balice", "bid", "b", "b1", "n", "n", "n"), &lk);
     tap_ok(rc == 0 && lk.expires == 0, "empty expiry: never");
-    rc = PARSE(&lk, 6, "bkey", "balice", "bid", "n", "b1", "b1");
-    tap_ok(rc == 0 && lk.expires == 0, "nil expiry: never");
-    rc = PARSE(&lk, 6, "bkey", "balice", "bid", "b12x", "b1", "b1");
+    rc = key(R(7, "balice", "bid", "b12x", "b1", "n", "n", "n"), &lk);
     tap_ok(rc == 0 && lk.expires == 1, "unreadable expiry: expired");
-    rc = PARSE(&lk, 6, "bkey", "balice", "bid", "b-5", "b1", "b1");
+    rc = key(R(7, "balice", "bid", "b-5", "b1", "n", "n", "n"), &lk);
     tap_ok(rc == 0 && lk.expires == 1, "negative expiry: expired");
-    rc = PARSE(&lk, 6, "bkey", "balice", "bid",
-               "b99999999999999999999", "b1", "b1");
+    rc = key(R(7, "balice", "bid", "b99999999999999999999", "b1", "n", "n",
+               "n"), &lk);
     tap_ok(rc == 0 && lk.expires == 1, "overflowing expiry: expired");
 
     /* refused shapes */
-    rc = PARSE(&lk, 5, "bkey", "balice", "bid", "b0", "b1");
-    tap_ok(rc == SBX_REPLY_MALFORMED, "key part too short");
-    rc = PARSE(&lk, 9, "bkey", "balice", "bid", "b0", "b1", "b1",
-               "broute", "b10.0.0.7:8888", "b1");
-    tap_ok(rc == SBX_REPLY_MALFORMED, "route part too short");
-    rc = PARSE(&lk, 2, "banon", "bother");
-    tap_ok(rc == SBX_REPLY_MALFORMED, "unknown route part");
-    rc = PARSE(&lk, 5, "banon", "i1", "b", "b1", "b0");
-    tap_ok(rc == SBX_REPLY_MALFORMED, "route part not a string");
-    rc = PARSE(&lk, 0, "");
-    tap_ok(rc == SBX_REPLY_FAILED, "empty array");
+    rc = key(R(6, "balice", "bid", "b0", "b1", "n", "n"), &lk);
+    tap_ok(rc == SBX_REPLY_MALFORMED, "key: one field short");
+    rc = key(R(8, "balice", "bid", "b0", "b1", "n", "n", "n", "n"), &lk);
+    tap_ok(rc == SBX_REPLY_MALFORMED, "key: one field too many");
+    rc = key(R(7, "i5", "bid", "b0", "b1", "n", "n", "n"), &lk);
+    tap_ok(rc == SBX_REPLY_MALFORMED, "key: a field not a string");
+    rc = key(R(7, "salice", "bid", "b0", "b1", "n", "n", "n"), &lk);
+    tap_ok(rc == SBX_REPLY_MALFORMED, "key: a status, not a string");
+    tap_ok(key(RAW("-ERR boom\r\n"), &lk) == SBX_REPLY_FAILED
+           && lk.key_state == SBX_KEY_UNKNOWN && lk.user.data != NULL,
+           "key: an error reply fails, nothing left unset");
+    tap_ok(key(RAW("-WRONGTYPE no\r\n"), &lk) == SBX_REPLY_FAILED,
+           "key: a key of the wrong type fails");
+    tap_ok(key(RAW(":7\r\n"), &lk) == SBX_REPLY_MALFORMED,
+           "key: an integer is malformed");
+    tap_ok(key(RAW("$-1\r\n"), &lk) == SBX_REPLY_MALFORMED,
+           "key: a nil is malformed");
+    tap_ok(key(NULL, &lk) == SBX_REPLY_FAILED, "key: no reply (an outage)");
 
-    tap_ok(parse_resp("-ERR boom\r\n", 11, &lk) == SBX_REPLY_FAILED,
-           "error reply");
-    tap_ok(parse_resp(":7\r\n", 4, &lk) == SBX_REPLY_FAILED,
-           "integer reply");
-    tap_ok(parse_resp("$-1\r\n", 5, &lk) == SBX_REPLY_FAILED, "nil reply");
-    tap_ok(sbx_lookup_reply_parse(NULL, &lk) == SBX_REPLY_FAILED,
-           "no reply (an outage)");
+    /* the user's hash: active rate_limit max_concurrent */
+
+    st = SBX_KEY_VALID;
+    rc = sbx_lookup_user(R(3, "b1", "b2r/m", "b3"), &st, &lim);
+    tap_ok(rc == 0 && st == SBX_KEY_VALID && lim.user_rate == 2000 / 60
+           && lim.user_conc == 3, "active user: valid, its limits");
+    st = SBX_KEY_VALID;
+    rc = sbx_lookup_user(R(3, "b0", "n", "n"), &st, &lim);
+    tap_ok(rc == 0 && st == SBX_KEY_USER_INACTIVE && lim.user_conc == 0,
+           "inactive user");
+    st = SBX_KEY_VALID;
+    rc = sbx_lookup_user(R(3, "btrue", "n", "n"), &st, &lim);
+    tap_ok(rc == 0 && st == SBX_KEY_USER_INACTIVE,
+           "active other than 1: inactive");
+    st = SBX_KEY_VALID;
+    rc = sbx_lookup_user(R(3, "n", "n", "n"), &st, &lim);
+    tap_ok(rc == 0 && st == SBX_KEY_UNKNOWN, "no user: unknown key");
+    st = SBX_KEY_VALID;
+    rc = sbx_lookup_user(R(3, "b", "n", "n"), &st, &lim);
+    tap_ok(rc == 0 && st == SBX_KEY_UNKNOWN, "empty active: unknown key");
+    st = SBX_KEY_INACTIVE;
+    rc = sbx_lookup_user(R(3, "b1", "n", "b4"), &st, &lim);
+    tap_ok(rc == 0 && st == SBX_KEY_INACTIVE && lim.user_conc == 4,
+           "an inactive key stays inactive");
+    st = SBX_KEY_VALID;
+    tap_ok(sbx_lookup_user(R(2, "b1", "n"), &st, &lim) == SBX_REPLY_MALFORMED
+           && sbx_lookup_user(RAW("-ERR x\r\n"), &st, &lim)
+              == SBX_REPLY_FAILED
+           && sbx_lookup_user(NULL, &st, &lim) == SBX_REPLY_FAILED
+           && st == SBX_KEY_VALID, "user: refused shapes change nothing");
+
+    /* the route's hash (addr ready suspended) and the sandbox's EXISTS */
+
+    yes = RAW(":1\r\n");
+    no = RAW(":0\r\n");
+
+    rc = sbx_lookup_route(R(3, "b10.0.0.7:8888", "b1", "b0"), no, &lk);
+    tap_ok(rc == 0 && lk.route_state == SBX_ROUTE_READY
+           && str_is(&lk.addr, "10.0.0.7:8888"), "ready route decoded");
+    rc = sbx_lookup_route(R(3, "b10.0.0.7:8888", "b1", "b1"), yes, &lk);
+    tap_ok(rc == 0 && lk.route_state == SBX_ROUTE_NOT_READY,
+           "suspended route: not ready");
+    rc = sbx_lookup_route(R(3, "b10.0.0.7:8888", "b0", "b0"), yes, &lk);
+    tap_ok(rc == 0 && lk.route_state == SBX_ROUTE_NOT_READY,
+           "unready route");
+    rc = sbx_lookup_route(R(3, "n", "b1", "n"), yes, &lk);
+    tap_ok(rc == 0 && lk.route_state == SBX_ROUTE_READY && lk.addr.len == 0,
+           "route without address: empty address");
+    rc = sbx_lookup_route(R(3, "b", "n", "n"), no, &lk);
+    tap_ok(rc == 0 && lk.route_state == SBX_ROUTE_NOT_READY,
+           "an empty address alone is a route, not ready");
+    rc = sbx_lookup_route(R(3, "n", "n", "b0"), yes, &lk);
+    tap_ok(rc == 0 && lk.route_state == SBX_ROUTE_PENDING,
+           "no route, a sandbox record: pending");
+    rc = sbx_lookup_route(R(3, "n", "n", "n"), no, &lk);
+    tap_ok(rc == 0 && lk.route_state == SBX_ROUTE_NONE, "neither: none");
+    tap_ok(sbx_lookup_route(R(3, "n", "n", "n"), R(1, "i1"), &lk)
+           == SBX_REPLY_MALFORMED, "route: EXISTS not an integer");
+    tap_ok(sbx_lookup_route(R(3, "n", "n", "n"), RAW("-ERR x\r\n"), &lk)
+           == SBX_REPLY_FAILED, "route: EXISTS failed");
+    tap_ok(sbx_lookup_route(R(3, "n", "n", "n"), NULL, &lk)
+           == SBX_REPLY_FAILED, "route: EXISTS missing");
+    tap_ok(sbx_lookup_route(R(4, "n", "n", "n", "n"), no, &lk)
+           == SBX_REPLY_MALFORMED, "route: one field too many");
+    tap_ok(sbx_lookup_route(R(3, "i1", "b1", "b0"), no, &lk)
+           == SBX_REPLY_MALFORMED, "route: a field not a string");
+    tap_ok(sbx_lookup_route(RAW("-WRONGTYPE x\r\n"), no, &lk)
+           == SBX_REPLY_FAILED && lk.route_state == SBX_ROUTE_ABSENT,
+           "route: an error reply fails, no route");
 
     /* the reader: exactly one whole reply */
     tap_ok(sbx_reply_read("*1\r\n$3\r\nab", 10, &reply) == -1
@@ -240,8 +302,8 @@ main(void)
         freeReplyObject(reply);
     }
 
-    if (last) {
-        freeReplyObject(last);
+    while (nkept) {
+        freeReplyObject(kept[--nkept]);
     }
 
     return tap_done();
