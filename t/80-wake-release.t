@@ -157,6 +157,16 @@ sub release_commands {
 
 ### no lookup per released request
 
+# the key's first use is reported (its last_used_at, batched a second
+# later) before anything is counted: then not again within the hour
+$t->add_route('alice', 'awake', addr => $pod);
+is($t->http('GET', '/nc/alice/awake/health',
+            headers => { Authorization => "Bearer $key" })->{status}, 200,
+   'a ready sandbox is served');
+ok(wait_for(sub { $t->redis('HGET', 'sbx:key:' . $t->key_hash($key),
+                            'last_used_at') }, 5),
+   'the key\'s use reported');
+
 my %count;
 for my $n (2, 6) {
     for my $mixed (0, 1) {
