@@ -672,8 +672,9 @@ What each row is, and whose:
   later than sandbox-syncd's: that delay counts in 1d and is taken off
   again here, hence about 0 or below.
 - 3a, the gateway's: the route's `PUBLISH` on `sbx:events`, the event
-  read by the worker, the held request released, its route decided
-  again and the request sent upstream (the gateway alone, the last row,
+  read by the worker, one read of the route for the sandbox's held
+  requests, each released on that route (its key judged again, from
+  the shared cache) and sent upstream (the gateway alone, the last row,
   measures 3a to 3c with an nginx pod).
 - 3b, the runtime's: connecting to the freshly started sandbox-agent
   and its answer.  sandbox-agent forks a handler per connection, one

@@ -26,7 +26,8 @@
 
 static void ngx_http_sandbox_ak_run_created(ngx_http_request_t *r,
     ngx_http_sandbox_ak_ctx_t *ctx, ngx_int_t status, json_t *data);
-static void ngx_http_sandbox_ak_held(ngx_http_request_t *r, ngx_int_t rc);
+static void ngx_http_sandbox_ak_held(ngx_http_request_t *r, ngx_int_t rc,
+    ngx_str_t *addr);
 static void ngx_http_sandbox_ak_delete(ngx_http_request_t *r,
     ngx_http_sandbox_ak_ctx_t *ctx);
 static ngx_int_t ngx_http_sandbox_ak_sse_start(ngx_http_request_t *r);
@@ -139,12 +140,14 @@ ngx_http_sandbox_ak_hold(ngx_http_request_t *r, ngx_http_sandbox_ak_ctx_t *ctx)
     }
 
     ngx_http_sandbox_ak_held(r, rc == NGX_OK ? NGX_OK
-                                : NGX_HTTP_SERVICE_UNAVAILABLE);
+                                : NGX_HTTP_SERVICE_UNAVAILABLE, NULL);
 }
 
 
+/* the run's target is found again by its own script: addr is not used */
+
 static void
-ngx_http_sandbox_ak_held(ngx_http_request_t *r, ngx_int_t rc)
+ngx_http_sandbox_ak_held(ngx_http_request_t *r, ngx_int_t rc, ngx_str_t *addr)
 {
     json_t                     *info, *created;
     ngx_http_sandbox_ak_ctx_t  *ctx;

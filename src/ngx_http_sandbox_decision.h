@@ -51,6 +51,7 @@ struct ngx_http_sandbox_decision_s {
     unsigned                        authenticated:1;
     unsigned                        not_ready:1;
     unsigned                        nocache:1;      /* Redis decides */
+    unsigned                        released:1;     /* route: the wait's */
     ngx_msec_t                      wake_start;
 
     /* what Redis or the cache said, and where it came from */

@@ -232,9 +232,13 @@ void ngx_http_sandbox_trace_id(ngx_http_request_t *r,
 
 #define NGX_HTTP_SANDBOX_REQUEST_ID_LEN  32
 
-/* wake: a request for a suspended sandbox resumes it and is held */
+/*
+ * wake: a request for a suspended sandbox resumes it and is held; addr is
+ * the ready route's address its release read (in the request's pool), or
+ * NULL (see ngx_http_sandbox_wait.h)
+ */
 typedef void (*ngx_http_sandbox_wake_pt)(ngx_http_request_t *r,
-    ngx_int_t rc);
+    ngx_int_t rc, ngx_str_t *addr);
 
 ngx_int_t ngx_http_sandbox_wake(ngx_http_request_t *r,
     ngx_http_sandbox_route_ctx_t *ctx, ngx_msec_t start,

@@ -28,17 +28,22 @@
 
 static ngx_int_t ngx_http_sandbox_begin(ngx_http_request_t *r,
     ngx_http_sandbox_route_ctx_t *ctx, ngx_http_sandbox_loc_conf_t *slcf,
-    ngx_uint_t nocache);
+    ngx_uint_t nocache, ngx_http_sandbox_route_t *released);
 static ngx_int_t ngx_http_sandbox_conclude(ngx_http_request_t *r,
     ngx_http_sandbox_decision_t *ctx, ngx_http_sandbox_loc_conf_t *slcf,
     ngx_uint_t on_stack);
-static void ngx_http_sandbox_woke(ngx_http_request_t *r, ngx_int_t rc);
+static void ngx_http_sandbox_woke(ngx_http_request_t *r, ngx_int_t rc,
+    ngx_str_t *addr);
 static ngx_int_t ngx_http_sandbox_start(ngx_http_request_t *r,
-    ngx_http_sandbox_decision_t *ctx, ngx_http_sandbox_loc_conf_t *slcf);
+    ngx_http_sandbox_decision_t *ctx, ngx_http_sandbox_loc_conf_t *slcf,
+    ngx_http_sandbox_route_t *released);
 static ngx_int_t ngx_http_sandbox_parse(ngx_http_request_t *r,
     ngx_http_sandbox_decision_t *ctx);
 static ngx_uint_t ngx_http_sandbox_from_cache(ngx_http_request_t *r,
     ngx_http_sandbox_decision_t *ctx, ngx_http_sandbox_loc_conf_t *slcf);
+static ngx_uint_t ngx_http_sandbox_from_release(ngx_http_request_t *r,
+    ngx_http_sandbox_decision_t *ctx, ngx_http_sandbox_loc_conf_t *slcf,
+    ngx_http_sandbox_route_t *route);
 static ngx_int_t ngx_http_sandbox_decide_key(ngx_http_sandbox_decision_t *ctx);
 static void ngx_http_sandbox_decide_route(ngx_http_request_t *r,
     ngx_http_sandbox_decision_t *ctx);
@@ -54,7 +59,8 @@ static ngx_int_t ngx_http_sandbox_finish_lookup(ngx_http_request_t *r,
 ngx_int_t
 ngx_http_sandbox_access_handler(ngx_http_request_t *r)
 {
-    ngx_uint_t                     nocache;
+    ngx_uint_t                     nocache, released;
+    ngx_http_sandbox_route_t       route;
     ngx_http_sandbox_decision_t   *dp;
     ngx_http_sandbox_route_ctx_t  *ctx;
     ngx_http_sandbox_loc_conf_t   *slcf;
@@ -87,8 +93,11 @@ ngx_http_sandbox_access_handler(ngx_http_request_t *r)
 
         if (dp->state == NGX_HTTP_SANDBOX_ANEW) {
             nocache = dp->nocache;
+            released = dp->released;
+            route = dp->route;
             ngx_pfree(r->pool, dp);
-            return ngx_http_sandbox_begin(r, ctx, slcf, nocache);
+            return ngx_http_sandbox_begin(r, ctx, slcf, nocache,
+                                          released ? &route : NULL);
         }
 
         return ngx_http_sandbox_finish_lookup(r, dp, slcf);
@@ -100,14 +109,14 @@ ngx_http_sandbox_access_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return ngx_http_sandbox_begin(r, ctx, slcf, 0);
+    return ngx_http_sandbox_begin(r, ctx, slcf, 0, NULL);
 }
 
 
 static ngx_int_t
 ngx_http_sandbox_begin(ngx_http_request_t *r,
     ngx_http_sandbox_route_ctx_t *ctx, ngx_http_sandbox_loc_conf_t *slcf,
-    ngx_uint_t nocache)
+    ngx_uint_t nocache, ngx_http_sandbox_route_t *released)
 {
     ngx_int_t                     rc;
     ngx_http_sandbox_decision_t   d, *dp;
@@ -116,7 +125,7 @@ ngx_http_sandbox_begin(ngx_http_request_t *r,
     d.out = ctx;
     d.nocache = nocache;
 
-    if (ngx_http_sandbox_start(r, &d, slcf) != NGX_OK) {
+    if (ngx_http_sandbox_start(r, &d, slcf, released) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -241,7 +250,7 @@ ngx_http_sandbox_conclude(ngx_http_request_t *r,
 /* the wake's outcome: decide again, or answer 503 */
 
 static void
-ngx_http_sandbox_woke(ngx_http_request_t *r, ngx_int_t rc)
+ngx_http_sandbox_woke(ngx_http_request_t *r, ngx_int_t rc, ngx_str_t *addr)
 {
     ngx_http_sandbox_decision_t   *dp;
     ngx_http_sandbox_route_ctx_t  *ctx;
@@ -260,9 +269,19 @@ ngx_http_sandbox_woke(ngx_http_request_t *r, ngx_int_t rc)
 
     case NGX_OK:
 
+        dp->state = NGX_HTTP_SANDBOX_ANEW;
+
+        /* released on the route its group read: that one is used */
+
+        if (addr) {
+            dp->released = 1;
+            dp->route.state = NGX_HTTP_SANDBOX_ROUTE_READY;
+            dp->route.addr = *addr;
+            break;
+        }
+
         /* a route the cache may still hold as not ready: Redis says */
 
-        dp->state = NGX_HTTP_SANDBOX_ANEW;
         dp->nocache = !ctx->woken;
         break;
 
@@ -294,7 +313,8 @@ ngx_http_sandbox_woke(ngx_http_request_t *r, ngx_int_t rc)
 
 static ngx_int_t
 ngx_http_sandbox_start(ngx_http_request_t *r,
-    ngx_http_sandbox_decision_t *ctx, ngx_http_sandbox_loc_conf_t *slcf)
+    ngx_http_sandbox_decision_t *ctx, ngx_http_sandbox_loc_conf_t *slcf,
+    ngx_http_sandbox_route_t *released)
 {
     ngx_int_t                      rc;
     ngx_str_t                      key;
@@ -346,7 +366,12 @@ ngx_http_sandbox_start(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    if (!ctx->nocache && ngx_http_sandbox_from_cache(r, ctx, slcf)) {
+    if (released) {
+        if (ngx_http_sandbox_from_release(r, ctx, slcf, released)) {
+            return NGX_OK;
+        }
+
+    } else if (!ctx->nocache && ngx_http_sandbox_from_cache(r, ctx, slcf)) {
         ctx->out->cache_status = NGX_HTTP_SANDBOX_CSTATUS_HIT;
         return NGX_OK;
     }
@@ -482,6 +507,79 @@ ngx_http_sandbox_from_cache(ngx_http_request_t *r,
 
     if (ctx->key_cached != NGX_HTTP_SANDBOX_CACHE_HIT
         || ctx->route_cached != NGX_HTTP_SANDBOX_CACHE_HIT)
+    {
+        return 0;
+    }
+
+    ngx_http_sandbox_decide_route(r, ctx);
+
+    return 1;
+}
+
+
+/*
+ * A request held until its sandbox woke (ngx_http_sandbox_wait.c) is
+ * decided on the route its group's release has just read: one read for
+ * the group, none per request.  Only the key is judged again (it may have
+ * been revoked while held): from the shared cache when it holds the key,
+ * its invalidation keeping it current, else by a lookup as usual.
+ */
+
+static ngx_uint_t
+ngx_http_sandbox_from_release(ngx_http_request_t *r,
+    ngx_http_sandbox_decision_t *ctx, ngx_http_sandbox_loc_conf_t *slcf,
+    ngx_http_sandbox_route_t *route)
+{
+    ngx_int_t                      rc;
+    ngx_str_t                      held;
+    ngx_http_sandbox_route_t       cached;
+    ngx_http_sandbox_main_conf_t  *smcf;
+
+    /* whose route it is: the user the request was held for */
+
+    held = ctx->out->user;
+
+    ctx->route = *route;
+    ctx->route_cached = NGX_HTTP_SANDBOX_CACHE_HIT;
+
+    smcf = ngx_http_get_module_main_conf(r, ngx_http_sandbox_module);
+
+    if (smcf->cache_zone && slcf->cache) {
+        ctx->out->cache_status = NGX_HTTP_SANDBOX_CSTATUS_MISS;
+    }
+
+    if (!ctx->authenticated) {
+        ngx_http_sandbox_decide_route(r, ctx);
+        return 1;
+    }
+
+    if (smcf->cache_zone == NULL || !slcf->cache) {
+        return 0;
+    }
+
+    /* the route the cache may hold beside the key is not looked at */
+
+    ctx->key_cached = ngx_http_sandbox_cache_get_key(smcf->cache_zone,
+                                                     r->pool, ctx->key_digest,
+                                                     &ctx->key, &ctx->out->name,
+                                                     &cached, &rc,
+                                                     &slcf->cache_ttl,
+                                                     &ctx->key_used);
+
+    if (ctx->key_cached != NGX_HTTP_SANDBOX_CACHE_HIT) {
+        return 0;
+    }
+
+    ctx->out->cache_status = NGX_HTTP_SANDBOX_CSTATUS_HIT;
+
+    if (ngx_http_sandbox_decide_key(ctx) != NGX_OK) {
+        return 1;
+    }
+
+    /* /proxy/ finds its user by the key: another one, and Redis decides */
+
+    if (ctx->out->user.len != held.len
+        || ngx_strncmp(ctx->out->user.data, held.data, held.len) != 0)
     {
         return 0;
     }

@@ -67,6 +67,7 @@ typedef struct {
     ngx_http_sandbox_wait_pt        handler;
     ngx_http_event_handler_pt       read_handler;
     ngx_int_t                       rc;
+    ngx_str_t                       addr;       /* the route released on */
 } ngx_http_sandbox_wait_t;
 
 
@@ -485,9 +486,11 @@ ngx_http_sandbox_wait_route_handler(void *data, redisReply *reply)
 
 
 /*
- * The route is ready: every request held on it goes on.  The route is
- * put into the shared cache first, so their decisions find it there (the
- * cache's own invalidation may not have come yet).
+ * The route is ready: every request held on it goes on, with the address
+ * just read (its decision takes the route from here, not from the cache
+ * or Redis again).  The route is put into the shared cache too, for the
+ * requests that come after (the cache's own invalidation may not have
+ * come yet).
  */
 
 static void
@@ -537,6 +540,15 @@ ngx_http_sandbox_wait_release(ngx_http_sandbox_wait_group_t *g,
 
         if (w->ev.timer_set) {
             ngx_del_timer(&w->ev);
+        }
+
+        /* the reply is gone once this returns; out of memory: no address */
+
+        w->addr.data = ngx_pnalloc(w->request->pool, addr->len);
+
+        if (w->addr.data) {
+            ngx_memcpy(w->addr.data, addr->data, addr->len);
+            w->addr.len = addr->len;
         }
 
         w->rc = NGX_OK;
@@ -595,7 +607,7 @@ ngx_http_sandbox_wait_fire(ngx_event_t *ev)
 
     ngx_http_set_log_request(c->log, r);
 
-    w->handler(r, w->rc);
+    w->handler(r, w->rc, w->addr.len ? &w->addr : NULL);
 
     ngx_http_run_posted_requests(c);
 }

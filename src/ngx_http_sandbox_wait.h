@@ -22,8 +22,11 @@
  *
  * The handler runs once, from a posted event, in the request's context
  * (its log, r->read_event_handler restored as it was), with rc
- *   NGX_OK                         the route is ready;
- *   NGX_HTTP_SERVICE_UNAVAILABLE   timeout passed;
+ *   NGX_OK                         the route is ready: addr is the address
+ *                                  the group's read found (a copy in the
+ *                                  request's pool), or NULL if out of
+ *                                  memory (read it again then);
+ *   NGX_HTTP_SERVICE_UNAVAILABLE   timeout passed (addr NULL);
  * then ngx_http_run_posted_requests() follows it, so the handler resumes
  * the request as an event handler would (ngx_http_core_run_phases(), or
  * ngx_http_finalize_request()).
@@ -47,7 +50,7 @@
 
 
 typedef void (*ngx_http_sandbox_wait_pt)(ngx_http_request_t *r,
-    ngx_int_t rc);
+    ngx_int_t rc, ngx_str_t *addr);
 
 
 ngx_int_t ngx_http_sandbox_wait_route(ngx_http_request_t *r,

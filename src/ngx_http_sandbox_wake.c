@@ -8,7 +8,8 @@
  * sandbox; then it is held (ngx_http_sandbox_wait.c) until the route is
  * ready, at most sandbox_wake_timeout from its first decision.  The
  * access handler (ngx_http_sandbox_route.c) is told the outcome:
- *   NGX_OK                        the route is ready: decide again
+ *   NGX_OK                        the route is ready: decide again (on the
+ *                                 address the release read, if given)
  *   NGX_DECLINED                  not a sandbox to wait for: the 503
  *   NGX_HTTP_SERVICE_UNAVAILABLE  held past sandbox_wake_timeout
  *   NGX_BUSY                      sandbox_wake_max_held reached
@@ -229,7 +230,7 @@ ngx_http_sandbox_wake_reply(void *data, redisReply *reply)
                       "sandbox: wake script failed");
     }
 
-    wk->done(r, rc);
+    wk->done(r, rc, NULL);
     ngx_http_run_posted_requests(c);
 }
 
