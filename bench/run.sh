@@ -215,11 +215,15 @@ for _ in $(seq "$ROUNDS"); do
 done
 # Redis's own time per cache-off lookup over those rounds: its HMGETs
 # and its EXISTS, one EXISTS per lookup (the warm runs read nothing, and
-# report key uses by a script, in batches)
+# report key uses by a script, in batches); or, with a module whose
+# lookup is a script (SBX_BENCH_MODULE), its EVALSHAs (whose time
+# includes the HMGETs they run)
 read -r LOOKUPS LOOKUP_US < <(redis-cli -p "$REDIS" INFO commandstats \
-    | perl -ne '$c{$1} = [$2, $3] if /^cmdstat_(hmget|exists):calls=(\d+),usec=(\d+)/;
-        END { my $n = $c{exists}[0] or exit;
-              printf "%d %.2f\n", $n, ($c{hmget}[1] + $c{exists}[1]) / $n }')
+    | perl -ne '$c{$1} = [$2, $3] if /^cmdstat_(hmget|exists|evalsha):calls=(\d+),usec=(\d+)/;
+        END { my ($e, $x, $h) = map { $c{$_} // [0, 0] } qw(evalsha exists hmget);
+              if ($e->[0] > $x->[0]) { printf "%d %.2f\n", $e->[0], $e->[1] / $e->[0] }
+              elsif ($x->[0]) { printf "%d %.2f\n", $x->[0], ($h->[1] + $x->[1]) / $x->[0] }
+              else { print "0 ?\n" } }') || true
 read -r PLAIN_RPS PLAIN_P50 PLAIN_P99 PLAIN_ERR PLAIN_CPU < <(median "$DIR/plain")
 read -r WARM_RPS WARM_P50 WARM_P99 WARM_ERR WARM_CPU < <(median "$DIR/warm")
 read -r COLD_RPS COLD_P50 COLD_P99 COLD_ERR COLD_CPU < <(median "$DIR/cold")
@@ -377,7 +381,7 @@ not counted): warm $(ratio "$PLAIN_CPU" "$WARM_CPU"), nocache $(ratio "$PLAIN_CP
 
 Redis's time per lookup with the cache off: its commands' own
 ${LOOKUP_US:-?} µs (INFO commandstats: ${LOOKUPS:-0} lookups, their HMGETs and
-EXISTS), and all of its CPU, I/O included, ${REDIS_CPU:-?} µs per cache-off
+EXISTS, or the EVALSHAs of a lookup script), and all of its CPU, I/O included, ${REDIS_CPU:-?} µs per cache-off
 request (its process's ticks, the median run), on top of the worker's;
 with wrk, the runtime and both nginx workers on the same two cores, every
 µs of it is a µs less for the rest.
