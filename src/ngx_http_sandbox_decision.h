@@ -3,8 +3,9 @@
  * Copyright (C) The sandbox gateway authors
  *
  * The access phase's decision, shared by the handler that makes it
- * (ngx_http_sandbox_route.c) and the Redis lookup that answers it when
- * the cache cannot (ngx_http_sandbox_lookup.c).  Internal to those two.
+ * (ngx_http_sandbox_route.c), the judgement (ngx_http_sandbox_decide.c)
+ * and the Redis lookup that answers it when the cache cannot
+ * (ngx_http_sandbox_lookup.c).  Internal to those three.
  */
 
 
@@ -80,11 +81,22 @@ struct ngx_http_sandbox_decision_s {
 ngx_int_t ngx_http_sandbox_lookup(ngx_http_request_t *r,
     ngx_http_sandbox_decision_t *ctx);
 
-/* ngx_http_sandbox_route.c: judge the key and the route found */
+/*
+ * ngx_http_sandbox_decide.c: judge the key and the route found.  The
+ * from_ functions decide from the shared cache, or from the route a held
+ * request was released on: 1 when decided, 0 when Redis must be asked.
+ */
+ngx_uint_t ngx_http_sandbox_from_cache(ngx_http_request_t *r,
+    ngx_http_sandbox_decision_t *ctx, ngx_http_sandbox_loc_conf_t *slcf);
+ngx_uint_t ngx_http_sandbox_from_release(ngx_http_request_t *r,
+    ngx_http_sandbox_decision_t *ctx, ngx_http_sandbox_loc_conf_t *slcf,
+    ngx_http_sandbox_route_t *route);
 void ngx_http_sandbox_decide(ngx_http_request_t *r,
     ngx_http_sandbox_decision_t *ctx);
 void ngx_http_sandbox_deny(ngx_http_sandbox_decision_t *ctx,
     ngx_int_t status, const char *error, const char *message);
+void ngx_http_sandbox_not_ready(ngx_http_sandbox_decision_t *ctx,
+    const char *message);
 
 
 #endif /* _NGX_HTTP_SANDBOX_DECISION_H_INCLUDED_ */
