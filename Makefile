@@ -110,7 +110,7 @@ test-asan:
 	SBX_ASAN_OPTIONS=detect_odr_violation=0:detect_leaks=1 \
 	SBX_LSAN_OPTIONS=suppressions=$(CURDIR)/t/lsan.supp \
 	prove -I t/lib $(wildcard t/1*.t t/2*.t t/4*.t) t/76-wake.t t/77-limits.t t/79-subscribe-ping.t \
-	    t/80-wake-release.t
+	    t/80-wake-release.t t/81-wake-ready.t
 	$(MAKE) -C src/syncd OUT=$(BUILD)/asan-syncd \
 	    CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer"
 	SBX_SYNCD=$(BUILD)/asan-syncd/sandbox-syncd \

@@ -288,6 +288,8 @@ for my $i (1 .. $opt{n}) {
     my $te = time;
     $t->redis_pipeline('redis', [ 'HSET', "sbx:route:alice:$name", ready => 1,
                          suspended => 0 ],
+                       [ 'PUBLISH', 'sbx:ready',
+                         "alice $name 127.0.0.1:$pod" ],
                        [ 'PUBLISH', 'sbx:events', "route alice $name" ]);
     local $/;
     my $raw = <$s> // '';
@@ -671,11 +673,12 @@ What each row is, and whose:
   route is written at once.  The bench's watch (curl, then Perl) is
   later than sandbox-syncd's: that delay counts in 1d and is taken off
   again here, hence about 0 or below.
-- 3a, the gateway's: the route's `PUBLISH` on `sbx:events`, the event
-  read by the worker, one read of the route for the sandbox's held
-  requests, each released on that route (its key judged again, from
-  the shared cache) and sent upstream (the gateway alone, the last row,
-  measures 3a to 3c with an nginx pod).
+- 3a, the gateway's: the route's `PUBLISH` on `sbx:ready` (with its
+  address; before the one on `sbx:events`), the message read by the
+  worker, the sandbox's held requests each released on that address
+  with no read of the route (its key judged again, from the shared
+  cache) and sent upstream (the gateway alone, the last row, measures
+  3a to 3c with an nginx pod).
 - 3b, the runtime's: connecting to the freshly started sandbox-agent
   and its answer.  sandbox-agent forks a handler per connection, one
   ahead of time: the first connection after its start does not wait for

@@ -10,18 +10,10 @@
  * message may have been missed before), and by the safety-net timer;
  * a check that finds the route ready releases the whole group.  A message
  * that comes while a check is in flight asks for one more check after it,
- * since the check may have read the route before the change.
- *
- * The subscription is a Redis link of its own in every worker (worker 0's
- * invalidation listener serves the shared cache, and nginx has no way to
- * wake another worker): it is opened with the first held request and
- * closed when nothing has been held for NGX_HTTP_SANDBOX_WAIT_LINGER.
- * A subscribed link carries no commands, so a connection that died
- * silently (a frozen server, a path that drops packets, a failover
- * without RST) would never be noticed: a PING every
- * NGX_HTTP_SANDBOX_WAIT_PING proves it alive, and one not answered within
- * sandbox_redis_timeout fails the link, which then reconnects and
- * subscribes again (rechecking every group).
+ * since the check may have read the route before the change.  A "ready"
+ * message releases the group at once on its address, with no check: one
+ * in flight then finds the group gone (freed with its last waiter, its
+ * read cancelled).  The subscription is ngx_http_sandbox_wait_link.c's.
  */
 
 
@@ -31,17 +23,11 @@
 
 #include "ngx_http_sandbox_module.h"
 #include "ngx_http_sandbox_wait.h"
-#include "sandbox_event.h"
+#include "ngx_http_sandbox_wait_link.h"
 
 
-#define NGX_HTTP_SANDBOX_WAIT_CHANNEL  "sbx:events"
-
-/* the safety net for a lost message, and how long an idle link stays */
+/* the safety net for a lost message */
 #define NGX_HTTP_SANDBOX_WAIT_RECHECK  3000
-#define NGX_HTTP_SANDBOX_WAIT_LINGER   30000
-
-/* how often the subscription is proven alive (as the cache subscriber's) */
-#define NGX_HTTP_SANDBOX_WAIT_PING     1000
 
 /* names are DNS labels (63); room for longer ones, bounded */
 #define NGX_HTTP_SANDBOX_WAIT_NAME_MAX  253
@@ -78,7 +64,6 @@ static ngx_http_sandbox_wait_group_t *ngx_http_sandbox_wait_find(
 static void ngx_http_sandbox_wait_group_free(
     ngx_http_sandbox_wait_group_t *g);
 static void ngx_http_sandbox_wait_check(ngx_http_sandbox_wait_group_t *g);
-static void ngx_http_sandbox_wait_check_all(void);
 static void ngx_http_sandbox_wait_route_handler(void *data,
     redisReply *reply);
 static void ngx_http_sandbox_wait_release(ngx_http_sandbox_wait_group_t *g,
@@ -86,68 +71,31 @@ static void ngx_http_sandbox_wait_release(ngx_http_sandbox_wait_group_t *g,
 static void ngx_http_sandbox_wait_detach(ngx_http_sandbox_wait_t *w);
 static void ngx_http_sandbox_wait_fire(ngx_event_t *ev);
 static void ngx_http_sandbox_wait_cleanup(void *data);
-static ngx_int_t ngx_http_sandbox_wait_listen(ngx_log_t *log);
-static void ngx_http_sandbox_wait_ready(ngx_http_sandbox_redis_t *rd,
-    void *data);
-static void ngx_http_sandbox_wait_subscribed(void *data, redisReply *reply);
-static ngx_int_t ngx_http_sandbox_wait_push(void *data, redisReply *reply);
 static void ngx_http_sandbox_wait_timer(ngx_event_t *ev);
-static void ngx_http_sandbox_wait_linger(ngx_event_t *ev);
-static void ngx_http_sandbox_wait_ping_handler(ngx_event_t *ev);
-static void ngx_http_sandbox_wait_pong_handler(void *data,
-    redisReply *reply);
-static void ngx_http_sandbox_wait_close(void);
 
+
+ngx_uint_t                             ngx_http_sandbox_wait_groups;
 
 static ngx_rbtree_t                    ngx_http_sandbox_wait_tree;
 static ngx_rbtree_node_t               ngx_http_sandbox_wait_sentinel;
-static ngx_uint_t                      ngx_http_sandbox_wait_groups;
 static ngx_uint_t                      ngx_http_sandbox_wait_count;
-
-static ngx_http_sandbox_redis_conf_t   ngx_http_sandbox_wait_rc;
-static ngx_http_sandbox_redis_t       *ngx_http_sandbox_wait_link;
-static ngx_uint_t                      ngx_http_sandbox_wait_on;
 static ngx_event_t                     ngx_http_sandbox_wait_recheck;
-static ngx_event_t                     ngx_http_sandbox_wait_idle;
-static ngx_event_t                     ngx_http_sandbox_wait_ping;
-static ngx_http_sandbox_redis_op_t    *ngx_http_sandbox_wait_pong;
 
 
 ngx_int_t
 ngx_http_sandbox_wait_init(ngx_cycle_t *cycle)
 {
-    ngx_http_sandbox_main_conf_t  *smcf;
-
     ngx_rbtree_init(&ngx_http_sandbox_wait_tree,
                     &ngx_http_sandbox_wait_sentinel,
                     ngx_str_rbtree_insert_value);
 
-    smcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_sandbox_module);
-
-    ngx_memzero(&ngx_http_sandbox_wait_rc,
-                sizeof(ngx_http_sandbox_redis_conf_t));
-
-    ngx_http_sandbox_wait_rc.addr = smcf->redis_addr;
-    ngx_http_sandbox_wait_rc.sentinel = ngx_http_sandbox_worker_sentinel;
-    ngx_http_sandbox_wait_rc.password = smcf->redis_password;
-    ngx_http_sandbox_wait_rc.connect_timeout = smcf->redis_connect_timeout;
-    ngx_http_sandbox_wait_rc.timeout = smcf->redis_timeout;
-    ngx_http_sandbox_wait_rc.ready = ngx_http_sandbox_wait_ready;
-    ngx_http_sandbox_wait_rc.push = ngx_http_sandbox_wait_push;
-
-    /* none of these timers keeps an exiting worker alive: held requests do */
+    /* this timer does not keep an exiting worker alive: held requests do */
 
     ngx_http_sandbox_wait_recheck.handler = ngx_http_sandbox_wait_timer;
     ngx_http_sandbox_wait_recheck.log = cycle->log;
     ngx_http_sandbox_wait_recheck.cancelable = 1;
 
-    ngx_http_sandbox_wait_idle.handler = ngx_http_sandbox_wait_linger;
-    ngx_http_sandbox_wait_idle.log = cycle->log;
-    ngx_http_sandbox_wait_idle.cancelable = 1;
-
-    ngx_http_sandbox_wait_ping.handler = ngx_http_sandbox_wait_ping_handler;
-    ngx_http_sandbox_wait_ping.log = cycle->log;
-    ngx_http_sandbox_wait_ping.cancelable = 1;
+    ngx_http_sandbox_wait_link_init(cycle);
 
     return NGX_OK;
 }
@@ -160,11 +108,7 @@ ngx_http_sandbox_wait_exit(void)
         ngx_del_timer(&ngx_http_sandbox_wait_recheck);
     }
 
-    if (ngx_http_sandbox_wait_idle.timer_set) {
-        ngx_del_timer(&ngx_http_sandbox_wait_idle);
-    }
-
-    ngx_http_sandbox_wait_close();
+    ngx_http_sandbox_wait_link_exit();
 }
 
 
@@ -376,10 +320,7 @@ ngx_http_sandbox_wait_group_free(ngx_http_sandbox_wait_group_t *g)
         ngx_del_timer(&ngx_http_sandbox_wait_recheck);
     }
 
-    if (ngx_http_sandbox_wait_link && !ngx_http_sandbox_wait_idle.timer_set) {
-        ngx_add_timer(&ngx_http_sandbox_wait_idle,
-                      NGX_HTTP_SANDBOX_WAIT_LINGER);
-    }
+    ngx_http_sandbox_wait_unused();
 }
 
 
@@ -427,7 +368,7 @@ ngx_http_sandbox_wait_check(ngx_http_sandbox_wait_group_t *g)
 }
 
 
-static void
+void
 ngx_http_sandbox_wait_check_all(void)
 {
     ngx_rbtree_node_t  *node, *root, *sentinel;
@@ -447,6 +388,31 @@ ngx_http_sandbox_wait_check_all(void)
     {
         ngx_http_sandbox_wait_check((ngx_http_sandbox_wait_group_t *) node);
     }
+}
+
+
+ngx_int_t
+ngx_http_sandbox_wait_heard(u_char *user, size_t user_len, u_char *name,
+    size_t name_len, ngx_str_t *addr)
+{
+    ngx_http_sandbox_wait_group_t  *g;
+
+    g = ngx_http_sandbox_wait_find(user, user_len, name, name_len);
+
+    if (g == NULL) {
+        return NGX_DECLINED;
+    }
+
+    if (addr == NULL) {
+        ngx_http_sandbox_wait_check(g);
+        return NGX_OK;
+    }
+
+    /* frees g with its last waiter, and cancels a check in flight */
+
+    ngx_http_sandbox_wait_release(g, addr);
+
+    return NGX_OK;
 }
 
 
@@ -632,136 +598,6 @@ ngx_http_sandbox_wait_cleanup(void *data)
 }
 
 
-/* the subscription: opened with the first held request */
-
-static ngx_int_t
-ngx_http_sandbox_wait_listen(ngx_log_t *log)
-{
-    if (ngx_http_sandbox_wait_idle.timer_set) {
-        ngx_del_timer(&ngx_http_sandbox_wait_idle);
-    }
-
-    if (ngx_http_sandbox_wait_link) {
-        return NGX_OK;
-    }
-
-    ngx_http_sandbox_wait_link = ngx_http_sandbox_redis_create(
-                                     &ngx_http_sandbox_wait_rc, ngx_cycle->log);
-    if (ngx_http_sandbox_wait_link == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_add_timer(&ngx_http_sandbox_wait_ping, NGX_HTTP_SANDBOX_WAIT_PING);
-
-    return NGX_OK;
-}
-
-
-static void
-ngx_http_sandbox_wait_close(void)
-{
-    if (ngx_http_sandbox_wait_ping.timer_set) {
-        ngx_del_timer(&ngx_http_sandbox_wait_ping);
-    }
-
-    /* fails what is pending: the pong handler forgets its PING */
-
-    ngx_http_sandbox_redis_destroy(ngx_http_sandbox_wait_link);
-    ngx_http_sandbox_wait_link = NULL;
-    ngx_http_sandbox_wait_pong = NULL;
-    ngx_http_sandbox_wait_on = 0;
-}
-
-
-static void
-ngx_http_sandbox_wait_ready(ngx_http_sandbox_redis_t *rd, void *data)
-{
-    const char  *argv[2];
-    size_t       argvlen[2];
-
-    ngx_http_sandbox_wait_on = 0;
-
-    argv[0] = "SUBSCRIBE";
-    argvlen[0] = sizeof("SUBSCRIBE") - 1;
-    argv[1] = NGX_HTTP_SANDBOX_WAIT_CHANNEL;
-    argvlen[1] = sizeof(NGX_HTTP_SANDBOX_WAIT_CHANNEL) - 1;
-
-    (void) ngx_http_sandbox_redis_command(rd, 2, argv, argvlen,
-                                          ngx_http_sandbox_wait_subscribed,
-                                          NULL);
-}
-
-
-static void
-ngx_http_sandbox_wait_subscribed(void *data, redisReply *reply)
-{
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
-        ngx_http_sandbox_wait_on = 0;
-        return;
-    }
-
-    if (ngx_http_sandbox_wait_on) {
-        return;
-    }
-
-    ngx_http_sandbox_wait_on = 1;
-
-    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
-                   "sandbox: held requests listen to "
-                   NGX_HTTP_SANDBOX_WAIT_CHANNEL);
-
-    /* what changed before the subscription took effect went unheard */
-
-    ngx_http_sandbox_wait_check_all();
-}
-
-
-static ngx_int_t
-ngx_http_sandbox_wait_push(void *data, redisReply *reply)
-{
-    redisReply                      *msg;
-    sbx_event_t                      ev;
-    ngx_http_sandbox_wait_group_t   *g;
-
-    if (ngx_http_sandbox_redis_message(reply, &msg) != NGX_OK) {
-        return NGX_DECLINED;
-    }
-
-    if (msg == NULL) {
-        return NGX_OK;
-    }
-
-    switch (sbx_event_parse((u_char *) msg->str, msg->len, &ev)) {
-
-    case SBX_EVENT_ROUTE:
-        g = ngx_http_sandbox_wait_find((u_char *) msg->str + ev.user_off,
-                                       ev.user_len,
-                                       (u_char *) msg->str + ev.name_off,
-                                       ev.name_len);
-
-        ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
-                       "sandbox: held requests heard \"%*s\"%s",
-                       (size_t) msg->len, msg->str,
-                       g ? ": checking" : "");
-
-        if (g) {
-            ngx_http_sandbox_wait_check(g);
-        }
-
-        break;
-
-    case SBX_EVENT_KEY:
-    case SBX_EVENT_USER:
-        break;
-
-    default: /* a flush, or a message of a newer writer */
-        ngx_http_sandbox_wait_check_all();
-    }
-
-    return NGX_OK;
-}
-
-
 static void
 ngx_http_sandbox_wait_timer(ngx_event_t *ev)
 {
@@ -772,59 +608,4 @@ ngx_http_sandbox_wait_timer(ngx_event_t *ev)
     ngx_http_sandbox_wait_check_all();
 
     ngx_add_timer(ev, NGX_HTTP_SANDBOX_WAIT_RECHECK);
-}
-
-
-static void
-ngx_http_sandbox_wait_linger(ngx_event_t *ev)
-{
-    if (ngx_http_sandbox_wait_groups) {
-        return;
-    }
-
-    ngx_http_sandbox_wait_close();
-}
-
-
-/*
- * One PING at a time.  Its deadline is the link's own timeout
- * (sandbox_redis_timeout): unanswered, it fails the link, which
- * reconnects and calls ngx_http_sandbox_wait_ready() again.  A link that
- * is down or on its way is left to its own timers.  An exiting worker
- * pings on: it still holds requests.
- */
-
-static void
-ngx_http_sandbox_wait_ping_handler(ngx_event_t *ev)
-{
-    const char  *argv[1];
-    size_t       argvlen[1];
-
-    if (ngx_http_sandbox_wait_link == NULL) {
-        return;
-    }
-
-    if (ngx_http_sandbox_wait_pong == NULL
-        && ngx_http_sandbox_redis_ready(ngx_http_sandbox_wait_link))
-    {
-        argv[0] = "PING";
-        argvlen[0] = sizeof("PING") - 1;
-
-        ngx_http_sandbox_wait_pong = ngx_http_sandbox_redis_command(
-                                         ngx_http_sandbox_wait_link, 1, argv,
-                                         argvlen,
-                                         ngx_http_sandbox_wait_pong_handler,
-                                         NULL);
-    }
-
-    ngx_add_timer(ev, NGX_HTTP_SANDBOX_WAIT_PING);
-}
-
-
-/* in subscribe mode the answer is ["pong", ""]; NULL: the link failed */
-
-static void
-ngx_http_sandbox_wait_pong_handler(void *data, redisReply *reply)
-{
-    ngx_http_sandbox_wait_pong = NULL;
 }

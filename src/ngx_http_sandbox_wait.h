@@ -9,8 +9,10 @@
  * worker learns of the route's changes from the "route <user> <name>"
  * messages of sbx:events, on a subscription each worker opens lazily while
  * it holds something, and re-reads the route (one HMGET per sandbox, not
- * per request) when one comes.  A timer per worker re-reads every held
- * route every few seconds, only as a safety net for a lost message.
+ * per request) when one comes.  An sbx:ready message "<user> <name>
+ * <addr>" on the same subscription releases them on addr with no read.
+ * A timer per worker re-reads every held route every few seconds, only
+ * as a safety net for a lost message.
  *
  * Returns
  *   NGX_AGAIN     held: the handler will be called once, later;
@@ -23,9 +25,10 @@
  * The handler runs once, from a posted event, in the request's context
  * (its log, r->read_event_handler restored as it was), with rc
  *   NGX_OK                         the route is ready: addr is the address
- *                                  the group's read found (a copy in the
- *                                  request's pool), or NULL if out of
- *                                  memory (read it again then);
+ *                                  the group's read found, or the ready
+ *                                  message named (a copy in the request's
+ *                                  pool), or NULL if out of memory (read
+ *                                  it again then);
  *   NGX_HTTP_SERVICE_UNAVAILABLE   timeout passed (addr NULL);
  * then ngx_http_run_posted_requests() follows it, so the handler resumes
  * the request as an event handler would (ngx_http_core_run_phases(), or

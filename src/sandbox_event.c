@@ -5,6 +5,8 @@
  * The sbx:events messages (docs/redis-data-model.md): "key <sha256hex>",
  * "user <name>", "route <user> <name>", "flush".  Anything else is
  * SBX_EVENT_UNKNOWN, which a gateway answers by flushing its cache.
+ * And the sbx:ready messages, "<user> <name> <addr>", which a gateway
+ * refuses whole when they are anything else.
  */
 
 
@@ -12,6 +14,7 @@
 
 #include "sandbox_event.h"
 #include "sandbox_hex.h"
+#include "sandbox_path.h"
 
 
 static int
@@ -78,4 +81,70 @@ sbx_event_parse(const unsigned char *msg, size_t len, sbx_event_t *ev)
     ev->kind = SBX_EVENT_UNKNOWN;
 
     return ev->kind;
+}
+
+
+/* the end of the word at p (its first blank, or end), or NULL if empty */
+
+static const unsigned char *
+sbx_ready_word(const unsigned char *p, const unsigned char *end)
+{
+    const unsigned char  *sp;
+
+    sp = memchr(p, ' ', end - p);
+
+    if (sp == NULL) {
+        sp = end;
+    }
+
+    return (sp > p) ? sp : NULL;
+}
+
+
+int
+sbx_ready_parse(const unsigned char *msg, size_t len, sbx_ready_t *rd)
+{
+    size_t                i;
+    const unsigned char  *end, *user_end, *name, *name_end, *addr;
+
+    memset(rd, 0, sizeof(sbx_ready_t));
+
+    end = msg + len;
+
+    user_end = (len > 0) ? sbx_ready_word(msg, end) : NULL;
+    if (user_end == NULL || user_end == end) {
+        return -1;
+    }
+
+    name = user_end + 1;
+    name_end = (name < end) ? sbx_ready_word(name, end) : NULL;
+    if (name_end == NULL || name_end == end) {
+        return -1;
+    }
+
+    addr = name_end + 1;
+
+    if (addr == end || (size_t) (end - addr) > SBX_READY_ADDR_MAX
+        || !sbx_dns_label_valid(msg, user_end - msg)
+        || !sbx_dns_label_valid(name, name_end - name))
+    {
+        return -1;
+    }
+
+    /* printable, no blank: an address, not the rest of a sentence */
+
+    for (i = 0; i < (size_t) (end - addr); i++) {
+        if (addr[i] <= ' ' || addr[i] >= 0x7f) {
+            return -1;
+        }
+    }
+
+    rd->user_off = 0;
+    rd->user_len = user_end - msg;
+    rd->name_off = name - msg;
+    rd->name_len = name_end - name;
+    rd->addr_off = addr - msg;
+    rd->addr_len = end - addr;
+
+    return 0;
 }

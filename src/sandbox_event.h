@@ -2,8 +2,9 @@
 /*
  * Copyright (C) The sandbox gateway authors
  *
- * Messages of the sbx:events invalidation channel, decoded.  Pure C: no
- * nginx headers, no allocation, no global state.
+ * Messages of the sbx:events invalidation channel and of the sbx:ready
+ * channel, decoded.  Pure C: no nginx headers, no allocation, no global
+ * state.
  */
 
 
@@ -46,6 +47,30 @@ typedef struct {
 /* decodes msg of len bytes into *ev; returns ev->kind */
 sbx_event_kind_e sbx_event_parse(const unsigned char *msg, size_t len,
     sbx_event_t *ev);
+
+
+/*
+ * An sbx:ready message, "<user> <name> <addr>": the route of that sandbox
+ * was just written ready (and not suspended) at addr.  user and name are
+ * DNS-1123 labels, addr is 1 to SBX_READY_ADDR_MAX printable bytes, no
+ * blank; one blank between them, nothing around.  Offsets into the
+ * message, never copies.
+ */
+
+#define SBX_READY_ADDR_MAX  255
+
+typedef struct {
+    size_t            user_off;
+    size_t            user_len;
+    size_t            name_off;
+    size_t            name_len;
+    size_t            addr_off;
+    size_t            addr_len;
+} sbx_ready_t;
+
+
+/* 0 with *rd filled; -1 for anything else, *rd zeroed */
+int sbx_ready_parse(const unsigned char *msg, size_t len, sbx_ready_t *rd);
 
 
 #endif /* _SANDBOX_EVENT_H_INCLUDED_ */

@@ -55,6 +55,7 @@ my %needs = (
     body  => [ [ "$root/src/sandbox_path.c" ], [ '-ljansson' ] ],
     reply => [ [ "$root/src/sandbox_limit.c" ], [ '-lhiredis', '-ljansson' ] ],
     limit => [ [], [ '-ljansson' ] ],
+    event => [ [ "$root/src/sandbox_path.c" ], [] ],
     agentkernel => [ [ "$root/src/sandbox_agentkernel_runtime.c",
                        "$root/src/sandbox_path.c" ], [ '-ljansson' ] ],
 );

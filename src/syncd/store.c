@@ -6,7 +6,9 @@
  * same version with the same address and readiness is no change at all,
  * so a re-list does not make every gateway drop its cache.
  * Every change is announced on sbx:events in the same script, so the
- * gateways drop their cached copy at once.
+ * gateways drop their cached copy at once; a route written ready (and
+ * not suspended) is also announced on sbx:ready with its address, first,
+ * so that the requests a gateway holds for it go on without reading it.
  * The scripts go by EVALSHA (script.c): store_connect loads the ones a
  * connection will run before handing it out.
  *
@@ -72,6 +74,8 @@ static script put_script = { .text =
     "  'fqdn', ARGV[8], 'reason', ARGV[9], 'message', ARGV[10],\n"
     "  'uid', ARGV[11], 'updated_at_ms', ARGV[12], 'idle_timeout', ARGV[13])\n"
     "redis.call('SADD', KEYS[2], ARGV[1] .. ':' .. ARGV[2])\n"
+    "if run and ARGV[4] ~= '' then redis.call('PUBLISH', 'sbx:ready',\n"
+    "  ARGV[1] .. ' ' .. ARGV[2] .. ' ' .. ARGV[4]) end\n"
     "redis.call('PUBLISH', 'sbx:events',\n"
     "  'route ' .. ARGV[1] .. ' ' .. ARGV[2])\n"
     "return 1\n" };

@@ -1,8 +1,9 @@
 
 /*
- * libFuzzer target for the sbx:events message decoder (src/sandbox_event.c),
- * fed each input as one message, as the module gets it from a "message"
- * push (t/fuzz/run.sh builds and runs it).
+ * libFuzzer target for the sbx:events and sbx:ready message decoders
+ * (src/sandbox_event.c), fed each input as one message of either channel,
+ * as the module gets it from a "message" push (t/fuzz/run.sh builds and
+ * runs it).
  *
  * Properties: the same message always gives the same answer, and the
  * answer is what docs/redis-data-model.md says of the message:
@@ -13,7 +14,11 @@
  *   - ROUTE is "route ", a user without blanks, one blank, a non-empty
  *     name: slices within the message, in order, the name to its end;
  *   - an UNKNOWN or FLUSH result holds no slice and no digest, a KEY no
- *     slice, a USER no name and no digest, a ROUTE no digest.
+ *     slice, a USER no name and no digest, a ROUTE no digest;
+ *   - as an sbx:ready message, it is accepted exactly when it is three
+ *     words split by single blanks, the first two DNS-1123 labels (1 to
+ *     63 of [a-z0-9-], no '-' at either end), the third 1 to 255 bytes
+ *     from '!' to '~'; the slices are those words; a refusal zeroes them.
  */
 
 
@@ -79,6 +84,103 @@ expected_kind(const uint8_t *m, size_t len)
     }
 
     return SBX_EVENT_UNKNOWN;
+}
+
+
+static int
+label_ok(const uint8_t *p, size_t len)
+{
+    size_t  i;
+
+    if (len < 1 || len > 63 || p[0] == '-' || p[len - 1] == '-') {
+        return 0;
+    }
+
+    for (i = 0; i < len; i++) {
+        if (!((p[i] >= 'a' && p[i] <= 'z') || (p[i] >= '0' && p[i] <= '9')
+              || p[i] == '-'))
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+/* the words of an sbx:ready message, judged independently: 0 if one */
+
+static int
+expected_ready(const uint8_t *m, size_t len, sbx_ready_t *want)
+{
+    size_t  i, n, start, off[3], wlen[3];
+
+    n = 0;
+    start = 0;
+
+    for (i = 0; i <= len; i++) {
+        if (i < len && m[i] != ' ') {
+            continue;
+        }
+
+        if (n == 3) {
+            return -1;
+        }
+
+        off[n] = start;
+        wlen[n] = i - start;
+        n++;
+        start = i + 1;
+    }
+
+    if (n != 3 || !label_ok(m + off[0], wlen[0])
+        || !label_ok(m + off[1], wlen[1])
+        || wlen[2] < 1 || wlen[2] > 255)
+    {
+        return -1;
+    }
+
+    for (i = off[2]; i < len; i++) {
+        if (m[i] < '!' || m[i] > '~') {
+            return -1;
+        }
+    }
+
+    want->user_off = off[0];
+    want->user_len = wlen[0];
+    want->name_off = off[1];
+    want->name_len = wlen[1];
+    want->addr_off = off[2];
+    want->addr_len = wlen[2];
+
+    return 0;
+}
+
+
+static void
+check_ready(const uint8_t *data, size_t size)
+{
+    int          rc;
+    sbx_ready_t  rd, rd2, want;
+
+    memset(&rd, 0xa5, sizeof(rd));
+    rc = sbx_ready_parse(data, size, &rd);
+
+    memset(&rd2, 0, sizeof(rd2));
+
+    if (sbx_ready_parse(data, size, &rd2) != rc
+        || memcmp(&rd, &rd2, sizeof(rd)) != 0)
+    {
+        abort();
+    }
+
+    memset(&want, 0, sizeof(want));
+
+    if (rc != expected_ready(data, size, &want)
+        || memcmp(&rd, &want, sizeof(rd)) != 0)
+    {
+        abort();
+    }
 }
 
 
@@ -173,6 +275,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     default:
         abort();
     }
+
+    check_ready(data, size);
 
     return 0;
 }

@@ -5,7 +5,7 @@
 #   path   request paths and Authorization headers (sandbox_path.c,
 #          sandbox_token.c)
 #   body   the API's JSON bodies and ISO-8601 dates (sandbox_body.c)
-#   event  sbx:events messages (sandbox_event.c)
+#   event  sbx:events and sbx:ready messages (sandbox_event.c)
 #   reply  Redis replies as RESP bytes: the route lookup's replies (the
 #          key's, user's and route's HMGET, EXISTS) and pub/sub pushes
 #          (sandbox_reply.c, sandbox_event.c)
@@ -199,8 +199,9 @@ for t in $TARGETS; do
         path)  build path "$SRC/sandbox_path.c" "$SRC/sandbox_token.c" ;;
         body)  build body "$SRC/sandbox_body.c" "$SRC/sandbox_path.c" \
                    -ljansson ;;
-        event) build event "$SRC/sandbox_event.c" ;;
+        event) build event "$SRC/sandbox_event.c" "$SRC/sandbox_path.c" ;;
         reply) build reply "$SRC/sandbox_reply.c" "$SRC/sandbox_event.c" \
+                   "$SRC/sandbox_path.c" \
                    "$SRC/sandbox_limit.c" -lhiredis -ljansson ;;
         agentkernel) build agentkernel "$SRC/sandbox_agentkernel.c" \
                    "$SRC/sandbox_agentkernel_runtime.c" \

@@ -1,11 +1,12 @@
 
 /*
- * Unit tests of the sbx:events message decoder; TAP out.  Messages are
+ * Unit tests of the sbx:events and sbx:ready message decoders; TAP out.  Messages are
  * parsed from exactly sized heap copies, so that AddressSanitizer sees any
  * read past them.
  */
 
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -80,6 +81,58 @@ check_route(const char *msg, const char *user, const char *name)
 }
 
 
+static void
+check_ready(const char *msg, const char *user, const char *name,
+    const char *addr)
+{
+    int             rc;
+    sbx_ready_t     rd;
+    unsigned char  *p;
+    size_t          len;
+
+    len = strlen(msg);
+    p = sbx_exact(msg, len);
+    memset(&rd, 0x5a, sizeof(rd));
+    rc = sbx_ready_parse(p, len, &rd);
+    free(p);
+
+    tap_ok(rc == 0
+           && rd.user_len == strlen(user)
+           && memcmp(msg + rd.user_off, user, rd.user_len) == 0
+           && rd.name_len == strlen(name)
+           && memcmp(msg + rd.name_off, name, rd.name_len) == 0
+           && rd.addr_len == strlen(addr)
+           && memcmp(msg + rd.addr_off, addr, rd.addr_len) == 0,
+           "ready \"%s\": \"%s\" \"%s\" at \"%s\"", msg, user, name,
+           addr);
+}
+
+
+static void
+check_not_ready_n(const char *desc, const char *msg, size_t len)
+{
+    int             rc;
+    sbx_ready_t     rd, zero;
+    unsigned char  *p;
+
+    p = sbx_exact(msg, len);
+    memset(&rd, 0x5a, sizeof(rd));
+    memset(&zero, 0, sizeof(zero));
+    rc = sbx_ready_parse(p, len, &rd);
+    free(p);
+
+    tap_ok(rc == -1 && memcmp(&rd, &zero, sizeof(rd)) == 0,
+           "ready refused: %s", desc);
+}
+
+
+static void
+check_not_ready(const char *msg)
+{
+    check_not_ready_n(msg, msg, strlen(msg));
+}
+
+
 int
 main(void)
 {
@@ -88,6 +141,7 @@ main(void)
     sbx_event_kind_e  kind;
     size_t            i;
     char              msg[4 + 64 + 2];
+    char              label[64], addr[257], line[300];
 
     /* flush: exactly the word */
     check_kind("flush", SBX_EVENT_FLUSH);
@@ -146,6 +200,59 @@ main(void)
     check_kind_n("empty", "", 0, SBX_EVENT_UNKNOWN);
     check_kind("sandbox alice box", SBX_EVENT_UNKNOWN);
     check_kind_n("NUL", "\0", 1, SBX_EVENT_UNKNOWN);
+
+    /* sbx:ready: two DNS labels and an address, one blank between */
+    check_ready("alice box 10.0.0.7:8080", "alice", "box", "10.0.0.7:8080");
+    check_ready("a b c", "a", "b", "c");
+    check_ready("u-1 my-sandbox-2 [fd00::7]:80", "u-1", "my-sandbox-2",
+                "[fd00::7]:80");
+    check_ready("0 9 pod.ns.svc:1", "0", "9", "pod.ns.svc:1");
+    memset(label, 'a', 63);
+    label[63] = '\0';
+    snprintf(line, sizeof(line), "%s %s x:1", label, label);
+    check_ready(line, label, label, "x:1");
+    snprintf(line, sizeof(line), "%sa b x:1", label);
+    check_not_ready(line);                              /* 64 bytes */
+    snprintf(line, sizeof(line), "a %sa x:1", label);
+    check_not_ready(line);
+    memset(addr, 'x', 255);
+    addr[255] = '\0';
+    snprintf(line, sizeof(line), "a b %s", addr);
+    check_ready(line, "a", "b", addr);
+    snprintf(line, sizeof(line), "a b %sx", addr);
+    check_not_ready(line);                              /* 256 bytes */
+
+    /* names that are no DNS label */
+    check_not_ready("Alice box 10.0.0.7:80");
+    check_not_ready("alice Box 10.0.0.7:80");
+    check_not_ready("-alice box 10.0.0.7:80");
+    check_not_ready("alice box- 10.0.0.7:80");
+    check_not_ready("al_ice box 10.0.0.7:80");
+    check_not_ready("alice b.x 10.0.0.7:80");
+    check_not_ready("alice/x box 10.0.0.7:80");
+
+    /* the wrong number of words, or of blanks */
+    check_not_ready("alice box");
+    check_not_ready("alice box ");
+    check_not_ready("alice  box 10.0.0.7:80");
+    check_not_ready("alice box  10.0.0.7:80");
+    check_not_ready(" alice box 10.0.0.7:80");
+    check_not_ready("alice box 10.0.0.7:80 ");
+    check_not_ready("alice box 10.0.0.7:80 extra");
+    check_not_ready("alice");
+    check_not_ready("alice ");
+    check_not_ready(" ");
+    check_not_ready("  ");
+    check_not_ready_n("empty", "", 0);
+
+    /* an address with a control byte or a non-ASCII one */
+    check_not_ready("alice box 10.0.0.7:80\n");
+    check_not_ready("alice box 10.0.0.7\t:80");
+    check_not_ready("alice box 10.0.0.7:80\x7f");
+    check_not_ready("alice box 10.0.0.\xc3\xa9" "7:80");
+    check_not_ready_n("addr with a NUL", "alice box 10\0.0.0.7:80", 22);
+    check_not_ready_n("name with a NUL", "alice b\0x 10.0.0.7:80", 21);
+    check_not_ready("flush");
 
     return tap_done();
 }
