@@ -66,6 +66,7 @@ struct ngx_http_sandbox_decision_s {
     ngx_uint_t                      lookup;     /* what it asks */
     ngx_str_t                       lookup_user;
     unsigned                        user_judged:1;
+    unsigned                        route_read:1;
 
     void                           *op;
     ngx_http_cleanup_t             *cleanup;    /* cancels op */

@@ -17,6 +17,7 @@
 #include "ngx_http_sandbox_module.h"
 #include "ngx_http_sandbox_decision.h"
 #include "ngx_http_sandbox_redis.h"
+#include "sandbox_path.h"
 #include "sandbox_reply.h"
 
 
@@ -46,6 +47,28 @@ static ngx_str_t  ngx_http_sandbox_lookup_user_fields[] = {
 static ngx_str_t  ngx_http_sandbox_lookup_route_fields[] = {
     ngx_string("addr"), ngx_string("ready"), ngx_string("suspended")
 };
+
+
+/*
+ * A key's user never changes: a key is made for one user and keeps it.  A
+ * worker remembers whose each key it has read was, so that a /proxy/
+ * lookup asks the key's, its user's and the route's hashes in one round
+ * trip instead of two.  It is only a guess at what to read: the key's
+ * hash is read with the rest and must name that user, else the reads are
+ * not used and made again for the user it names.  Direct-mapped by the
+ * digest's first bytes (SHA-256: uniform), so lookups cost one compare.
+ */
+
+#define NGX_HTTP_SANDBOX_LOOKUP_MEMO  1024
+
+typedef struct {
+    u_char                        digest[NGX_HTTP_SANDBOX_SHA256_LEN];
+    u_char                        len;
+    u_char                        user[SBX_NAME_MAX];
+} ngx_http_sandbox_lookup_memo_t;
+
+static ngx_http_sandbox_lookup_memo_t
+    ngx_http_sandbox_lookup_memo[NGX_HTTP_SANDBOX_LOOKUP_MEMO];
 
 
 /* the longest pipeline: HMGET key, HMGET user, HMGET route, EXISTS */
@@ -78,6 +101,8 @@ static ngx_uint_t ngx_http_sandbox_lookup_next(
     ngx_http_sandbox_decision_t *ctx);
 static ngx_int_t ngx_http_sandbox_reply_error(ngx_http_request_t *r,
     int rc);
+static ngx_http_sandbox_lookup_memo_t *ngx_http_sandbox_lookup_memo_slot(
+    u_char *digest);
 static ngx_int_t ngx_http_sandbox_reply_copy(ngx_http_request_t *r,
     ngx_str_t *dst, sbx_reply_str_t *src);
 
@@ -86,17 +111,19 @@ static ngx_int_t ngx_http_sandbox_reply_copy(ngx_http_request_t *r,
  * Plain reads cost Redis a fraction of a script doing the same (Lua's own
  * cost was most of the lookup's).  A user named in the path lets one
  * round trip ask everything; a /proxy/ key's user is only found in the
- * key's hash, so its user and route take a second one.  The route of
- * another user than the key's is never used.
+ * key's hash, so its user and route take a second one, unless the memo
+ * knows whose the key is.  What was read for another user than the key's
+ * is never used.
  */
 
 ngx_int_t
 ngx_http_sandbox_lookup(ngx_http_request_t *r,
     ngx_http_sandbox_decision_t *ctx)
 {
-    ngx_str_t           *user;
-    ngx_uint_t           parts;
-    ngx_http_cleanup_t  *cln;
+    ngx_str_t                        *user, guess;
+    ngx_uint_t                        parts;
+    ngx_http_cleanup_t               *cln;
+    ngx_http_sandbox_lookup_memo_t   *m;
 
     cln = ngx_http_cleanup_add(r, 0);
     if (cln == NULL) {
@@ -110,6 +137,26 @@ ngx_http_sandbox_lookup(ngx_http_request_t *r,
     {
         user = &ctx->path_user;
         parts = NGX_HTTP_SANDBOX_LOOKUP_KEY;
+
+        if (user->len == 0) {
+            m = ngx_http_sandbox_lookup_memo_slot(ctx->key_digest);
+
+            /* a copy: the memo may change before the reply comes */
+
+            if (m->len
+                && ngx_memcmp(m->digest, ctx->key_digest,
+                              NGX_HTTP_SANDBOX_SHA256_LEN) == 0)
+            {
+                guess.data = ngx_pnalloc(r->pool, m->len);
+                if (guess.data == NULL) {
+                    return NGX_ERROR;
+                }
+
+                guess.len = ngx_cpymem(guess.data, m->user, m->len)
+                            - guess.data;
+                user = &guess;
+            }
+        }
 
         if (user->len) {
             parts |= NGX_HTTP_SANDBOX_LOOKUP_USER
@@ -422,6 +469,7 @@ ngx_http_sandbox_parse_reply(ngx_http_request_t *r,
         }
 
         ctx->route.state = (ngx_http_sandbox_route_state_e) lk.route_state;
+        ctx->route_read = 1;
 
         if (ngx_http_sandbox_reply_copy(r, &ctx->route.addr, &lk.addr)
             != NGX_OK)
@@ -448,8 +496,9 @@ ngx_http_sandbox_parse_reply(ngx_http_request_t *r,
 
 /*
  * After the key's hash: a valid key still needs its own user's record,
- * and a /proxy/ path its route; whatever else the key is, it is refused
- * without either.
+ * and a /proxy/ path its route, unless they were read along with it (the
+ * path's user, or the memo's guess, was the key's); whatever else the key
+ * is, it is refused without either.
  */
 
 static ngx_uint_t
@@ -469,7 +518,7 @@ ngx_http_sandbox_lookup_next(ngx_http_sandbox_decision_t *ctx)
         parts |= NGX_HTTP_SANDBOX_LOOKUP_USER;
     }
 
-    if (ctx->form == SBX_FORM_PROXY) {
+    if (ctx->form == SBX_FORM_PROXY && !ctx->route_read) {
         parts |= NGX_HTTP_SANDBOX_LOOKUP_ROUTE;
     }
 
@@ -481,10 +530,11 @@ static ngx_int_t
 ngx_http_sandbox_parse_key(ngx_http_request_t *r,
     ngx_http_sandbox_decision_t *ctx, redisReply *reply)
 {
-    int                           rc;
-    sbx_lookup_t                  lk;
-    ngx_http_sandbox_key_t       *key;
-    ngx_http_sandbox_loc_conf_t  *slcf;
+    int                               rc;
+    sbx_lookup_t                      lk;
+    ngx_http_sandbox_key_t           *key;
+    ngx_http_sandbox_loc_conf_t      *slcf;
+    ngx_http_sandbox_lookup_memo_t   *m;
 
     rc = sbx_lookup_key(reply, &lk);
     if (rc != SBX_REPLY_OK) {
@@ -504,6 +554,17 @@ ngx_http_sandbox_parse_key(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
+    /* whose the key is, for the next /proxy/ lookup of it */
+
+    if (lk.key_state != SBX_KEY_UNKNOWN && key->user.len
+        && key->user.len <= SBX_NAME_MAX)
+    {
+        m = ngx_http_sandbox_lookup_memo_slot(ctx->key_digest);
+        ngx_memcpy(m->digest, ctx->key_digest, NGX_HTTP_SANDBOX_SHA256_LEN);
+        ngx_memcpy(m->user, key->user.data, key->user.len);
+        m->len = (u_char) key->user.len;
+    }
+
     /* the cache's entry is superseded: no stale fallback after this */
 
     ctx->key_cached = NGX_HTTP_SANDBOX_CACHE_MISS;
@@ -520,6 +581,18 @@ ngx_http_sandbox_parse_key(ngx_http_request_t *r,
                        >= (time_t) (slcf->cache_ttl.last_used / 1000);
 
     return NGX_OK;
+}
+
+
+static ngx_http_sandbox_lookup_memo_t *
+ngx_http_sandbox_lookup_memo_slot(u_char *digest)
+{
+    ngx_uint_t  i;
+
+    i = ((ngx_uint_t) digest[0] << 8 | digest[1])
+        % NGX_HTTP_SANDBOX_LOOKUP_MEMO;
+
+    return &ngx_http_sandbox_lookup_memo[i];
 }
 
 

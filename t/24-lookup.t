@@ -10,6 +10,9 @@
 #     that lookup alone, with a 503 and no alert, and the replies of the
 #     link stay in step: requests pipelined around it on one connection,
 #     and the next lookups of every kind, get their own answers;
+#   - a worker remembers whose each key is, so a /proxy/ lookup of a key
+#     it has seen is one round trip; a wrong guess (the same secret made
+#     for another user) is caught by the key's own hash, read with it;
 #   - a key judged by Redis is reported used once, however many requests
 #     it answers before the report (each key once per batch), and its
 #     last_used_at then moves; a key used just now is not reported.
@@ -55,6 +58,11 @@ $t->write_conf($t->base_conf(workers => 1, http => <<'EOF'));
             sandbox_wake off;
             proxy_pass http://sandbox_pods$sandbox_uri;
         }
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT_3%%;
+        location = /status { sandbox_status; }
     }
 EOF
 
@@ -117,6 +125,53 @@ sub get {
        'cache off: foreign /proxy/ 403');
     is(get('/bob/own/_debug/x', $bob, 2)->{status}, 200,
        'cache off: own path 200');
+}
+
+### the memo of whose each key is: /proxy/ in one round trip, checked
+
+# the worker's Redis round trips (answered operations) for one request,
+# the fewest of a few tries (the links' PINGs count too)
+sub trips {
+    my ($path, $key) = @_;
+    my $fewest;
+    for (1 .. 4) {
+        my $before = $t->json($t->http('GET', '/status', port => 3))
+                     ->{redis}{replies};
+        my $res = get($path, $key, 2);
+        my $n = $t->json($t->http('GET', '/status', port => 3))
+                ->{redis}{replies} - $before;
+        $fewest = $n if !defined $fewest || $n < $fewest;
+    }
+    return $fewest;
+}
+
+{
+    my $carol = $t->add_key('bob');     # a key never used yet
+    my $h = $t->key_hash($carol);
+    $t->redis('HSET', "sbx:key:$h", 'last_used_at', int time);
+    my $first = get('/proxy/own/_debug/m1', $carol, 2);
+    is($first->{json} && $first->{json}{runtime_id}, 'bob-own',
+       "a key's first /proxy/ lookup");
+    is(trips('/proxy/own/_debug/m2', $carol), 1,
+       'then one round trip: its user known, all read at once');
+    is(trips('/bob/own/_debug/m3', $carol), 1, 'the path form: one');
+
+    # the same secret made again for another user (impossible for a real
+    # key, a worst case for the guess): the reads for the guessed user
+    # are not used, and those of the user the key names are made
+    $t->redis('HSET', "sbx:key:$h", 'user', 'alice');
+    my $res = get('/proxy/sb/_debug/m4', $carol, 2);
+    is($res->{json} && $res->{json}{runtime_id}, 'alice-sb',
+       'a wrong guess: the route of the user the key names');
+    $t->redis('HSET', "sbx:key:$h", 'user', 'bob');
+    is(get('/proxy/own/_debug/m5', $carol, 2)->{json}{runtime_id}, 'bob-own',
+       'and back');
+    $t->redis('HSET', "sbx:key:$h", 'user', 'alice');
+    is(get('/proxy/own/_debug/m6', $carol, 2)->{status}, 403,
+       "the guessed user's sandbox is not reached");
+    $t->redis('DEL', "sbx:key:$h");
+    is(get('/proxy/sb/_debug/m7', $carol, 2)->{status}, 401,
+       'a key gone: 401, whatever the memo says');
 }
 
 ### an error reply inside a pipeline
