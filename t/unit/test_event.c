@@ -1,8 +1,8 @@
 
 /*
- * Unit tests of the sbx:events and sbx:ready message decoders; TAP out.  Messages are
- * parsed from exactly sized heap copies, so that AddressSanitizer sees any
- * read past them.
+ * Unit tests of the sbx:events and sbx:ready message decoders; TAP out.
+ * Messages are parsed from exactly sized heap copies, so that
+ * AddressSanitizer sees any read past them.
  */
 
 
