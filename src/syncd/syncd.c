@@ -23,7 +23,6 @@
  * them (metrics.c) at http://ADDR/metrics.
  */
 
-#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +36,7 @@
 #include <sys/wait.h>
 
 #include "elect.h"
+#include "flag.h"
 #include "idle.h"
 #include "kube.h"
 #include "log.h"
@@ -485,42 +485,6 @@ static void usage_to(FILE *out) {
 
 static void usage(void) {
     usage_to(stderr);
-}
-
-/*
- * A numeric flag is all of its value or an error that names it: atoi()
- * would take "80x" as 80 and "abc" as 0, silently.
- */
-static int whole_flag(const char *flag, const char *v, long min, long max,
-                      long *out) {
-    char *end;
-    long n;
-
-    errno = 0;
-    n = strtol(v, &end, 10);
-    if (errno || end == v || *end != '\0' || n < min || n > max) {
-        fprintf(stderr, "sandbox-syncd: %s %s: expected a whole number"
-                " from %ld to %ld\n", flag, v, min, max);
-        return -1;
-    }
-    *out = n;
-    return 0;
-}
-
-/* seconds, a fraction allowed (0.5), above 0 and at most an hour */
-static int seconds_flag(const char *flag, const char *v, double *out) {
-    char *end;
-    double d;
-
-    errno = 0;
-    d = strtod(v, &end);
-    if (errno || end == v || *end != '\0' || !(d > 0) || d > 3600) {
-        fprintf(stderr, "sandbox-syncd: %s %s: expected seconds above 0,"
-                " at most 3600 (0.5, 10)\n", flag, v);
-        return -1;
-    }
-    *out = d;
-    return 0;
 }
 
 static const char *env(const char *name, const char *fallback) {
