@@ -73,12 +73,7 @@ EOF
 $t->nginx_start;
 
 # a sandbox as the API leaves it, paused: its record and a suspended route
-sub paused {
-    my ($name) = @_;
-    $t->add_sandbox_record('alice', $name);
-    $t->redis('HSET', "sbx:sandbox:alice:$name", state => 'paused');
-    $t->add_route('alice', $name, addr => $pod, ready => 0, suspended => 1);
-}
+sub paused { $t->add_paused('alice', $_[0], $pod) }
 
 # what sandbox-syncd does once the controller says Ready
 sub ready {

@@ -86,17 +86,9 @@ $t->nginx_start;
 my $mon = SbxMonitor->start($t);
 ok($mon, 'MONITOR is on');
 
-sub held {
-    my $body = $t->http('GET', '/metrics')->{body};
-    return $body =~ /^sandbox_wake_held (\d+)$/m ? $1 : 0;
-}
+sub held { $t->wake_held }
 
-sub paused {
-    my ($user, $name) = @_;
-    $t->add_sandbox_record($user, $name);
-    $t->redis('HSET', "sbx:sandbox:$user:$name", state => 'paused');
-    $t->add_route($user, $name, addr => $pod, ready => 0, suspended => 1);
-}
+sub paused { $t->add_paused(@_[0, 1], $pod) }
 
 sub ready {
     my ($user, $name, %o) = @_;

@@ -61,17 +61,9 @@ $t->nginx_start;
 my $mon = SbxMonitor->start($t);
 ok($mon, 'MONITOR is on');
 
-sub held {
-    my $body = $t->http('GET', '/metrics')->{body};
-    return $body =~ /^sandbox_wake_held (\d+)$/m ? $1 : 0;
-}
+sub held { $t->wake_held }
 
-sub paused {
-    my ($name) = @_;
-    $t->add_sandbox_record('alice', $name);
-    $t->redis('HSET', "sbx:sandbox:alice:$name", state => 'paused');
-    $t->add_route('alice', $name, addr => $pod, ready => 0, suspended => 1);
-}
+sub paused { $t->add_paused('alice', $_[0], $pod) }
 
 # $n GETs, each on a connection of its own, held
 sub hold {

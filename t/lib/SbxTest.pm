@@ -346,6 +346,24 @@ sub add_sandbox_record {
                  created_at => int time, state => 'creating');
 }
 
+# a sandbox as the API leaves it paused: its record, and a suspended
+# route to addr
+sub add_paused {
+    my ($self, $user, $name, $addr) = @_;
+    $self->add_sandbox_record($user, $name);
+    $self->redis('HSET', "sbx:sandbox:$user:$name", state => 'paused');
+    $self->add_route($user, $name, addr => $addr, ready => 0,
+                     suspended => 1);
+}
+
+# the requests held for sleeping sandboxes, by a sandbox_metrics location
+# at /metrics (port 1 unless told)
+sub wake_held {
+    my ($self, %o) = @_;
+    my $body = $self->http('GET', '/metrics', port => $o{port})->{body};
+    return $body =~ /^sandbox_wake_held (\d+)$/m ? $1 : 0;
+}
+
 ### demo runtimes
 
 # A TCP relay the test controls, in its own process: connections to the
