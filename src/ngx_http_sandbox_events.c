@@ -53,13 +53,7 @@ ngx_http_sandbox_events_init(ngx_cycle_t *cycle,
 
     ngx_http_sandbox_events_zone = smcf->cache_zone;
 
-    ngx_memzero(&rc, sizeof(ngx_http_sandbox_redis_conf_t));
-
-    rc.addr = smcf->redis_addr;
-    rc.sentinel = ngx_http_sandbox_worker_sentinel;
-    rc.password = smcf->redis_password;
-    rc.connect_timeout = smcf->redis_connect_timeout;
-    rc.timeout = smcf->redis_timeout;
+    ngx_http_sandbox_redis_conf_init(&rc, smcf);
     rc.ready = ngx_http_sandbox_events_ready;
     rc.push = ngx_http_sandbox_events_push;
 

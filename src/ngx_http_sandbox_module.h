@@ -197,6 +197,13 @@ extern ngx_http_sandbox_redis_t  *ngx_http_sandbox_events_redis;
 extern ngx_http_sandbox_sentinel_t
                                  *ngx_http_sandbox_worker_sentinel;
 
+/*
+ * A link to the Redis of nginx.conf, with the worker's Sentinel (if any)
+ * and timeouts; its handlers and stats are the caller's to set
+ */
+void ngx_http_sandbox_redis_conf_init(ngx_http_sandbox_redis_conf_t *rc,
+    ngx_http_sandbox_main_conf_t *smcf);
+
 
 /* auth */
 ngx_int_t ngx_http_sandbox_auth_bearer(ngx_http_request_t *r, ngx_str_t *key,

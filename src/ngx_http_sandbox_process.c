@@ -75,12 +75,7 @@ ngx_http_sandbox_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    ngx_memzero(&rc, sizeof(ngx_http_sandbox_redis_conf_t));
-
-    rc.addr = smcf->redis_addr;
-    rc.password = smcf->redis_password;
-    rc.connect_timeout = smcf->redis_connect_timeout;
-    rc.timeout = smcf->redis_timeout;
+    ngx_http_sandbox_redis_conf_init(&rc, smcf);
 
     rc.stats = ngx_http_sandbox_metrics ? &ngx_http_sandbox_metrics->redis
                                         : NULL;
@@ -110,6 +105,20 @@ ngx_http_sandbox_init_process(ngx_cycle_t *cycle)
     }
 
     return ngx_http_sandbox_events_init(cycle, smcf);
+}
+
+
+void
+ngx_http_sandbox_redis_conf_init(ngx_http_sandbox_redis_conf_t *rc,
+    ngx_http_sandbox_main_conf_t *smcf)
+{
+    ngx_memzero(rc, sizeof(ngx_http_sandbox_redis_conf_t));
+
+    rc->addr = smcf->redis_addr;
+    rc->sentinel = ngx_http_sandbox_worker_sentinel;
+    rc->password = smcf->redis_password;
+    rc->connect_timeout = smcf->redis_connect_timeout;
+    rc->timeout = smcf->redis_timeout;
 }
 
 

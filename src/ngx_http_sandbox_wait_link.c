@@ -73,14 +73,7 @@ ngx_http_sandbox_wait_link_init(ngx_cycle_t *cycle)
 
     smcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_sandbox_module);
 
-    ngx_memzero(&ngx_http_sandbox_wait_rc,
-                sizeof(ngx_http_sandbox_redis_conf_t));
-
-    ngx_http_sandbox_wait_rc.addr = smcf->redis_addr;
-    ngx_http_sandbox_wait_rc.sentinel = ngx_http_sandbox_worker_sentinel;
-    ngx_http_sandbox_wait_rc.password = smcf->redis_password;
-    ngx_http_sandbox_wait_rc.connect_timeout = smcf->redis_connect_timeout;
-    ngx_http_sandbox_wait_rc.timeout = smcf->redis_timeout;
+    ngx_http_sandbox_redis_conf_init(&ngx_http_sandbox_wait_rc, smcf);
     ngx_http_sandbox_wait_rc.ready = ngx_http_sandbox_wait_ready;
     ngx_http_sandbox_wait_rc.push = ngx_http_sandbox_wait_push;
 
