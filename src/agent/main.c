@@ -24,12 +24,18 @@
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "agent.h"
 #include "http.h"
 
 #define AGENT_VERSION  "1.0"
+
+/* the next spare is forked this long after the first answer of the one
+ * before: the answer is still on its way (through the gateway, to its
+ * client), on the CPUs a fork would take */
+#define AGENT_SPARE_DELAY_MS  20
 
 agent_conf_t  agent_conf = {
     .workdir = NULL,
@@ -45,17 +51,31 @@ agent_conf_t  agent_conf = {
 volatile pid_t  agent_cmd_pgid;
 
 static int      sig_pipe[2] = { -1, -1 };
-static int      taken_pipe[2] = { -1, -1 };    /* the spare: "I have one" */
+/* what a spare tells the main process, one atomic write each */
+typedef enum {
+    AGENT_SPARE_TAKEN,              /* it has accepted a connection */
+    AGENT_SPARE_ANSWERED,           /* its first answer is out */
+    AGENT_SPARE_ENDED               /* its connection ended, unanswered */
+} agent_spare_event_e;
+
+typedef struct {
+    pid_t                pid;
+    agent_spare_event_e  event;
+} agent_spare_msg_t;
+
+static int      taken_pipe[2] = { -1, -1 };    /* the spares' words */
 static pid_t    spare;              /* the handler forked ahead */
 static int      spare_busy;         /* it has its connection */
 static int      spare_fd = -1;      /* in the spare: the pipe, until its
                                        first answer */
+static long     spare_due;          /* no spare before (monotonic ms) */
 static pid_t   *handlers;           /* live connection handlers */
 static int      nhandlers;
 static pid_t    main_child;         /* the wrapped command, or 0 */
 static int      main_status = -1;
 
-static void spare_answered(void);
+static void spare_tell(agent_spare_event_e event);
+static long now_ms(void);
 
 
 static void
@@ -286,7 +306,7 @@ linger(int fd)
     int            i;
 
     shutdown(fd, SHUT_WR);
-    spare_answered();           /* the answer is complete: EOF is out */
+    spare_tell(AGENT_SPARE_ENDED);  /* its answer, if any, was told */
     for (i = 0; i < 20 && total < 4 * 1024 * 1024; i++) {
         if (poll(&pfd, 1, 100) < 0) {
             break;
@@ -325,7 +345,7 @@ handle_connection(int fd)
         if (rc != 1) {
             break;
         }
-        spare_answered();
+        spare_tell(AGENT_SPARE_ANSWERED);
     }
     linger(fd);
     free(c.buf);
@@ -366,14 +386,15 @@ handler_setup(void)
  * The next connection's handler, forked before the connection comes: a
  * fork costs milliseconds on some virtual machines (the page tables are
  * copied, then faulted in), and the first request after a sandbox wakes
- * would wait for it.  The spare tells the main process on a pipe (its
- * pid, one atomic write) when it has accepted a connection: from then on
- * the main process accepts further ones itself, forking per connection;
- * and (minus its pid) when it has answered its first request, or ended:
- * only then is the next spare forked, so that its fork does not compete
- * for the CPU with that answer.  Without a spare (--max-conns reached, a
- * fork that failed) the main process accepts, and answers 503 past
- * --max-conns.
+ * would wait for it.  The spare tells the main process on a pipe when it
+ * has accepted a connection: from then on the main process accepts
+ * further ones itself, forking per connection; and when it has answered
+ * its first request, or its connection ended unanswered.  Only then is
+ * the next spare forked, so that its fork does not compete for the CPU
+ * with that answer: AGENT_SPARE_DELAY_MS after an answer, at once after
+ * a connection with none (a readiness probe's).  Without a spare
+ * (--max-conns reached, a fork that failed) the main process accepts,
+ * and answers 503 past --max-conns.
  */
 static void
 spare_start(int lfd)
@@ -382,7 +403,9 @@ spare_start(int lfd)
     pid_t          pid, parent;
     int            fd;
 
-    if (spare > 0 || nhandlers >= agent_conf.max_conns) {
+    if (spare > 0 || nhandlers >= agent_conf.max_conns
+        || now_ms() < spare_due)
+    {
         return;
     }
     parent = getpid();
@@ -421,27 +444,28 @@ spare_start(int lfd)
     /* a handler finishes its connection, as one forked for it does */
     prctl(PR_SET_PDEATHSIG, 0);
     prctl(PR_SET_NAME, "agent-handler");
-    pid = getpid();
-    (void) !write(taken_pipe[1], &pid, sizeof(pid));
     spare_fd = taken_pipe[1];
+    spare_tell(AGENT_SPARE_TAKEN);
     handle_connection(fd);
     _exit(0);
 }
 
 
-/* in the spare: its first answer is out (or the connection ended) */
+/* in the spare: a word to the main process; the pipe is closed after
+ * the last (an answer, or the end), so a handler says each once */
 static void
-spare_answered(void)
+spare_tell(agent_spare_event_e event)
 {
-    pid_t  pid;
+    agent_spare_msg_t  msg = { .pid = getpid(), .event = event };
 
     if (spare_fd < 0) {
         return;
     }
-    pid = -getpid();
-    (void) !write(spare_fd, &pid, sizeof(pid));
-    close(spare_fd);
-    spare_fd = -1;
+    (void) !write(spare_fd, &msg, sizeof(msg));
+    if (event != AGENT_SPARE_TAKEN) {
+        close(spare_fd);
+        spare_fd = -1;
+    }
 }
 
 
@@ -450,15 +474,44 @@ spare_answered(void)
 static void
 spare_heard(void)
 {
-    pid_t  pid;
+    agent_spare_msg_t  msg;
 
-    while (read(taken_pipe[0], &pid, sizeof(pid)) == sizeof(pid)) {
-        if (spare > 0 && pid == spare) {
-            spare_busy = 1;
-        } else if (spare > 0 && pid == -spare) {
-            spare = 0;
+    while (read(taken_pipe[0], &msg, sizeof(msg)) == sizeof(msg)) {
+        if (spare <= 0 || msg.pid != spare) {
+            continue;
         }
+        if (msg.event == AGENT_SPARE_TAKEN) {
+            spare_busy = 1;
+            continue;
+        }
+        spare = 0;
+        spare_due = msg.event == AGENT_SPARE_ANSWERED
+                    ? now_ms() + AGENT_SPARE_DELAY_MS : 0;
     }
+}
+
+
+static long
+now_ms(void)
+{
+    struct timespec  ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000;
+}
+
+
+/* the main loop's poll timeout: until the next spare is due, if one is */
+static int
+spare_timeout(void)
+{
+    long  left;
+
+    if (spare > 0 || nhandlers >= agent_conf.max_conns) {
+        return -1;
+    }
+    left = spare_due - now_ms();
+    return left > 0 ? (int) left : -1;
 }
 
 
@@ -668,7 +721,7 @@ main(int argc, char **argv)
         spare_start(lfd);
         /* the spare waiting in accept() takes the next one */
         pfd[0].fd = spare > 0 && !spare_busy ? -1 : lfd;  /* -1: skipped */
-        if (poll(pfd, 3, -1) < 0 && errno != EINTR) {
+        if (poll(pfd, 3, spare_timeout()) < 0 && errno != EINTR) {
             break;
         }
         if (pfd[2].revents & POLLIN) {
