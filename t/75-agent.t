@@ -235,40 +235,12 @@ my @tricky = ("it's", 'say "hi"', "a b  c", "line1\nline2", "tab\there",
 
 ### SSE: chunks as they come, then the result
 
-sub sse_post {
-    my ($port, $path, $body, %o) = @_;
-    $body = $J->encode($body);
-    my $s = $t->_connect($port);
-    my %h = (Host => 'localhost', Accept => 'text/event-stream',
-             'Content-Type' => 'application/json',
-             'Content-Length' => length $body, Connection => 'close',
-             %{ $o{headers} || {} });
-    print $s "POST $path HTTP/1.1\r\n"
-             . join('', map { "$_: $h{$_}\r\n" } sort keys %h) . "\r\n$body";
-    $s->blocking(0);
-    my $sel = IO::Select->new($s);
-    my ($buf, @ev, $head) = ('');
-    my $t0 = time;
-    my $until = $t0 + ($o{timeout} // 15);
-    READ: while (time < $until) {
-        next unless $sel->can_read(0.05);
-        my $n = sysread $s, my $chunk, 65536;
-        last unless $n;
-        $buf .= $chunk;
-        $head //= $1 if $buf =~ /^(.*?\r\n\r\n)/s;
-        while ($buf =~ s/^.*?event: (\S+)\ndata: ([^\n]*)\n\n//s) {
-            push @ev, { event => $1, data => decode_json($2), at => time - $t0 };
-            last READ if $o{stop} && $o{stop}->($ev[-1]);
-        }
-    }
-    close $s;
-    return ($head // '', @ev);
-}
 
 {
-    my ($head, @ev) = sse_post('agent', '/v1/shell/exec',
+    my ($head, @ev) = $t->sse_post('/v1/shell/exec',
         { command => 'echo one; sleep 0.6; echo two >&2; sleep 0.6; '
-                     . "printf '\\303'; sleep 0.3; printf '\\251\\n'" });
+                     . "printf '\\303'; sleep 0.3; printf '\\251\\n'" },
+        port => 'agent');
     like($head, qr{^HTTP/1\.1 200 .*content-type: text/event-stream}is,
          'SSE: event stream');
     my @out = grep { $_->{event} eq 'output' } @ev;
@@ -540,9 +512,10 @@ sub _parse_raw { SbxTest::_parse($_[0]) }
 ### a client that goes away: its command is killed
 
 {
-    my ($head, @ev) = sse_post('agent', '/v1/shell/exec',
-                               { command => 'echo $$; exec sleep 300' },
-                               stop => sub { $_[0]{event} eq 'output' });
+    my ($head, @ev) = $t->sse_post('/v1/shell/exec',
+                                   { command => 'echo $$; exec sleep 300' },
+                                   port => 'agent',
+                                   stop => sub { $_[0]{event} eq 'output' });
     my ($pid) = ($ev[0] && $ev[0]{data}{output} // '') =~ /(\d+)/;
     ok($pid && -e "/proc/$pid", 'the command runs');
     ok($pid && wait_until(sub { !-e "/proc/$pid" }, 3),
@@ -722,7 +695,7 @@ EOF
                 port => 1, headers => \%auth);
     is($res->{json}{data}{content}, 'via gateway ✓', 'gateway: file read');
 
-    my ($head, @ev) = sse_post(1, '/alice/box/v1/shell/exec',
+    my ($head, @ev) = $t->sse_post('/alice/box/v1/shell/exec',
         { command => 'echo a; sleep 0.6; echo b' }, headers => \%auth);
     my @out = grep { $_->{event} eq 'output' } @ev;
     ok(@out == 2 && $out[1]{at} - $out[0]{at} > 0.4,

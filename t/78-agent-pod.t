@@ -397,33 +397,7 @@ is($res->{json}{data}{output}, $t->dir . "/user-bob-py\n",
    'shell form: in the pod\'s directory');
 
 # SSE: chunks as they come, then the result
-sub sse_exec {
-    my ($path, $body) = @_;
-    $body = $J->encode($body);
-    my $s = $t->_connect(1);
-    my %h = (Host => 'localhost', Accept => 'text/event-stream',
-             'Content-Type' => 'application/json', %auth,
-             'Content-Length' => length $body, Connection => 'close');
-    print $s "POST $path HTTP/1.1\r\n"
-             . join('', map { "$_: $h{$_}\r\n" } sort keys %h) . "\r\n$body";
-    $s->blocking(0);
-    my $sel = IO::Select->new($s);
-    my ($buf, @ev, $head) = ('');
-    my $t0 = time;
-    while (time < $t0 + 15) {
-        next unless $sel->can_read(0.05);
-        my $n = sysread $s, my $chunk, 65536;
-        last unless $n;
-        $buf .= $chunk;
-        $head //= $1 if $buf =~ /^(.*?\r\n\r\n)/s;
-        while ($buf =~ s/^.*?event: (\S+)\ndata: ([^\n]*)\n\n//s) {
-            push @ev, { event => $1, data => decode_json($2),
-                        at => time - $t0 };
-        }
-    }
-    close $s;
-    return ($head // '', @ev);
-}
+sub sse_exec { $t->sse_post(@_, port => 1, headers => \%auth) }
 
 my ($head, @ev) = sse_exec('/bob/py/v1/shell/exec',
                            { command => 'echo one; sleep 0.8; echo two' });

@@ -852,6 +852,41 @@ sub sse {
     return @events;
 }
 
+# SSE of a POST (the exec form): ($head, events), each event
+# { event, data (decoded), at (seconds after the request) }; $body a
+# reference is sent as JSON; stop => sub { ... } ends the read at the
+# event it is true of
+sub sse_post {
+    my ($self, $path, $body, %o) = @_;
+    $body = JSON::PP->new->utf8->canonical->encode($body) if ref $body;
+    my $s = $self->_connect($o{port});
+    my %h = (Host => 'localhost', Accept => 'text/event-stream',
+             'Content-Type' => 'application/json',
+             'Content-Length' => length $body, Connection => 'close',
+             %{ $o{headers} || {} });
+    print $s "POST $path HTTP/1.1\r\n"
+             . join('', map { "$_: $h{$_}\r\n" } sort keys %h) . "\r\n$body";
+    $s->blocking(0);
+    my $sel = IO::Select->new($s);
+    my ($buf, @ev, $head) = ('');
+    my $t0 = time;
+    my $until = $t0 + ($o{timeout} // 15);
+    READ: while (time < $until) {
+        next unless $sel->can_read(0.05);
+        my $n = sysread $s, my $chunk, 65536;
+        last unless $n;
+        $buf .= $chunk;
+        $head //= $1 if $buf =~ /^(.*?\r\n\r\n)/s;
+        while ($buf =~ s/^.*?event: (\S+)\ndata: ([^\n]*)\n\n//s) {
+            push @ev, { event => $1, data => decode_json($2),
+                        at => time - $t0 };
+            last READ if $o{stop} && $o{stop}->($ev[-1]);
+        }
+    }
+    close $s;
+    return ($head // '', @ev);
+}
+
 # a connection kept open across requests, as HTTP/1.1 clients keep them:
 # $c = $t->conn; $c->request('GET', '/health'); ...  (see SbxTest::Conn)
 sub conn {
