@@ -610,7 +610,8 @@ sub row {
 
 my $table = row('first request to its 200', '%.1f', @total)
     . row('controller: the resume reaching Kubernetes (the apiserver '
-          . 'receiving the PATCH, its audit log) to Ready (the watch)', '%.1f',
+          . 'receiving the PATCH, its audit log) to Ready (the watch, or '
+          . 'the route\'s write if earlier)', '%.1f',
           @ctl)
     . row('**added** (rows 1a, 1b, 2 and 3)', '%.1f', @added)
     . (@same_added ? row('for comparison: added, the control plane at the '
