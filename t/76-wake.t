@@ -114,27 +114,6 @@ sub send_all {
     } @reqs;
 }
 
-sub read_all {
-    my ($secs, @c) = @_;
-    my $sel = IO::Select->new(map { $_->{s} } @c);
-    my %by = map { fileno($_->{s}) => $_ } @c;
-    my $until = time + $secs;
-    while ($sel->count && time < $until) {
-        for my $s ($sel->can_read(0.2)) {
-            my $c = $by{ fileno $s };
-            my $n = sysread $s, my $buf, 65536;
-            if ($n) {
-                $c->{raw} .= $buf;
-                $c->{first} //= time;
-                next;
-            }
-            $sel->remove($s);
-            $c->{done} = time;
-        }
-    }
-    return map { { %$_, %{ SbxTest::_parse($_->{raw}) } } } @c;
-}
-
 sub exec_req {
     my ($prefix, $name, $cmd) = @_;
     return [ 'POST', "$prefix/alice/$name/v1/shell/exec",
@@ -164,7 +143,7 @@ is(scalar(grep { $_->{s}->connected && !$_->{raw} } @c), 20,
 
 my $t0 = time;
 ready('sb1');
-@c = read_all(10, @c);
+@c = $t->read_all(10, @c);
 is(scalar(grep { $_->{status} == 200 } @c), 20, 'all 20 answered by the sandbox');
 my %out = map { (($t->json($_) // {})->{data}{output} // '') => 1 } @c;
 is(scalar(grep { $out{"$_\n"} } 1 .. 20), 20, 'each its own command\'s output');
@@ -203,7 +182,7 @@ ok(wait_for(sub { (metric('sandbox_wake_held') // 0) == 6 }),
    'the requests after the resume was carried out are held too');
 is(resumes('sb8'), 1, 'and no second resume is queued');
 ready('sb8');
-@c = read_all(10, @first, @later);
+@c = $t->read_all(10, @first, @later);
 is(scalar(grep { $_->{status} == 200 } @c), 6, 'all 6 answered');
 # paused again (the API's pause, idle auto-pause) within the wake's
 # marker: the next request wakes it once more
@@ -217,14 +196,14 @@ ok(wait_for(sub { $t->http('POST', '/off/alice/sb8/v1/shell/exec',
 ok(wait_for(sub { resumes('sb8') == 2 }),
    'paused again: the next request resumes it again');
 ready('sb8');
-@c = read_all(10, @c);
+@c = $t->read_all(10, @c);
 is($c[0]{status}, 200, 'and is answered');
 
 ### the timeout
 
 paused('sb2');
 $t0 = time;
-($r) = read_all(10, send_all(exec_req('/short', 'sb2', 'true')));
+($r) = $t->read_all(10, send_all(exec_req('/short', 'sb2', 'true')));
 my $took = time - $t0;
 is($r->{status}, 503, 'held past sandbox_wake_timeout: 503');
 is($r->{headers}{'retry-after'}, 5, 'with Retry-After');
@@ -239,7 +218,7 @@ is(metric('sandbox_wake_held'), 0, 'held gauge back to 0');
 # the marker keeps a failed wake from being retried at once; the
 # sandbox's state "resuming" meanwhile keeps it from a second resume
 is(resumes('sb2'), 1, 'one resume for the timed-out wake');
-($r) = read_all(10, send_all(exec_req('/short', 'sb2', 'true')));
+($r) = $t->read_all(10, send_all(exec_req('/short', 'sb2', 'true')));
 is(resumes('sb2'), 1, 'a second request while it is resuming: no second one');
 
 ### a client that leaves while held
@@ -259,7 +238,7 @@ ok(!grep({ $_ < 300 } $t->read_file('wake.log') =~ /^499 sb3 "(\d+)"$/gm),
 ready('sb3');
 sleep 0.3;
 @c = send_all(exec_req('', 'sb3', 'echo after'));
-($r) = read_all(10, @c);
+($r) = $t->read_all(10, @c);
 is($r->{status}, 200, 'the sandbox still served after');
 
 ### sandbox_wake_max_held, per worker (two workers)
@@ -267,7 +246,7 @@ is($r->{status}, 200, 'the sandbox still served after');
 paused('sb4');
 @c = send_all(map { exec_req('/few', 'sb4', 'true') } 1 .. 4);
 ok(wait_for(sub { (metric('sandbox_wake_held') // 0) >= 1 }), 'some held');
-my @fast = read_all(1.5, @c);
+my @fast = $t->read_all(1.5, @c);
 my @busy = grep { $_->{status} == 503 } @fast;
 cmp_ok(scalar @busy, '>=', 2, scalar(@busy) . ' answered 503 at once');
 ok(!grep({ ($t->json($_) // {})->{message} ne
@@ -276,7 +255,7 @@ ok(!grep({ ($t->json($_) // {})->{message} ne
 ok(!grep({ !$_->{headers}{'retry-after'} } @busy), 'with Retry-After');
 cmp_ok(metric('sandbox_wake_held'), '<=', 2, 'at most one held per worker');
 ready('sb4');
-my @held = read_all(5, grep { !$_->{done} } @fast);
+my @held = $t->read_all(5, grep { !$_->{done} } @fast);
 is(scalar(grep { $_->{status} == 200 } @held), 4 - @busy,
    'the held ones answered');
 
@@ -302,7 +281,7 @@ $t->nginx_reload;
 sleep 0.5;
 ok(scalar(grep { $_->{s}->connected } @c) == 6, 'still connected after the reload');
 ready('sb6');
-@c = read_all(10, @c);
+@c = $t->read_all(10, @c);
 is(scalar(grep { $_->{status} == 200 } @c), 6, 'all answered after the reload');
 ok(wait_for(sub { !grep { kill 0, $_ } map { /(\d+)/ } @old }, 10),
    'and the old workers exited then');
@@ -346,7 +325,7 @@ SKIP: {
        'a sandbox created through the API');
     ok(wait_for(sub { api('GET', '/api/sandboxes/kb')->{ready} }, 60),
        'ready') or diag($t->read_file('syncd.out'), $t->read_file('controller.out'));
-    ($r) = read_all(10, send_all(exec_req('', 'kb', 'echo up')));
+    ($r) = $t->read_all(10, send_all(exec_req('', 'kb', 'echo up')));
     is($r->{headers}{'x-runtime-id'}, 'kb', 'served by its runtime');
 
     api('POST', '/api/sandboxes/kb/pause');
@@ -378,7 +357,7 @@ SKIP: {
     my $ws = pop @c;
     ok(wait_for(sub { (metric('sandbox_wake_held') // 0) >= 10 }, 10),
        'held while it wakes');
-    @c = read_all(60, @c);
+    @c = $t->read_all(60, @c);
     my $took = time - $t0;
     my @ok = grep { $_->{status} == 200
                     && ($_->{headers}{'x-runtime-id'} // '') eq 'kb' } @c;

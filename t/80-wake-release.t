@@ -21,7 +21,6 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use Time::HiRes qw(time sleep);
-use IO::Select;
 use JSON::PP;
 use SbxTest;
 use SbxKube;
@@ -110,21 +109,6 @@ sub hold {
     return { s => $s, raw => '', path => $path };
 }
 
-sub answers {
-    my (@c) = @_;
-    my $sel = IO::Select->new(map { $_->{s} } @c);
-    my %by = map { fileno($_->{s}) => $_ } @c;
-    my $until = time + 15;
-    while ($sel->count && time < $until) {
-        for my $s ($sel->can_read(0.2)) {
-            my $n = sysread $s, my $buf, 65536;
-            if ($n) { $by{ fileno $s }{raw} .= $buf; next }
-            $sel->remove($s);
-        }
-    }
-    return map { { %$_, %{ SbxTest::_parse($_->{raw}) } } } @c;
-}
-
 # the commands of the worker's command link from the route's ready write
 # on (the link is the one that reads the route for the group): any
 # command, whatever the lookup sends
@@ -169,7 +153,7 @@ for my $n (2, 6) {
         push @c, hold("/alice/$name/health", $key, @c + 1) for 1 .. $n;
         is(held(), $n + $mixed, "$name: " . ($n + $mixed) . ' held');
         ready('alice', $name);
-        @c = answers(@c);
+        @c = $t->read_all(15, @c);
         is(scalar(grep { $_->{status} == 200 } @c), $n + $mixed,
            "$name: all answered by the sandbox");
         sleep 0.3;
@@ -199,7 +183,7 @@ paused('alice', 'lost');
 my @c = (hold('/nc/alice/lost/health', $key, 1),
          map { hold('/alice/lost/health', $key, 1 + $_) } 1 .. 3);
 ready('alice', 'lost', lost => 1);
-@c = answers(@c);
+@c = $t->read_all(15, @c);
 is(join(' ', map { $_->{status} } @c), '200 200 200 200',
    'released by the periodic re-read: all 4 answered by the sandbox')
     or diag(explain [ map { $_->{body} } @c ]);
@@ -223,7 +207,7 @@ is($r->{status}, 200, 'and a user deactivated');
 sleep 0.3;
 ready('alice', 'rev');
 ready('bob', 'bsb');
-@c = answers(@c);
+@c = $t->read_all(15, @c);
 is($c[0]{status}, 401, 'the revoked key, where the cache is off: 401');
 is($c[1]{status}, 401, 'the revoked key, where the cache is on: 401');
 is($c[2]{status}, 200, 'the other key, released with them: 200');
@@ -238,7 +222,7 @@ paused('alice', 'moved');
       hold('/nc/alice/moved/health', $key, 2),
       hold('/anon/alice/moved/health', undef, 3));
 ready('alice', 'moved', addr => $pod2);
-@c = answers(@c);
+@c = $t->read_all(15, @c);
 is(join(' ', map { $_->{headers}{'x-runtime-id'} // $_->{status} } @c),
    'pod2 pod2 pod2', 'released to the new address (cache on, off, no key)');
 
@@ -256,7 +240,7 @@ sleep 0.5;
 is(held(), 2, 'not ready: still held');
 ok(!grep({ $_->{s}->sysread(my $b, 1) } @c), 'and not answered');
 ready('alice', 'half');
-@c = answers(@c);
+@c = $t->read_all(15, @c);
 is(join(' ', map { $_->{status} } @c), '200 200', 'then ready: answered');
 is(held(), 0, 'nothing held any more');
 

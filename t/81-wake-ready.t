@@ -25,7 +25,6 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use Time::HiRes qw(time sleep);
-use IO::Select;
 use SbxTest;
 use SbxKube;
 use SbxMonitor;
@@ -82,21 +81,6 @@ sub hold {
     return @c;
 }
 
-sub answers {
-    my (@c) = @_;
-    my $sel = IO::Select->new(map { $_->{s} } @c);
-    my %by = map { fileno($_->{s}) => $_ } @c;
-    my $until = time + 15;
-    while ($sel->count && time < $until) {
-        for my $s ($sel->can_read(0.2)) {
-            my $n = sysread $s, my $buf, 65536;
-            if ($n) { $by{ fileno $s }{raw} .= $buf; next }
-            $sel->remove($s);
-        }
-    }
-    return map { SbxTest::_parse($_->{raw}) } @c;
-}
-
 sub served_by {
     join ' ', map { $_->{headers}{'x-runtime-id'} // $_->{status} // '-' } @_;
 }
@@ -143,7 +127,7 @@ $t->redis_pipeline('redis',
     [ 'PUBLISH', 'sbx:ready', "alice r1 $pod" ],
     [ 'PUBLISH', 'sbx:events', 'route alice r1' ]);
 my $t0 = time;
-my @r = answers(@c);
+my @r = $t->read_all(15, @c);
 is(served_by(@r), 'pod pod pod', 'r1: all answered by the sandbox');
 note(sprintf 'r1: answered within %.0f ms', 1000 * (time - $t0));
 is(held(), 0, 'r1: nothing held');
@@ -161,7 +145,7 @@ paused('r2');
 @c = hold('r2', 2);
 sleep 0.3;
 $t->redis('PUBLISH', 'sbx:ready', "alice r2 $pod2");
-@r = answers(@c);
+@r = $t->read_all(15, @c);
 is(served_by(@r), 'pod2 pod2',
    'r2: released by the message alone, to the address it names');
 $after = since(is_publish('sbx:ready', "alice r2 $pod2"));
@@ -175,7 +159,7 @@ paused('r3');
 sleep 0.3;
 $t->redis('HSET', 'sbx:route:alice:r3', ready => 1, suspended => 0);
 $t->redis('PUBLISH', 'sbx:events', 'route alice r3');
-@r = answers(@c);
+@r = $t->read_all(15, @c);
 is(served_by(@r), 'pod pod', 'r3: released by the "route" message');
 $after = since(is_publish('sbx:events', 'route alice r3'));
 is(scalar(grep { names_route('r3', $_) && lc $_->{args}[0] eq 'hmget' }
@@ -212,7 +196,7 @@ for my $round ([ 'r4', 'a good message', sub {
                       == $warned + @bad }, 3),
        "$name: each malformed message logged");
     $then->();
-    @r = answers(@c);
+    @r = $t->read_all(15, @c);
     is(served_by(@r), $name eq 'r4' ? 'pod2 pod2' : 'pod pod',
        "$name: then released by $what");
 }
@@ -226,7 +210,7 @@ sleep 0.3;
 $t->redis_pipeline('redis',
     [ 'PUBLISH', 'sbx:events', 'route alice r6' ],
     [ 'PUBLISH', 'sbx:ready', "alice r6 $pod2" ]);
-@r = answers(@c);
+@r = $t->read_all(15, @c);
 is(served_by(@r), 'pod2 pod2',
    'r6: released by "ready" (the route still not ready in Redis)');
 $after = since(is_publish('sbx:events', 'route alice r6'));

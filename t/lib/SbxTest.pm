@@ -852,6 +852,31 @@ sub sse {
     return @events;
 }
 
+# connections ({ s => nonblocking socket, raw => '' }, each with its own
+# request sent) read until each ends or $secs pass: each comes back with
+# its answer parsed in (status, headers, body) and the times its first
+# byte (first) and its end (done) came
+sub read_all {
+    my ($self, $secs, @c) = @_;
+    my $sel = IO::Select->new(map { $_->{s} } @c);
+    my %by = map { fileno($_->{s}) => $_ } @c;
+    my $until = time + $secs;
+    while ($sel->count && time < $until) {
+        for my $s ($sel->can_read(0.2)) {
+            my $c = $by{ fileno $s };
+            my $n = sysread $s, my $buf, 65536;
+            if ($n) {
+                $c->{raw} .= $buf;
+                $c->{first} //= time;
+                next;
+            }
+            $sel->remove($s);
+            $c->{done} = time;
+        }
+    }
+    return map { { %$_, %{ _parse($_->{raw}) } } } @c;
+}
+
 # SSE of a POST (the exec form): ($head, events), each event
 # { event, data (decoded), at (seconds after the request) }; $body a
 # reference is sent as JSON; stop => sub { ... } ends the read at the
