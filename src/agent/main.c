@@ -75,6 +75,7 @@ static pid_t    main_child;         /* the wrapped command, or 0 */
 static int      main_status = -1;
 
 static void spare_tell(agent_spare_event_e event);
+static int spare_wanted(void);
 static long now_ms(void);
 
 
@@ -403,9 +404,7 @@ spare_start(int lfd)
     pid_t          pid, parent;
     int            fd;
 
-    if (spare > 0 || nhandlers >= agent_conf.max_conns
-        || now_ms() < spare_due)
-    {
+    if (!spare_wanted() || now_ms() < spare_due) {
         return;
     }
     parent = getpid();
@@ -491,6 +490,14 @@ spare_heard(void)
 }
 
 
+/* no spare, and room for one more handler */
+static int
+spare_wanted(void)
+{
+    return spare <= 0 && nhandlers < agent_conf.max_conns;
+}
+
+
 static long
 now_ms(void)
 {
@@ -507,7 +514,7 @@ spare_timeout(void)
 {
     long  left;
 
-    if (spare > 0 || nhandlers >= agent_conf.max_conns) {
+    if (!spare_wanted()) {
         return -1;
     }
     left = spare_due - now_ms();
